@@ -1,0 +1,29 @@
+//! The CPU backend: the candle model behind the generation loop's `Backend` seam.
+
+use crate::error::Result;
+use crate::generate::{top_k_of_row, Backend, Select};
+use crate::model::{rows_to_vec, DecoderState, Marian};
+
+impl Backend for Marian {
+    type State = DecoderState;
+
+    fn start(&self, batch: &[Vec<u32>], rows_per_sentence: usize) -> Result<DecoderState> {
+        let (encoded, mask) = self.encode(batch)?;
+        self.start_decoding(&encoded, &mask, rows_per_sentence)
+    }
+
+    fn step(&self, state: &mut DecoderState, tokens: &[u32], select: &Select) -> Result<Vec<Vec<(u32, f32)>>> {
+        let logits = self.decode_step(state, tokens)?;
+        if select.forced.is_some() {
+            return Ok(tokens.iter().map(|_| top_k_of_row(&[], select)).collect());
+        }
+        Ok(rows_to_vec(&logits)?
+            .iter()
+            .map(|row| top_k_of_row(row, select))
+            .collect())
+    }
+
+    fn select_rows(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
+        self.retain_rows(state, rows)
+    }
+}

@@ -1,0 +1,182 @@
+//! `marian-wasm bench`: encode + greedy-decode exactly `--tokens` target tokens per sentence
+//! (EOS suppressed, so every engine does the same work), after one warm-up batch.
+//! With `--baseline-hf DIR` it also runs candle-transformers' own f32 `marian` model on the
+//! same ids in the same process, one sentence at a time (that model cannot batch).
+
+use anyhow::{Context, Result};
+use marian_wasm::generate::generate;
+use marian_wasm::{Package, Translator};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args, Clone)]
+pub struct BenchArgs {
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 32)]
+    pub tokens: usize,
+    /// Sentences, one a line (default: a built-in set of 16 everyday English sentences).
+    #[arg(long)]
+    pub sentences: Option<PathBuf>,
+    /// How many sentences to time (cycled from the set).
+    #[arg(long, default_value_t = 16)]
+    pub count: usize,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+    /// A Hugging Face checkpoint folder to run candle-transformers' marian on as a baseline.
+    #[arg(long)]
+    pub baseline_hf: Option<PathBuf>,
+}
+
+const SENTENCES: &[&str] = &[
+    "A man in a blue shirt is standing on a ladder cleaning windows.",
+    "Two young children are playing in the sand at the beach.",
+    "A woman is reading a book in a quiet cafe near the station.",
+    "The dog runs across the green field to catch a red ball.",
+    "Several people are waiting for the bus in the rain.",
+    "A group of friends is having dinner together on a terrace.",
+    "An old man sits on a bench and feeds the pigeons.",
+    "The little girl is wearing a yellow dress and a hat.",
+    "A cyclist rides down a narrow street in the old town.",
+    "Three workers in orange vests are repairing the road.",
+    "A musician plays the guitar on a busy street corner.",
+    "The children are laughing while they play with a kite.",
+    "A chef is preparing food in a large restaurant kitchen.",
+    "Two women are walking their dogs along the river.",
+    "A boy jumps into the swimming pool with his clothes on.",
+    "People are dancing at a wedding under colorful lights.",
+];
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn sentence_set(args: &BenchArgs) -> Result<Vec<String>> {
+    let base: Vec<String> = match &args.sentences {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect(),
+        None => SENTENCES.iter().map(|s| s.to_string()).collect(),
+    };
+    anyhow::ensure!(!base.is_empty(), "no sentences to benchmark");
+    Ok((0..args.count.max(1)).map(|i| base[i % base.len()].clone()).collect())
+}
+
+pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package>) -> Result<()> {
+    anyhow::ensure!(args.device == "cpu", "--device {}: only cpu exists in this build (the WebGPU backend is issue 4)", args.device);
+    if let Some(t) = args.threads {
+        // candle's CPU kernels size their thread pools from this variable.
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let t0 = Instant::now();
+    let pkg = load(args.model.as_deref())?;
+    let quant = pkg.manifest.quant.to_string();
+    let translator = Translator::new(&pkg)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    drop(pkg);
+    let sentences = sentence_set(&args)?;
+    let ids: Vec<Vec<u32>> = sentences
+        .iter()
+        .map(|s| translator.tokenizer.encode(s))
+        .collect::<marian_wasm::Result<_>>()?;
+    // Fixed-length greedy: EOS banned, no forced EOS, exactly `tokens` new tokens.
+    let mut g = translator.generation.clone();
+    g.num_beams = 1;
+    g.max_length = args.tokens + 1;
+    g.forced_eos_token_id = None;
+    g.bad_words_ids.push(vec![g.eos_token_id]);
+    anyhow::ensure!(g.max_length <= translator.model.config.max_position_embeddings + 1, "--tokens exceeds the model's positions");
+    let batch = args.batch.max(1);
+    generate(&translator.model, &ids[..batch.min(ids.len())], &g)?; // warm-up
+    let t1 = Instant::now();
+    let mut produced = 0usize;
+    for chunk in ids.chunks(batch) {
+        let out = generate(&translator.model, chunk, &g)?;
+        produced += out.iter().map(|o| o.len() - 1).sum::<usize>();
+    }
+    let secs = t1.elapsed().as_secs_f64();
+    anyhow::ensure!(produced == ids.len() * args.tokens, "engine produced {produced} tokens, expected {}", ids.len() * args.tokens);
+    let tokens_per_s = produced as f64 / secs;
+    let baseline = match &args.baseline_hf {
+        Some(dir) => Some(baseline::run(dir, &ids, args.tokens, translator.generation.eos_token_id)?),
+        None => None,
+    };
+    let peak = peak_rss_mb();
+    if args.json {
+        let mut obj = serde_json::json!({
+            "tokens_per_s": tokens_per_s, "load_s": load_s, "peak_rss_mb": peak,
+            "batch": batch, "tokens": args.tokens, "threads": threads, "device": "cpu",
+            "quant": quant, "sentences": ids.len(),
+        });
+        if let Some(b) = baseline {
+            obj["baseline_candle_marian_f32"] = serde_json::json!({"tokens_per_s": b.0, "load_s": b.1, "batch": 1});
+        }
+        println!("{obj}");
+    } else {
+        println!("marian-wasm {quant} cpu: {tokens_per_s:.1} tokens/s (batch {batch}, {} sentences x {} tokens, {threads} threads), load {load_s:.3} s, peak RSS {peak:.0} MB", ids.len(), args.tokens);
+        if let Some(b) = baseline {
+            println!("candle-transformers marian f32 (batch 1): {:.1} tokens/s, load {:.3} s", b.0, b.1);
+        }
+    }
+    Ok(())
+}
+
+mod baseline {
+    use anyhow::{Context, Result};
+    use candle_core::{DType, Device, IndexOp, Tensor};
+    use candle_nn::VarBuilder;
+    use candle_transformers::models::marian::{Config, MTModel};
+    use std::path::Path;
+    use std::time::Instant;
+
+    /// (tokens per second, load seconds) of candle-transformers' marian, greedy, EOS banned.
+    pub fn run(dir: &Path, ids: &[Vec<u32>], tokens: usize, eos: u32) -> Result<(f64, f64)> {
+        let t0 = Instant::now();
+        let cfg: Config = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)
+            .context("config.json for candle-transformers' marian")?;
+        let weights = dir.join("model.safetensors");
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu)? };
+        let mut model = MTModel::new(&cfg, vb)?;
+        let load_s = t0.elapsed().as_secs_f64();
+        let mut one = |src: &[u32]| -> Result<()> {
+            model.reset_kv_cache();
+            let input = Tensor::new(src, &Device::Cpu)?.unsqueeze(0)?;
+            let enc = model.encoder().forward(&input, 0)?;
+            let mut last = cfg.decoder_start_token_id;
+            for step in 0..tokens {
+                let x = Tensor::new(&[last], &Device::Cpu)?.unsqueeze(0)?;
+                let logits = model.decode(&x, &enc, step)?.i((0, 0))?;
+                let mut v = logits.to_vec1::<f32>()?;
+                v[eos as usize] = f32::NEG_INFINITY;
+                v[cfg.pad_token_id as usize] = f32::NEG_INFINITY;
+                last = v.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
+            }
+            Ok(())
+        };
+        one(&ids[0])?; // warm-up
+        let t1 = Instant::now();
+        for src in ids {
+            one(src)?;
+        }
+        Ok(((ids.len() * tokens) as f64 / t1.elapsed().as_secs_f64(), load_s))
+    }
+}

@@ -1,0 +1,154 @@
+//! The `marian-wasm` command line: convert, translate, bench (see DESIGN.md's contract).
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    cli::main()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use anyhow::{bail, Context, Result};
+    use clap::{Parser, Subcommand, ValueEnum};
+    use marian_wasm::package::quant::Quant;
+    use marian_wasm::{GenerateOptions, Package, Translator};
+    use std::io::{BufRead, Write};
+    use std::path::{Path, PathBuf};
+
+    #[derive(Parser)]
+    #[command(name = "marian-wasm", version, about = "Marian (OPUS-MT) translation: convert, translate, bench")]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+    enum DeviceArg {
+        Cpu,
+        Gpu,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Convert a Hugging Face Marian checkpoint folder into a model package.
+        Convert {
+            hf_dir: PathBuf,
+            out_dir: PathBuf,
+            #[arg(long, default_value = "q8")]
+            quant: String,
+        },
+        /// Translate UTF-8 lines from stdin, one output line per input line.
+        Translate {
+            #[arg(long)]
+            model: Option<PathBuf>,
+            #[arg(long)]
+            beams: Option<usize>,
+            #[arg(long)]
+            max_length: Option<usize>,
+            #[arg(long, value_enum, default_value = "cpu")]
+            device: DeviceArg,
+            #[arg(long)]
+            adapter: Option<PathBuf>,
+            #[arg(long, default_value_t = 8)]
+            batch_size: usize,
+            /// Print the generated token ids (space separated) instead of text.
+            #[arg(long)]
+            ids: bool,
+        },
+        /// Tokens per second of encoding + greedy decoding at a fixed output length.
+        Bench(crate::bench::BenchArgs),
+    }
+
+    pub fn load_package(model: Option<&Path>) -> Result<Package> {
+        Ok(match model {
+            Some(dir) => Package::read_dir(dir)?,
+            None => Package::embedded()?,
+        })
+    }
+
+    pub fn main() {
+        let cli = Cli::parse();
+        if let Err(e) = run(cli) {
+            eprintln!("marian-wasm: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+
+    fn run(cli: Cli) -> Result<()> {
+        match cli.command {
+            Command::Convert { hf_dir, out_dir, quant } => {
+                let quant: Quant = quant.parse()?;
+                let done = marian_wasm::package::convert::convert(&hf_dir, &out_dir, quant)?;
+                eprintln!(
+                    "wrote {} ({quant}, {} files, {:.2} MB)",
+                    out_dir.display(),
+                    done.manifest.files.len() + 1,
+                    done.total_bytes as f64 / 1e6
+                );
+                Ok(())
+            }
+            Command::Translate { model, beams, max_length, device, adapter, batch_size, ids } => {
+                if device == DeviceArg::Gpu {
+                    bail!("--device gpu: the WebGPU backend is not built yet (issue 4); use --device cpu");
+                }
+                if adapter.is_some() {
+                    bail!("--adapter: fine-tuned adapters are not supported yet (issue 5)");
+                }
+                let pkg = load_package(model.as_deref())?;
+                let translator = Translator::new(&pkg)?;
+                let opts = GenerateOptions { num_beams: beams, max_length, length_penalty: None };
+                translate_stdin(&translator, &opts, batch_size, ids)
+            }
+            Command::Bench(args) => crate::bench::run(args, load_package),
+        }
+    }
+
+    fn translate_stdin(t: &Translator, opts: &GenerateOptions, batch_size: usize, ids: bool) -> Result<()> {
+        let stdin = std::io::stdin();
+        let mut reader = stdin.lock();
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let mut pending: Vec<String> = Vec::new();
+        let mut line_no = 0usize;
+        let flush = |pending: &mut Vec<String>, out: &mut std::io::BufWriter<std::io::StdoutLock>| -> Result<()> {
+            let refs: Vec<&str> = pending.iter().map(|s| s.as_str()).collect();
+            for tr in t.translate(&refs, opts, batch_size)? {
+                if ids {
+                    let joined: Vec<String> = tr.ids.iter().map(|c| c.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" ")).collect();
+                    writeln!(out, "{}", joined.join(" | "))?;
+                } else {
+                    writeln!(out, "{}", tr.text)?;
+                }
+            }
+            out.flush()?;
+            pending.clear();
+            Ok(())
+        };
+        loop {
+            let mut buf = Vec::new();
+            let n = reader.read_until(b'\n', &mut buf).context("reading stdin")?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            if buf.ends_with(b"\n") {
+                buf.pop();
+                if buf.ends_with(b"\r") {
+                    buf.pop();
+                }
+            }
+            let line = String::from_utf8(buf)
+                .map_err(|e| anyhow::anyhow!("stdin line {line_no} is not valid UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))?;
+            pending.push(line);
+            if pending.len() >= batch_size.max(1) * 4 {
+                flush(&mut pending, &mut out)?;
+            }
+        }
+        flush(&mut pending, &mut out)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod bench;

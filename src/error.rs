@@ -1,0 +1,47 @@
+//! One error type for the whole crate: every variant names what a person must fix.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file exists but its content is not what it claims to be.
+    #[error("{file}: {msg}")]
+    Corrupt { file: String, msg: String },
+    #[error("{file}: sha256 mismatch (manifest says {expected}, file has {actual}); the package is damaged or was modified - download or convert it again")]
+    Hash {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("invalid model config: {0}")]
+    Config(String),
+    #[error("invalid input: {0}")]
+    Input(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("model computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    pub fn corrupt(file: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Corrupt {
+            file: file.into(),
+            msg: msg.into(),
+        }
+    }
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,335 @@
+//! Generation as transformers' `generate` does it for Marian: greedy and beam search with
+//! HF's length normalisation and stopping rule, `bad_words_ids`, forced EOS at
+//! `max_length`, over a batch of sentences. Backends (CPU now, GPU later) only run the
+//! network and pick each row's best candidates; all bookkeeping lives here, once.
+
+use crate::config::GenerationConfig;
+use crate::error::{Error, Result};
+
+/// How a step's logits are turned into candidates.
+#[derive(Debug, Clone)]
+pub struct Select<'a> {
+    /// How many candidates per row.
+    pub k: usize,
+    /// Score with log-softmax (beam search) rather than raw logits (greedy).
+    pub log_softmax: bool,
+    /// Tokens that may never be chosen (`bad_words_ids`).
+    pub banned: &'a [u32],
+    /// When set, only this token may be chosen (forced EOS at the last position).
+    pub forced: Option<u32>,
+}
+
+/// The seam between the generation loop and a compute backend.
+pub trait Backend {
+    type State;
+    /// Encode `batch` (ids ending in `</s>`) and prepare `rows_per_sentence` decoder rows each.
+    fn start(&self, batch: &[Vec<u32>], rows_per_sentence: usize) -> Result<Self::State>;
+    /// Feed one token per row; return each row's best `select.k` (token, score), best first,
+    /// ties broken by the lower token id.
+    fn step(&self, state: &mut Self::State, tokens: &[u32], select: &Select) -> Result<Vec<Vec<(u32, f32)>>>;
+    /// Continue with these rows, in this order (beam reordering and dropping finished rows).
+    fn select_rows(&self, state: &mut Self::State, rows: &[u32]) -> Result<()>;
+}
+
+/// The reference candidate selection over a row of logits (CPU; a GPU does this on device).
+pub fn top_k_of_row(logits: &[f32], select: &Select) -> Vec<(u32, f32)> {
+    if let Some(tok) = select.forced {
+        // ForcedEOSTokenLogitsProcessor: every other score is -inf, this one 0.
+        return vec![(tok, 0.0)];
+    }
+    let mut scores: Vec<f32> = logits.to_vec();
+    if select.log_softmax {
+        let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = scores.iter().map(|&x| (x - max).exp()).sum();
+        let lse = max + sum.ln();
+        for s in scores.iter_mut() {
+            *s -= lse;
+        }
+    }
+    for &b in select.banned {
+        if let Some(s) = scores.get_mut(b as usize) {
+            *s = f32::NEG_INFINITY;
+        }
+    }
+    let k = select.k.min(scores.len());
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    for (i, &s) in scores.iter().enumerate() {
+        if best.len() == k && s <= best[k - 1].1 {
+            continue;
+        }
+        let pos = best.partition_point(|&(_, bs)| bs >= s);
+        best.insert(pos, (i as u32, s));
+        best.truncate(k);
+    }
+    best
+}
+
+/// Options a caller may override per request; `None` means the package's default.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    pub num_beams: Option<usize>,
+    pub max_length: Option<usize>,
+    pub length_penalty: Option<f32>,
+}
+
+impl GenerateOptions {
+    pub fn resolve(&self, base: &GenerationConfig) -> Result<GenerationConfig> {
+        let mut g = base.clone();
+        if let Some(b) = self.num_beams {
+            if b == 0 || b > 64 {
+                return Err(Error::Input(format!("beams must be in 1..=64, got {b}")));
+            }
+            g.num_beams = b;
+        }
+        if let Some(m) = self.max_length {
+            if m < 2 {
+                return Err(Error::Input(format!("max length must be at least 2, got {m}")));
+            }
+            g.max_length = m;
+        }
+        if let Some(lp) = self.length_penalty {
+            g.length_penalty = lp;
+        }
+        Ok(g)
+    }
+}
+
+fn banned(g: &GenerationConfig) -> Vec<u32> {
+    g.bad_words_ids.iter().flatten().copied().collect()
+}
+
+fn forced_at(g: &GenerationConfig, cur_len: usize) -> Option<u32> {
+    g.forced_eos_token_id.filter(|_| cur_len == g.max_length - 1)
+}
+
+/// Greedy decoding; returns each sentence's full sequence as HF does: the decoder start
+/// token, the generated tokens, and EOS when one was produced.
+pub fn greedy<B: Backend>(backend: &B, batch: &[Vec<u32>], g: &GenerationConfig) -> Result<Vec<Vec<u32>>> {
+    let mut state = backend.start(batch, 1)?;
+    let mut seqs: Vec<Vec<u32>> = vec![vec![g.decoder_start_token_id]; batch.len()];
+    let mut live: Vec<usize> = (0..batch.len()).collect();
+    let banned = banned(g);
+    let mut cur_len = 1;
+    while !live.is_empty() && cur_len < g.max_length {
+        let tokens: Vec<u32> = live.iter().map(|&i| *seqs[i].last().unwrap()).collect();
+        let select = Select {
+            k: 1,
+            log_softmax: false,
+            banned: &banned,
+            forced: forced_at(g, cur_len),
+        };
+        let best = backend.step(&mut state, &tokens, &select)?;
+        let mut keep = Vec::with_capacity(live.len());
+        let mut still = Vec::with_capacity(live.len());
+        for (row, &i) in live.iter().enumerate() {
+            let tok = best[row][0].0;
+            seqs[i].push(tok);
+            if tok != g.eos_token_id {
+                keep.push(row as u32);
+                still.push(i);
+            }
+        }
+        cur_len += 1;
+        if still.len() != live.len() && !still.is_empty() {
+            backend.select_rows(&mut state, &keep)?;
+        }
+        live = still;
+    }
+    Ok(seqs)
+}
+
+/// Finished hypotheses of one sentence: transformers' BeamHypotheses.
+struct Hypotheses {
+    beams: Vec<(f64, Vec<u32>, bool)>,
+    worst: f64,
+    num_beams: usize,
+    length_penalty: f64,
+    early_stopping: bool,
+}
+
+impl Hypotheses {
+    fn new(g: &GenerationConfig) -> Self {
+        Hypotheses {
+            beams: Vec::new(),
+            worst: 1e9,
+            num_beams: g.num_beams,
+            length_penalty: g.length_penalty as f64,
+            early_stopping: g.early_stopping,
+        }
+    }
+
+    /// `generated_len` counts generated tokens (EOS included), not the start token.
+    fn add(&mut self, seq: Vec<u32>, sum_logprobs: f32, generated_len: usize, ended: bool) {
+        let score = sum_logprobs as f64 / (generated_len as f64).powf(self.length_penalty);
+        if self.beams.len() < self.num_beams || score > self.worst {
+            self.beams.push((score, seq, ended));
+            if self.beams.len() > self.num_beams {
+                let mut order: Vec<(f64, usize)> =
+                    self.beams.iter().enumerate().map(|(i, b)| (b.0, i)).collect();
+                order.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+                self.beams.remove(order[0].1);
+                self.worst = order[1].0;
+            } else {
+                self.worst = self.worst.min(score);
+            }
+        }
+    }
+
+    fn is_done(&self, best_sum_logprobs: f32, generated_len: usize) -> bool {
+        if self.beams.len() < self.num_beams {
+            return false;
+        }
+        if self.early_stopping {
+            return true;
+        }
+        let best = best_sum_logprobs as f64 / (generated_len as f64).powf(self.length_penalty);
+        self.worst >= best
+    }
+
+    /// The highest score; among equal scores the last added (Python's sorted + pop).
+    fn best(self, eos: u32) -> Vec<u32> {
+        let mut best: Option<(f64, Vec<u32>, bool)> = None;
+        for b in self.beams {
+            if best.as_ref().is_none_or(|x| b.0 >= x.0) {
+                best = Some(b);
+            }
+        }
+        let (_, mut seq, ended) = best.expect("at least one hypothesis");
+        if ended {
+            seq.push(eos);
+        }
+        seq
+    }
+}
+
+/// Beam search exactly as transformers' beam scorer: 2×beams candidates per step, EOS
+/// candidates ranked below `num_beams` ignored, length-normalised finished scores.
+pub fn beam_search<B: Backend>(backend: &B, batch: &[Vec<u32>], g: &GenerationConfig) -> Result<Vec<Vec<u32>>> {
+    let nb = g.num_beams;
+    let n = batch.len();
+    let mut state = backend.start(batch, nb)?;
+    let banned = banned(g);
+    // Per sentence: its running beams (tokens, score); the first beam alone is live at start.
+    let mut beams: Vec<Vec<(Vec<u32>, f32)>> = (0..n)
+        .map(|_| {
+            (0..nb)
+                .map(|j| (vec![g.decoder_start_token_id], if j == 0 { 0.0 } else { -1e9 }))
+                .collect()
+        })
+        .collect();
+    let mut hyps: Vec<Hypotheses> = (0..n).map(|_| Hypotheses::new(g)).collect();
+    let mut live: Vec<usize> = (0..n).collect();
+    let mut cur_len = 1;
+    while !live.is_empty() {
+        let tokens: Vec<u32> = live
+            .iter()
+            .flat_map(|&s| beams[s].iter().map(|b| *b.0.last().unwrap()))
+            .collect();
+        let select = Select {
+            k: 2 * nb,
+            log_softmax: true,
+            banned: &banned,
+            forced: forced_at(g, cur_len),
+        };
+        let cands = backend.step(&mut state, &tokens, &select)?;
+        let mut next_live = Vec::with_capacity(live.len());
+        let mut rows = Vec::with_capacity(live.len() * nb);
+        for (li, &s) in live.iter().enumerate() {
+            // Merge this sentence's rows into one ranking, as topk over beams × vocab.
+            let mut all: Vec<(f32, usize, u32)> = Vec::with_capacity(nb * 2 * nb);
+            for j in 0..nb {
+                let base = beams[s][j].1;
+                for &(tok, sc) in &cands[li * nb + j] {
+                    all.push((base + sc, j, tok));
+                }
+            }
+            all.sort_by(|a, b| {
+                b.0.partial_cmp(&a.0)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(a.1.cmp(&b.1))
+                    .then(a.2.cmp(&b.2))
+            });
+            all.truncate(2 * nb);
+            let mut next: Vec<(Vec<u32>, f32)> = Vec::with_capacity(nb);
+            let mut src_rows = Vec::with_capacity(nb);
+            for (rank, &(score, j, tok)) in all.iter().enumerate() {
+                if tok == g.eos_token_id {
+                    if rank >= nb {
+                        continue;
+                    }
+                    hyps[s].add(beams[s][j].0.clone(), score, cur_len, true);
+                } else {
+                    let mut seq = beams[s][j].0.clone();
+                    seq.push(tok);
+                    next.push((seq, score));
+                    src_rows.push((li * nb + j) as u32);
+                }
+                if next.len() == nb {
+                    break;
+                }
+            }
+            // Only when every candidate was EOS or -inf (forced EOS): keep shapes, these
+            // beams are never extended again because max_length ends the loop.
+            while next.len() < nb {
+                next.push((beams[s][0].0.clone(), f32::NEG_INFINITY));
+                src_rows.push((li * nb) as u32);
+            }
+            let best_next = all.first().map(|c| c.0).unwrap_or(f32::NEG_INFINITY);
+            let done = hyps[s].is_done(best_next, cur_len);
+            beams[s] = next;
+            if !done {
+                next_live.push(s);
+                rows.extend(src_rows);
+            }
+        }
+        cur_len += 1;
+        if cur_len >= g.max_length {
+            for &s in &next_live {
+                for (seq, score) in beams[s].clone() {
+                    let generated = seq.len() - 1;
+                    hyps[s].add(seq, score, generated, false);
+                }
+            }
+            break;
+        }
+        if !next_live.is_empty() {
+            backend.select_rows(&mut state, &rows)?;
+        }
+        live = next_live;
+    }
+    Ok(hyps.into_iter().map(|h| h.best(g.eos_token_id)).collect())
+}
+
+/// Greedy when `num_beams` is 1, beam search otherwise.
+pub fn generate<B: Backend>(backend: &B, batch: &[Vec<u32>], g: &GenerationConfig) -> Result<Vec<Vec<u32>>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    if g.num_beams == 1 {
+        greedy(backend, batch, g)
+    } else {
+        beam_search(backend, batch, g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_breaks_ties_by_lower_id_and_masks() {
+        let sel = Select { k: 2, log_softmax: false, banned: &[3], forced: None };
+        assert_eq!(top_k_of_row(&[1.0, 5.0, 5.0, 9.0], &sel), vec![(1, 5.0), (2, 5.0)]);
+        let forced = Select { k: 4, log_softmax: true, banned: &[], forced: Some(0) };
+        assert_eq!(top_k_of_row(&[1.0, 2.0], &forced), vec![(0, 0.0)]);
+    }
+
+    #[test]
+    fn log_softmax_scores_sum_to_one() {
+        let sel = Select { k: 3, log_softmax: true, banned: &[], forced: None };
+        let got = top_k_of_row(&[0.5, -1.0, 2.0], &sel);
+        let total: f32 = got.iter().map(|x| x.1.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+        assert_eq!(got[0].0, 2);
+    }
+}

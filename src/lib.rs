@@ -1,0 +1,24 @@
+//! marian-wasm: Marian (OPUS-MT) translation with quantized packages, on candle natively
+//! and in the browser through WebAssembly.
+//!
+//! Data path: `package::convert` (HF checkpoint -> package) → `package::Package` (verified
+//! files) → `tokenizer::MarianTokenizer` + `model::Marian` → `generate` (greedy / beam over
+//! a `generate::Backend`) → text, wrapped by `translator::Translator`.
+
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod model;
+pub mod package;
+pub mod text;
+pub mod tokenizer;
+pub mod translator;
+
+#[cfg(target_arch = "wasm32")]
+pub mod api;
+
+pub use error::{Error, Result};
+pub use generate::GenerateOptions;
+pub use package::Package;
+pub use translator::{Translation, Translator};

@@ -1,0 +1,404 @@
+//! The Marian encoder-decoder (post-layer-norm Transformer) on candle, CPU.
+//!
+//! Unlike candle-transformers' reference `marian` module this one batches sentences with
+//! padding masks, projects cross-attention K/V once per sentence, keeps a per-row self
+//! attention KV cache that beam search can reorder, and multiplies quantized weights as
+//! stored in the package (GGML Q8_0/Q4_0 through candle's `QMatMul`).
+
+pub mod layout;
+
+use crate::config::{Activation, MarianConfig};
+use crate::error::{Error, Result};
+use crate::package::quant::{Matrix, WeightFile};
+use crate::package::Package;
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::LayerNorm;
+use layout::{DECODER_EMBEDDING, ENCODER_EMBEDDING, FINAL_LOGITS_BIAS, LM_HEAD, SHARED_EMBEDDING};
+
+const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// A linear layer whose weight may be quantized.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: QMatMul,
+    bias: Tensor,
+}
+
+fn qmatmul(m: &Matrix) -> QMatMul {
+    match m {
+        Matrix::Dense(t) => QMatMul::Tensor(t.clone()),
+        Matrix::Quantized(q) => QMatMul::QTensor(q.clone()),
+    }
+}
+
+impl Linear {
+    fn load(w: &WeightFile, prefix: &str, rows: usize, cols: usize) -> Result<Self> {
+        Ok(Linear {
+            weight: qmatmul(&w.matrix(&format!("{prefix}.weight"), rows, cols)?),
+            bias: w.float(&format!("{prefix}.bias"), &[rows])?,
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.weight.forward(x)?.broadcast_add(&self.bias)?)
+    }
+}
+
+fn layer_norm(w: &WeightFile, prefix: &str, d: usize) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(
+        w.float(&format!("{prefix}.weight"), &[d])?,
+        w.float(&format!("{prefix}.bias"), &[d])?,
+        LAYER_NORM_EPS,
+    ))
+}
+
+fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
+    Ok(match act {
+        Activation::Swish => x.silu()?,
+        Activation::Gelu => x.gelu_erf()?,
+        Activation::GeluNew => x.gelu()?,
+        Activation::Relu => x.relu()?,
+        Activation::Tanh => x.tanh()?,
+        Activation::Sigmoid => candle_nn::ops::sigmoid(x)?,
+    })
+}
+
+/// Token embeddings; the same matrix is the tied output projection.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    matrix: Matrix,
+    as_linear: QMatMul,
+}
+
+impl Embedding {
+    fn new(matrix: Matrix) -> Self {
+        let as_linear = qmatmul(&matrix);
+        Embedding { matrix, as_linear }
+    }
+    /// ids [B, T] -> [B, T, D]
+    fn lookup(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(match &self.matrix {
+            Matrix::Dense(t) => {
+                let (b, s) = ids.dims2()?;
+                t.index_select(&ids.flatten_all()?, 0)?
+                    .reshape((b, s, t.dim(1)?))?
+            }
+            Matrix::Quantized(q) => q.embedding(ids)?,
+        })
+    }
+    fn project(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.as_linear.forward(x)?)
+    }
+}
+
+/// Static sinusoidal positions exactly as transformers' MarianSinusoidalPositionalEmbedding:
+/// first half sin, second half cos, computed in f64 and rounded once.
+fn sinusoidal_positions(n_pos: usize, dim: usize) -> Result<Tensor> {
+    let half = dim / 2;
+    let mut out = vec![0f32; n_pos * dim];
+    for pos in 0..n_pos {
+        for j in 0..half {
+            let angle = pos as f64 / 10000f64.powf((2 * j) as f64 / dim as f64);
+            out[pos * dim + j] = angle.sin() as f32;
+            out[pos * dim + half + j] = angle.cos() as f32;
+        }
+    }
+    Ok(Tensor::from_vec(out, (n_pos, dim), &Device::Cpu)?)
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+    head_dim: usize,
+    scaling: f64,
+}
+
+impl Attention {
+    fn load(w: &WeightFile, prefix: &str, d: usize, heads: usize) -> Result<Self> {
+        let head_dim = d / heads;
+        Ok(Attention {
+            q: Linear::load(w, &format!("{prefix}.q_proj"), d, d)?,
+            k: Linear::load(w, &format!("{prefix}.k_proj"), d, d)?,
+            v: Linear::load(w, &format!("{prefix}.v_proj"), d, d)?,
+            out: Linear::load(w, &format!("{prefix}.out_proj"), d, d)?,
+            heads,
+            head_dim,
+            scaling: (head_dim as f64).powf(-0.5),
+        })
+    }
+
+    /// [B, T, D] -> [B, H, T, hd]
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        Ok(x.reshape((b, t, self.heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    }
+
+    fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.split_heads(&self.k.forward(x)?)?,
+            self.split_heads(&self.v.forward(x)?)?,
+        ))
+    }
+
+    /// Attend from x [B, T, D] over k, v [B, H, S, hd]; `mask` is additive, [B, 1, 1, S].
+    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let q = self.split_heads(&(self.q.forward(x)? * self.scaling)?)?;
+        let mut scores = q.matmul(&k.transpose(2, 3)?.contiguous()?)?;
+        if let Some(m) = mask {
+            scores = scores.broadcast_add(m)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        self.out.forward(&ctx)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FeedForward {
+    fc1: Linear,
+    fc2: Linear,
+    act: Activation,
+}
+
+impl FeedForward {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&activate(self.act, &self.fc1.forward(x)?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    self_attn: Attention,
+    self_attn_norm: LayerNorm,
+    ffn: FeedForward,
+    final_norm: LayerNorm,
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    self_attn: Attention,
+    self_attn_norm: LayerNorm,
+    cross_attn: Attention,
+    cross_attn_norm: LayerNorm,
+    ffn: FeedForward,
+    final_norm: LayerNorm,
+}
+
+fn ffn(w: &WeightFile, p: &str, d: usize, ffn_dim: usize, act: Activation) -> Result<FeedForward> {
+    Ok(FeedForward {
+        fc1: Linear::load(w, &format!("{p}.fc1"), ffn_dim, d)?,
+        fc2: Linear::load(w, &format!("{p}.fc2"), d, ffn_dim)?,
+        act,
+    })
+}
+
+/// The whole model, weights loaded once and shared by every translation.
+#[derive(Debug, Clone)]
+pub struct Marian {
+    pub config: MarianConfig,
+    encoder_embed: Embedding,
+    decoder_embed: Embedding,
+    lm_head: Embedding,
+    final_logits_bias: Tensor,
+    positions: Tensor,
+    embed_scale: f64,
+    encoder: Vec<EncoderLayer>,
+    decoder: Vec<DecoderLayer>,
+}
+
+/// What the decoder keeps between steps for a batch of rows.
+pub struct DecoderState {
+    /// Per layer: self-attention keys and values [R, H, T, hd] so far.
+    self_kv: Vec<Option<(Tensor, Tensor)>>,
+    /// Per layer: cross-attention keys and values [R, H, S, hd], projected once.
+    cross_kv: Vec<(Tensor, Tensor)>,
+    /// Additive encoder padding mask [R, 1, 1, S].
+    cross_mask: Tensor,
+    /// Decoder positions consumed so far.
+    pub length: usize,
+}
+
+impl Marian {
+    pub fn from_package(pkg: &Package) -> Result<Self> {
+        let cfg = pkg.manifest.model.clone();
+        let w = WeightFile::parse(&pkg.manifest.weights, pkg.file(&pkg.manifest.weights)?)?;
+        let d = cfg.d_model;
+        let tv = cfg.target_vocab_size();
+        let (encoder_embed, decoder_embed) = if cfg.share_encoder_decoder_embeddings {
+            let shared = Embedding::new(w.matrix(SHARED_EMBEDDING, cfg.vocab_size, d)?);
+            (shared.clone(), shared)
+        } else {
+            (
+                Embedding::new(w.matrix(ENCODER_EMBEDDING, cfg.vocab_size, d)?),
+                Embedding::new(w.matrix(DECODER_EMBEDDING, tv, d)?),
+            )
+        };
+        let lm_head = if cfg.tie_word_embeddings {
+            decoder_embed.clone()
+        } else {
+            Embedding::new(w.matrix(LM_HEAD, tv, d)?)
+        };
+        let final_logits_bias = w.float(FINAL_LOGITS_BIAS, &[1, tv])?.reshape(tv)?;
+        let act = cfg.activation_function;
+        let mut encoder = Vec::with_capacity(cfg.encoder_layers);
+        for i in 0..cfg.encoder_layers {
+            let p = format!("encoder.layers.{i}");
+            encoder.push(EncoderLayer {
+                self_attn: Attention::load(&w, &format!("{p}.self_attn"), d, cfg.encoder_attention_heads)?,
+                self_attn_norm: layer_norm(&w, &format!("{p}.self_attn_layer_norm"), d)?,
+                ffn: ffn(&w, &p, d, cfg.encoder_ffn_dim, act)?,
+                final_norm: layer_norm(&w, &format!("{p}.final_layer_norm"), d)?,
+            });
+        }
+        let mut decoder = Vec::with_capacity(cfg.decoder_layers);
+        for i in 0..cfg.decoder_layers {
+            let p = format!("decoder.layers.{i}");
+            decoder.push(DecoderLayer {
+                self_attn: Attention::load(&w, &format!("{p}.self_attn"), d, cfg.decoder_attention_heads)?,
+                self_attn_norm: layer_norm(&w, &format!("{p}.self_attn_layer_norm"), d)?,
+                cross_attn: Attention::load(&w, &format!("{p}.encoder_attn"), d, cfg.decoder_attention_heads)?,
+                cross_attn_norm: layer_norm(&w, &format!("{p}.encoder_attn_layer_norm"), d)?,
+                ffn: ffn(&w, &p, d, cfg.decoder_ffn_dim, act)?,
+                final_norm: layer_norm(&w, &format!("{p}.final_layer_norm"), d)?,
+            });
+        }
+        Ok(Marian {
+            positions: sinusoidal_positions(cfg.max_position_embeddings, d)?,
+            embed_scale: if cfg.scale_embedding { (d as f64).sqrt() } else { 1.0 },
+            config: cfg,
+            encoder_embed,
+            decoder_embed,
+            lm_head,
+            final_logits_bias,
+            encoder,
+            decoder,
+        })
+    }
+
+    fn embed(&self, table: &Embedding, ids: &Tensor, offset: usize) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        if offset + t > self.config.max_position_embeddings {
+            return Err(Error::Input(format!(
+                "sequence of {} tokens is longer than the model's {} positions",
+                offset + t,
+                self.config.max_position_embeddings
+            )));
+        }
+        let x = (table.lookup(ids)? * self.embed_scale)?;
+        Ok(x.broadcast_add(&self.positions.narrow(0, offset, t)?)?)
+    }
+
+    /// Encode a batch of id sequences (each ending in `</s>`), right-padded with `<pad>`.
+    /// Returns the hidden states [B, S, D] and the additive padding mask [B, 1, 1, S].
+    pub fn encode(&self, batch: &[Vec<u32>]) -> Result<(Tensor, Tensor)> {
+        let b = batch.len();
+        let s = batch.iter().map(|x| x.len()).max().unwrap_or(0).max(1);
+        let pad = self.config.pad_token_id;
+        let mut ids = Vec::with_capacity(b * s);
+        let mut mask = Vec::with_capacity(b * s);
+        for seq in batch {
+            for i in 0..s {
+                ids.push(seq.get(i).copied().unwrap_or(pad));
+                mask.push(if i < seq.len() { 0f32 } else { f32::NEG_INFINITY });
+            }
+        }
+        let ids = Tensor::from_vec(ids, (b, s), &Device::Cpu)?;
+        let mask = Tensor::from_vec(mask, (b, 1, 1, s), &Device::Cpu)?;
+        let mut x = self.embed(&self.encoder_embed, &ids, 0)?;
+        for layer in &self.encoder {
+            let (k, v) = layer.self_attn.keys_values(&x)?;
+            let h = layer.self_attn.attend(&x, &k, &v, Some(&mask))?;
+            x = layer.self_attn_norm.forward(&(x + h)?)?;
+            let h = layer.ffn.forward(&x)?;
+            x = layer.final_norm.forward(&(x + h)?)?;
+        }
+        Ok((x, mask))
+    }
+
+    /// Start decoding: each encoded sentence gets `rows_per_sentence` decoder rows (beams).
+    pub fn start_decoding(&self, encoded: &Tensor, mask: &Tensor, rows_per_sentence: usize) -> Result<DecoderState> {
+        let (enc, mask) = if rows_per_sentence > 1 {
+            let b = encoded.dim(0)?;
+            let idx: Vec<u32> = (0..b as u32)
+                .flat_map(|i| std::iter::repeat_n(i, rows_per_sentence))
+                .collect();
+            let idx = Tensor::new(idx.as_slice(), &Device::Cpu)?;
+            (encoded.index_select(&idx, 0)?, mask.index_select(&idx, 0)?)
+        } else {
+            (encoded.clone(), mask.clone())
+        };
+        let cross_kv = self
+            .decoder
+            .iter()
+            .map(|l| l.cross_attn.keys_values(&enc))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DecoderState {
+            self_kv: vec![None; self.decoder.len()],
+            cross_kv,
+            cross_mask: mask,
+            length: 0,
+        })
+    }
+
+    /// One decoding step: one token per row in, logits [R, V] out (f32, with final_logits_bias).
+    pub fn decode_step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
+        let r = tokens.len();
+        let ids = Tensor::from_vec(tokens.to_vec(), (r, 1), &Device::Cpu)?;
+        let mut x = self.embed(&self.decoder_embed, &ids, state.length)?;
+        for (i, layer) in self.decoder.iter().enumerate() {
+            let (k_new, v_new) = layer.self_attn.keys_values(&x)?;
+            let (k, v) = match state.self_kv[i].take() {
+                Some((k, v)) => (Tensor::cat(&[&k, &k_new], 2)?, Tensor::cat(&[&v, &v_new], 2)?),
+                None => (k_new, v_new),
+            };
+            let h = layer.self_attn.attend(&x, &k, &v, None)?;
+            state.self_kv[i] = Some((k, v));
+            x = layer.self_attn_norm.forward(&(x + h)?)?;
+            let (ck, cv) = &state.cross_kv[i];
+            let h = layer.cross_attn.attend(&x, ck, cv, Some(&state.cross_mask))?;
+            x = layer.cross_attn_norm.forward(&(x + h)?)?;
+            let h = layer.ffn.forward(&x)?;
+            x = layer.final_norm.forward(&(x + h)?)?;
+        }
+        state.length += 1;
+        let logits = self.lm_head.project(&x.squeeze(1)?)?;
+        Ok(logits.broadcast_add(&self.final_logits_bias)?.to_dtype(DType::F32)?)
+    }
+
+    /// Keep only `rows` (in that order) of the decoder state: beam search's reindexing.
+    pub fn reorder(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
+        let idx = Tensor::new(rows, &Device::Cpu)?;
+        for kv in state.self_kv.iter_mut().flatten() {
+            *kv = (kv.0.index_select(&idx, 0)?, kv.1.index_select(&idx, 0)?);
+        }
+        Ok(())
+    }
+
+    /// Drop rows whose sentences are finished (keeps cross K/V and mask in step).
+    pub fn retain_rows(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
+        self.reorder(state, rows)?;
+        let idx = Tensor::new(rows, &Device::Cpu)?;
+        for kv in state.cross_kv.iter_mut() {
+            *kv = (kv.0.index_select(&idx, 0)?, kv.1.index_select(&idx, 0)?);
+        }
+        state.cross_mask = state.cross_mask.index_select(&idx, 0)?;
+        Ok(())
+    }
+
+    pub fn target_vocab_size(&self) -> usize {
+        self.config.target_vocab_size()
+    }
+}
+
+/// Logits of a row as plain floats (the generation loop's input on the CPU backend).
+pub fn rows_to_vec(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+}
+

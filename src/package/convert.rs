@@ -1,0 +1,213 @@
+//! `marian-wasm convert`: a Hugging Face Marian checkpoint folder into a model package.
+
+use super::quant::{encode_matrix, Quant, StoredTensor};
+use super::spm::SpmModel;
+use super::{sha256_hex, FileEntry, Manifest, TokenizerFiles, FORMAT, FORMAT_VERSION, MANIFEST, WEIGHTS};
+use crate::config::{GenerationConfig, MarianConfig};
+use crate::error::{Error, Result};
+use crate::model::layout::{self, Role};
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What precision each role gets under each package quantization. Embeddings (which are
+/// also the tied output projection) never go below 8 bits: measured, 4-bit embeddings
+/// cost far more logit accuracy than 4-bit layer matrices (see README).
+fn form_for(role: Role, quant: Quant) -> Quant {
+    match (role, quant) {
+        (Role::Vector, _) => Quant::F32,
+        (Role::Embedding, Quant::Q4) => Quant::Q8,
+        (_, q) => q,
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    String::from_utf8(read(path)?)
+        .map_err(|_| Error::corrupt(path.display().to_string(), "not UTF-8 text"))
+}
+
+/// Load the checkpoint's state dict from model.safetensors or pytorch_model.bin.
+fn load_state_dict(dir: &Path) -> Result<HashMap<String, Tensor>> {
+    let st = dir.join("model.safetensors");
+    if st.exists() {
+        let bytes = read(&st)?;
+        // Validate the header ourselves first so a lying header is a clear error, not a panic.
+        let file = st.display().to_string();
+        super::quant::WeightFile::parse(&file, &bytes)?;
+        return candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| Error::corrupt(file, e.to_string()));
+    }
+    let bin = dir.join("pytorch_model.bin");
+    if bin.exists() {
+        let file = bin.display().to_string();
+        let list = candle_core::pickle::read_all(&bin)
+            .map_err(|e| Error::corrupt(file, format!("not a readable PyTorch checkpoint: {e}")))?;
+        return Ok(list.into_iter().collect());
+    }
+    Err(Error::Input(format!(
+        "{}: no model.safetensors or pytorch_model.bin (is this a Hugging Face Marian checkpoint folder?)",
+        dir.display()
+    )))
+}
+
+/// Check a vocab.json: a JSON object of piece -> id, ids inside the model's vocabulary.
+fn check_vocab(path: &Path, size: usize) -> Result<Vec<u8>> {
+    let bytes = read(path)?;
+    let file = path.display().to_string();
+    let map: HashMap<String, u32> = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::corrupt(&file, format!("not a JSON object of piece -> id: {e}")))?;
+    if let Some((p, id)) = map.iter().find(|(_, &id)| id as usize >= size) {
+        return Err(Error::corrupt(
+            &file,
+            format!("piece '{p}' has id {id}, outside the model's vocabulary of {size}"),
+        ));
+    }
+    Ok(bytes)
+}
+
+pub struct Converted {
+    pub manifest: Manifest,
+    pub total_bytes: u64,
+}
+
+pub fn convert(hf_dir: &Path, out_dir: &Path, quant: Quant) -> Result<Converted> {
+    let config_text = read_text(&hf_dir.join("config.json"))?;
+    let cfg = MarianConfig::from_json(&config_text, &hf_dir.join("config.json").display().to_string())?;
+    let gen_path = hf_dir.join("generation_config.json");
+    let gen_text = if gen_path.exists() {
+        Some(read_text(&gen_path)?)
+    } else {
+        None
+    };
+    let generation = GenerationConfig::from_hf(&config_text, gen_text.as_deref(), &cfg)?;
+
+    // Tokenizer first: it is cheap and its errors are common.
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let src_path = hf_dir.join("source.spm");
+    let tgt_path = hf_dir.join("target.spm");
+    let src_spm = SpmModel::parse(&read(&src_path)?, &src_path.display().to_string())?;
+    let tgt_spm = SpmModel::parse(&read(&tgt_path)?, &tgt_path.display().to_string())?;
+    for (name, model, path) in [
+        ("source.tokenizer.json", &src_spm, &src_path),
+        ("target.tokenizer.json", &tgt_spm, &tgt_path),
+    ] {
+        let tok = model.to_tokenizer(&path.display().to_string())?;
+        let json = tok
+            .to_string(false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        outputs.push((name.to_string(), json.into_bytes()));
+    }
+    outputs.push((
+        "vocab.json".into(),
+        check_vocab(&hf_dir.join("vocab.json"), cfg.vocab_size)?,
+    ));
+    let target_vocab = hf_dir.join("target_vocab.json");
+    let has_target_vocab = !cfg.share_encoder_decoder_embeddings && target_vocab.exists();
+    if has_target_vocab {
+        outputs.push((
+            "target_vocab.json".into(),
+            check_vocab(&target_vocab, cfg.target_vocab_size())?,
+        ));
+    }
+
+    // Weights.
+    let state = load_state_dict(hf_dir)?;
+    let weights_file = if hf_dir.join("model.safetensors").exists() {
+        "model.safetensors"
+    } else {
+        "pytorch_model.bin"
+    };
+    let mut stored: Vec<StoredTensor> = Vec::new();
+    for spec in layout::tensors(&cfg) {
+        let t = spec
+            .hf_names
+            .iter()
+            .find_map(|n| state.get(n))
+            .ok_or_else(|| {
+                Error::corrupt(
+                    weights_file,
+                    format!("tensor '{}' is missing", spec.hf_names[0]),
+                )
+            })?;
+        if t.dims() != spec.shape.as_slice() {
+            return Err(Error::corrupt(
+                weights_file,
+                format!(
+                    "tensor '{}' has shape {:?}, config.json implies {:?}",
+                    spec.hf_names[0],
+                    t.dims(),
+                    spec.shape
+                ),
+            ));
+        }
+        match form_for(spec.role, quant) {
+            Quant::F32 => stored.push(StoredTensor::f32(&spec.name, t)?),
+            form => stored.extend(encode_matrix(&spec.name, t, form)?),
+        }
+    }
+    let views: Vec<(String, &StoredTensor)> =
+        stored.iter().map(|s| (s.name.clone(), s)).collect();
+    let weights = safetensors::serialize(views, None)
+        .map_err(|e| Error::corrupt(WEIGHTS, e.to_string()))?;
+    outputs.push((WEIGHTS.into(), weights));
+
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let mut files = Vec::new();
+    for (name, bytes) in &outputs {
+        let p = out_dir.join(name);
+        std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
+        files.push(FileEntry {
+            name: name.clone(),
+            size: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+        });
+    }
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        quant,
+        model: cfg,
+        generation,
+        tokenizer: TokenizerFiles {
+            source: "source.tokenizer.json".into(),
+            target: "target.tokenizer.json".into(),
+            vocab: "vocab.json".into(),
+            target_vocab: has_target_vocab.then(|| "target_vocab.json".into()),
+            target_decode: tgt_spm.decode_info(),
+        },
+        weights: WEIGHTS.into(),
+        files,
+        provenance: format!(
+            "converted by marian-wasm {} from {} ({weights_file})",
+            env!("CARGO_PKG_VERSION"),
+            hf_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+        ),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    let mp = out_dir.join(MANIFEST);
+    std::fs::write(&mp, &json).map_err(|e| Error::io(&mp, e))?;
+    let total_bytes = manifest.files.iter().map(|f| f.size).sum::<u64>() + json.len() as u64;
+    Ok(Converted {
+        manifest,
+        total_bytes,
+    })
+}
+
+impl safetensors::View for &StoredTensor {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}

@@ -1,0 +1,259 @@
+//! Quantized matrices as stored in a package, and their rebuild into candle types.
+//!
+//! GGML blocks (Q8_0: f16 scale + 32 int8, 34 bytes; Q4_0: f16 scale + 16 nibble bytes,
+//! 18 bytes) are not 4-byte aligned, which WGSL storage buffers need. So a package keeps
+//! each quantized matrix as two plain tensors, both row-major over (row, block):
+//!   `<name>.q8`  U8 [rows, cols]      int8 values (two's complement) in GGML order
+//!   `<name>.q4`  U8 [rows, cols / 2]  Q4_0 nibbles in GGML order (low nibbles = first 16)
+//!   `<name>.scales` F16 [rows, cols / 32]
+//! The CPU path re-interleaves them into GGML blocks (one copy at load); a GPU kernel reads
+//! them as stored. Quantisation itself is candle's (the GGML reference rounding).
+
+use crate::error::{Error, Result};
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::{DType, Device, Tensor};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+pub const BLOCK: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quant {
+    F32,
+    F16,
+    Q8,
+    Q4,
+}
+
+impl std::str::FromStr for Quant {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Quant::F32),
+            "f16" => Ok(Quant::F16),
+            "q8" => Ok(Quant::Q8),
+            "q4" => Ok(Quant::Q4),
+            other => Err(Error::Input(format!(
+                "unknown quantization '{other}' (expected f32, f16, q8 or q4)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Quant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Quant::F32 => "f32",
+            Quant::F16 => "f16",
+            Quant::Q8 => "q8",
+            Quant::Q4 => "q4",
+        };
+        f.write_str(s)
+    }
+}
+
+/// A tensor ready to be written into a safetensors file.
+pub struct StoredTensor {
+    pub name: String,
+    pub dtype: safetensors::Dtype,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+impl StoredTensor {
+    pub fn f32(name: &str, t: &Tensor) -> Result<Self> {
+        let t = t.to_dtype(DType::F32)?.contiguous()?;
+        let v = t.flatten_all()?.to_vec1::<f32>()?;
+        Ok(StoredTensor {
+            name: name.to_string(),
+            dtype: safetensors::Dtype::F32,
+            shape: t.dims().to_vec(),
+            data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        })
+    }
+    fn f16(name: &str, t: &Tensor) -> Result<Self> {
+        let t = t.to_dtype(DType::F16)?.contiguous()?;
+        let v = t.flatten_all()?.to_vec1::<half::f16>()?;
+        Ok(StoredTensor {
+            name: name.to_string(),
+            dtype: safetensors::Dtype::F16,
+            shape: t.dims().to_vec(),
+            data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        })
+    }
+}
+
+/// Which stored form a [rows, cols] matrix gets under `quant`. Matrices whose rows do not
+/// split into 32-wide blocks cannot use GGML blocks and fall back to f16 (or f32).
+pub fn matrix_form(quant: Quant, cols: usize) -> Quant {
+    match quant {
+        Quant::Q8 | Quant::Q4 if cols % BLOCK != 0 => Quant::F16,
+        q => q,
+    }
+}
+
+/// Encode one weight matrix [rows, cols] in the package's form.
+pub fn encode_matrix(name: &str, w: &Tensor, quant: Quant) -> Result<Vec<StoredTensor>> {
+    let (rows, cols) = w.dims2()?;
+    let form = matrix_form(quant, cols);
+    let (ggml, block_bytes, tag) = match form {
+        Quant::F32 => return Ok(vec![StoredTensor::f32(name, w)?]),
+        Quant::F16 => return Ok(vec![StoredTensor::f16(name, w)?]),
+        Quant::Q8 => (GgmlDType::Q8_0, 34, "q8"),
+        Quant::Q4 => (GgmlDType::Q4_0, 18, "q4"),
+    };
+    let q = QTensor::quantize(&w.to_dtype(DType::F32)?, ggml)?;
+    let blocks = q.data()?;
+    let n_blocks = rows * cols / BLOCK;
+    debug_assert_eq!(blocks.len(), n_blocks * block_bytes);
+    let mut scales = Vec::with_capacity(n_blocks * 2);
+    let mut values = Vec::with_capacity(n_blocks * (block_bytes - 2));
+    for b in blocks.chunks_exact(block_bytes) {
+        scales.extend_from_slice(&b[..2]);
+        values.extend_from_slice(&b[2..]);
+    }
+    let value_cols = if form == Quant::Q8 { cols } else { cols / 2 };
+    Ok(vec![
+        StoredTensor {
+            name: format!("{name}.{tag}"),
+            dtype: safetensors::Dtype::U8,
+            shape: vec![rows, value_cols],
+            data: values,
+        },
+        StoredTensor {
+            name: format!("{name}.scales"),
+            dtype: safetensors::Dtype::F16,
+            shape: vec![rows, cols / BLOCK],
+            data: scales,
+        },
+    ])
+}
+
+/// A weight matrix as the CPU backend uses it.
+#[derive(Clone, Debug)]
+pub enum Matrix {
+    /// f32 (f16 packages are widened once at load: candle's CPU f16 matmul is slow).
+    Dense(Tensor),
+    Quantized(Arc<QTensor>),
+}
+
+impl Matrix {
+    pub fn dims(&self) -> (usize, usize) {
+        match self {
+            Matrix::Dense(t) => {
+                let d = t.dims();
+                (d[0], d[1])
+            }
+            Matrix::Quantized(q) => {
+                let d = q.shape().dims();
+                (d[0], d[1])
+            }
+        }
+    }
+}
+
+/// Read access to one safetensors file, with its name for error messages.
+pub struct WeightFile<'a> {
+    pub file: String,
+    pub st: safetensors::SafeTensors<'a>,
+}
+
+impl<'a> WeightFile<'a> {
+    pub fn parse(file: &str, bytes: &'a [u8]) -> Result<Self> {
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::corrupt(file, format!("not a valid safetensors file: {e}")))?;
+        Ok(WeightFile {
+            file: file.to_string(),
+            st,
+        })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.st.tensor(name).is_ok()
+    }
+
+    fn view(&self, name: &str) -> Result<safetensors::tensor::TensorView<'a>> {
+        self.st
+            .tensor(name)
+            .map_err(|_| Error::corrupt(&self.file, format!("tensor '{name}' is missing")))
+    }
+
+    /// A float tensor (F32/F16/BF16 as stored), widened to f32, with its shape checked.
+    pub fn float(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let v = self.view(name)?;
+        if v.shape() != shape {
+            return Err(Error::corrupt(
+                &self.file,
+                format!("tensor '{name}' has shape {:?}, expected {shape:?}", v.shape()),
+            ));
+        }
+        let dtype = match v.dtype() {
+            safetensors::Dtype::F32 => DType::F32,
+            safetensors::Dtype::F16 => DType::F16,
+            safetensors::Dtype::BF16 => DType::BF16,
+            d => {
+                return Err(Error::corrupt(
+                    &self.file,
+                    format!("tensor '{name}' has dtype {d:?}, expected a float type"),
+                ))
+            }
+        };
+        let t = Tensor::from_raw_buffer(v.data(), dtype, v.shape(), &Device::Cpu)?;
+        Ok(t.to_dtype(DType::F32)?)
+    }
+
+    fn bytes(&self, name: &str, dtype: safetensors::Dtype, shape: &[usize]) -> Result<&'a [u8]> {
+        let v = self.view(name)?;
+        if v.dtype() != dtype || v.shape() != shape {
+            return Err(Error::corrupt(
+                &self.file,
+                format!(
+                    "tensor '{name}' is {:?} {:?}, expected {dtype:?} {shape:?}",
+                    v.dtype(),
+                    v.shape()
+                ),
+            ));
+        }
+        Ok(v.data())
+    }
+
+    /// Load a [rows, cols] matrix in whichever form the package stored it.
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let (ggml, tag, block_bytes, value_cols) = if self.has(&format!("{name}.q8")) {
+            (GgmlDType::Q8_0, "q8", 34usize, cols)
+        } else if self.has(&format!("{name}.q4")) {
+            (GgmlDType::Q4_0, "q4", 18, cols / 2)
+        } else {
+            return Ok(Matrix::Dense(self.float(name, &[rows, cols])?));
+        };
+        if cols % BLOCK != 0 {
+            return Err(Error::corrupt(
+                &self.file,
+                format!("'{name}' is quantized but its {cols} columns do not split into blocks of {BLOCK}"),
+            ));
+        }
+        let values = self.bytes(
+            &format!("{name}.{tag}"),
+            safetensors::Dtype::U8,
+            &[rows, value_cols],
+        )?;
+        let scales = self.bytes(
+            &format!("{name}.scales"),
+            safetensors::Dtype::F16,
+            &[rows, cols / BLOCK],
+        )?;
+        let n_blocks = rows * cols / BLOCK;
+        let per_block = block_bytes - 2;
+        let mut blocks = Vec::with_capacity(n_blocks * block_bytes);
+        for (s, v) in scales.chunks_exact(2).zip(values.chunks_exact(per_block)) {
+            blocks.extend_from_slice(s);
+            blocks.extend_from_slice(v);
+        }
+        let storage = QStorage::from_data(Cow::Owned(blocks), &Device::Cpu, ggml)?;
+        Ok(Matrix::Quantized(Arc::new(QTensor::new(
+            storage,
+            (rows, cols),
+        )?)))
+    }
+}

@@ -1,0 +1,205 @@
+//! MarianTokenizer, id-exact: source text -> SentencePiece pieces -> ids through vocab.json
+//! (unknown piece -> `<unk>`) + `</s>`; target ids -> pieces -> SentencePiece decoding.
+
+use crate::error::{Error, Result};
+use crate::package::spm::SpmDecodeInfo;
+use crate::package::Package;
+use std::collections::{HashMap, HashSet};
+use tokenizers::Tokenizer;
+
+const UNK: &str = "<unk>";
+const EOS: &str = "</s>";
+const PAD: &str = "<pad>";
+
+pub struct MarianTokenizer {
+    source: Tokenizer,
+    target: Tokenizer,
+    /// vocab.json: piece -> id for the encoder side.
+    source_vocab: HashMap<String, u32>,
+    /// The decoder side's id -> piece (vocab.json, or target_vocab.json when separate).
+    target_pieces: Vec<Option<String>>,
+    target_vocab: HashMap<String, u32>,
+    target_spm_pieces: HashSet<String>,
+    decode_info: SpmDecodeInfo,
+    /// ids skipped by `decode` (transformers' `all_special_ids`).
+    special_ids: HashSet<u32>,
+    unk_id: u32,
+    eos_id: u32,
+}
+
+fn parse_vocab(bytes: &[u8], file: &str) -> Result<HashMap<String, u32>> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(file, format!("not a JSON object of piece -> id: {e}")))
+}
+
+fn load_tokenizer(bytes: &[u8], file: &str) -> Result<Tokenizer> {
+    Tokenizer::from_bytes(bytes)
+        .map_err(|e| Error::corrupt(file, format!("not a tokenizers JSON file: {e}")))
+}
+
+/// MarianTokenizer's language-code prefix, e.g. `>>fra<<`: `>>` + one or more chars + `<<`,
+/// matched lazily as Python's `re.compile(">>.+?<<")` does.
+fn find_language_code(text: &str, from: usize) -> Option<(usize, usize)> {
+    let start = from + text[from..].find(">>")?;
+    let body = start + 2;
+    // `.+?` needs at least one character that is not a newline before `<<`.
+    let mut chars = text[body..].char_indices();
+    let (_, first) = chars.next()?;
+    if first == '\n' {
+        return find_language_code(text, start + 1);
+    }
+    let after_first = body + first.len_utf8();
+    let rest = &text[after_first..];
+    let line_end = rest.find('\n').unwrap_or(rest.len());
+    match rest[..line_end].find("<<") {
+        Some(i) => Some((start, after_first + i + 2)),
+        None => find_language_code(text, start + 1),
+    }
+}
+
+impl MarianTokenizer {
+    pub fn from_package(pkg: &Package) -> Result<Self> {
+        let t = &pkg.manifest.tokenizer;
+        let source = load_tokenizer(pkg.file(&t.source)?, &t.source)?;
+        let target = load_tokenizer(pkg.file(&t.target)?, &t.target)?;
+        let source_vocab = parse_vocab(pkg.file(&t.vocab)?, &t.vocab)?;
+        let target_vocab = match &t.target_vocab {
+            Some(name) => parse_vocab(pkg.file(name)?, name)?,
+            None => source_vocab.clone(),
+        };
+        let cfg = &pkg.manifest.model;
+        let mut target_pieces = vec![None; cfg.target_vocab_size()];
+        for (piece, &id) in &target_vocab {
+            let slot = target_pieces.get_mut(id as usize).ok_or_else(|| {
+                Error::corrupt(&t.vocab, format!("id {id} is outside the vocabulary"))
+            })?;
+            *slot = Some(piece.clone());
+        }
+        let target_spm_pieces = target.get_vocab(false).into_keys().collect();
+        let lookup = |v: &HashMap<String, u32>, piece: &str, file: &str| {
+            v.get(piece).copied().ok_or_else(|| {
+                Error::corrupt(file, format!("the vocabulary has no '{piece}' entry"))
+            })
+        };
+        let unk_id = lookup(&source_vocab, UNK, &t.vocab)?;
+        let eos_id = lookup(&source_vocab, EOS, &t.vocab)?;
+        let mut special_ids: HashSet<u32> = [UNK, EOS, PAD]
+            .iter()
+            .filter_map(|p| target_vocab.get(*p).copied())
+            .collect();
+        special_ids.insert(cfg.pad_token_id);
+        special_ids.insert(cfg.eos_token_id);
+        Ok(MarianTokenizer {
+            source,
+            target,
+            source_vocab,
+            target_pieces,
+            target_vocab,
+            target_spm_pieces,
+            decode_info: t.target_decode.clone(),
+            special_ids,
+            unk_id,
+            eos_id,
+        })
+    }
+
+    fn pieces(tok: &Tokenizer, text: &str) -> Result<Vec<String>> {
+        let enc = tok
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(enc.get_tokens().to_vec())
+    }
+
+    /// Source text -> ids, ending with `</s>`, as `MarianTokenizer(text).input_ids`.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        let mut rest = String::with_capacity(text.len());
+        // A leading language code is kept as one token; every code is removed from the text.
+        let mut pos = 0;
+        let mut first = true;
+        while let Some((s, e)) = find_language_code(text, pos) {
+            if first && s == 0 {
+                ids.push(self.source_id(&text[s..e]));
+            }
+            first = false;
+            rest.push_str(&text[pos..s]);
+            pos = e;
+        }
+        rest.push_str(&text[pos..]);
+        for piece in Self::pieces(&self.source, &rest)? {
+            ids.push(self.source_id(&piece));
+        }
+        ids.push(self.eos_id);
+        Ok(ids)
+    }
+
+    fn source_id(&self, piece: &str) -> u32 {
+        self.source_vocab.get(piece).copied().unwrap_or(self.unk_id)
+    }
+
+    /// Target text -> ids with the target SentencePiece model (for training pairs).
+    pub fn encode_target(&self, text: &str) -> Result<Vec<u32>> {
+        let unk = self.target_vocab.get(UNK).copied().unwrap_or(self.unk_id);
+        let mut ids: Vec<u32> = Self::pieces(&self.target, text)?
+            .iter()
+            .map(|p| self.target_vocab.get(p.as_str()).copied().unwrap_or(unk))
+            .collect();
+        ids.push(self.eos_id);
+        Ok(ids)
+    }
+
+    /// Target ids -> text, special tokens skipped, as
+    /// `MarianTokenizer.decode(ids, skip_special_tokens=True)`.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let info = &self.decode_info;
+        let mut out = String::new();
+        let mut at_start = true;
+        for &id in ids {
+            if self.special_ids.contains(&id) {
+                continue;
+            }
+            let Some(Some(piece)) = self.target_pieces.get(id as usize) else {
+                continue;
+            };
+            // SentencePiece's DecodeSentencePiece, piece by piece.
+            let surface: String = if info.control_pieces.contains(piece) {
+                String::new()
+            } else if piece == &info.unk_piece {
+                info.unk_surface.clone()
+            } else if !self.target_spm_pieces.contains(piece) {
+                // Unknown to the target model: SentencePiece passes it through untouched.
+                piece.clone()
+            } else {
+                let p = if at_start && info.add_dummy_prefix {
+                    piece.strip_prefix('\u{2581}').unwrap_or(piece)
+                } else {
+                    piece
+                };
+                p.replace('\u{2581}', " ")
+            };
+            if at_start && !surface.is_empty() {
+                at_start = false;
+            }
+            out.push_str(&surface);
+        }
+        // MarianTokenizer.convert_tokens_to_string: replace leftover `▁`, then strip.
+        out.replace('\u{2581}', " ").trim().to_string()
+    }
+
+    pub fn eos_id(&self) -> u32 {
+        self.eos_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_language_code;
+
+    #[test]
+    fn language_codes_match_like_python_regex() {
+        assert_eq!(find_language_code(">>fra<< Hello", 0), Some((0, 7)));
+        assert_eq!(find_language_code("no code", 0), None);
+        assert_eq!(find_language_code(">><< x", 0), None);
+        assert_eq!(find_language_code("a >>de<< b", 0), Some((2, 8)));
+    }
+}

@@ -1,0 +1,140 @@
+//! The front door: text in, text out, over a loaded package.
+
+use crate::config::GenerationConfig;
+use crate::error::{Error, Result};
+use crate::generate::{generate, GenerateOptions};
+use crate::model::Marian;
+use crate::package::Package;
+use crate::tokenizer::MarianTokenizer;
+
+/// Longest input accepted at once (bytes); longer text is refused, not truncated.
+pub const MAX_INPUT_BYTES: usize = 1 << 20;
+
+pub struct Translator {
+    pub model: Marian,
+    pub tokenizer: MarianTokenizer,
+    pub generation: GenerationConfig,
+    pub model_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translation {
+    pub text: String,
+    /// Generated ids per chunk (a long input is split into several), HF's layout:
+    /// decoder start token first.
+    pub ids: Vec<Vec<u32>>,
+}
+
+impl Translator {
+    pub fn new(pkg: &Package) -> Result<Self> {
+        Ok(Translator {
+            model: Marian::from_package(pkg)?,
+            tokenizer: MarianTokenizer::from_package(pkg)?,
+            generation: pkg.manifest.generation.clone(),
+            model_sha256: pkg.manifest.model_sha256().to_string(),
+        })
+    }
+
+    /// Source chunks of at most `max_position_embeddings` tokens each, split at sentence
+    /// ends (then at spaces for a sentence that alone is too long). Never truncates.
+    pub fn split_for_model(&self, text: &str) -> Result<Vec<Vec<u32>>> {
+        let limit = self.model.config.max_position_embeddings;
+        let ids = self.tokenizer.encode(text)?;
+        if ids.len() <= limit {
+            return Ok(vec![ids]);
+        }
+        let mut chunks = Vec::new();
+        let mut current = String::new();
+        for unit in crate::text::sentences(text).into_iter().flat_map(|s| {
+            let fits = self.tokenizer.encode(s).map(|i| i.len() <= limit).unwrap_or(false);
+            if fits {
+                vec![s]
+            } else {
+                s.split_whitespace().collect()
+            }
+        }) {
+            let candidate = if current.is_empty() {
+                unit.to_string()
+            } else {
+                format!("{current} {unit}")
+            };
+            if self.tokenizer.encode(&candidate)?.len() <= limit {
+                current = candidate;
+                continue;
+            }
+            if !current.is_empty() {
+                chunks.push(self.tokenizer.encode(&current)?);
+            }
+            let ids = self.tokenizer.encode(unit)?;
+            if ids.len() > limit {
+                return Err(Error::Input(format!(
+                    "a single word of {} tokens is longer than the model's {limit} positions",
+                    ids.len()
+                )));
+            }
+            current = unit.to_string();
+        }
+        if !current.is_empty() {
+            chunks.push(self.tokenizer.encode(&current)?);
+        }
+        Ok(chunks)
+    }
+
+    pub fn generation_for(&self, opts: &GenerateOptions) -> Result<GenerationConfig> {
+        let mut g = opts.resolve(&self.generation)?;
+        // The decoder cannot look past its last position.
+        g.max_length = g.max_length.min(self.model.config.max_position_embeddings + 1);
+        Ok(g)
+    }
+
+    /// Translate many texts; `batch_size` sentences (chunks) go through the model at once.
+    pub fn translate(&self, texts: &[&str], opts: &GenerateOptions, batch_size: usize) -> Result<Vec<Translation>> {
+        let g = self.generation_for(opts)?;
+        let batch_size = batch_size.max(1);
+        // (text index, chunk ids) for every non-empty text.
+        let mut work: Vec<(usize, Vec<u32>)> = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            if t.len() > MAX_INPUT_BYTES {
+                return Err(Error::Input(format!(
+                    "text {} is {} bytes; at most {MAX_INPUT_BYTES} are accepted at once",
+                    i + 1,
+                    t.len()
+                )));
+            }
+            if t.trim().is_empty() {
+                continue;
+            }
+            for chunk in self.split_for_model(t)? {
+                work.push((i, chunk));
+            }
+        }
+        // Similar lengths together: less padding. The output order is restored below.
+        let mut order: Vec<usize> = (0..work.len()).collect();
+        order.sort_by_key(|&w| std::cmp::Reverse(work[w].1.len()));
+        let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); work.len()];
+        for group in order.chunks(batch_size) {
+            let batch: Vec<Vec<u32>> = group.iter().map(|&w| work[w].1.clone()).collect();
+            let out = generate(&self.model, &batch, &g)?;
+            for (&w, ids) in group.iter().zip(out) {
+                outputs[w] = ids;
+            }
+        }
+        let mut result: Vec<Translation> = texts
+            .iter()
+            .map(|_| Translation {
+                text: String::new(),
+                ids: Vec::new(),
+            })
+            .collect();
+        for ((i, _), ids) in work.iter().zip(outputs) {
+            let piece = self.tokenizer.decode(&ids);
+            let r = &mut result[*i];
+            if !r.text.is_empty() && !piece.is_empty() {
+                r.text.push(' ');
+            }
+            r.text.push_str(&piece);
+            r.ids.push(ids);
+        }
+        Ok(result)
+    }
+}
