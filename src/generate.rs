@@ -202,8 +202,10 @@ impl Hypotheses {
     }
 }
 
-/// Beam search exactly as transformers' beam scorer: 2×beams candidates per step, EOS
-/// candidates ranked below `num_beams` ignored, length-normalised finished scores.
+/// Beam search exactly as transformers 5's `_beam_search`: 2×beams candidates per step over
+/// beams × vocabulary; only candidates ranked within the first `num_beams` may finish (EOS,
+/// or anything at max_length), scored sum-logprob / generated_len^length_penalty (EOS
+/// counted, start token not); the rest continue as the `num_beams` best running beams.
 pub fn beam_search<B: Backend>(backend: &B, batch: &[Vec<u32>], g: &GenerationConfig) -> Result<Vec<Vec<u32>>> {
     let nb = g.num_beams;
     let n = batch.len();
@@ -250,32 +252,42 @@ pub fn beam_search<B: Backend>(backend: &B, batch: &[Vec<u32>], g: &GenerationCo
                     .then(a.2.cmp(&b.2))
             });
             all.truncate(2 * nb);
+            // At max_length every candidate hits a stopping criterion: the top `nb` finish.
+            let last_step = cur_len + 1 >= g.max_length;
             let mut next: Vec<(Vec<u32>, f32)> = Vec::with_capacity(nb);
             let mut src_rows = Vec::with_capacity(nb);
             for (rank, &(score, j, tok)) in all.iter().enumerate() {
-                if tok == g.eos_token_id {
-                    if rank >= nb {
-                        continue;
+                let finishes = tok == g.eos_token_id || last_step;
+                if finishes {
+                    if rank < nb {
+                        let mut seq = beams[s][j].0.clone();
+                        let ended = tok == g.eos_token_id;
+                        if !ended {
+                            seq.push(tok);
+                        }
+                        hyps[s].add(seq, score, cur_len, ended);
                     }
-                    hyps[s].add(beams[s][j].0.clone(), score, cur_len, true);
-                } else {
+                    continue;
+                }
+                if next.len() < nb {
                     let mut seq = beams[s][j].0.clone();
                     seq.push(tok);
                     next.push((seq, score));
                     src_rows.push((li * nb + j) as u32);
                 }
-                if next.len() == nb {
-                    break;
-                }
             }
-            // Only when every candidate was EOS or -inf (forced EOS): keep shapes, these
-            // beams are never extended again because max_length ends the loop.
+            if last_step {
+                continue;
+            }
+            // Fewer than `nb` running candidates only happens with forced EOS, one step
+            // before max_length; the padding beams are never extended.
+            let best_running = next.first().map(|b| b.1).unwrap_or(-1e9);
             while next.len() < nb {
-                next.push((beams[s][0].0.clone(), f32::NEG_INFINITY));
+                next.push((beams[s][0].0.clone(), -1e9));
                 src_rows.push((li * nb) as u32);
             }
-            let best_next = all.first().map(|c| c.0).unwrap_or(f32::NEG_INFINITY);
-            let done = hyps[s].is_done(best_next, cur_len);
+            // transformers 5: done once the best running beam cannot beat the worst kept one.
+            let done = hyps[s].is_done(best_running, cur_len);
             beams[s] = next;
             if !done {
                 next_live.push(s);
@@ -283,18 +295,10 @@ pub fn beam_search<B: Backend>(backend: &B, batch: &[Vec<u32>], g: &GenerationCo
             }
         }
         cur_len += 1;
-        if cur_len >= g.max_length {
-            for &s in &next_live {
-                for (seq, score) in beams[s].clone() {
-                    let generated = seq.len() - 1;
-                    hyps[s].add(seq, score, generated, false);
-                }
-            }
+        if next_live.is_empty() || cur_len >= g.max_length {
             break;
         }
-        if !next_live.is_empty() {
-            backend.select_rows(&mut state, &rows)?;
-        }
+        backend.select_rows(&mut state, &rows)?;
         live = next_live;
     }
     Ok(hyps.into_iter().map(|h| h.best(g.eos_token_id)).collect())

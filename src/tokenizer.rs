@@ -111,17 +111,34 @@ impl MarianTokenizer {
     }
 
     /// Source text -> ids, ending with `</s>`, as `MarianTokenizer(text).input_ids`.
+    /// Special tokens written in the text (`</s>`, `<unk>`, `<pad>`) stay single tokens and
+    /// split the text around them, as transformers' added-token handling does.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let mut ids = Vec::new();
+        let mut rest = text;
+        while let Some((at, special)) = [EOS, UNK, PAD]
+            .iter()
+            .filter_map(|sp| rest.find(sp).map(|i| (i, *sp)))
+            .min()
+        {
+            self.encode_segment(&rest[..at], &mut ids)?;
+            ids.push(self.source_id(special));
+            rest = &rest[at + special.len()..];
+        }
+        self.encode_segment(rest, &mut ids)?;
+        ids.push(self.eos_id);
+        Ok(ids)
+    }
+
+    /// MarianTokenizer._tokenize: a leading language code is one token, every code is
+    /// removed from the text, the rest goes through SentencePiece and vocab.json.
+    fn encode_segment(&self, text: &str, ids: &mut Vec<u32>) -> Result<()> {
         let mut rest = String::with_capacity(text.len());
-        // A leading language code is kept as one token; every code is removed from the text.
         let mut pos = 0;
-        let mut first = true;
         while let Some((s, e)) = find_language_code(text, pos) {
-            if first && s == 0 {
+            if pos == 0 && s == 0 {
                 ids.push(self.source_id(&text[s..e]));
             }
-            first = false;
             rest.push_str(&text[pos..s]);
             pos = e;
         }
@@ -129,8 +146,7 @@ impl MarianTokenizer {
         for piece in Self::pieces(&self.source, &rest)? {
             ids.push(self.source_id(&piece));
         }
-        ids.push(self.eos_id);
-        Ok(ids)
+        Ok(())
     }
 
     fn source_id(&self, piece: &str) -> u32 {

@@ -139,8 +139,17 @@ mod cli {
                     buf.pop();
                 }
             }
-            let line = String::from_utf8(buf)
-                .map_err(|e| anyhow::anyhow!("stdin line {line_no} is not valid UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))?;
+            let line = match String::from_utf8(buf) {
+                Ok(line) => line,
+                Err(e) => {
+                    // Everything before the bad line is still translated and written.
+                    flush(&mut pending, &mut out)?;
+                    bail!(
+                        "stdin line {line_no} is not valid UTF-8 (invalid byte at offset {}); lines before it were translated",
+                        e.utf8_error().valid_up_to()
+                    );
+                }
+            };
             pending.push(line);
             if pending.len() >= batch_size.max(1) * 4 {
                 flush(&mut pending, &mut out)?;

@@ -1,0 +1,189 @@
+//! The browser API (wasm-bindgen): load a package from a URL or from bytes, translate.
+//! The JS side (www/worker.js) runs this inside a Web Worker so the page never blocks.
+
+use crate::generate::GenerateOptions;
+use crate::package::{Manifest, Package, MANIFEST};
+use js_sys::{Function, Object, Reflect, Uint8Array};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Options {
+    beams: Option<usize>,
+    max_length: Option<usize>,
+    length_penalty: Option<f32>,
+    batch_size: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct WithIds {
+    texts: Vec<String>,
+    ids: Vec<Vec<u32>>,
+}
+
+fn parse_options(v: JsValue) -> Result<Options, JsError> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(Options::default());
+    }
+    serde_wasm_bindgen::from_value(v).map_err(|e| js_err(format!("invalid options: {e}")))
+}
+
+/// GET `url` with the global `fetch` (window or worker), streaming the body so progress
+/// can be reported; `on_chunk(n)` is called with each chunk's length.
+async fn fetch_bytes(url: &str, mut on_chunk: impl FnMut(usize)) -> Result<Vec<u8>, JsError> {
+    let global = js_sys::global();
+    let fetch: Function = Reflect::get(&global, &"fetch".into())
+        .map_err(|_| js_err("no fetch() in this context"))?
+        .dyn_into()
+        .map_err(|_| js_err("fetch is not a function"))?;
+    let resp = JsFuture::from(
+        fetch
+            .call1(&global, &url.into())
+            .map_err(|e| js_err(format!("{url}: {e:?}")))?
+            .dyn_into::<js_sys::Promise>()
+            .map_err(|_| js_err("fetch did not return a promise"))?,
+    )
+    .await
+    .map_err(|e| js_err(format!("{url}: network error {e:?}")))?;
+    let status = Reflect::get(&resp, &"status".into()).ok().and_then(|s| s.as_f64()).unwrap_or(0.0);
+    if !(200.0..300.0).contains(&status) {
+        return Err(js_err(format!("{url}: HTTP {status}")));
+    }
+    let body = Reflect::get(&resp, &"body".into()).map_err(|_| js_err("response has no body"))?;
+    let get_reader: Function = Reflect::get(&body, &"getReader".into())
+        .map_err(|_| js_err("response body is not a stream"))?
+        .dyn_into()
+        .map_err(|_| js_err("response body is not a stream"))?;
+    let reader = get_reader.call0(&body).map_err(|e| js_err(format!("{e:?}")))?;
+    let read: Function = Reflect::get(&reader, &"read".into())
+        .map_err(|_| js_err("stream reader has no read()"))?
+        .dyn_into()
+        .map_err(|_| js_err("stream reader has no read()"))?;
+    let mut out = Vec::new();
+    loop {
+        let promise: js_sys::Promise = read
+            .call0(&reader)
+            .map_err(|e| js_err(format!("{e:?}")))?
+            .dyn_into()
+            .map_err(|_| js_err("read() did not return a promise"))?;
+        let chunk = JsFuture::from(promise)
+            .await
+            .map_err(|e| js_err(format!("{url}: download interrupted {e:?}")))?;
+        if Reflect::get(&chunk, &"done".into()).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
+            break;
+        }
+        let value: Uint8Array = Reflect::get(&chunk, &"value".into())
+            .map_err(|_| js_err("stream chunk without value"))?
+            .dyn_into()
+            .map_err(|_| js_err("stream chunk is not bytes"))?;
+        let n = value.length() as usize;
+        let start = out.len();
+        out.resize(start + n, 0);
+        value.copy_to(&mut out[start..]);
+        on_chunk(n);
+    }
+    Ok(out)
+}
+
+#[wasm_bindgen]
+pub struct Translator {
+    inner: crate::Translator,
+    manifest: Manifest,
+}
+
+#[wasm_bindgen]
+impl Translator {
+    /// Fetch a package folder (`baseUrl` ends with `/`), verifying every file's sha256.
+    /// `onProgress(loadedBytes, totalBytes, fileName)` is called as bytes arrive.
+    #[wasm_bindgen(js_name = fromUrl)]
+    pub async fn from_url(base_url: String, on_progress: Option<Function>) -> Result<Translator, JsError> {
+        let base = if base_url.ends_with('/') { base_url } else { format!("{base_url}/") };
+        let manifest_bytes = fetch_bytes(&format!("{base}{MANIFEST}"), |_| {}).await?;
+        let manifest = Manifest::parse(&manifest_bytes).map_err(js_err)?;
+        let total: u64 = manifest.files.iter().map(|f| f.size).sum();
+        let mut loaded = 0u64;
+        let mut files = BTreeMap::new();
+        for entry in &manifest.files {
+            let url = format!("{base}{}", entry.name);
+            let bytes = fetch_bytes(&url, |n| {
+                loaded += n as u64;
+                if let Some(cb) = &on_progress {
+                    let _ = cb.call3(&JsValue::NULL, &(loaded as f64).into(), &(total as f64).into(), &entry.name.clone().into());
+                }
+            })
+            .await?;
+            files.insert(entry.name.clone(), bytes);
+        }
+        Self::build(&manifest_bytes, files)
+    }
+
+    /// Build from bytes already at hand: `files` maps file names (manifest.json included)
+    /// to `Uint8Array`s.
+    #[wasm_bindgen(js_name = fromFiles)]
+    pub fn from_files(files: Object) -> Result<Translator, JsError> {
+        let mut map = BTreeMap::new();
+        for key in Object::keys(&files).iter() {
+            let name = key.as_string().ok_or_else(|| js_err("file names must be strings"))?;
+            let value: Uint8Array = Reflect::get(&files, &key)
+                .map_err(|_| js_err("unreadable file"))?
+                .dyn_into()
+                .map_err(|_| js_err(format!("{name}: expected a Uint8Array")))?;
+            map.insert(name, value.to_vec());
+        }
+        let manifest = map.remove(MANIFEST).ok_or_else(|| js_err("manifest.json is missing"))?;
+        Self::build(&manifest, map)
+    }
+
+    fn build(manifest_bytes: &[u8], files: BTreeMap<String, Vec<u8>>) -> Result<Translator, JsError> {
+        let pkg = Package::from_files(manifest_bytes, files).map_err(js_err)?;
+        let inner = crate::Translator::new(&pkg).map_err(js_err)?;
+        Ok(Translator { inner, manifest: pkg.manifest })
+    }
+
+    fn run(&self, texts: Vec<String>, options: JsValue) -> Result<Vec<crate::Translation>, JsError> {
+        let o = parse_options(options)?;
+        let opts = GenerateOptions { num_beams: o.beams, max_length: o.max_length, length_penalty: o.length_penalty };
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        self.inner.translate(&refs, &opts, o.batch_size.unwrap_or(8)).map_err(js_err)
+    }
+
+    /// Translate a batch of strings; options `{beams, maxLength, lengthPenalty, batchSize}`.
+    pub fn translate(&self, texts: Vec<String>, options: JsValue) -> Result<Vec<String>, JsError> {
+        Ok(self.run(texts, options)?.into_iter().map(|t| t.text).collect())
+    }
+
+    /// Like `translate`, also returning the generated ids (HF layout, decoder start first;
+    /// the chunks of a long input concatenated).
+    #[wasm_bindgen(js_name = translateWithIds)]
+    pub fn translate_with_ids(&self, texts: Vec<String>, options: JsValue) -> Result<JsValue, JsError> {
+        let out = self.run(texts, options)?;
+        let result = WithIds {
+            texts: out.iter().map(|t| t.text.clone()).collect(),
+            ids: out.iter().map(|t| t.ids.concat()).collect(),
+        };
+        result.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_err)
+    }
+
+    /// The package manifest (config, generation defaults, quantization, files).
+    #[wasm_bindgen(getter)]
+    pub fn manifest(&self) -> Result<JsValue, JsError> {
+        self.manifest.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_err)
+    }
+
+    /// Source text -> ids, as MarianTokenizer.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsError> {
+        self.inner.tokenizer.encode(text).map_err(js_err)
+    }
+}

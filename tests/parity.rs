@@ -1,0 +1,150 @@
+//! Parity with Hugging Face transformers on the committed fixtures (expected.json made by
+//! scripts/make_fixtures.py): tokenizer ids, decoded text, generated ids (greedy, beam,
+//! batched, max_length, length_penalty) and logits.
+
+mod common;
+
+use common::*;
+use marian_wasm::generate::{generate, GenerateOptions};
+use marian_wasm::package::quant::Quant;
+use marian_wasm::Translator;
+use serde_json::Value;
+
+fn sentences(exp: &Value) -> &Vec<Value> {
+    exp["sentences"].as_array().unwrap()
+}
+
+fn run(t: &Translator, srcs: &[Vec<u32>], opts: GenerateOptions) -> Vec<Vec<u32>> {
+    let g = t.generation_for(&opts).unwrap();
+    generate(&t.model, srcs, &g).unwrap()
+}
+
+fn opts(beams: usize) -> GenerateOptions {
+    GenerateOptions { num_beams: Some(beams), ..Default::default() }
+}
+
+#[test]
+fn source_tokenization_is_id_exact() {
+    for fx in fixtures() {
+        let exp = expected(&fx);
+        let t = translator(&fx, Quant::F32);
+        let cases = exp["tokenize"].as_array().unwrap();
+        assert!(cases.len() >= 20);
+        for case in cases {
+            let text = case["text"].as_str().unwrap();
+            assert_eq!(t.tokenizer.encode(text).unwrap(), ids(&case["ids"]), "{}: tokenizing {text:?}", name(&fx));
+        }
+    }
+}
+
+#[test]
+fn target_decoding_is_text_exact() {
+    for fx in fixtures() {
+        let exp = expected(&fx);
+        let t = translator(&fx, Quant::F32);
+        for case in exp["decode"].as_array().unwrap() {
+            let want = case["text"].as_str().unwrap();
+            assert_eq!(t.tokenizer.decode(&ids(&case["ids"])), want, "{}: decoding {}", name(&fx), case["ids"]);
+        }
+    }
+}
+
+/// Every fixture sentence, each decoding mode, against HF's generate() output.
+#[test]
+fn f32_generation_is_token_identical_to_transformers() {
+    for fx in fixtures() {
+        let exp = expected(&fx);
+        let t = translator(&fx, Quant::F32);
+        let sents = sentences(&exp);
+        let srcs: Vec<Vec<u32>> = sents.iter().map(|s| ids(&s["src_ids"])).collect();
+        for (s, src) in sents.iter().zip(&srcs) {
+            assert_eq!(t.tokenizer.encode(s["src"].as_str().unwrap()).unwrap(), *src);
+        }
+        let modes: Vec<(&str, GenerateOptions)> = vec![
+            ("greedy", opts(1)),
+            ("beam4", opts(4)),
+            ("greedy_max8", GenerateOptions { num_beams: Some(1), max_length: Some(8), ..Default::default() }),
+            ("beam4_lp", GenerateOptions { num_beams: Some(4), max_length: Some(20), length_penalty: Some(0.6) }),
+        ];
+        for (key, o) in modes {
+            // One sentence at a time, exactly as the fixture was recorded.
+            for (s, src) in sents.iter().zip(&srcs) {
+                let got = run(&t, std::slice::from_ref(src), o.clone());
+                assert_eq!(got[0], ids(&s[key]), "{} {key}: {}", name(&fx), s["src"]);
+            }
+        }
+        // The whole set as one padded batch.
+        for (key, beams) in [("greedy_batched", 1), ("beam4_batched", 4)] {
+            let got = run(&t, &srcs, opts(beams));
+            for (i, s) in sents.iter().enumerate() {
+                assert_eq!(got[i], ids(&s[key]), "{} {key} #{i}: {}", name(&fx), s["src"]);
+            }
+        }
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// Teacher-forced logits for the first steps: (max |diff|, min cosine) against HF.
+fn logits_vs_hf(t: &Translator, exp: &Value) -> (f32, f64) {
+    let sents = sentences(exp);
+    let mut max_diff = 0f32;
+    let mut min_cos = 1f64;
+    for case in exp["logits"].as_array().unwrap() {
+        let src = match &case["src"] {
+            Value::Number(n) => ids(&sents[n.as_u64().unwrap() as usize]["src_ids"]),
+            Value::String(s) => t.tokenizer.encode(s).unwrap(),
+            other => panic!("unexpected src {other}"),
+        };
+        let (enc, mask) = t.model.encode(&[src]).unwrap();
+        let mut state = t.model.start_decoding(&enc, &mask, 1).unwrap();
+        let inputs = ids(&case["decoder_input_ids"]);
+        for (step, want) in case["logits"].as_array().unwrap().iter().enumerate() {
+            let want: Vec<f32> = want.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            let got = t.model.decode_step(&mut state, &inputs[step..step + 1]).unwrap();
+            let got = got.to_vec2::<f32>().unwrap().remove(0);
+            assert_eq!(got.len(), want.len());
+            for (a, b) in got.iter().zip(&want) {
+                max_diff = max_diff.max((a - b).abs());
+            }
+            min_cos = min_cos.min(cosine(&got, &want));
+        }
+    }
+    (max_diff, min_cos)
+}
+
+#[test]
+fn f32_logits_match_within_1e4() {
+    for fx in fixtures() {
+        let exp = expected(&fx);
+        let (diff, _) = logits_vs_hf(&translator(&fx, Quant::F32), &exp);
+        assert!(diff < 1e-4, "{}: max |logit diff| {diff}", name(&fx));
+    }
+}
+
+/// Quantized packages: logits stay close (measured bounds, with margin) and most
+/// sentences still decode to the same tokens.
+#[test]
+fn quantized_packages_stay_within_measured_bounds() {
+    // (quant, min logit cosine, min share of identical greedy outputs)
+    let bounds = [(Quant::F16, 0.99999, 1.0), (Quant::Q8, 0.999, 0.5), (Quant::Q4, 0.98, 0.25)];
+    for fx in fixtures() {
+        let exp = expected(&fx);
+        let sents = sentences(&exp);
+        let srcs: Vec<Vec<u32>> = sents.iter().map(|s| ids(&s["src_ids"])).collect();
+        for (q, min_cos, min_same) in bounds {
+            let t = translator(&fx, q);
+            let (diff, cos) = logits_vs_hf(&t, &exp);
+            let got = run(&t, &srcs, opts(1));
+            let same = sents.iter().zip(&got).filter(|(s, g)| ids(&s["greedy"]) == **g).count() as f64 / sents.len() as f64;
+            eprintln!("{} {q}: min logit cosine {cos:.6}, max |diff| {diff:.4}, identical greedy {:.0}%", name(&fx), same * 100.0);
+            assert!(cos >= min_cos, "{} {q}: logit cosine {cos} < {min_cos}", name(&fx));
+            assert!(same >= min_same, "{} {q}: only {same} identical", name(&fx));
+        }
+    }
+}
