@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Run every test: setup, fixture packages, native tests, lints, the wasm build, browser tests.
+# Fails fast; prints a summary of the steps at the end (also on failure).
+#   scripts/test.sh            everything
+# Knobs: SKIP_SETUP=1 (skip scripts/setup.sh), SKIP_BROWSER=1 (stop after the wasm build),
+#        BROWSER_TEST_TIMEOUT_S (browser run hard limit, default 600), CARGO_TEST_ARGS (extra args).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+STEPS=()
+CURRENT=""
+STEP_START=0
+T0=$(date +%s)
+
+step() {
+    finish_step
+    CURRENT="$1"
+    STEP_START=$(date +%s)
+    printf '\n==== [test] %s ====\n' "$CURRENT"
+}
+finish_step() {
+    if [ -n "$CURRENT" ]; then
+        STEPS+=("ok    $(( $(date +%s) - STEP_START ))s  $CURRENT")
+        CURRENT=""
+    fi
+}
+summary() {
+    local rc=$?
+    if [ -n "$CURRENT" ]; then
+        STEPS+=("FAIL  $(( $(date +%s) - STEP_START ))s  $CURRENT")
+    fi
+    printf '\n==== [test] summary ====\n'
+    local s
+    for s in "${STEPS[@]}"; do printf '  %s\n' "$s"; done
+    if [ "$rc" -eq 0 ]; then
+        printf '  ALL PASSED in %ss\n' "$(( $(date +%s) - T0 ))"
+    else
+        printf '  FAILED (exit %s) in %ss\n' "$rc" "$(( $(date +%s) - T0 ))"
+    fi
+    exit "$rc"
+}
+trap summary EXIT
+
+# ---------------------------------------------------------------------------------------------------
+if [ "${SKIP_SETUP:-0}" != 1 ]; then
+    step "setup (scripts/setup.sh)"
+    bash scripts/setup.sh
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# FIXTURE PACKAGES: convert every fixture checkpoint into target/test-packages/<name>-<quant> with the
+# CLI, so native and browser tests load real packages. A fixture's HF directory is
+# tests/fixtures/<name>/hf when that exists, else tests/fixtures/<name> itself (config.json there).
+step "build CLI (cargo build --release)"
+cargo build --release
+
+step "convert fixtures -> target/test-packages"
+mkdir -p target/test-packages
+shopt -s nullglob
+converted=0
+for dir in tests/fixtures/*/; do
+    dir="${dir%/}"
+    name="$(basename "$dir")"
+    if [ -f "$dir/hf/config.json" ]; then hf="$dir/hf"
+    elif [ -f "$dir/config.json" ]; then hf="$dir"
+    else echo "skip $dir (no config.json)"; continue
+    fi
+    for q in f32 q8 q4; do
+        out="target/test-packages/$name-$q"
+        echo "convert $hf -> $out (--quant $q)"
+        rm -rf "$out"
+        target/release/marian-wasm convert "$hf" "$out" --quant "$q"
+        [ -f "$out/manifest.json" ] || { echo "convert wrote no $out/manifest.json" >&2; exit 1; }
+        converted=$((converted + 1))
+    done
+done
+shopt -u nullglob
+echo "converted $converted packages"
+# END FIXTURE PACKAGES
+# ---------------------------------------------------------------------------------------------------
+
+step "native tests (cargo test --release)"
+# shellcheck disable=SC2086
+cargo test --release ${CARGO_TEST_ARGS:-}
+
+step "clippy (cargo clippy --release -- -D warnings)"
+cargo clippy --release -- -D warnings
+
+step "format (cargo fmt --check)"
+cargo fmt --check
+
+step "wasm build (scripts/build-wasm.sh)"
+bash scripts/build-wasm.sh
+
+if [ "${SKIP_BROWSER:-0}" != 1 ]; then
+    step "browser tests (node tests/browser/run.mjs)"
+    node tests/browser/run.mjs
+fi
+finish_step
