@@ -19,7 +19,8 @@ pub struct MarianTokenizer {
     /// The decoder side's id -> piece (vocab.json, or target_vocab.json when separate).
     target_pieces: Vec<Option<String>>,
     target_vocab: HashMap<String, u32>,
-    target_spm_pieces: HashSet<String>,
+    /// Pieces of the SentencePiece model that decoding uses.
+    decode_pieces: HashSet<String>,
     decode_info: SpmDecodeInfo,
     /// ids skipped by `decode` (transformers' `all_special_ids`).
     special_ids: HashSet<u32>,
@@ -75,7 +76,13 @@ impl MarianTokenizer {
             })?;
             *slot = Some(piece.clone());
         }
-        let target_spm_pieces = target.get_vocab(false).into_keys().collect();
+        // MarianTokenizer decodes with the source model unless the vocabularies are separate.
+        let decoding_model = if t.target_vocab.is_some() || !cfg.share_encoder_decoder_embeddings {
+            &target
+        } else {
+            &source
+        };
+        let decode_pieces = decoding_model.get_vocab(false).into_keys().collect();
         let lookup = |v: &HashMap<String, u32>, piece: &str, file: &str| {
             v.get(piece).copied().ok_or_else(|| {
                 Error::corrupt(file, format!("the vocabulary has no '{piece}' entry"))
@@ -95,7 +102,7 @@ impl MarianTokenizer {
             source_vocab,
             target_pieces,
             target_vocab,
-            target_spm_pieces,
+            decode_pieces,
             decode_info: t.target_decode.clone(),
             special_ids,
             unk_id,
@@ -182,8 +189,8 @@ impl MarianTokenizer {
                 String::new()
             } else if piece == &info.unk_piece {
                 info.unk_surface.clone()
-            } else if !self.target_spm_pieces.contains(piece) {
-                // Unknown to the target model: SentencePiece passes it through untouched.
+            } else if !self.decode_pieces.contains(piece) {
+                // Unknown to the decoding model: SentencePiece passes it through untouched.
                 piece.clone()
             } else {
                 let p = if at_start && info.add_dummy_prefix {

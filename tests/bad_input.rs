@@ -183,7 +183,8 @@ fn translate_cli(pkg: &Path, input: &[u8]) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
+    // The process may exit before reading (e.g. a bad --model): a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(input);
     child.wait_with_output().unwrap()
 }
 

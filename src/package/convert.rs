@@ -166,6 +166,7 @@ pub fn convert(hf_dir: &Path, out_dir: &Path, quant: Quant) -> Result<Converted>
             sha256: sha256_hex(bytes),
         });
     }
+    let cfg_shared = cfg.share_encoder_decoder_embeddings;
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
@@ -177,7 +178,12 @@ pub fn convert(hf_dir: &Path, out_dir: &Path, quant: Quant) -> Result<Converted>
             target: "target.tokenizer.json".into(),
             vocab: "vocab.json".into(),
             target_vocab: has_target_vocab.then(|| "target_vocab.json".into()),
-            target_decode: tgt_spm.decode_info(),
+            // MarianTokenizer decodes with the source model when the vocabulary is shared.
+            target_decode: if cfg_shared {
+                src_spm.decode_info()
+            } else {
+                tgt_spm.decode_info()
+            },
         },
         weights: WEIGHTS.into(),
         files,
