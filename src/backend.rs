@@ -12,7 +12,12 @@ impl Backend for Marian {
         self.start_decoding(&encoded, &mask, rows_per_sentence)
     }
 
-    fn step(&self, state: &mut DecoderState, tokens: &[u32], select: &Select) -> Result<Vec<Vec<(u32, f32)>>> {
+    fn step(
+        &self,
+        state: &mut DecoderState,
+        tokens: &[u32],
+        select: &Select,
+    ) -> Result<Vec<Vec<(u32, f32)>>> {
         let logits = self.decode_step(state, tokens)?;
         if select.forced.is_some() {
             return Ok(tokens.iter().map(|_| top_k_of_row(&[], select)).collect());

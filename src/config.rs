@@ -107,14 +107,14 @@ impl MarianConfig {
             ("encoder_attention_heads", self.encoder_attention_heads),
             ("decoder_attention_heads", self.decoder_attention_heads),
         ] {
-            if self.d_model % heads != 0 {
+            if !self.d_model.is_multiple_of(heads) {
                 return bad(format!(
                     "d_model {} is not divisible by {name} {heads}",
                     self.d_model
                 ));
             }
         }
-        if self.d_model % 2 != 0 {
+        if !self.d_model.is_multiple_of(2) {
             return bad(format!(
                 "d_model {} must be even for sinusoidal positions",
                 self.d_model
@@ -154,7 +154,6 @@ impl MarianConfig {
         emb + self.encoder_layers * enc_layer + self.decoder_layers * dec_layer
     }
 }
-
 
 /// Decoding defaults, as `model.generate()` would take them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -215,7 +214,10 @@ impl GenerationConfig {
                 "repetition_penalty",
                 raw.repetition_penalty.is_some_and(|p| p != 1.0),
             ),
-            ("num_beam_groups", raw.num_beam_groups.is_some_and(|g| g > 1)),
+            (
+                "num_beam_groups",
+                raw.num_beam_groups.is_some_and(|g| g > 1),
+            ),
             ("min_length", raw.min_length.is_some_and(|m| m > 0)),
         ] {
             if set {

@@ -26,7 +26,12 @@ pub trait Backend {
     fn start(&self, batch: &[Vec<u32>], rows_per_sentence: usize) -> Result<Self::State>;
     /// Feed one token per row; return each row's best `select.k` (token, score), best first,
     /// ties broken by the lower token id.
-    fn step(&self, state: &mut Self::State, tokens: &[u32], select: &Select) -> Result<Vec<Vec<(u32, f32)>>>;
+    fn step(
+        &self,
+        state: &mut Self::State,
+        tokens: &[u32],
+        select: &Select,
+    ) -> Result<Vec<Vec<(u32, f32)>>>;
     /// Continue with these rows, in this order (beam reordering and dropping finished rows).
     fn select_rows(&self, state: &mut Self::State, rows: &[u32]) -> Result<()>;
 }
@@ -83,7 +88,9 @@ impl GenerateOptions {
         }
         if let Some(m) = self.max_length {
             if m < 2 {
-                return Err(Error::Input(format!("max length must be at least 2, got {m}")));
+                return Err(Error::Input(format!(
+                    "max length must be at least 2, got {m}"
+                )));
             }
             g.max_length = m;
         }
@@ -99,12 +106,17 @@ fn banned(g: &GenerationConfig) -> Vec<u32> {
 }
 
 fn forced_at(g: &GenerationConfig, cur_len: usize) -> Option<u32> {
-    g.forced_eos_token_id.filter(|_| cur_len == g.max_length - 1)
+    g.forced_eos_token_id
+        .filter(|_| cur_len == g.max_length - 1)
 }
 
 /// Greedy decoding; returns each sentence's full sequence as HF does: the decoder start
 /// token, the generated tokens, and EOS when one was produced.
-pub fn greedy<B: Backend>(backend: &B, batch: &[Vec<u32>], g: &GenerationConfig) -> Result<Vec<Vec<u32>>> {
+pub fn greedy<B: Backend>(
+    backend: &B,
+    batch: &[Vec<u32>],
+    g: &GenerationConfig,
+) -> Result<Vec<Vec<u32>>> {
     let mut state = backend.start(batch, 1)?;
     let mut seqs: Vec<Vec<u32>> = vec![vec![g.decoder_start_token_id]; batch.len()];
     let mut live: Vec<usize> = (0..batch.len()).collect();
@@ -164,8 +176,12 @@ impl Hypotheses {
         if self.beams.len() < self.num_beams || score > self.worst {
             self.beams.push((score, seq, ended));
             if self.beams.len() > self.num_beams {
-                let mut order: Vec<(f64, usize)> =
-                    self.beams.iter().enumerate().map(|(i, b)| (b.0, i)).collect();
+                let mut order: Vec<(f64, usize)> = self
+                    .beams
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (b.0, i))
+                    .collect();
                 order.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
                 self.beams.remove(order[0].1);
                 self.worst = order[1].0;
@@ -206,7 +222,11 @@ impl Hypotheses {
 /// beams × vocabulary; only candidates ranked within the first `num_beams` may finish (EOS,
 /// or anything at max_length), scored sum-logprob / generated_len^length_penalty (EOS
 /// counted, start token not); the rest continue as the `num_beams` best running beams.
-pub fn beam_search<B: Backend>(backend: &B, batch: &[Vec<u32>], g: &GenerationConfig) -> Result<Vec<Vec<u32>>> {
+pub fn beam_search<B: Backend>(
+    backend: &B,
+    batch: &[Vec<u32>],
+    g: &GenerationConfig,
+) -> Result<Vec<Vec<u32>>> {
     let nb = g.num_beams;
     let n = batch.len();
     let mut state = backend.start(batch, nb)?;
@@ -215,7 +235,12 @@ pub fn beam_search<B: Backend>(backend: &B, batch: &[Vec<u32>], g: &GenerationCo
     let mut beams: Vec<Vec<(Vec<u32>, f32)>> = (0..n)
         .map(|_| {
             (0..nb)
-                .map(|j| (vec![g.decoder_start_token_id], if j == 0 { 0.0 } else { -1e9 }))
+                .map(|j| {
+                    (
+                        vec![g.decoder_start_token_id],
+                        if j == 0 { 0.0 } else { -1e9 },
+                    )
+                })
                 .collect()
         })
         .collect();
@@ -305,7 +330,11 @@ pub fn beam_search<B: Backend>(backend: &B, batch: &[Vec<u32>], g: &GenerationCo
 }
 
 /// Greedy when `num_beams` is 1, beam search otherwise.
-pub fn generate<B: Backend>(backend: &B, batch: &[Vec<u32>], g: &GenerationConfig) -> Result<Vec<Vec<u32>>> {
+pub fn generate<B: Backend>(
+    backend: &B,
+    batch: &[Vec<u32>],
+    g: &GenerationConfig,
+) -> Result<Vec<Vec<u32>>> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
@@ -322,15 +351,33 @@ mod tests {
 
     #[test]
     fn top_k_breaks_ties_by_lower_id_and_masks() {
-        let sel = Select { k: 2, log_softmax: false, banned: &[3], forced: None };
-        assert_eq!(top_k_of_row(&[1.0, 5.0, 5.0, 9.0], &sel), vec![(1, 5.0), (2, 5.0)]);
-        let forced = Select { k: 4, log_softmax: true, banned: &[], forced: Some(0) };
+        let sel = Select {
+            k: 2,
+            log_softmax: false,
+            banned: &[3],
+            forced: None,
+        };
+        assert_eq!(
+            top_k_of_row(&[1.0, 5.0, 5.0, 9.0], &sel),
+            vec![(1, 5.0), (2, 5.0)]
+        );
+        let forced = Select {
+            k: 4,
+            log_softmax: true,
+            banned: &[],
+            forced: Some(0),
+        };
         assert_eq!(top_k_of_row(&[1.0, 2.0], &forced), vec![(0, 0.0)]);
     }
 
     #[test]
     fn log_softmax_scores_sum_to_one() {
-        let sel = Select { k: 3, log_softmax: true, banned: &[], forced: None };
+        let sel = Select {
+            k: 3,
+            log_softmax: true,
+            banned: &[],
+            forced: None,
+        };
         let got = top_k_of_row(&[0.5, -1.0, 2.0], &sel);
         let total: f32 = got.iter().map(|x| x.1.exp()).sum();
         assert!((total - 1.0).abs() < 1e-6);

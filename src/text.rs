@@ -11,7 +11,12 @@ pub fn sentences(text: &str) -> Vec<&str> {
         let (_, c) = chars[i];
         if matches!(c, '.' | '!' | '?' | '…' | '。' | '！' | '？') {
             let mut j = i + 1;
-            while j < chars.len() && matches!(chars[j].1, '.' | '!' | '?' | '"' | '\'' | '»' | '”' | ')' | ']') {
+            while j < chars.len()
+                && matches!(
+                    chars[j].1,
+                    '.' | '!' | '?' | '"' | '\'' | '»' | '”' | ')' | ']'
+                )
+            {
                 j += 1;
             }
             if j < chars.len() && chars[j].1.is_whitespace() {
@@ -40,9 +45,15 @@ mod tests {
 
     #[test]
     fn splits_at_sentence_ends_only() {
-        assert_eq!(sentences("A dog runs. A cat sits!  Why? "), vec!["A dog runs.", "A cat sits!", "Why?"]);
+        assert_eq!(
+            sentences("A dog runs. A cat sits!  Why? "),
+            vec!["A dog runs.", "A cat sits!", "Why?"]
+        );
         assert_eq!(sentences("Version 3.5 is out"), vec!["Version 3.5 is out"]);
-        assert_eq!(sentences("He said \"stop.\" Then left."), vec!["He said \"stop.\"", "Then left."]);
+        assert_eq!(
+            sentences("He said \"stop.\" Then left."),
+            vec!["He said \"stop.\"", "Then left."]
+        );
         assert!(sentences("   ").is_empty());
     }
 }

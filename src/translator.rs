@@ -46,7 +46,11 @@ impl Translator {
         let mut chunks = Vec::new();
         let mut current = String::new();
         for unit in crate::text::sentences(text).into_iter().flat_map(|s| {
-            let fits = self.tokenizer.encode(s).map(|i| i.len() <= limit).unwrap_or(false);
+            let fits = self
+                .tokenizer
+                .encode(s)
+                .map(|i| i.len() <= limit)
+                .unwrap_or(false);
             if fits {
                 vec![s]
             } else {
@@ -83,12 +87,19 @@ impl Translator {
     pub fn generation_for(&self, opts: &GenerateOptions) -> Result<GenerationConfig> {
         let mut g = opts.resolve(&self.generation)?;
         // The decoder cannot look past its last position.
-        g.max_length = g.max_length.min(self.model.config.max_position_embeddings + 1);
+        g.max_length = g
+            .max_length
+            .min(self.model.config.max_position_embeddings + 1);
         Ok(g)
     }
 
     /// Translate many texts; `batch_size` sentences (chunks) go through the model at once.
-    pub fn translate(&self, texts: &[&str], opts: &GenerateOptions, batch_size: usize) -> Result<Vec<Translation>> {
+    pub fn translate(
+        &self,
+        texts: &[&str],
+        opts: &GenerateOptions,
+        batch_size: usize,
+    ) -> Result<Vec<Translation>> {
         let g = self.generation_for(opts)?;
         let batch_size = batch_size.max(1);
         // (text index, chunk ids) for every non-empty text.

@@ -40,7 +40,8 @@ fn err_text<T>(r: marian_wasm::Result<T>) -> String {
 /// Rewrite one manifest entry so that it vouches for the file as it now is.
 fn reseal(pkg: &Path, name: &str) {
     let mpath = pkg.join("manifest.json");
-    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
     let bytes = std::fs::read(pkg.join(name)).unwrap();
     for f in m["files"].as_array_mut().unwrap() {
         if f["name"] == name {
@@ -68,14 +69,18 @@ fn truncated_checkpoint_weights_are_reported() {
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
     let out = tempfile::tempdir().unwrap();
     let e = err_text(convert(hf.path(), out.path(), Quant::Q8));
-    assert!(e.contains("model.safetensors") && e.contains("safetensors"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("safetensors"),
+        "{e}"
+    );
 }
 
 #[test]
 fn absurd_config_is_refused_before_allocation() {
     let hf = hf_copy();
     let p = hf.path().join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     cfg["d_model"] = 1_000_000_000u64.into();
     std::fs::write(&p, cfg.to_string()).unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -91,7 +96,11 @@ fn absurd_config_is_refused_before_allocation() {
 #[test]
 fn garbage_spm_is_reported() {
     let hf = hf_copy();
-    std::fs::write(hf.path().join("source.spm"), b"definitely not protobuf \xff\xff\xff").unwrap();
+    std::fs::write(
+        hf.path().join("source.spm"),
+        b"definitely not protobuf \xff\xff\xff",
+    )
+    .unwrap();
     let out = tempfile::tempdir().unwrap();
     let e = err_text(convert(hf.path(), out.path(), Quant::Q8));
     assert!(e.contains("source.spm"), "{e}");
@@ -104,7 +113,10 @@ fn truncated_package_file_is_detected_by_size() {
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() - 10]).unwrap();
     let e = err_text(Package::read_dir(pkg.path()));
-    assert!(e.contains("model.safetensors") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -157,7 +169,8 @@ fn manifest_with_path_in_file_name_is_refused() {
 fn manifest_with_absurd_config_is_refused() {
     let pkg = converted();
     let mpath = pkg.path().join("manifest.json");
-    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
     m["model"]["vocab_size"] = 1_000_000_000_000u64.into();
     std::fs::write(&mpath, m.to_string()).unwrap();
     let e = err_text(Package::read_dir(pkg.path()));
@@ -191,8 +204,15 @@ fn translate_cli(pkg: &Path, input: &[u8]) -> std::process::Output {
 #[test]
 fn cli_keeps_one_line_per_input_line_and_empty_lines() {
     let pkg = converted();
-    let out = translate_cli(pkg.path(), b"A dog runs.\n\nTwo men are talking.\n   \nA girl.\n");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = translate_cli(
+        pkg.path(),
+        b"A dog runs.\n\nTwo men are talking.\n   \nA girl.\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.split('\n').collect();
     assert_eq!(lines.len(), 6, "{text:?}"); // five lines + the final newline
@@ -227,12 +247,18 @@ fn huge_and_long_inputs_are_split_not_truncated() {
     assert!(t.tokenizer.encode(&long).unwrap().len() > t.model.config.max_position_embeddings);
     let chunks = t.split_for_model(&long).unwrap();
     assert!(chunks.len() > 1);
-    assert!(chunks.iter().all(|c| c.len() <= t.model.config.max_position_embeddings));
+    assert!(chunks
+        .iter()
+        .all(|c| c.len() <= t.model.config.max_position_embeddings));
     // Every source token is kept: the chunks hold all sentences.
     let per = t.tokenizer.encode(sentence.trim()).unwrap().len() - 1;
     let total: usize = chunks.iter().map(|c| c.len() - 1).sum();
     assert_eq!(total, per * 40);
-    let opts = marian_wasm::GenerateOptions { num_beams: Some(1), max_length: Some(12), ..Default::default() };
+    let opts = marian_wasm::GenerateOptions {
+        num_beams: Some(1),
+        max_length: Some(12),
+        ..Default::default()
+    };
     let out = t.translate(&[&long], &opts, 4).unwrap();
     assert_eq!(out[0].ids.len(), chunks.len());
     let too_big = "a".repeat(marian_wasm::translator::MAX_INPUT_BYTES + 1);

@@ -57,7 +57,10 @@ async fn fetch_bytes(url: &str, mut on_chunk: impl FnMut(usize)) -> Result<Vec<u
     )
     .await
     .map_err(|e| js_err(format!("{url}: network error {e:?}")))?;
-    let status = Reflect::get(&resp, &"status".into()).ok().and_then(|s| s.as_f64()).unwrap_or(0.0);
+    let status = Reflect::get(&resp, &"status".into())
+        .ok()
+        .and_then(|s| s.as_f64())
+        .unwrap_or(0.0);
     if !(200.0..300.0).contains(&status) {
         return Err(js_err(format!("{url}: HTTP {status}")));
     }
@@ -66,7 +69,9 @@ async fn fetch_bytes(url: &str, mut on_chunk: impl FnMut(usize)) -> Result<Vec<u
         .map_err(|_| js_err("response body is not a stream"))?
         .dyn_into()
         .map_err(|_| js_err("response body is not a stream"))?;
-    let reader = get_reader.call0(&body).map_err(|e| js_err(format!("{e:?}")))?;
+    let reader = get_reader
+        .call0(&body)
+        .map_err(|e| js_err(format!("{e:?}")))?;
     let read: Function = Reflect::get(&reader, &"read".into())
         .map_err(|_| js_err("stream reader has no read()"))?
         .dyn_into()
@@ -81,7 +86,11 @@ async fn fetch_bytes(url: &str, mut on_chunk: impl FnMut(usize)) -> Result<Vec<u
         let chunk = JsFuture::from(promise)
             .await
             .map_err(|e| js_err(format!("{url}: download interrupted {e:?}")))?;
-        if Reflect::get(&chunk, &"done".into()).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
+        if Reflect::get(&chunk, &"done".into())
+            .ok()
+            .and_then(|d| d.as_bool())
+            .unwrap_or(true)
+        {
             break;
         }
         let value: Uint8Array = Reflect::get(&chunk, &"value".into())
@@ -108,8 +117,15 @@ impl Translator {
     /// Fetch a package folder (`baseUrl` ends with `/`), verifying every file's sha256.
     /// `onProgress(loadedBytes, totalBytes, fileName)` is called as bytes arrive.
     #[wasm_bindgen(js_name = fromUrl)]
-    pub async fn from_url(base_url: String, on_progress: Option<Function>) -> Result<Translator, JsError> {
-        let base = if base_url.ends_with('/') { base_url } else { format!("{base_url}/") };
+    pub async fn from_url(
+        base_url: String,
+        on_progress: Option<Function>,
+    ) -> Result<Translator, JsError> {
+        let base = if base_url.ends_with('/') {
+            base_url
+        } else {
+            format!("{base_url}/")
+        };
         let manifest_bytes = fetch_bytes(&format!("{base}{MANIFEST}"), |_| {}).await?;
         let manifest = Manifest::parse(&manifest_bytes).map_err(js_err)?;
         let total: u64 = manifest.files.iter().map(|f| f.size).sum();
@@ -120,7 +136,12 @@ impl Translator {
             let bytes = fetch_bytes(&url, |n| {
                 loaded += n as u64;
                 if let Some(cb) = &on_progress {
-                    let _ = cb.call3(&JsValue::NULL, &(loaded as f64).into(), &(total as f64).into(), &entry.name.clone().into());
+                    let _ = cb.call3(
+                        &JsValue::NULL,
+                        &(loaded as f64).into(),
+                        &(total as f64).into(),
+                        &entry.name.clone().into(),
+                    );
                 }
             })
             .await?;
@@ -135,51 +156,83 @@ impl Translator {
     pub fn from_files(files: Object) -> Result<Translator, JsError> {
         let mut map = BTreeMap::new();
         for key in Object::keys(&files).iter() {
-            let name = key.as_string().ok_or_else(|| js_err("file names must be strings"))?;
+            let name = key
+                .as_string()
+                .ok_or_else(|| js_err("file names must be strings"))?;
             let value: Uint8Array = Reflect::get(&files, &key)
                 .map_err(|_| js_err("unreadable file"))?
                 .dyn_into()
                 .map_err(|_| js_err(format!("{name}: expected a Uint8Array")))?;
             map.insert(name, value.to_vec());
         }
-        let manifest = map.remove(MANIFEST).ok_or_else(|| js_err("manifest.json is missing"))?;
+        let manifest = map
+            .remove(MANIFEST)
+            .ok_or_else(|| js_err("manifest.json is missing"))?;
         Self::build(&manifest, map)
     }
 
-    fn build(manifest_bytes: &[u8], files: BTreeMap<String, Vec<u8>>) -> Result<Translator, JsError> {
+    fn build(
+        manifest_bytes: &[u8],
+        files: BTreeMap<String, Vec<u8>>,
+    ) -> Result<Translator, JsError> {
         let pkg = Package::from_files(manifest_bytes, files).map_err(js_err)?;
         let inner = crate::Translator::new(&pkg).map_err(js_err)?;
-        Ok(Translator { inner, manifest: pkg.manifest })
+        Ok(Translator {
+            inner,
+            manifest: pkg.manifest,
+        })
     }
 
-    fn run(&self, texts: Vec<String>, options: JsValue) -> Result<Vec<crate::Translation>, JsError> {
+    fn run(
+        &self,
+        texts: Vec<String>,
+        options: JsValue,
+    ) -> Result<Vec<crate::Translation>, JsError> {
         let o = parse_options(options)?;
-        let opts = GenerateOptions { num_beams: o.beams, max_length: o.max_length, length_penalty: o.length_penalty };
+        let opts = GenerateOptions {
+            num_beams: o.beams,
+            max_length: o.max_length,
+            length_penalty: o.length_penalty,
+        };
         let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-        self.inner.translate(&refs, &opts, o.batch_size.unwrap_or(8)).map_err(js_err)
+        self.inner
+            .translate(&refs, &opts, o.batch_size.unwrap_or(8))
+            .map_err(js_err)
     }
 
     /// Translate a batch of strings; options `{beams, maxLength, lengthPenalty, batchSize}`.
     pub fn translate(&self, texts: Vec<String>, options: JsValue) -> Result<Vec<String>, JsError> {
-        Ok(self.run(texts, options)?.into_iter().map(|t| t.text).collect())
+        Ok(self
+            .run(texts, options)?
+            .into_iter()
+            .map(|t| t.text)
+            .collect())
     }
 
     /// Like `translate`, also returning the generated ids (HF layout, decoder start first;
     /// the chunks of a long input concatenated).
     #[wasm_bindgen(js_name = translateWithIds)]
-    pub fn translate_with_ids(&self, texts: Vec<String>, options: JsValue) -> Result<JsValue, JsError> {
+    pub fn translate_with_ids(
+        &self,
+        texts: Vec<String>,
+        options: JsValue,
+    ) -> Result<JsValue, JsError> {
         let out = self.run(texts, options)?;
         let result = WithIds {
             texts: out.iter().map(|t| t.text.clone()).collect(),
             ids: out.iter().map(|t| t.ids.concat()).collect(),
         };
-        result.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_err)
+        result
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(js_err)
     }
 
     /// The package manifest (config, generation defaults, quantization, files).
     #[wasm_bindgen(getter)]
     pub fn manifest(&self) -> Result<JsValue, JsError> {
-        self.manifest.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_err)
+        self.manifest
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(js_err)
     }
 
     /// Source text -> ids, as MarianTokenizer.

@@ -37,7 +37,11 @@ fn spec(name: String, shape: Vec<usize>, role: Role) -> TensorSpec {
 }
 
 fn linear(out: &mut Vec<TensorSpec>, prefix: &str, rows: usize, cols: usize) {
-    out.push(spec(format!("{prefix}.weight"), vec![rows, cols], Role::Matrix));
+    out.push(spec(
+        format!("{prefix}.weight"),
+        vec![rows, cols],
+        Role::Matrix,
+    ));
     out.push(spec(format!("{prefix}.bias"), vec![rows], Role::Vector));
 }
 
@@ -62,7 +66,11 @@ pub fn tensors(cfg: &MarianConfig) -> Vec<TensorSpec> {
     let d = cfg.d_model;
     let mut out = Vec::new();
     if cfg.share_encoder_decoder_embeddings {
-        let mut s = spec(SHARED_EMBEDDING.into(), vec![cfg.vocab_size, d], Role::Embedding);
+        let mut s = spec(
+            SHARED_EMBEDDING.into(),
+            vec![cfg.vocab_size, d],
+            Role::Embedding,
+        );
         s.hf_names = vec![
             "model.shared.weight".into(),
             "model.encoder.embed_tokens.weight".into(),
@@ -71,7 +79,11 @@ pub fn tensors(cfg: &MarianConfig) -> Vec<TensorSpec> {
         ];
         out.push(s);
     } else {
-        out.push(spec(ENCODER_EMBEDDING.into(), vec![cfg.vocab_size, d], Role::Embedding));
+        out.push(spec(
+            ENCODER_EMBEDDING.into(),
+            vec![cfg.vocab_size, d],
+            Role::Embedding,
+        ));
         out.push(spec(
             DECODER_EMBEDDING.into(),
             vec![cfg.target_vocab_size(), d],
@@ -79,7 +91,11 @@ pub fn tensors(cfg: &MarianConfig) -> Vec<TensorSpec> {
         ));
     }
     if !cfg.tie_word_embeddings {
-        out.push(spec(LM_HEAD.into(), vec![cfg.target_vocab_size(), d], Role::Embedding));
+        out.push(spec(
+            LM_HEAD.into(),
+            vec![cfg.target_vocab_size(), d],
+            Role::Embedding,
+        ));
     }
     out.push(spec(
         FINAL_LOGITS_BIAS.into(),

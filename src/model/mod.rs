@@ -169,7 +169,8 @@ struct FeedForward {
 
 impl FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&activate(self.act, &self.fc1.forward(x)?)?)
+        self.fc2
+            .forward(&activate(self.act, &self.fc1.forward(x)?)?)
     }
 }
 
@@ -251,7 +252,12 @@ impl Marian {
         for i in 0..cfg.encoder_layers {
             let p = format!("encoder.layers.{i}");
             encoder.push(EncoderLayer {
-                self_attn: Attention::load(&w, &format!("{p}.self_attn"), d, cfg.encoder_attention_heads)?,
+                self_attn: Attention::load(
+                    &w,
+                    &format!("{p}.self_attn"),
+                    d,
+                    cfg.encoder_attention_heads,
+                )?,
                 self_attn_norm: layer_norm(&w, &format!("{p}.self_attn_layer_norm"), d)?,
                 ffn: ffn(&w, &p, d, cfg.encoder_ffn_dim, act)?,
                 final_norm: layer_norm(&w, &format!("{p}.final_layer_norm"), d)?,
@@ -261,9 +267,19 @@ impl Marian {
         for i in 0..cfg.decoder_layers {
             let p = format!("decoder.layers.{i}");
             decoder.push(DecoderLayer {
-                self_attn: Attention::load(&w, &format!("{p}.self_attn"), d, cfg.decoder_attention_heads)?,
+                self_attn: Attention::load(
+                    &w,
+                    &format!("{p}.self_attn"),
+                    d,
+                    cfg.decoder_attention_heads,
+                )?,
                 self_attn_norm: layer_norm(&w, &format!("{p}.self_attn_layer_norm"), d)?,
-                cross_attn: Attention::load(&w, &format!("{p}.encoder_attn"), d, cfg.decoder_attention_heads)?,
+                cross_attn: Attention::load(
+                    &w,
+                    &format!("{p}.encoder_attn"),
+                    d,
+                    cfg.decoder_attention_heads,
+                )?,
                 cross_attn_norm: layer_norm(&w, &format!("{p}.encoder_attn_layer_norm"), d)?,
                 ffn: ffn(&w, &p, d, cfg.decoder_ffn_dim, act)?,
                 final_norm: layer_norm(&w, &format!("{p}.final_layer_norm"), d)?,
@@ -271,7 +287,11 @@ impl Marian {
         }
         Ok(Marian {
             positions: sinusoidal_positions(cfg.max_position_embeddings, d)?,
-            embed_scale: if cfg.scale_embedding { (d as f64).sqrt() } else { 1.0 },
+            embed_scale: if cfg.scale_embedding {
+                (d as f64).sqrt()
+            } else {
+                1.0
+            },
             config: cfg,
             encoder_embed,
             decoder_embed,
@@ -306,7 +326,11 @@ impl Marian {
         for seq in batch {
             for i in 0..s {
                 ids.push(seq.get(i).copied().unwrap_or(pad));
-                mask.push(if i < seq.len() { 0f32 } else { f32::NEG_INFINITY });
+                mask.push(if i < seq.len() {
+                    0f32
+                } else {
+                    f32::NEG_INFINITY
+                });
             }
         }
         let ids = Tensor::from_vec(ids, (b, s), &Device::Cpu)?;
@@ -323,7 +347,12 @@ impl Marian {
     }
 
     /// Start decoding: each encoded sentence gets `rows_per_sentence` decoder rows (beams).
-    pub fn start_decoding(&self, encoded: &Tensor, mask: &Tensor, rows_per_sentence: usize) -> Result<DecoderState> {
+    pub fn start_decoding(
+        &self,
+        encoded: &Tensor,
+        mask: &Tensor,
+        rows_per_sentence: usize,
+    ) -> Result<DecoderState> {
         let (enc, mask) = if rows_per_sentence > 1 {
             let b = encoded.dim(0)?;
             let idx: Vec<u32> = (0..b as u32)
@@ -355,21 +384,28 @@ impl Marian {
         for (i, layer) in self.decoder.iter().enumerate() {
             let (k_new, v_new) = layer.self_attn.keys_values(&x)?;
             let (k, v) = match state.self_kv[i].take() {
-                Some((k, v)) => (Tensor::cat(&[&k, &k_new], 2)?, Tensor::cat(&[&v, &v_new], 2)?),
+                Some((k, v)) => (
+                    Tensor::cat(&[&k, &k_new], 2)?,
+                    Tensor::cat(&[&v, &v_new], 2)?,
+                ),
                 None => (k_new, v_new),
             };
             let h = layer.self_attn.attend(&x, &k, &v, None)?;
             state.self_kv[i] = Some((k, v));
             x = layer.self_attn_norm.forward(&(x + h)?)?;
             let (ck, cv) = &state.cross_kv[i];
-            let h = layer.cross_attn.attend(&x, ck, cv, Some(&state.cross_mask))?;
+            let h = layer
+                .cross_attn
+                .attend(&x, ck, cv, Some(&state.cross_mask))?;
             x = layer.cross_attn_norm.forward(&(x + h)?)?;
             let h = layer.ffn.forward(&x)?;
             x = layer.final_norm.forward(&(x + h)?)?;
         }
         state.length += 1;
         let logits = self.lm_head.project(&x.squeeze(1)?)?;
-        Ok(logits.broadcast_add(&self.final_logits_bias)?.to_dtype(DType::F32)?)
+        Ok(logits
+            .broadcast_add(&self.final_logits_bias)?
+            .to_dtype(DType::F32)?)
     }
 
     /// Keep only `rows` (in that order) of the decoder state: beam search's reindexing.
@@ -401,4 +437,3 @@ impl Marian {
 pub fn rows_to_vec(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?)
 }
-

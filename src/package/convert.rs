@@ -2,7 +2,9 @@
 
 use super::quant::{encode_matrix, Quant, StoredTensor};
 use super::spm::SpmModel;
-use super::{sha256_hex, FileEntry, Manifest, TokenizerFiles, FORMAT, FORMAT_VERSION, MANIFEST, WEIGHTS};
+use super::{
+    sha256_hex, FileEntry, Manifest, TokenizerFiles, FORMAT, FORMAT_VERSION, MANIFEST, WEIGHTS,
+};
 use crate::config::{GenerationConfig, MarianConfig};
 use crate::error::{Error, Result};
 use crate::model::layout::{self, Role};
@@ -76,7 +78,10 @@ pub struct Converted {
 
 pub fn convert(hf_dir: &Path, out_dir: &Path, quant: Quant) -> Result<Converted> {
     let config_text = read_text(&hf_dir.join("config.json"))?;
-    let cfg = MarianConfig::from_json(&config_text, &hf_dir.join("config.json").display().to_string())?;
+    let cfg = MarianConfig::from_json(
+        &config_text,
+        &hf_dir.join("config.json").display().to_string(),
+    )?;
     let gen_path = hf_dir.join("generation_config.json");
     let gen_text = if gen_path.exists() {
         Some(read_text(&gen_path)?)
@@ -149,10 +154,9 @@ pub fn convert(hf_dir: &Path, out_dir: &Path, quant: Quant) -> Result<Converted>
             form => stored.extend(encode_matrix(&spec.name, t, form)?),
         }
     }
-    let views: Vec<(String, &StoredTensor)> =
-        stored.iter().map(|s| (s.name.clone(), s)).collect();
-    let weights = safetensors::serialize(views, None)
-        .map_err(|e| Error::corrupt(WEIGHTS, e.to_string()))?;
+    let views: Vec<(String, &StoredTensor)> = stored.iter().map(|s| (s.name.clone(), s)).collect();
+    let weights =
+        safetensors::serialize(views, None).map_err(|e| Error::corrupt(WEIGHTS, e.to_string()))?;
     outputs.push((WEIGHTS.into(), weights));
 
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
@@ -190,7 +194,10 @@ pub fn convert(hf_dir: &Path, out_dir: &Path, quant: Quant) -> Result<Converted>
         provenance: format!(
             "converted by marian-wasm {} from {} ({weights_file})",
             env!("CARGO_PKG_VERSION"),
-            hf_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+            hf_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default()
         ),
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");

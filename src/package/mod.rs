@@ -81,8 +81,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| Error::corrupt(MANIFEST, "not UTF-8 text"))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| Error::corrupt(MANIFEST, "not UTF-8 text"))?;
         let m: Manifest = serde_json::from_str(text)
             .map_err(|e| Error::corrupt(MANIFEST, format!("not a valid package manifest: {e}")))?;
         if m.format != FORMAT {

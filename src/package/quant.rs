@@ -88,7 +88,7 @@ impl StoredTensor {
 /// split into 32-wide blocks cannot use GGML blocks and fall back to f16 (or f32).
 pub fn matrix_form(quant: Quant, cols: usize) -> Quant {
     match quant {
-        Quant::Q8 | Quant::Q4 if cols % BLOCK != 0 => Quant::F16,
+        Quant::Q8 | Quant::Q4 if !cols.is_multiple_of(BLOCK) => Quant::F16,
         q => q,
     }
 }
@@ -185,7 +185,10 @@ impl<'a> WeightFile<'a> {
         if v.shape() != shape {
             return Err(Error::corrupt(
                 &self.file,
-                format!("tensor '{name}' has shape {:?}, expected {shape:?}", v.shape()),
+                format!(
+                    "tensor '{name}' has shape {:?}, expected {shape:?}",
+                    v.shape()
+                ),
             ));
         }
         let dtype = match v.dtype() {
@@ -227,7 +230,7 @@ impl<'a> WeightFile<'a> {
         } else {
             return Ok(Matrix::Dense(self.float(name, &[rows, cols])?));
         };
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             return Err(Error::corrupt(
                 &self.file,
                 format!("'{name}' is quantized but its {cols} columns do not split into blocks of {BLOCK}"),

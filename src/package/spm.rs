@@ -101,7 +101,10 @@ impl SpmModel {
         }
         let unk = trainer.unk_id() as usize;
         if unk >= proto.pieces.len() {
-            return Err(Error::corrupt(file, format!("unk_id {unk} is out of range")));
+            return Err(Error::corrupt(
+                file,
+                format!("unk_id {unk} is out of range"),
+            ));
         }
         Ok(SpmModel { proto })
     }

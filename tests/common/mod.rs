@@ -20,7 +20,10 @@ pub fn fixtures() -> Vec<PathBuf> {
         .filter(|p| p.join("config.json").exists() && p.join("expected.json").exists())
         .collect();
     v.sort();
-    assert!(v.len() >= 2, "expected at least two fixture checkpoints, found {v:?}");
+    assert!(
+        v.len() >= 2,
+        "expected at least two fixture checkpoints, found {v:?}"
+    );
     v
 }
 

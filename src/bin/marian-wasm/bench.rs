@@ -77,11 +77,17 @@ fn sentence_set(args: &BenchArgs) -> Result<Vec<String>> {
         None => SENTENCES.iter().map(|s| s.to_string()).collect(),
     };
     anyhow::ensure!(!base.is_empty(), "no sentences to benchmark");
-    Ok((0..args.count.max(1)).map(|i| base[i % base.len()].clone()).collect())
+    Ok((0..args.count.max(1))
+        .map(|i| base[i % base.len()].clone())
+        .collect())
 }
 
 pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package>) -> Result<()> {
-    anyhow::ensure!(args.device == "cpu", "--device {}: only cpu exists in this build (the WebGPU backend is issue 4)", args.device);
+    anyhow::ensure!(
+        args.device == "cpu",
+        "--device {}: only cpu exists in this build (the WebGPU backend is issue 4)",
+        args.device
+    );
     if let Some(t) = args.threads {
         // candle's CPU kernels size their thread pools from this variable.
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
@@ -104,7 +110,10 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
     g.max_length = args.tokens + 1;
     g.forced_eos_token_id = None;
     g.bad_words_ids.push(vec![g.eos_token_id]);
-    anyhow::ensure!(g.max_length <= translator.model.config.max_position_embeddings + 1, "--tokens exceeds the model's positions");
+    anyhow::ensure!(
+        g.max_length <= translator.model.config.max_position_embeddings + 1,
+        "--tokens exceeds the model's positions"
+    );
     let batch = args.batch.max(1);
     generate(&translator.model, &ids[..batch.min(ids.len())], &g)?; // warm-up
     let t1 = Instant::now();
@@ -114,10 +123,19 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
         produced += out.iter().map(|o| o.len() - 1).sum::<usize>();
     }
     let secs = t1.elapsed().as_secs_f64();
-    anyhow::ensure!(produced == ids.len() * args.tokens, "engine produced {produced} tokens, expected {}", ids.len() * args.tokens);
+    anyhow::ensure!(
+        produced == ids.len() * args.tokens,
+        "engine produced {produced} tokens, expected {}",
+        ids.len() * args.tokens
+    );
     let tokens_per_s = produced as f64 / secs;
     let baseline = match &args.baseline_hf {
-        Some(dir) => Some(baseline::run(dir, &ids, args.tokens, translator.generation.eos_token_id)?),
+        Some(dir) => Some(baseline::run(
+            dir,
+            &ids,
+            args.tokens,
+            translator.generation.eos_token_id,
+        )?),
         None => None,
     };
     let peak = peak_rss_mb();
@@ -128,13 +146,17 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
             "quant": quant, "sentences": ids.len(),
         });
         if let Some(b) = baseline {
-            obj["baseline_candle_marian_f32"] = serde_json::json!({"tokens_per_s": b.0, "load_s": b.1, "batch": 1});
+            obj["baseline_candle_marian_f32"] =
+                serde_json::json!({"tokens_per_s": b.0, "load_s": b.1, "batch": 1});
         }
         println!("{obj}");
     } else {
         println!("marian-wasm {quant} cpu: {tokens_per_s:.1} tokens/s (batch {batch}, {} sentences x {} tokens, {threads} threads), load {load_s:.3} s, peak RSS {peak:.0} MB", ids.len(), args.tokens);
         if let Some(b) = baseline {
-            println!("candle-transformers marian f32 (batch 1): {:.1} tokens/s, load {:.3} s", b.0, b.1);
+            println!(
+                "candle-transformers marian f32 (batch 1): {:.1} tokens/s, load {:.3} s",
+                b.0, b.1
+            );
         }
     }
     Ok(())
@@ -154,7 +176,8 @@ mod baseline {
         let cfg: Config = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)
             .context("config.json for candle-transformers' marian")?;
         let weights = dir.join("model.safetensors");
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu)? };
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu)? };
         let mut model = MTModel::new(&cfg, vb)?;
         let load_s = t0.elapsed().as_secs_f64();
         let mut one = |src: &[u32]| -> Result<()> {
@@ -168,7 +191,17 @@ mod baseline {
                 let mut v = logits.to_vec1::<f32>()?;
                 v[eos as usize] = f32::NEG_INFINITY;
                 v[cfg.pad_token_id as usize] = f32::NEG_INFINITY;
-                last = v.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
+                last = v
+                    .iter()
+                    .enumerate()
+                    .fold((0usize, f32::NEG_INFINITY), |b, (i, &x)| {
+                        if x > b.1 {
+                            (i, x)
+                        } else {
+                            b
+                        }
+                    })
+                    .0 as u32;
             }
             Ok(())
         };
@@ -177,6 +210,9 @@ mod baseline {
         for src in ids {
             one(src)?;
         }
-        Ok(((ids.len() * tokens) as f64 / t1.elapsed().as_secs_f64(), load_s))
+        Ok((
+            (ids.len() * tokens) as f64 / t1.elapsed().as_secs_f64(),
+            load_s,
+        ))
     }
 }

@@ -18,7 +18,11 @@ mod cli {
     use std::path::{Path, PathBuf};
 
     #[derive(Parser)]
-    #[command(name = "marian-wasm", version, about = "Marian (OPUS-MT) translation: convert, translate, bench")]
+    #[command(
+        name = "marian-wasm",
+        version,
+        about = "Marian (OPUS-MT) translation: convert, translate, bench"
+    )]
     struct Cli {
         #[command(subcommand)]
         command: Command,
@@ -78,7 +82,11 @@ mod cli {
 
     fn run(cli: Cli) -> Result<()> {
         match cli.command {
-            Command::Convert { hf_dir, out_dir, quant } => {
+            Command::Convert {
+                hf_dir,
+                out_dir,
+                quant,
+            } => {
                 let quant: Quant = quant.parse()?;
                 let done = marian_wasm::package::convert::convert(&hf_dir, &out_dir, quant)?;
                 eprintln!(
@@ -89,7 +97,15 @@ mod cli {
                 );
                 Ok(())
             }
-            Command::Translate { model, beams, max_length, device, adapter, batch_size, ids } => {
+            Command::Translate {
+                model,
+                beams,
+                max_length,
+                device,
+                adapter,
+                batch_size,
+                ids,
+            } => {
                 if device == DeviceArg::Gpu {
                     bail!("--device gpu: the WebGPU backend is not built yet (issue 4); use --device cpu");
                 }
@@ -98,25 +114,45 @@ mod cli {
                 }
                 let pkg = load_package(model.as_deref())?;
                 let translator = Translator::new(&pkg)?;
-                let opts = GenerateOptions { num_beams: beams, max_length, length_penalty: None };
+                let opts = GenerateOptions {
+                    num_beams: beams,
+                    max_length,
+                    length_penalty: None,
+                };
                 translate_stdin(&translator, &opts, batch_size, ids)
             }
             Command::Bench(args) => crate::bench::run(args, load_package),
         }
     }
 
-    fn translate_stdin(t: &Translator, opts: &GenerateOptions, batch_size: usize, ids: bool) -> Result<()> {
+    fn translate_stdin(
+        t: &Translator,
+        opts: &GenerateOptions,
+        batch_size: usize,
+        ids: bool,
+    ) -> Result<()> {
         let stdin = std::io::stdin();
         let mut reader = stdin.lock();
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut pending: Vec<String> = Vec::new();
         let mut line_no = 0usize;
-        let flush = |pending: &mut Vec<String>, out: &mut std::io::BufWriter<std::io::StdoutLock>| -> Result<()> {
+        let flush = |pending: &mut Vec<String>,
+                     out: &mut std::io::BufWriter<std::io::StdoutLock>|
+         -> Result<()> {
             let refs: Vec<&str> = pending.iter().map(|s| s.as_str()).collect();
             for tr in t.translate(&refs, opts, batch_size)? {
                 if ids {
-                    let joined: Vec<String> = tr.ids.iter().map(|c| c.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" ")).collect();
+                    let joined: Vec<String> = tr
+                        .ids
+                        .iter()
+                        .map(|c| {
+                            c.iter()
+                                .map(|i| i.to_string())
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .collect();
                     writeln!(out, "{}", joined.join(" | "))?;
                 } else {
                     writeln!(out, "{}", tr.text)?;
@@ -128,7 +164,9 @@ mod cli {
         };
         loop {
             let mut buf = Vec::new();
-            let n = reader.read_until(b'\n', &mut buf).context("reading stdin")?;
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .context("reading stdin")?;
             if n == 0 {
                 break;
             }
