@@ -25,7 +25,8 @@ export const timeoutS = 400;
 const REQUIRED = ['tiny-opus-f32', 'tiny-opus-q8'];
 
 /** Minimum fraction of (sentence, mode) pairs whose ids equal the HF reference, per quantization. */
-const MIN_MATCH_RATE = { f32: 1, f16: 0, q8: 0, q4: 0 };
+// Measured natively (tests/parity.rs): q8 67-92 %, q4 42 % identical greedy outputs on the tiny fixtures.
+const MIN_MATCH_RATE = { f32: 1, f16: 1, q8: 0.5, q4: 0.25 };
 
 /** Decoding modes: expected.json key -> how to run it. */
 const MODES = [
@@ -67,7 +68,10 @@ function readExpected(json) {
   /** @type {Map<string, string>} ids (JSON) -> decoded text */
   const decoded = new Map();
   for (const d of Array.isArray(json.decode) ? json.decode : []) {
-    if (Array.isArray(d?.ids) && typeof d.text === 'string') decoded.set(JSON.stringify(d.ids), d.text);
+    // Separate vocabularies: marian-wasm deliberately skips the target <pad> that transformers 5
+    // leaves in the text (README); the fixture records that clean text as text_strip_target_pad.
+    const text = typeof d?.text_strip_target_pad === 'string' ? d.text_strip_target_pad : d?.text;
+    if (Array.isArray(d?.ids) && typeof text === 'string') decoded.set(JSON.stringify(d.ids), text);
   }
   const pad = json.pad_token_id ?? json.config?.pad_token_id ?? null;
   return { sentences, texts, modes, decoded, pad };
