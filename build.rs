@@ -26,13 +26,21 @@ fn main() {
             let actual = std::fs::metadata(pkg.join(&name))
                 .unwrap_or_else(|e| panic!("models/default/{name}: {e}"))
                 .len();
-            assert_eq!(actual, size, "models/default/{name}: size differs from manifest");
+            assert_eq!(
+                actual, size,
+                "models/default/{name}: size differs from manifest"
+            );
             names.push(name);
         }
         for name in names {
             let path = pkg.join(&name);
             println!("cargo:rerun-if-changed={}", path.display());
-            writeln!(code, "    ({name:?}, include_bytes!({:?})),", path.display().to_string()).unwrap();
+            writeln!(
+                code,
+                "    ({name:?}, include_bytes!({:?})),",
+                path.display().to_string()
+            )
+            .unwrap();
         }
     }
     code.push_str("];\n");

@@ -85,8 +85,8 @@ step "native tests (cargo test --release)"
 # shellcheck disable=SC2086
 cargo test --release ${CARGO_TEST_ARGS:-}
 
-step "clippy (cargo clippy --release -- -D warnings)"
-cargo clippy --release -- -D warnings
+step "clippy (cargo clippy --release --all-targets -- -D warnings)"
+cargo clippy --release --all-targets -- -D warnings
 
 step "format (cargo fmt --check)"
 cargo fmt --check
