@@ -21,7 +21,11 @@ if [ "$mode" = cli ]; then
 fi
 echo "[run] CLI with the embedded default model:"
 printf 'A little girl is playing in the park.\n' | target/release/marian-wasm translate
-[ -f www/pkg/marian_wasm_bg.wasm ] && [ www/pkg/marian_wasm_bg.wasm -nt src ] || bash scripts/build-wasm.sh
+# Rebuild the wasm only when a source file is newer than it (wasm-opt alone takes minutes).
+if [ ! -f www/pkg/marian_wasm_bg.wasm ] \
+    || [ -n "$(find src Cargo.toml Cargo.lock -newer www/pkg/marian_wasm_bg.wasm -print -quit)" ]; then
+    bash scripts/build-wasm.sh
+fi
 PORT="${PORT:-8080}"
 echo "[run] demo: http://127.0.0.1:$PORT/   (model: models/default, Ctrl-C to stop)"
 exec node tests/browser/server.mjs www --port "$PORT" --mount /models/=models
