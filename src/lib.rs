@@ -9,6 +9,7 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod metrics;
 pub mod model;
 pub mod package;
 pub mod text;

@@ -1,4 +1,4 @@
-//! The `marian-wasm` command line: convert, translate, bench (see DESIGN.md's contract).
+//! The `marian-wasm` command line: convert, translate, eval, bench (see DESIGN.md's contract).
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
@@ -21,7 +21,7 @@ mod cli {
     #[command(
         name = "marian-wasm",
         version,
-        about = "Marian (OPUS-MT) translation: convert, translate, bench"
+        about = "Marian (OPUS-MT) translation: convert, translate, eval, bench"
     )]
     struct Cli {
         #[command(subcommand)]
@@ -63,6 +63,32 @@ mod cli {
         },
         /// Tokens per second of encoding + greedy decoding at a fixed output length.
         Bench(crate::bench::BenchArgs),
+        /// BLEU and chrF (sacreBLEU 2.x defaults) of --src translated with the model, or of an
+        /// existing --hyp file, against --ref (UTF-8, one sentence per line, paired by line).
+        Eval {
+            /// Package folder; without it, the embedded default model.
+            #[arg(long)]
+            model: Option<PathBuf>,
+            /// Source sentences to translate (not needed with --hyp).
+            #[arg(long, required_unless_present = "hyp")]
+            src: Option<PathBuf>,
+            /// Reference translations.
+            #[arg(long = "ref", value_name = "REF")]
+            reference: PathBuf,
+            /// Score this hypothesis file instead of translating.
+            #[arg(long, conflicts_with_all = ["src", "model", "beams", "adapter"])]
+            hyp: Option<PathBuf>,
+            #[arg(long)]
+            beams: Option<usize>,
+            #[arg(long, default_value_t = 8)]
+            batch_size: usize,
+            #[arg(long)]
+            adapter: Option<PathBuf>,
+            /// Print one JSON object {"bleu","chrf","sentences","beams","seconds"}; beams and
+            /// seconds (translation time, model loading excluded) are null with --hyp.
+            #[arg(long)]
+            json: bool,
+        },
     }
 
     pub fn load_package(model: Option<&Path>) -> Result<Package> {
@@ -122,7 +148,115 @@ mod cli {
                 translate_stdin(&translator, &opts, batch_size, ids)
             }
             Command::Bench(args) => crate::bench::run(args, load_package),
+            Command::Eval {
+                model,
+                src,
+                reference,
+                hyp,
+                beams,
+                batch_size,
+                adapter,
+                json,
+            } => {
+                if adapter.is_some() {
+                    bail!("--adapter: fine-tuned adapters are not supported yet (issue 5)");
+                }
+                eval(EvalArgs {
+                    model,
+                    src,
+                    reference,
+                    hyp,
+                    beams,
+                    batch_size,
+                    json,
+                })
+            }
         }
+    }
+
+    struct EvalArgs {
+        model: Option<PathBuf>,
+        src: Option<PathBuf>,
+        reference: PathBuf,
+        hyp: Option<PathBuf>,
+        beams: Option<usize>,
+        batch_size: usize,
+        json: bool,
+    }
+
+    fn eval(a: EvalArgs) -> Result<()> {
+        use marian_wasm::metrics::{self, BLEU_SIGNATURE, CHRF_SIGNATURE};
+        let refs = metrics::read_lines(&a.reference)?;
+        if refs.is_empty() {
+            bail!("{}: no lines to score against", a.reference.display());
+        }
+        let same_count = |other: &Path, n: usize| -> Result<()> {
+            if n != refs.len() {
+                bail!(
+                    "{} has {n} lines but {} has {}; they must pair up line by line",
+                    other.display(),
+                    a.reference.display(),
+                    refs.len()
+                );
+            }
+            Ok(())
+        };
+        let (hyps, beams, seconds) = match (&a.hyp, &a.src) {
+            (Some(hyp), _) => {
+                let hyps = metrics::read_lines(hyp)?;
+                same_count(hyp, hyps.len())?;
+                (hyps, None, None)
+            }
+            (None, Some(src)) => {
+                let srcs = metrics::read_lines(src)?;
+                same_count(src, srcs.len())?;
+                let pkg = load_package(a.model.as_deref())?;
+                let translator = Translator::new(&pkg)?;
+                let opts = GenerateOptions {
+                    num_beams: a.beams,
+                    max_length: None,
+                    length_penalty: None,
+                };
+                let beams = translator.generation_for(&opts)?.num_beams;
+                let texts: Vec<&str> = srcs.iter().map(|s| s.as_str()).collect();
+                let start = std::time::Instant::now();
+                let out = translator.translate(&texts, &opts, a.batch_size)?;
+                let seconds = start.elapsed().as_secs_f64();
+                (
+                    out.into_iter().map(|t| t.text).collect(),
+                    Some(beams),
+                    Some(seconds),
+                )
+            }
+            (None, None) => bail!("eval needs --src (to translate) or --hyp (to score a file)"),
+        };
+        let bleu = metrics::corpus_bleu(&hyps, &refs)?;
+        let chrf = metrics::corpus_chrf(&hyps, &refs)?;
+        if a.json {
+            let v = serde_json::json!({
+                "bleu": bleu.score,
+                "chrf": chrf.score,
+                "sentences": hyps.len(),
+                "beams": beams,
+                "seconds": seconds,
+            });
+            println!("{v}");
+        } else {
+            println!(
+                "BLEU = {:.2} ({BLEU_SIGNATURE}) chrF = {:.2} ({CHRF_SIGNATURE})",
+                bleu.score, chrf.score
+            );
+            eprintln!("{bleu}");
+            match (beams, seconds) {
+                (Some(b), Some(s)) => eprintln!(
+                    "{} sentences translated in {s:.2} s ({:.1} sentences/s), beams {b}",
+                    hyps.len(),
+                    hyps.len() as f64 / s.max(1e-9)
+                ),
+                _ => eprintln!("{} sentences", hyps.len()),
+            }
+        }
+        Ok(())
     }
 
     fn translate_stdin(
