@@ -65,30 +65,7 @@ mod cli {
         Bench(crate::bench::BenchArgs),
         /// BLEU and chrF (sacreBLEU 2.x defaults) of --src translated with the model, or of an
         /// existing --hyp file, against --ref (UTF-8, one sentence per line, paired by line).
-        Eval {
-            /// Package folder; without it, the embedded default model.
-            #[arg(long)]
-            model: Option<PathBuf>,
-            /// Source sentences to translate (not needed with --hyp).
-            #[arg(long, required_unless_present = "hyp")]
-            src: Option<PathBuf>,
-            /// Reference translations.
-            #[arg(long = "ref", value_name = "REF")]
-            reference: PathBuf,
-            /// Score this hypothesis file instead of translating.
-            #[arg(long, conflicts_with_all = ["src", "model", "beams", "adapter"])]
-            hyp: Option<PathBuf>,
-            #[arg(long)]
-            beams: Option<usize>,
-            #[arg(long, default_value_t = 8)]
-            batch_size: usize,
-            #[arg(long)]
-            adapter: Option<PathBuf>,
-            /// Print one JSON object {"bleu","chrf","sentences","beams","seconds"}; beams and
-            /// seconds (translation time, model loading excluded) are null with --hyp.
-            #[arg(long)]
-            json: bool,
-        },
+        Eval(EvalArgs),
     }
 
     pub fn load_package(model: Option<&Path>) -> Result<Package> {
@@ -148,43 +125,40 @@ mod cli {
                 translate_stdin(&translator, &opts, batch_size, ids)
             }
             Command::Bench(args) => crate::bench::run(args, load_package),
-            Command::Eval {
-                model,
-                src,
-                reference,
-                hyp,
-                beams,
-                batch_size,
-                adapter,
-                json,
-            } => {
-                if adapter.is_some() {
-                    bail!("--adapter: fine-tuned adapters are not supported yet (issue 5)");
-                }
-                eval(EvalArgs {
-                    model,
-                    src,
-                    reference,
-                    hyp,
-                    beams,
-                    batch_size,
-                    json,
-                })
-            }
+            Command::Eval(args) => eval(args),
         }
     }
 
+    #[derive(clap::Args)]
     struct EvalArgs {
+        /// Package folder; without it, the embedded default model.
+        #[arg(long)]
         model: Option<PathBuf>,
+        /// Source sentences to translate (not needed with --hyp).
+        #[arg(long, required_unless_present = "hyp")]
         src: Option<PathBuf>,
+        /// Reference translations.
+        #[arg(long = "ref", value_name = "REF")]
         reference: PathBuf,
+        /// Score this hypothesis file instead of translating.
+        #[arg(long, conflicts_with_all = ["src", "model", "beams", "adapter"])]
         hyp: Option<PathBuf>,
+        #[arg(long)]
         beams: Option<usize>,
+        #[arg(long, default_value_t = 8)]
         batch_size: usize,
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        /// Print one JSON object {"bleu","chrf","sentences","beams","seconds"}; beams and
+        /// seconds (translation time, model loading excluded) are null with --hyp.
+        #[arg(long)]
         json: bool,
     }
 
     fn eval(a: EvalArgs) -> Result<()> {
+        if a.adapter.is_some() {
+            bail!("--adapter: fine-tuned adapters are not supported yet (issue 5)");
+        }
         use marian_wasm::metrics::{self, BLEU_SIGNATURE, CHRF_SIGNATURE};
         let refs = metrics::read_lines(&a.reference)?;
         if refs.is_empty() {
