@@ -39,9 +39,11 @@ Design (and why)
   shuffled. Buckets of similar length waste little on padding; ~2k tokens per update gives enough
   updates (~240 per epoch) for the few epochs a 2-core CPU manages in an hour.
 * Optimisation: AdamW (β 0.9/0.98, ε 1e-9, weight decay 0.01 on matrices only), peak LR 1e-3,
-  linear warmup (250 steps: only ~1000 steps fit in an hour here) then inverse square root, and
-  a time-based cool-down: over the last 25 % of the training time the LR falls linearly to 0 (with
-  --steps the fraction is by steps).
+  linear warmup (250 steps: only ~2000 steps fit in an hour here) then the LR stays at its peak
+  (warmup-stable-decay) until a time-based cool-down: over the last 25 % of the training time the
+  LR falls linearly to 0 (with --steps the fraction is by steps). Tried first: inverse square root
+  after warmup (--schedule invsqrt); in 40 minutes it reached test_2016 beam-4 BLEU 54.3 — with
+  so few steps, halving the LR by step 1000 wasted most of the budget.
   Because the budget is wall-clock, the step count is not known in advance; annealing to zero at
   the deadline gives the converged-looking end point that a fixed-step schedule would. Label
   smoothing 0.1, dropout 0.1 (attention/activation dropout 0: cheaper and this run is too short to
@@ -111,6 +113,8 @@ def parse_args(argv):
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     ap.add_argument("--warmup", type=int, default=250, help="warmup steps")
+    ap.add_argument("--schedule", choices=("wsd", "invsqrt"), default="wsd",
+                    help="after warmup: wsd = constant peak LR (warmup-stable-decay); invsqrt = inverse square root")
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--cooldown", type=float, default=0.25, help="final fraction of training time with linear LR decay to 0")
     ap.add_argument("--max-tokens", type=int, default=2048, help="padded tokens per batch")
@@ -437,7 +441,10 @@ def main() -> None:
 
     def lr_at(step: int) -> float:
         s = step + 1
-        base = ARGS.lr * min(s / ARGS.warmup, math.sqrt(ARGS.warmup / s))
+        if ARGS.schedule == "wsd":
+            base = ARGS.lr * min(s / ARGS.warmup, 1.0)
+        else:
+            base = ARGS.lr * min(s / ARGS.warmup, math.sqrt(ARGS.warmup / s))
         p = progress(step)
         start = 1.0 - ARGS.cooldown
         cool = 1.0 if p <= start else max(0.0, (1.0 - p) / ARGS.cooldown)

@@ -117,6 +117,19 @@ pub fn greedy<B: Backend>(
     batch: &[Vec<u32>],
     g: &GenerationConfig,
 ) -> Result<Vec<Vec<u32>>> {
+    greedy_observed(backend, batch, g, &mut |_, _| {})
+}
+
+/// Called after every decoding step with a sentence's index in the batch and the tokens its
+/// final output is certain to start with (decoder start token first): for streaming output.
+pub type Observer<'a> = dyn FnMut(usize, &[u32]) + 'a;
+
+fn greedy_observed<B: Backend>(
+    backend: &B,
+    batch: &[Vec<u32>],
+    g: &GenerationConfig,
+    observe: &mut Observer,
+) -> Result<Vec<Vec<u32>>> {
     let mut state = backend.start(batch, 1)?;
     let mut seqs: Vec<Vec<u32>> = vec![vec![g.decoder_start_token_id]; batch.len()];
     let mut live: Vec<usize> = (0..batch.len()).collect();
@@ -136,6 +149,7 @@ pub fn greedy<B: Backend>(
         for (row, &i) in live.iter().enumerate() {
             let tok = best[row][0].0;
             seqs[i].push(tok);
+            observe(i, &seqs[i]);
             if tok != g.eos_token_id {
                 keep.push(row as u32);
                 still.push(i);
@@ -227,6 +241,28 @@ pub fn beam_search<B: Backend>(
     batch: &[Vec<u32>],
     g: &GenerationConfig,
 ) -> Result<Vec<Vec<u32>>> {
+    beam_search_observed(backend, batch, g, &mut |_, _| {})
+}
+
+/// The tokens all of a sentence's running beams and finished hypotheses share: every later
+/// hypothesis extends a running beam, so the final output starts with them.
+fn agreed_prefix<'a>(mut seqs: impl Iterator<Item = &'a [u32]>) -> &'a [u32] {
+    let Some(first) = seqs.next() else {
+        return &[];
+    };
+    let mut n = first.len();
+    for s in seqs {
+        n = n.min(first.iter().zip(s).take_while(|(a, b)| a == b).count());
+    }
+    &first[..n]
+}
+
+fn beam_search_observed<B: Backend>(
+    backend: &B,
+    batch: &[Vec<u32>],
+    g: &GenerationConfig,
+    observe: &mut Observer,
+) -> Result<Vec<Vec<u32>>> {
     let nb = g.num_beams;
     let n = batch.len();
     let mut state = backend.start(batch, nb)?;
@@ -314,6 +350,16 @@ pub fn beam_search<B: Backend>(
             // transformers 5: done once the best running beam cannot beat the worst kept one.
             let done = hyps[s].is_done(best_running, cur_len);
             beams[s] = next;
+            observe(
+                s,
+                agreed_prefix(
+                    beams[s]
+                        .iter()
+                        .filter(|b| b.1 > -1e9)
+                        .map(|b| b.0.as_slice())
+                        .chain(hyps[s].beams.iter().map(|h| h.1.as_slice())),
+                ),
+            );
             if !done {
                 next_live.push(s);
                 rows.extend(src_rows);
@@ -335,13 +381,23 @@ pub fn generate<B: Backend>(
     batch: &[Vec<u32>],
     g: &GenerationConfig,
 ) -> Result<Vec<Vec<u32>>> {
+    generate_observed(backend, batch, g, &mut |_, _| {})
+}
+
+/// `generate`, telling `observe` after each step what each sentence's output will start with.
+pub fn generate_observed<B: Backend>(
+    backend: &B,
+    batch: &[Vec<u32>],
+    g: &GenerationConfig,
+    observe: &mut Observer,
+) -> Result<Vec<Vec<u32>>> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
     if g.num_beams == 1 {
-        greedy(backend, batch, g)
+        greedy_observed(backend, batch, g, observe)
     } else {
-        beam_search(backend, batch, g)
+        beam_search_observed(backend, batch, g, observe)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
-use crate::generate::{generate, GenerateOptions};
+use crate::generate::{generate, generate_observed, GenerateOptions};
 use crate::model::Marian;
 use crate::package::Package;
 use crate::tokenizer::MarianTokenizer;
@@ -93,6 +93,44 @@ impl Translator {
         Ok(g)
     }
 
+    /// Translate one text, calling `on_partial` with the translation so far whenever it grows
+    /// (only what the final output is certain to start with; chunks of a long text in order).
+    pub fn translate_streaming(
+        &self,
+        text: &str,
+        opts: &GenerateOptions,
+        on_partial: &mut dyn FnMut(&str),
+    ) -> Result<Translation> {
+        let g = self.generation_for(opts)?;
+        check_input_size(0, text)?;
+        let mut result = Translation {
+            text: String::new(),
+            ids: Vec::new(),
+        };
+        if text.trim().is_empty() {
+            return Ok(result);
+        }
+        for chunk in self.split_for_model(text)? {
+            let done = result.text.clone();
+            let mut shown = 0usize;
+            let mut observe = |_: usize, ids: &[u32]| {
+                if ids.len() <= shown {
+                    return;
+                }
+                shown = ids.len();
+                let piece = self.tokenizer.decode(ids);
+                on_partial(&join_pieces(&done, &piece));
+            };
+            let ids = generate_observed(&self.model, &[chunk], &g, &mut observe)?
+                .pop()
+                .unwrap_or_default();
+            result.text = join_pieces(&done, &self.tokenizer.decode(&ids));
+            result.ids.push(ids);
+        }
+        on_partial(&result.text);
+        Ok(result)
+    }
+
     /// Translate many texts; `batch_size` sentences (chunks) go through the model at once.
     pub fn translate(
         &self,
@@ -105,13 +143,7 @@ impl Translator {
         // (text index, chunk ids) for every non-empty text.
         let mut work: Vec<(usize, Vec<u32>)> = Vec::new();
         for (i, t) in texts.iter().enumerate() {
-            if t.len() > MAX_INPUT_BYTES {
-                return Err(Error::Input(format!(
-                    "text {} is {} bytes; at most {MAX_INPUT_BYTES} are accepted at once",
-                    i + 1,
-                    t.len()
-                )));
-            }
+            check_input_size(i, t)?;
             if t.trim().is_empty() {
                 continue;
             }
@@ -138,14 +170,30 @@ impl Translator {
             })
             .collect();
         for ((i, _), ids) in work.iter().zip(outputs) {
-            let piece = self.tokenizer.decode(&ids);
             let r = &mut result[*i];
-            if !r.text.is_empty() && !piece.is_empty() {
-                r.text.push(' ');
-            }
-            r.text.push_str(&piece);
+            r.text = join_pieces(&r.text, &self.tokenizer.decode(&ids));
             r.ids.push(ids);
         }
         Ok(result)
+    }
+}
+
+fn check_input_size(index: usize, text: &str) -> Result<()> {
+    if text.len() > MAX_INPUT_BYTES {
+        return Err(Error::Input(format!(
+            "text {} is {} bytes; at most {MAX_INPUT_BYTES} are accepted at once",
+            index + 1,
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The translations of a long text's chunks, joined with one space.
+fn join_pieces(done: &str, piece: &str) -> String {
+    match (done.is_empty(), piece.is_empty()) {
+        (true, _) => piece.to_string(),
+        (_, true) => done.to_string(),
+        _ => format!("{done} {piece}"),
     }
 }

@@ -1,65 +1,142 @@
-// marian-wasm translation worker (module worker).
+// The marian-wasm Web Worker: the model lives and runs here, off the page's main thread.
+// marian-wasm.js starts it and is its only intended client.
 //
-// Protocol (all messages are plain objects):
-//   page -> worker  { type: 'load', url }                        load the model package at url
-//                   { type: 'translate', id, texts, options? }    options: { beams?, maxLength? }
-//   worker -> page  { type: 'progress', loaded, total, file }
-//                   { type: 'ready', loadMs }
-//                   { type: 'result', id, texts, ms }
-//                   { type: 'error', id?, message }
-// Translation runs here, off the page's main thread; the page stays responsive.
+// Requests (page -> worker), each with a numeric id:
+//   { type: 'create',    id, model, device, store }   load a package (from the store, else the network)
+//   { type: 'translate', id, texts, options }         -> { texts, tokens, ms }
+//   { type: 'stream',    id, text, options }          -> 'partial' messages, then { text, tokens, ms }
+//   { type: 'cancel',    id }                         handled at once, not queued: drops a queued
+//                                                      request and aborts a download in progress
+//   { type: 'destroy',   id }                         free the model's memory
+// Replies (worker -> page):
+//   { type: 'progress', id, loaded, total, file, fromCache }
+//   { type: 'partial',  id, text }                     the translation so far (stable prefix)
+//   { type: 'result',   id, value }
+//   { type: 'error',    id, name, message }
+// Requests run one at a time in arrival order (a translate sent during a load waits for it).
 
 import init, { Translator } from './pkg/marian_wasm.js';
-
-/** @typedef {{ type: 'load', url: string }} LoadMessage */
-/** @typedef {{ type: 'translate', id: number, texts: string[], options?: { beams?: number, maxLength?: number | null } }} TranslateMessage */
+import { loadPackage } from './store.js';
 
 /** @type {Promise<unknown> | null} */
 let wasmReady = null;
 /** @type {Translator | null} */
 let translator = null;
+/** Ids the page cancelled. @type {Set<number>} */
+const cancelled = new Set();
+/** Downloads in progress, by request id. @type {Map<number, AbortController>} */
+const downloads = new Map();
 
 /** @param {Record<string, unknown>} msg */
 const post = (msg) => self.postMessage(msg);
 
-/** @param {unknown} e */
-const message = (e) => (e instanceof Error ? e.message : String(e));
+/**
+ * @param {string} name
+ * @param {string} message
+ */
+function namedError(name, message) {
+  const e = new Error(message);
+  e.name = name;
+  return e;
+}
 
-/** @param {LoadMessage} msg */
-async function load(msg) {
+/** @param {any} msg */
+async function create(msg) {
+  if (msg.device === 'webgpu') {
+    throw namedError('NotSupportedError', 'the WebGPU backend is not built yet; use device "wasm" or "auto"');
+  }
   wasmReady ??= init();
   await wasmReady;
   translator?.free();
   translator = null;
   const t0 = performance.now();
-  translator = await Translator.fromUrl(msg.url, (/** @type {number} */ loaded, /** @type {number} */ total, /** @type {string} */ file) =>
-    post({ type: 'progress', loaded: Number(loaded), total: Number(total), file }),
-  );
-  post({ type: 'ready', loadMs: performance.now() - t0 });
+  const abort = new AbortController();
+  downloads.set(msg.id, abort);
+  try {
+    const pkg = await loadPackage(msg.model, {
+      signal: abort.signal,
+      store: msg.store !== false,
+      onProgress: (p) => post({ type: 'progress', id: msg.id, ...p }),
+    });
+    /** @type {Record<string, Uint8Array>} */
+    const files = { 'manifest.json': pkg.manifestBytes, ...pkg.files };
+    translator = Translator.fromFiles(files);
+    return { device: 'wasm', manifest: pkg.manifest, fromCache: pkg.fromCache, loadMs: performance.now() - t0 };
+  } finally {
+    downloads.delete(msg.id);
+  }
 }
 
-/** @param {TranslateMessage} msg */
-async function translate(msg) {
-  if (!translator) throw new Error('no model loaded');
+function needModel() {
+  if (!translator) throw namedError('InvalidStateError', 'no model loaded (the translator was destroyed or never created)');
+  return translator;
+}
+
+/** @param {any} out */
+function field(out, name) {
+  return out instanceof Map ? out.get(name) : out[name];
+}
+
+/** @param {any} msg */
+function translate(msg) {
+  const t = needModel();
   const t0 = performance.now();
-  // Unset options fall back to the model's generation config (as HF generate does).
-  const options = { maxLength: null, ...msg.options };
-  const out = await translator.translateWithIds(msg.texts, options);
-  const texts = Array.from(out instanceof Map ? out.get('texts') : out.texts, String);
-  post({ type: 'result', id: msg.id, texts, ms: performance.now() - t0 });
+  const out = t.translateWithIds(msg.texts, msg.options ?? {});
+  const texts = Array.from(field(out, 'texts'), String);
+  /** @type {number[][]} */
+  const ids = Array.from(field(out, 'ids'), (a) => Array.from(a, Number));
+  // Generated tokens: everything after each chunk's decoder start token.
+  const tokens = ids.reduce((s, a) => s + Math.max(0, a.length - 1), 0);
+  return { texts, tokens, ms: performance.now() - t0 };
 }
 
-// Messages are handled one at a time, in order (a translate sent during a load waits for it).
+/** @param {any} msg */
+function stream(msg) {
+  const t = needModel();
+  const t0 = performance.now();
+  const out = t.translateStreaming(msg.text, msg.options ?? {}, (/** @type {string} */ partial) =>
+    post({ type: 'partial', id: msg.id, text: partial }),
+  );
+  return { text: String(field(out, 'text')), tokens: Number(field(out, 'tokens')), ms: performance.now() - t0 };
+}
+
+/** @param {any} msg */
+async function handle(msg) {
+  switch (msg.type) {
+    case 'create':
+      return create(msg);
+    case 'translate':
+      return translate(msg);
+    case 'stream':
+      return stream(msg);
+    case 'destroy':
+      translator?.free();
+      translator = null;
+      return true;
+    default:
+      throw namedError('TypeError', `unknown request type ${JSON.stringify(msg.type)}`);
+  }
+}
+
 let queue = Promise.resolve();
-self.addEventListener('message', (/** @type {MessageEvent<LoadMessage | TranslateMessage>} */ ev) => {
+self.addEventListener('message', (/** @type {MessageEvent<any>} */ ev) => {
   const msg = ev.data;
+  if (msg?.type === 'cancel') {
+    cancelled.add(msg.id);
+    downloads.get(msg.id)?.abort(new DOMException('the request was cancelled', 'AbortError'));
+    return;
+  }
   queue = queue.then(async () => {
+    if (cancelled.delete(msg.id)) {
+      post({ type: 'error', id: msg.id, name: 'AbortError', message: 'the request was cancelled' });
+      return;
+    }
     try {
-      if (msg.type === 'load') await load(msg);
-      else if (msg.type === 'translate') await translate(msg);
-      else throw new Error(`unknown message type ${JSON.stringify(/** @type {any} */ (msg).type)}`);
+      const value = await handle(msg);
+      post({ type: 'result', id: msg.id, value });
     } catch (e) {
-      post({ type: 'error', id: /** @type {any} */ (msg).id, message: message(e) });
+      const err = /** @type {any} */ (e);
+      post({ type: 'error', id: msg.id, name: err?.name ?? 'Error', message: String(err?.message ?? err) });
     }
   });
 });

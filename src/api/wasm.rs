@@ -33,6 +33,20 @@ struct WithIds {
     ids: Vec<Vec<u32>>,
 }
 
+#[derive(Serialize)]
+struct Streamed {
+    text: String,
+    tokens: usize,
+}
+
+fn generate_options(o: Options) -> GenerateOptions {
+    GenerateOptions {
+        num_beams: o.beams,
+        max_length: o.max_length,
+        length_penalty: o.length_penalty,
+    }
+}
+
 fn parse_options(v: JsValue) -> Result<Options, JsError> {
     if v.is_undefined() || v.is_null() {
         return Ok(Options::default());
@@ -189,14 +203,11 @@ impl Translator {
         options: JsValue,
     ) -> Result<Vec<crate::Translation>, JsError> {
         let o = parse_options(options)?;
-        let opts = GenerateOptions {
-            num_beams: o.beams,
-            max_length: o.max_length,
-            length_penalty: o.length_penalty,
-        };
+        let batch_size = o.batch_size.unwrap_or(8);
+        let opts = generate_options(o);
         let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
         self.inner
-            .translate(&refs, &opts, o.batch_size.unwrap_or(8))
+            .translate(&refs, &opts, batch_size)
             .map_err(js_err)
     }
 
@@ -221,6 +232,32 @@ impl Translator {
         let result = WithIds {
             texts: out.iter().map(|t| t.text.clone()).collect(),
             ids: out.iter().map(|t| t.ids.concat()).collect(),
+        };
+        result
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(js_err)
+    }
+
+    /// Translate one text, calling `onPartial(textSoFar)` as the output grows (only what the
+    /// final output is certain to start with). Returns `{ text, tokens }`.
+    #[wasm_bindgen(js_name = translateStreaming)]
+    pub fn translate_streaming(
+        &self,
+        text: String,
+        options: JsValue,
+        on_partial: Function,
+    ) -> Result<JsValue, JsError> {
+        let opts = generate_options(parse_options(options)?);
+        let mut notify = |partial: &str| {
+            let _ = on_partial.call1(&JsValue::NULL, &partial.into());
+        };
+        let out = self
+            .inner
+            .translate_streaming(&text, &opts, &mut notify)
+            .map_err(js_err)?;
+        let result = Streamed {
+            tokens: out.ids.iter().map(|c| c.len().saturating_sub(1)).sum(),
+            text: out.text,
         };
         result
             .serialize(&serde_wasm_bindgen::Serializer::json_compatible())

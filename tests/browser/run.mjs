@@ -13,7 +13,8 @@
 //   MARIAN_WWW                   served at /            (default www)
 //   MARIAN_TEST_PACKAGES         served at /packages/   (default target/test-packages)
 //   MARIAN_FIXTURES              served at /fixtures/   (default tests/fixtures)
-//   (tests/browser/pages is always served at /test-pages/)
+//   MARIAN_NPM                   served at /npm/        (default target/npm: scripts/pack-npm.sh)
+//   (tests/browser/pages is always served at /test-pages/, models/ at /models/)
 //   CHROMIUM                     browser binary         (default /usr/bin/chromium)
 //   BROWSER_TEST_TIMEOUT_S       hard limit for the whole run (default 600): chromium is killed and
 //                                the runner exits 1. browser.close() can hang (TOOLCHAIN.md), so the
@@ -215,10 +216,18 @@ async function main() {
     packages: fromRoot(env.MARIAN_TEST_PACKAGES || 'target/test-packages'),
     fixtures: fromRoot(env.MARIAN_FIXTURES || 'tests/fixtures'),
     pages: path.join(HERE, 'pages'),
+    models: fromRoot('models'),
+    npm: fromRoot(env.MARIAN_NPM || 'target/npm'),
   };
   const srv = await startServer({
     root: dirs.www,
-    mounts: { '/packages/': dirs.packages, '/fixtures/': dirs.fixtures, '/test-pages/': dirs.pages },
+    mounts: {
+      '/packages/': dirs.packages,
+      '/fixtures/': dirs.fixtures,
+      '/test-pages/': dirs.pages,
+      '/models/': dirs.models,
+      '/npm/': dirs.npm,
+    },
   });
   server = srv;
   const baseUrl = srv.url;
@@ -226,6 +235,8 @@ async function main() {
   out(`[runner]   /packages/ -> ${dirs.packages}`);
   out(`[runner]   /fixtures/ -> ${dirs.fixtures}`);
   out(`[runner]   /test-pages/ -> ${dirs.pages}`);
+  out(`[runner]   /models/ -> ${dirs.models}`);
+  out(`[runner]   /npm/ -> ${dirs.npm}`);
 
   userDataDir = mkdtempSync(path.join(tmpdir(), 'marian-chromium-'));
   out(`[runner] launching ${CHROMIUM} (profile ${userDataDir})`);

@@ -1,0 +1,323 @@
+// marian-wasm: neural machine translation in the page, no server.
+//
+//   import { MarianTranslator } from 'marian-wasm';
+//   const t = await MarianTranslator.create({ monitor(m) { m.addEventListener('downloadprogress', (e) => …) } });
+//   await t.translate('A man is riding a bicycle.');     // → "Un homme fait du vélo."
+//
+// The shape follows Chrome's built-in Translator API (availability / create / translate /
+// translateStreaming / destroy). The model runs in a Web Worker this module starts itself, so the
+// page's main thread never blocks; packages are kept in the Cache API (store.js) after the first load.
+
+import { deleteModel, hasModel, listModels, packageUrl } from './store.js';
+import { PageTranslator } from './page-translator.js';
+
+export { PageTranslator, listModels, deleteModel };
+
+/** The package shipped with this module (the embedded default en→fr model). */
+export const DEFAULT_MODEL = new URL('./models/default/', import.meta.url).href;
+
+/**
+ * @typedef {'auto' | 'webgpu' | 'wasm'} Device
+ * @typedef {'available' | 'downloadable' | 'unavailable'} Availability
+ * @typedef {{ beams?: number, maxLength?: number, lengthPenalty?: number, batchSize?: number,
+ *   signal?: AbortSignal }} TranslateOptions
+ * @typedef {{ model?: string | URL, device?: Device, store?: boolean, signal?: AbortSignal,
+ *   monitor?: (m: EventTarget) => void }} CreateOptions
+ */
+
+/**
+ * The `downloadprogress` event: like Chrome's, `loaded` is a fraction of `total` (1); the byte
+ * counts and the current file are given as well.
+ */
+export class DownloadProgressEvent extends Event {
+  /** @param {{ loaded: number, total: number, file: string, fromCache: boolean }} p */
+  constructor(p) {
+    super('downloadprogress');
+    /** Fraction of the package loaded, 0..1. */
+    this.loaded = p.total > 0 ? p.loaded / p.total : 1;
+    this.total = 1;
+    this.bytesLoaded = p.loaded;
+    this.bytesTotal = p.total;
+    this.file = p.file;
+    /** Whether the bytes came from the model store rather than the network. */
+    this.fromCache = p.fromCache;
+  }
+}
+
+/** @param {string} name @param {string} message */
+function domError(name, message) {
+  return new DOMException(message, name);
+}
+
+/** One worker and the requests in flight on it. */
+class WorkerClient {
+  /** @param {Worker} worker */
+  constructor(worker) {
+    this.worker = worker;
+    this.nextId = 1;
+    /** @type {Map<number, { resolve: (v: any) => void, reject: (e: any) => void, onMessage?: (m: any) => void }>} */
+    this.pending = new Map();
+    worker.addEventListener('message', (ev) => this.receive(ev.data));
+    worker.addEventListener('error', (ev) => {
+      ev.preventDefault?.();
+      this.failAll(new Error(`the translation worker failed: ${ev.message || 'unknown error'}`));
+    });
+  }
+
+  /** @param {any} m */
+  receive(m) {
+    const p = this.pending.get(m?.id);
+    if (!p) return;
+    if (m.type === 'result') {
+      this.pending.delete(m.id);
+      p.resolve(m.value);
+    } else if (m.type === 'error') {
+      this.pending.delete(m.id);
+      const e = m.name === 'Error' || m.name === 'TypeError' ? new Error(m.message) : domError(m.name, m.message);
+      p.reject(e);
+    } else {
+      p.onMessage?.(m);
+    }
+  }
+
+  /** @param {Error} e */
+  failAll(e) {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  /**
+   * @param {Record<string, unknown>} msg
+   * @param {{ signal?: AbortSignal, onMessage?: (m: any) => void }} [opts]
+   * @returns {Promise<any>}
+   */
+  request(msg, opts = {}) {
+    const { signal, onMessage } = opts;
+    if (signal?.aborted) return Promise.reject(signal.reason ?? domError('AbortError', 'aborted'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        if (!this.pending.delete(id)) return;
+        this.worker.postMessage({ type: 'cancel', id });
+        reject(signal?.reason ?? domError('AbortError', 'aborted'));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const done = () => signal?.removeEventListener('abort', onAbort);
+      this.pending.set(id, {
+        resolve: (v) => (done(), resolve(v)),
+        reject: (e) => (done(), reject(e)),
+        onMessage,
+      });
+      this.worker.postMessage({ ...msg, id });
+    });
+  }
+
+  terminate() {
+    this.failAll(domError('InvalidStateError', 'the translator was destroyed'));
+    this.worker.terminate();
+  }
+}
+
+function wasmSupported() {
+  try {
+    // The build uses SIMD128: a module with one v128 function must validate.
+    return (
+      typeof WebAssembly === 'object' &&
+      WebAssembly.validate(
+        new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]),
+      )
+    );
+  } catch {
+    return false;
+  }
+}
+
+/** Split options for the worker (plain data) from the signal. @param {TranslateOptions} [o] */
+function generationOptions(o = {}) {
+  const { signal, ...rest } = o;
+  return { options: rest, signal };
+}
+
+export class MarianTranslator {
+  /**
+   * Can a translator be created for this model here, and must it be downloaded first?
+   * @param {{ model?: string | URL }} [options]
+   * @returns {Promise<Availability>}
+   */
+  static async availability(options = {}) {
+    if (!wasmSupported() || typeof Worker === 'undefined') return 'unavailable';
+    const url = packageUrl(options.model ?? DEFAULT_MODEL);
+    return (await hasModel(url)) ? 'available' : 'downloadable';
+  }
+
+  /**
+   * Start a worker, load the model (store first, then network) and resolve when it can translate.
+   * @param {CreateOptions} [options]
+   * @returns {Promise<MarianTranslator>}
+   */
+  static async create(options = {}) {
+    const device = options.device ?? 'auto';
+    if (!['auto', 'webgpu', 'wasm'].includes(device)) {
+      throw new TypeError(`device must be "auto", "webgpu" or "wasm", not ${JSON.stringify(device)}`);
+    }
+    if (!wasmSupported()) throw domError('NotSupportedError', 'this browser lacks WebAssembly SIMD, which marian-wasm needs');
+    const model = packageUrl(options.model ?? DEFAULT_MODEL);
+    const monitor = new EventTarget();
+    options.monitor?.(monitor);
+    const client = new WorkerClient(new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'marian-wasm' }));
+    try {
+      const info = await client.request(
+        { type: 'create', model, device, store: options.store !== false },
+        {
+          signal: options.signal,
+          onMessage: (m) => {
+            if (m.type === 'progress') monitor.dispatchEvent(new DownloadProgressEvent(m));
+          },
+        },
+      );
+      return new MarianTranslator(client, model, info);
+    } catch (e) {
+      client.terminate();
+      throw e;
+    }
+  }
+
+  /**
+   * @param {WorkerClient} client
+   * @param {string} model
+   * @param {{ device: 'wasm' | 'webgpu', manifest: any, fromCache: boolean, loadMs: number }} info
+   * @private
+   */
+  constructor(client, model, info) {
+    /** @private */
+    this.client = client;
+    /** The package folder URL. */
+    this.model = model;
+    /** The device that runs the model: "wasm" (CPU) or "webgpu". */
+    this.device = info.device;
+    /** The package manifest (architecture, generation defaults, quantization, files). */
+    this.manifest = info.manifest;
+    /** Whether the package came from the model store (no download). */
+    this.fromCache = info.fromCache;
+    /** Milliseconds to load the package and build the model. */
+    this.loadMs = info.loadMs;
+    /** Figures of the last translate / translateStreaming call. @type {{ tokens: number, ms: number } | null} */
+    this.lastRun = null;
+    /** @private */
+    this.destroyed = false;
+  }
+
+  /** @private */
+  live() {
+    if (this.destroyed) throw domError('InvalidStateError', 'the translator was destroyed');
+    return this.client;
+  }
+
+  /**
+   * Translate a string, or an array of strings (one result per entry, same order).
+   * @overload
+   * @param {string} text
+   * @param {TranslateOptions} [options]
+   * @returns {Promise<string>}
+   */
+  /**
+   * @overload
+   * @param {string[]} text
+   * @param {TranslateOptions} [options]
+   * @returns {Promise<string[]>}
+   */
+  /**
+   * @param {string | string[]} text
+   * @param {TranslateOptions} [options]
+   * @returns {Promise<string | string[]>}
+   */
+  async translate(text, options) {
+    const many = Array.isArray(text);
+    const texts = many ? text : [text];
+    for (const t of texts) if (typeof t !== 'string') throw new TypeError('translate() takes a string or an array of strings');
+    const { options: o, signal } = generationOptions(options);
+    const r = await this.live().request({ type: 'translate', texts, options: o }, { signal });
+    this.lastRun = { tokens: r.tokens, ms: r.ms };
+    return many ? r.texts : r.texts[0];
+  }
+
+  /**
+   * Translate one text, yielding the output as it is decoded: each chunk continues the previous
+   * ones (only the part every beam agrees on is streamed, so nothing is ever taken back).
+   * @param {string} text
+   * @param {TranslateOptions} [options]
+   * @returns {ReadableStream<string>}
+   */
+  translateStreaming(text, options) {
+    if (typeof text !== 'string') throw new TypeError('translateStreaming() takes a string');
+    const client = this.live();
+    const { options: o, signal } = generationOptions(options);
+    let sent = '';
+    return new ReadableStream({
+      start: async (controller) => {
+        const push = (/** @type {string} */ full) => {
+          if (full.length > sent.length && full.startsWith(sent)) {
+            controller.enqueue(full.slice(sent.length));
+            sent = full;
+          }
+        };
+        try {
+          const r = await client.request(
+            { type: 'stream', text, options: o },
+            { signal, onMessage: (m) => m.type === 'partial' && push(m.text) },
+          );
+          this.lastRun = { tokens: r.tokens, ms: r.ms };
+          if (r.text.startsWith(sent)) push(r.text);
+          else controller.enqueue(r.text.slice(commonPrefix(sent, r.text)));
+          controller.close();
+        } catch (e) {
+          controller.error(e);
+        }
+      },
+    });
+  }
+
+  /**
+   * Translate a DOM subtree in place, keeping its markup; resolves when the text present now is
+   * translated. The returned PageTranslator keeps following changes (unless `observe: false`) and
+   * puts the original back with `restore()`.
+   * @param {Element} [root]
+   * @param {Omit<import('./page-translator.js').PageTranslatorOptions, 'translate'> & TranslateOptions} [options]
+   */
+  async translatePage(root = document.body, options = {}) {
+    const { beams, maxLength, lengthPenalty, batchSize, signal, ...pageOptions } = options;
+    const page = new PageTranslator(root, {
+      ...pageOptions,
+      translate: (texts) => this.translate(texts, { beams, maxLength, lengthPenalty, batchSize, signal }),
+    });
+    await page.translate();
+    return page;
+  }
+
+  /**
+   * Fine-tune the decoder head on the user's sentence pairs (not built yet: rejects).
+   * @param {{ source: string, target: string }[]} _pairs
+   * @param {Record<string, unknown>} [_options]
+   * @returns {Promise<never>}
+   */
+  async fineTune(_pairs, _options) {
+    this.live();
+    throw domError('NotSupportedError', 'fine-tuning is not available in this version of marian-wasm');
+  }
+
+  /** Stop the worker and free the model's memory. Pending requests reject. */
+  destroy() {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.client.terminate();
+  }
+}
+
+/** @param {string} a @param {string} b */
+function commonPrefix(a, b) {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
+}
+
+export { hasModel, packageUrl };

@@ -1,0 +1,553 @@
+// Page translation: translate the text of a DOM subtree in place, keeping its markup.
+//
+// The unit of translation is a run: consecutive text and inline elements inside one block (a
+// paragraph, a list item, a heading). A run is translated as a whole sentence, as a reader would
+// read it, and its inline elements (<b>, <a href>, <code> …) are projected onto the output (the
+// Bergamot design): each element's own text is translated on its own (cached), then found in the
+// run's translation — exactly when it occurs there, else the word window most similar to it, else
+// the window at the same relative position. The element is re-created around that window, with
+// its attributes; elements that are not translated (<code>, translate="no") keep their content
+// verbatim. Model output only ever goes into the page as text (text nodes, attribute values),
+// never parsed as HTML.
+//
+// The original nodes are never modified: they are swapped out and kept, so restore() puts the
+// page back exactly (innerHTML byte-identical). Attributes people read (title, alt, placeholder,
+// aria-label) are translated too. Visible runs go first; identical texts are translated once;
+// content added later is picked up by a MutationObserver.
+
+/** Elements whose content is never translated. */
+const SKIP = new Set([
+  'SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'CODE', 'PRE', 'KBD', 'SAMP', 'VAR', 'TEXTAREA',
+  'SVG', 'MATH', 'IFRAME', 'OBJECT', 'CANVAS', 'VIDEO', 'AUDIO', 'SELECT', 'INPUT',
+]);
+/** Elements that flow inside a sentence. */
+const INLINE = new Set([
+  'A', 'ABBR', 'B', 'BDI', 'BDO', 'CITE', 'CODE', 'DATA', 'DFN', 'EM', 'I', 'KBD', 'MARK', 'Q',
+  'S', 'SAMP', 'SMALL', 'SPAN', 'STRONG', 'SUB', 'SUP', 'TIME', 'U', 'VAR', 'FONT', 'LABEL', 'DEL', 'INS',
+]);
+/** Attributes a reader sees or hears. */
+const DEFAULT_ATTRIBUTES = ['title', 'alt', 'placeholder', 'aria-label'];
+
+/**
+ * @typedef {{
+ *   translate: (texts: string[]) => Promise<string[]>,
+ *   attributes?: string[],
+ *   observe?: boolean,
+ *   visibleFirst?: boolean,
+ *   batchSize?: number,
+ *   onProgress?: (p: { done: number, total: number }) => void,
+ * }} PageTranslatorOptions
+ *
+ * @typedef {{ kind: 'text', text: string } | { kind: 'el', el: Element, verbatim: boolean, items: Item[] }} Item
+ * @typedef {{ parent: Node, nodes: Node[], items: Item[], source: string, lead: string, trail: string }} Run
+ */
+
+/** Collapse whitespace as the browser renders it. @param {string} s */
+const squash = (s) => s.replace(/\s+/g, ' ');
+/** @param {string} s */
+const hasLetters = (s) => /\p{L}/u.test(s);
+
+/** Is this element (or an ancestor up to root) marked not to be translated? @param {Element} el */
+function noTranslate(el) {
+  if (SKIP.has(el.tagName.toUpperCase())) return true;
+  if (el.classList?.contains('notranslate')) return true;
+  const t = el.getAttribute('translate');
+  return t !== null && t.toLowerCase() === 'no';
+}
+
+/** @param {Node} n */
+function isInlineSubtree(n) {
+  if (n.nodeType === Node.TEXT_NODE) return true;
+  if (n.nodeType !== Node.ELEMENT_NODE) return n.nodeType === Node.COMMENT_NODE;
+  const el = /** @type {Element} */ (n);
+  if (!INLINE.has(el.tagName.toUpperCase())) return false;
+  for (const c of el.childNodes) if (!isInlineSubtree(c)) return false;
+  return true;
+}
+
+/** Plain text of items (whitespace as rendered). @param {Item[]} items */
+function itemsText(items) {
+  return items.map((it) => (it.kind === 'text' ? it.text : itemsText(it.items))).join('');
+}
+
+/** @param {Node} n @returns {Item | null} */
+function toItem(n) {
+  if (n.nodeType === Node.TEXT_NODE) return { kind: 'text', text: squash(n.nodeValue ?? '') };
+  if (n.nodeType !== Node.ELEMENT_NODE) return null; // comments dropped from the translation
+  const el = /** @type {Element} */ (n);
+  if (noTranslate(el)) return { kind: 'el', el, verbatim: true, items: [{ kind: 'text', text: squash(el.textContent ?? '') }] };
+  return { kind: 'el', el, verbatim: false, items: /** @type {Item[]} */ ([...el.childNodes].map(toItem).filter(Boolean)) };
+}
+
+// ---- projection of inline elements onto the translated text ---------------------------------
+
+/** @param {string} w */
+const normWord = (w) => w.toLowerCase().replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, '');
+
+/**
+ * Word spans of s: [start, end) character offsets.
+ * @param {string} s
+ * @returns {[number, number][]}
+ */
+function words(s) {
+  /** @type {[number, number][]} */
+  const out = [];
+  for (const m of s.matchAll(/\S+/g)) out.push([m.index ?? 0, (m.index ?? 0) + m[0].length]);
+  return out;
+}
+
+/** Dice similarity of two word lists (as multisets). @param {string[]} a @param {string[]} b */
+function dice(a, b) {
+  if (!a.length || !b.length) return 0;
+  /** @type {Map<string, number>} */
+  const count = new Map();
+  for (const w of a) count.set(w, (count.get(w) ?? 0) + 1);
+  let common = 0;
+  for (const w of b) {
+    const c = count.get(w) ?? 0;
+    if (c > 0) {
+      common++;
+      count.set(w, c - 1);
+    }
+  }
+  return (2 * common) / (a.length + b.length);
+}
+
+/**
+ * Where in `text[lo, hi)` does `piece` go? Returns a character span not overlapping `taken`.
+ * @param {string} text
+ * @param {number} lo
+ * @param {number} hi
+ * @param {string} piece      the element's own translation (or verbatim text)
+ * @param {number} relStart   where the element started in its source, 0..1
+ * @param {number} relEnd
+ * @param {[number, number][]} taken
+ * @returns {[number, number]}
+ */
+function place(text, lo, hi, piece, relStart, relEnd, taken) {
+  const free = (/** @type {number} */ s, /** @type {number} */ e) => taken.every(([a, b]) => e <= a || s >= b);
+  const p = piece.trim();
+  if (p) {
+    // 1. Exact (then case-insensitive) occurrence.
+    for (const hay of [text, text.toLowerCase()]) {
+      const needle = hay === text ? p : p.toLowerCase();
+      for (let i = hay.indexOf(needle, lo); i >= 0 && i + needle.length <= hi; i = hay.indexOf(needle, i + 1)) {
+        if (free(i, i + needle.length)) return [i, i + needle.length];
+      }
+    }
+  }
+  const spans = words(text.slice(lo, hi)).map(([s, e]) => /** @type {[number, number]} */ ([s + lo, e + lo]));
+  if (!spans.length) return [hi, hi];
+  const want = p.split(/\s+/).map(normWord).filter(Boolean);
+  const n = Math.max(1, want.length);
+  const center = (relStart + relEnd) / 2;
+  // 2. The most similar window of words (similar length), nearest the expected position on ties.
+  let best = /** @type {[number, number] | null} */ (null);
+  let bestScore = 0;
+  for (let i = 0; i < spans.length; i++) {
+    for (let j = i; j < spans.length && j - i + 1 <= 2 * n + 1; j++) {
+      const s = spans[i][0];
+      const e = spans[j][1];
+      if (!free(s, e)) continue;
+      const got = spans.slice(i, j + 1).map(([a, b]) => normWord(text.slice(a, b)));
+      const sim = dice(want, got) - 0.01 * Math.abs((s + e) / 2 / text.length - center);
+      if (sim > bestScore + 1e-9) {
+        bestScore = sim;
+        best = [s, e];
+      }
+    }
+  }
+  if (best && bestScore > 0.2) return best;
+  // 3. The window at the same relative position, as many words as the piece has.
+  const k = Math.min(spans.length, n);
+  let i = Math.min(spans.length - k, Math.max(0, Math.round(relStart * spans.length)));
+  for (let tries = 0; tries < spans.length; tries++) {
+    const s = spans[i][0];
+    const e = spans[i + k - 1][1];
+    if (free(s, e)) return [s, e];
+    i = (i + 1) % (spans.length - k + 1);
+  }
+  return [hi, hi];
+}
+
+/**
+ * Build the translated nodes for `items` over `text[lo, hi)`.
+ * @param {Item[]} items
+ * @param {string} text
+ * @param {number} lo
+ * @param {number} hi
+ * @param {Map<string, string>} pieces  element source text -> its own translation
+ * @param {WeakSet<Node>} produced      every node made here is added (the observer ignores them)
+ * @param {WeakMap<Element, Element>} clones  original inline element -> its re-created copy
+ * @returns {Node[]}
+ */
+function project(items, text, lo, hi, pieces, produced, clones) {
+  const total = itemsText(items).length || 1;
+  /** @type {{ item: Item & { kind: 'el' }, span: [number, number] }[]} */
+  const placed = [];
+  /** @type {[number, number][]} */
+  const taken = [];
+  let at = 0;
+  for (const it of items) {
+    const len = it.kind === 'text' ? it.text.length : itemsText(it.items).length;
+    if (it.kind === 'el') {
+      const src = itemsText(it.items);
+      const piece = it.verbatim ? src : pieces.get(src.trim()) ?? src;
+      /** @type {[number, number]} */
+      const span = hasLetters(src) || it.verbatim ? place(text, lo, hi, piece, at / total, (at + len) / total, taken) : [hi, hi];
+      taken.push(span);
+      placed.push({ item: it, span });
+    }
+    at += len;
+  }
+  placed.sort((a, b) => a.span[0] - b.span[0] || a.span[1] - b.span[1]);
+  /** @type {Node[]} */
+  const out = [];
+  const textNode = (/** @type {string} */ s) => {
+    const t = document.createTextNode(s);
+    produced.add(t);
+    out.push(t);
+  };
+  let pos = lo;
+  for (const { item, span } of placed) {
+    if (span[0] > pos) textNode(text.slice(pos, span[0]));
+    /** @type {Element} */
+    let el;
+    if (item.verbatim) {
+      // Untranslatable content goes in verbatim, in place of the window the model made of it.
+      el = /** @type {Element} */ (item.el.cloneNode(true));
+    } else {
+      el = /** @type {Element} */ (item.el.cloneNode(false));
+      for (const c of project(item.items, text, span[0], span[1], pieces, produced, clones)) el.appendChild(c);
+    }
+    clones.set(item.el, el);
+    markProduced(el, produced);
+    out.push(el);
+    pos = Math.max(pos, span[1]);
+  }
+  if (hi > pos) textNode(text.slice(pos, hi));
+  return out;
+}
+
+/** @param {Node} n @param {WeakSet<Node>} produced */
+function markProduced(n, produced) {
+  produced.add(n);
+  for (const c of n.childNodes) markProduced(c, produced);
+}
+
+/** Element texts to translate on their own for projection. @param {Item[]} items @param {Set<string>} out */
+function elementTexts(items, out) {
+  for (const it of items) {
+    if (it.kind !== 'el' || it.verbatim) continue;
+    const t = itemsText(it.items).trim();
+    if (hasLetters(t)) out.add(t);
+    elementTexts(it.items, out);
+  }
+}
+
+/** @param {Item[]} items */
+function hasElements(items) {
+  return items.some((it) => it.kind === 'el');
+}
+
+export class PageTranslator {
+  /**
+   * @param {Element} root
+   * @param {PageTranslatorOptions} options
+   */
+  constructor(root, options) {
+    if (!root || typeof root.querySelectorAll !== 'function') throw new TypeError('PageTranslator needs a DOM element');
+    if (typeof options?.translate !== 'function') throw new TypeError('PageTranslator needs a translate(texts) function');
+    this.root = root;
+    this.translateFn = options.translate;
+    // Only attributes that are read as text: never URLs, styles or event handlers.
+    this.attributes = (options.attributes ?? DEFAULT_ATTRIBUTES).filter(
+      (a) => !/^(on|href$|src|style$|action$|formaction$|data$|xlink)/i.test(a),
+    );
+    this.visibleFirst = options.visibleFirst !== false;
+    this.batchSize = Math.max(1, options.batchSize ?? 16);
+    this.onProgress = options.onProgress;
+    /** Source text -> translation (shared by every run and attribute). @type {Map<string, Promise<string>>} */
+    this.cache = new Map();
+    /** Nodes this translator inserted. @type {WeakSet<Node>} */
+    this.produced = new WeakSet();
+    /** Inline elements re-created in the translation: original -> copy. @type {WeakMap<Element, Element>} */
+    this.clones = new WeakMap();
+    /** Original nodes already handled (swapped out, or attribute-translated). @type {WeakSet<Node>} */
+    this.handled = new WeakSet();
+    /** Undo log, in application order. @type {({ kind: 'run', parent: Node, original: Node[], inserted: Node[] } | { kind: 'attr', el: Element, name: string, value: string })[]} */
+    this.applied = [];
+    /** Texts sent to the model so far (distinct). */
+    this.modelCalls = 0;
+    /** @type {MutationObserver | null} */
+    this.observer = null;
+    this.observe = options.observe !== false;
+    /** @type {Promise<void>} */
+    this.pending = Promise.resolve();
+    this.restored = false;
+  }
+
+  /**
+   * Translate many texts through the cache, in batches.
+   * @param {string[]} texts
+   * @returns {Promise<string[]>}
+   */
+  async translateTexts(texts) {
+    const todo = [...new Set(texts.filter((t) => !this.cache.has(t)))];
+    for (let i = 0; i < todo.length; i += this.batchSize) {
+      const batch = todo.slice(i, i + this.batchSize);
+      const p = this.translateFn(batch);
+      this.modelCalls += batch.length;
+      batch.forEach((t, k) =>
+        this.cache.set(
+          t,
+          p.then((r) => {
+            if (!Array.isArray(r) || typeof r[k] !== 'string') throw new Error('translate() must resolve to one string per text');
+            return r[k];
+          }),
+        ),
+      );
+    }
+    return Promise.all(texts.map((t) => /** @type {Promise<string>} */ (this.cache.get(t))));
+  }
+
+  /** The runs and attributes under `scope` not yet handled. @param {Node} scope */
+  collect(scope) {
+    /** @type {Run[]} */
+    const runs = [];
+    /** @type {{ el: Element, name: string, value: string }[]} */
+    const attrs = [];
+    const visit = (/** @type {Node} */ node) => {
+      if (node.nodeType !== Node.ELEMENT_NODE && node.nodeType !== Node.DOCUMENT_FRAGMENT_NODE) return;
+      const el = /** @type {Element} */ (node);
+      if (node.nodeType === Node.ELEMENT_NODE) {
+        if (this.produced.has(el)) return;
+        if (el.getAttribute?.('translate')?.toLowerCase() === 'no' || el.classList?.contains('notranslate')) return;
+        for (const name of this.attributes) {
+          const v = el.getAttribute(name);
+          if (v && hasLetters(v) && !this.handled.has(el.getAttributeNode(name) ?? el)) attrs.push({ el, name, value: v });
+        }
+        if (SKIP.has(el.tagName.toUpperCase())) {
+          // <input> and friends carry readable attributes but no text to translate.
+          return;
+        }
+      }
+      /** @type {Node[]} */
+      let cur = [];
+      const flush = () => {
+        if (cur.length) this.addRun(node, cur, runs);
+        cur = [];
+      };
+      for (const c of [...node.childNodes]) {
+        if (this.produced.has(c) || this.handled.has(c)) {
+          flush();
+          continue;
+        }
+        if (isInlineSubtree(c)) {
+          cur.push(c);
+          if (c.nodeType === Node.ELEMENT_NODE) this.collectAttrsInline(/** @type {Element} */ (c), attrs);
+        } else {
+          flush();
+          visit(c);
+        }
+      }
+      flush();
+    };
+    visit(scope);
+    return { runs, attrs };
+  }
+
+  /** Attributes inside an inline subtree (e.g. an <a title> in a sentence). @param {Element} el @param {any[]} attrs */
+  collectAttrsInline(el, attrs) {
+    if (noTranslate(el)) return;
+    for (const name of this.attributes) {
+      const v = el.getAttribute(name);
+      if (v && hasLetters(v) && !this.handled.has(el.getAttributeNode(name) ?? el)) attrs.push({ el, name, value: v });
+    }
+    for (const c of el.children) this.collectAttrsInline(c, attrs);
+  }
+
+  /** @param {Node} parent @param {Node[]} nodes @param {Run[]} runs */
+  addRun(parent, nodes, runs) {
+    const items = /** @type {Item[]} */ (nodes.map(toItem).filter(Boolean));
+    const full = itemsText(items);
+    const source = full.trim();
+    if (!hasLetters(source)) return;
+    // Only verbatim content (e.g. a lone <code>): nothing to translate.
+    if (items.every((it) => it.kind === 'text' ? !hasLetters(it.text) : it.verbatim)) return;
+    const lead = /^\s*/.exec(full)?.[0] ? ' ' : '';
+    const trail = /\s*$/.exec(full)?.[0] ? ' ' : '';
+    runs.push({ parent, nodes, items, source, lead, trail });
+  }
+
+  /** Is any of the run's nodes on screen? @param {Run} run */
+  visible(run) {
+    if (typeof window === 'undefined') return false;
+    const el = /** @type {Element} */ (run.parent.nodeType === Node.ELEMENT_NODE ? run.parent : run.parent.parentElement);
+    if (!el?.getBoundingClientRect) return false;
+    const r = el.getBoundingClientRect();
+    return r.bottom >= 0 && r.top <= window.innerHeight && r.right >= 0 && r.left <= window.innerWidth && r.width + r.height > 0;
+  }
+
+  /**
+   * Translate everything under the root now (and, with `observe`, what is added later).
+   * Resolves when the text present now is translated.
+   */
+  async translate() {
+    this.restored = false;
+    await this.translateScope(this.root);
+    if (this.observe && !this.observer && typeof MutationObserver !== 'undefined') {
+      this.observer = new MutationObserver((records) => this.onMutations(records));
+      this.observer.observe(this.root, { childList: true, subtree: true, characterData: true, attributes: true, attributeFilter: this.attributes });
+    }
+  }
+
+  /** Is `node` inside content this translator must not touch? @param {Node} node */
+  excluded(node) {
+    for (let n = /** @type {Node | null} */ (node); n && n !== this.root; n = n.parentNode) {
+      if (this.produced.has(n)) return true;
+      if (n.nodeType === Node.ELEMENT_NODE && n !== node && noTranslate(/** @type {Element} */ (n))) return true;
+    }
+    return false;
+  }
+
+  /** @param {Node} scope */
+  async translateScope(scope) {
+    if (this.excluded(scope)) return;
+    const { runs, attrs } = this.collect(scope);
+    if (this.visibleFirst) {
+      const vis = new Map(runs.map((r) => [r, this.visible(r)]));
+      runs.sort((a, b) => Number(vis.get(b)) - Number(vis.get(a))); // stable: document order within each
+    }
+    const total = runs.length + attrs.length;
+    let done = 0;
+    // Runs first (whole sentences), then the inline elements' own texts, then attributes.
+    const step = Math.max(this.batchSize, 1);
+    for (let i = 0; i < runs.length; i += step) {
+      const group = runs.slice(i, i + step);
+      const full = await this.translateTexts(group.map((r) => r.source));
+      /** @type {Set<string>} */
+      const sub = new Set();
+      for (const r of group) elementTexts(r.items, sub);
+      const subList = [...sub];
+      const subOut = await this.translateTexts(subList);
+      const pieces = new Map(subList.map((t, k) => [t, subOut[k]]));
+      group.forEach((r, k) => this.applyRun(r, full[k], pieces));
+      done += group.length;
+      this.onProgress?.({ done, total });
+    }
+    const attrOut = await this.translateTexts(attrs.map((a) => a.value.trim()));
+    attrs.forEach((a, k) => this.applyAttr(a, attrOut[k]));
+    done += attrs.length;
+    this.onProgress?.({ done, total });
+  }
+
+  /** @param {Run} run @param {string} translated @param {Map<string, string>} pieces */
+  applyRun(run, translated, pieces) {
+    if (this.restored) return;
+    // The page may have changed while the model worked: only swap nodes still in place.
+    if (run.nodes.some((n) => n.parentNode !== run.parent)) return;
+    const text = run.lead + translated.trim() + run.trail;
+    const lo = run.lead.length;
+    const hi = text.length - run.trail.length;
+    const inserted = hasElements(run.items) ? project(run.items, text, lo, hi, pieces, this.produced, this.clones) : [];
+    if (!hasElements(run.items)) {
+      const t = document.createTextNode(text.slice(lo, hi));
+      this.produced.add(t);
+      inserted.push(t);
+    }
+    if (run.lead) {
+      const t = document.createTextNode(run.lead);
+      this.produced.add(t);
+      inserted.unshift(t);
+    }
+    if (run.trail) {
+      const t = document.createTextNode(run.trail);
+      this.produced.add(t);
+      inserted.push(t);
+    }
+    this.mutate(() => {
+      const anchor = run.nodes[0];
+      for (const n of inserted) run.parent.insertBefore(n, anchor);
+      for (const n of run.nodes) run.parent.removeChild(n);
+    });
+    for (const n of run.nodes) this.handled.add(n);
+    this.applied.push({ kind: 'run', parent: run.parent, original: run.nodes, inserted });
+  }
+
+  /** @param {{ el: Element, name: string, value: string }} a @param {string} translated */
+  applyAttr(a, translated) {
+    this.handled.add(a.el.getAttributeNode(a.name) ?? a.el);
+    // An element inside a translated run was swapped for a copy: the copy gets the translation
+    // (the original, kept for restore(), is never modified).
+    const el = this.clones.get(a.el) ?? a.el;
+    if (this.restored || el.getAttribute(a.name) !== a.value) return;
+    this.mutate(() => el.setAttribute(a.name, translated.trim()));
+    this.handled.add(el.getAttributeNode(a.name) ?? el);
+    this.applied.push({ kind: 'attr', el, name: a.name, value: a.value });
+  }
+
+  /** Apply our own DOM change without the observer reacting to it. @param {() => void} f */
+  mutate(f) {
+    f();
+    this.observer?.takeRecords();
+  }
+
+  /** @param {MutationRecord[]} records */
+  onMutations(records) {
+    /** @type {Set<Node>} */
+    const scopes = new Set();
+    for (const r of records) {
+      if (r.type === 'childList') {
+        for (const n of r.addedNodes) if (!this.produced.has(n)) scopes.add(n.nodeType === Node.TEXT_NODE ? r.target : n);
+      } else if (r.type === 'characterData') {
+        if (!this.produced.has(r.target) && r.target.parentNode) scopes.add(r.target.parentNode);
+      } else if (r.type === 'attributes' && r.target.nodeType === Node.ELEMENT_NODE) {
+        const el = /** @type {Element} */ (r.target);
+        const node = r.attributeName ? el.getAttributeNode(r.attributeName) : null;
+        if (node) this.handled.delete(node);
+        scopes.add(el);
+      }
+    }
+    if (!scopes.size) return;
+    this.pending = this.pending.then(async () => {
+      for (const s of scopes) {
+        if (this.restored || !this.root.contains(s)) continue;
+        try {
+          await this.translateScope(s);
+        } catch (e) {
+          console.warn('marian-wasm page translation:', e);
+        }
+      }
+    });
+  }
+
+  /** Resolves when content added so far has been translated. */
+  settled() {
+    return this.pending;
+  }
+
+  /** Stop following changes (the translation stays). */
+  disconnect() {
+    this.observer?.disconnect();
+    this.observer = null;
+  }
+
+  /** Put the original page back, exactly, and stop following changes. */
+  restore() {
+    this.disconnect();
+    this.restored = true;
+    for (let i = this.applied.length - 1; i >= 0; i--) {
+      const a = this.applied[i];
+      if (a.kind === 'attr') {
+        a.el.setAttribute(a.name, a.value);
+        continue;
+      }
+      const anchor = a.inserted.find((n) => n.parentNode === a.parent) ?? null;
+      for (const n of a.original) a.parent.insertBefore(n, anchor);
+      for (const n of a.inserted) if (n.parentNode === a.parent) a.parent.removeChild(n);
+    }
+    this.applied = [];
+    this.handled = new WeakSet();
+  }
+}
