@@ -106,13 +106,21 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# 4. Browser test harness: playwright-core only (uses /usr/bin/chromium; never `playwright install`).
+# 4. Browser test harness: playwright-core (uses /usr/bin/chromium; never `playwright install`),
+#    typescript (declarations of the npm package), vite (the bundler test).
 BROWSER_DIR="$ROOT/tests/browser"
-want_pw="$(node -p "require('$BROWSER_DIR/package.json').devDependencies['playwright-core']")"
-have_pw="$(node -p "try { require('$BROWSER_DIR/node_modules/playwright-core/package.json').version } catch { '' }")"
-if [ "$have_pw" = "$want_pw" ]; then
-    say "playwright-core $have_pw present (tests/browser/node_modules)"
+missing_dev="$(node -e '
+  const dir = process.argv[1];
+  const want = require(dir + "/package.json").devDependencies;
+  const bad = Object.entries(want).filter(([n, v]) => {
+    try { return require(dir + "/node_modules/" + n + "/package.json").version !== v; } catch { return true; }
+  });
+  console.log(bad.map(([n, v]) => n + "@" + v).join(" "));
+' "$BROWSER_DIR")"
+if [ -z "$missing_dev" ]; then
+    say "browser test harness present (tests/browser/node_modules)"
 else
+    say "missing in tests/browser/node_modules: $missing_dev"
     export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
     if [ -f "$BROWSER_DIR/package-lock.json" ]; then
         say "npm ci (tests/browser)"

@@ -94,6 +94,9 @@ cargo fmt --check
 step "wasm build (scripts/build-wasm.sh)"
 bash scripts/build-wasm.sh
 
+step "npm package (scripts/pack-npm.sh: tsc type-check, declarations, npm pack)"
+bash scripts/pack-npm.sh
+
 if [ "${SKIP_BROWSER:-0}" != 1 ]; then
     step "browser tests (node tests/browser/run.mjs)"
     node tests/browser/run.mjs

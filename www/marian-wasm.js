@@ -14,7 +14,7 @@ import { PageTranslator } from './page-translator.js';
 export { PageTranslator, listModels, deleteModel };
 
 /** The package shipped with this module (the embedded default en→fr model). */
-export const DEFAULT_MODEL = new URL('./models/default/', import.meta.url).href;
+export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', import.meta.url).href;
 
 /**
  * @typedef {'auto' | 'webgpu' | 'wasm'} Device

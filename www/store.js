@@ -77,7 +77,7 @@ export function parseManifest(bytes, where) {
 async function fetchBytes(url, onChunk, signal, expectedSize) {
   let resp;
   try {
-    resp = await fetch(url, { signal, cache: 'no-store' });
+    resp = await fetch(url, { signal });
   } catch (e) {
     if (signal?.aborted) throw signal.reason ?? new DOMException('aborted', 'AbortError');
     throw new Error(`${url}: network error (${e instanceof Error ? e.message : e})`);

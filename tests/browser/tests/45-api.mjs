@@ -1,0 +1,81 @@
+// MarianTranslator's contract in the page, on a small test package:
+// availability before/after, streaming == one-shot, arrays, empty text, abort, destroy, bad input.
+
+export const timeoutS = 180;
+
+/** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void }} ctx */
+export async function run({ page, baseUrl, assert, log }) {
+  await page.goto(`${baseUrl}/test-pages/blank.html`);
+  const r = await page.evaluate(async () => {
+    const { MarianTranslator, deleteModel } = await import('/marian-wasm.js');
+    const model = '/packages/tiny-switches-q8/';
+    await deleteModel(model);
+    const caught = async (/** @type {() => Promise<unknown>} */ f) => {
+      try {
+        await f();
+        return 'no error';
+      } catch (e) {
+        return `${/** @type {any} */ (e).name}: ${/** @type {any} */ (e).message}`;
+      }
+    };
+    const out = /** @type {Record<string, unknown>} */ ({});
+    out.before = await MarianTranslator.availability({ model });
+    // Abort while loading.
+    const ac = new AbortController();
+    const p = MarianTranslator.create({ model, signal: ac.signal });
+    ac.abort();
+    out.aborted = await caught(() => p);
+    out.badDevice = await caught(() => MarianTranslator.create({ model, device: /** @type {any} */ ('tpu') }));
+    out.webgpu = await caught(() => MarianTranslator.create({ model, device: 'webgpu' }));
+    out.missing = await caught(() => MarianTranslator.create({ model: '/packages/no-such-package/' }));
+    /** @type {number[]} */
+    const progress = [];
+    const t = await MarianTranslator.create({
+      model,
+      monitor: (m) => m.addEventListener('downloadprogress', (e) => progress.push(/** @type {any} */ (e).loaded)),
+    });
+    out.progressMonotonic = progress.every((x, i) => i === 0 || x >= progress[i - 1]);
+    out.progressEnds = progress[progress.length - 1];
+    out.after = await MarianTranslator.availability({ model });
+    const src = ['Hello world.', 'How are you today?'];
+    const many = await t.translate(src, { beams: 2 });
+    const one = await t.translate(src[1], { beams: 2 });
+    let streamed = '';
+    let chunks = 0;
+    for await (const c of /** @type {any} */ (t.translateStreaming(src[1], { beams: 2 }))) {
+      streamed += c;
+      chunks++;
+    }
+    out.arrayOk = Array.isArray(many) && many.length === 2 && many[1] === one;
+    out.streamEqual = streamed === one;
+    out.chunks = chunks;
+    out.empty = await t.translate(['', '   '], {});
+    out.notString = await caught(() => t.translate(/** @type {any} */ (42)));
+    out.huge = await caught(() => t.translate('a'.repeat((1 << 20) + 1)));
+    out.badBeams = await caught(() => t.translate('Hello.', { beams: 0 }));
+    out.stillWorks = (await t.translate('Hello world.', { beams: 2 })) === many[0];
+    out.fineTune = await caught(() => t.fineTune([{ source: 'a', target: 'b' }]));
+    t.destroy();
+    out.afterDestroy = await caught(() => t.translate('Hello.'));
+    return out;
+  });
+  log(r);
+  assert.equal(r.before, 'downloadable');
+  assert.match(String(r.aborted), /^AbortError/);
+  assert.match(String(r.badDevice), /^TypeError: device must be/);
+  assert.match(String(r.webgpu), /^NotSupportedError: the WebGPU backend is not built yet/);
+  assert.match(String(r.missing), /no-such-package\/manifest\.json: HTTP 404/);
+  assert.equal(r.progressMonotonic, true);
+  assert.equal(r.progressEnds, 1);
+  assert.equal(r.after, 'available');
+  assert.equal(r.arrayOk, true, 'an array gives one translation per entry, the same as one by one');
+  assert.equal(r.streamEqual, true, 'the streamed chunks add up to the one-shot translation');
+  assert.ok(/** @type {number} */ (r.chunks) >= 2, 'the translation arrives in several chunks');
+  assert.deepEqual(r.empty, ['', '']);
+  assert.match(String(r.notString), /^TypeError/);
+  assert.match(String(r.huge), /at most 1048576 are accepted/);
+  assert.match(String(r.badBeams), /beams must be in 1\.\.=64/);
+  assert.equal(r.stillWorks, true, 'an error leaves the translator usable');
+  assert.match(String(r.fineTune), /^NotSupportedError/);
+  assert.match(String(r.afterDestroy), /^InvalidStateError/);
+}
