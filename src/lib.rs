@@ -5,9 +5,11 @@
 //! files) → `tokenizer::MarianTokenizer` + `model::Marian` → `generate` (greedy / beam over
 //! a `generate::Backend`) → text, wrapped by `translator::Translator`.
 
+pub mod adapter;
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod finetune;
 pub mod generate;
 pub mod metrics;
 pub mod model;

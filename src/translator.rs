@@ -1,5 +1,6 @@
 //! The front door: text in, text out, over a loaded package.
 
+use crate::adapter::Adapter;
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
 use crate::generate::{generate, generate_observed, GenerateOptions};
@@ -33,6 +34,22 @@ impl Translator {
             generation: pkg.manifest.generation.clone(),
             model_sha256: pkg.manifest.model_sha256().to_string(),
         })
+    }
+
+    /// Put a fine-tuning adapter on (or, with `None`, take it off). An adapter made for
+    /// another base model is refused.
+    pub fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()> {
+        match adapter {
+            None => self.model.set_head_delta(None),
+            Some(a) => {
+                a.check_base(
+                    &self.model_sha256,
+                    self.model.config.d_model,
+                    self.model.target_vocab_size(),
+                )?;
+                self.model.set_head_delta(Some(a.head_delta()?))
+            }
+        }
     }
 
     /// Source chunks of at most `max_position_embeddings` tokens each, split at sentence

@@ -33,6 +33,40 @@ struct WithIds {
     ids: Vec<Vec<u32>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FineTuneJsOptions {
+    epochs: Option<usize>,
+    lr: Option<f64>,
+    batch_positions: Option<usize>,
+    label_smoothing: Option<f64>,
+    kl_weight: Option<f64>,
+    weight_decay: Option<f64>,
+    val_fraction: Option<f64>,
+    beams: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct Scores {
+    bleu: f64,
+    chrf: f64,
+}
+
+#[derive(Serialize)]
+struct IssueJs {
+    index: usize,
+    reason: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FineTuneResult {
+    report: crate::finetune::FineTuneReport,
+    issues: Vec<IssueJs>,
+    val_before: Option<Scores>,
+    val_after: Option<Scores>,
+}
+
 #[derive(Serialize)]
 struct Streamed {
     text: String,
@@ -262,6 +296,156 @@ impl Translator {
         result
             .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(js_err)
+    }
+
+    /// Fine-tune the decoder head on `pairs` (an array of `{source, target}`); options
+    /// `{epochs, lr, batchPositions, labelSmoothing, klWeight, weightDecay, valFraction, beams}`.
+    /// `onProgress({phase, epoch, epochs, step, steps, loss, etaSeconds})` is called as it runs.
+    /// Bad pairs are skipped and reported by index (1-based). The adapter is put on at once;
+    /// returns `{adapter: Uint8Array, report, issues, valBefore, valAfter}`.
+    #[wasm_bindgen(js_name = fineTune)]
+    pub fn fine_tune(
+        &mut self,
+        pairs: JsValue,
+        options: JsValue,
+        on_progress: Option<Function>,
+    ) -> Result<JsValue, JsError> {
+        use crate::finetune::pairs::{check_pairs, split_validation};
+        use crate::finetune::{Control, FineTuneOptions};
+        let raw: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(pairs)
+            .map_err(|e| js_err(format!("pairs must be an array of {{source, target}}: {e}")))?;
+        let mut issues = Vec::new();
+        let mut entries = Vec::new();
+        for (i, v) in raw.into_iter().enumerate() {
+            match (
+                v.get("source").and_then(|x| x.as_str()),
+                v.get("target").and_then(|x| x.as_str()),
+            ) {
+                (Some(s), Some(t)) => entries.push((i + 1, s.to_string(), t.to_string())),
+                _ => issues.push(crate::finetune::pairs::PairIssue {
+                    line: i + 1,
+                    reason: "not an object with string source and target".into(),
+                }),
+            }
+        }
+        let mut set = check_pairs(entries);
+        issues.append(&mut set.issues);
+        issues.sort_by_key(|i| i.line);
+        let o: FineTuneJsOptions = if options.is_undefined() || options.is_null() {
+            FineTuneJsOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| js_err(format!("invalid options: {e}")))?
+        };
+        let mut opts = FineTuneOptions::default();
+        opts.epochs = o.epochs.unwrap_or(opts.epochs);
+        opts.lr = o.lr.unwrap_or(opts.lr);
+        opts.batch_positions = o.batch_positions.unwrap_or(opts.batch_positions);
+        opts.label_smoothing = o.label_smoothing.unwrap_or(opts.label_smoothing);
+        opts.kl_weight = o.kl_weight.unwrap_or(opts.kl_weight);
+        opts.weight_decay = o.weight_decay.unwrap_or(opts.weight_decay);
+        if set.pairs.is_empty() {
+            return Err(js_err("no usable pairs"));
+        }
+        let (train, val) = split_validation(set.pairs, o.val_fraction.unwrap_or(0.1));
+        let gen = GenerateOptions {
+            num_beams: o.beams,
+            ..Default::default()
+        };
+        let score = |t: &crate::Translator| -> Result<Option<Scores>, JsError> {
+            if val.is_empty() {
+                return Ok(None);
+            }
+            let src: Vec<&str> = val.iter().map(|p| p.source.as_str()).collect();
+            let refs: Vec<&str> = val.iter().map(|p| p.target.as_str()).collect();
+            let hyps: Vec<String> = t
+                .translate(&src, &gen, 16)
+                .map_err(js_err)?
+                .into_iter()
+                .map(|x| x.text)
+                .collect();
+            Ok(Some(Scores {
+                bleu: crate::metrics::corpus_bleu(&hyps, &refs)
+                    .map_err(js_err)?
+                    .score,
+                chrf: crate::metrics::corpus_chrf(&hyps, &refs)
+                    .map_err(js_err)?
+                    .score,
+            }))
+        };
+        self.inner.set_adapter(None).map_err(js_err)?;
+        let val_before = score(&self.inner)?;
+        let mut notify = |p: &crate::finetune::Progress| {
+            if let Some(cb) = &on_progress {
+                if let Ok(v) = p.serialize(&serde_wasm_bindgen::Serializer::json_compatible()) {
+                    let _ = cb.call1(&JsValue::NULL, &v);
+                }
+            }
+            Control::Continue
+        };
+        let (mut adapter, report) =
+            crate::finetune::fine_tune(&self.inner, &train, &val, &opts, &mut notify)
+                .map_err(js_err)?;
+        self.inner.set_adapter(Some(&adapter)).map_err(js_err)?;
+        let val_after = score(&self.inner)?;
+        if let serde_json::Value::Object(m) = &mut adapter.manifest.metrics {
+            m.insert(
+                "val_before".into(),
+                serde_json::to_value(&val_before).unwrap_or_default(),
+            );
+            m.insert(
+                "val_after".into(),
+                serde_json::to_value(&val_after).unwrap_or_default(),
+            );
+        }
+        let bytes = adapter.to_bytes().map_err(js_err)?;
+        let out = FineTuneResult {
+            report,
+            issues: issues
+                .into_iter()
+                .map(|i| IssueJs {
+                    index: i.line,
+                    reason: i.reason,
+                })
+                .collect(),
+            val_before,
+            val_after,
+        };
+        let value = out
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(js_err)?;
+        Reflect::set(
+            &value,
+            &"adapter".into(),
+            &Uint8Array::from(&bytes[..]).into(),
+        )
+        .map_err(|_| js_err("cannot build the result"))?;
+        Ok(value)
+    }
+
+    /// Put an adapter (the bytes of its file) on, or take it off with `null`. Returns the
+    /// adapter's manifest. An adapter made for another base model is refused.
+    #[wasm_bindgen(js_name = setAdapter)]
+    pub fn set_adapter(&mut self, bytes: Option<Vec<u8>>) -> Result<JsValue, JsError> {
+        match bytes {
+            None => {
+                self.inner.set_adapter(None).map_err(js_err)?;
+                Ok(JsValue::NULL)
+            }
+            Some(b) => {
+                let a = crate::adapter::Adapter::from_bytes(&b).map_err(js_err)?;
+                self.inner.set_adapter(Some(&a)).map_err(js_err)?;
+                a.manifest
+                    .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+                    .map_err(js_err)
+            }
+        }
+    }
+
+    /// sha256 of the model's weights (what adapters are tied to).
+    #[wasm_bindgen(getter, js_name = modelSha256)]
+    pub fn model_sha256(&self) -> String {
+        self.inner.model_sha256.clone()
     }
 
     /// The package manifest (config, generation defaults, quantization, files).

@@ -200,6 +200,18 @@ fn ffn(w: &WeightFile, p: &str, d: usize, ffn_dim: usize, act: Activation) -> Re
     })
 }
 
+/// A learned correction of the output projection on a few target tokens (what a fine-tuning
+/// adapter holds): `logits[ids] += h · weight^T + bias`. The package's weights are untouched.
+#[derive(Debug, Clone)]
+pub struct HeadDelta {
+    /// Target token ids [K] (u32), sorted, distinct.
+    pub ids: Tensor,
+    /// [K, D] f32.
+    pub weight: Tensor,
+    /// [K] f32.
+    pub bias: Tensor,
+}
+
 /// The whole model, weights loaded once and shared by every translation.
 #[derive(Debug, Clone)]
 pub struct Marian {
@@ -212,6 +224,7 @@ pub struct Marian {
     embed_scale: f64,
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
+    head_delta: Option<HeadDelta>,
 }
 
 /// What the decoder keeps between steps for a batch of rows.
@@ -299,7 +312,36 @@ impl Marian {
             final_logits_bias,
             encoder,
             decoder,
+            head_delta: None,
         })
+    }
+
+    /// Apply (or, with `None`, remove) a correction of the output projection.
+    pub fn set_head_delta(&mut self, delta: Option<HeadDelta>) -> Result<()> {
+        if let Some(d) = &delta {
+            let k = d.ids.dim(0)?;
+            let (rows, cols) = d.weight.dims2()?;
+            if rows != k || cols != self.config.d_model || d.bias.dims1()? != k {
+                return Err(Error::Input(format!(
+                    "head delta shapes do not fit the model: ids {k}, weight [{rows}, {cols}], bias {} (d_model {})",
+                    d.bias.dims1()?,
+                    self.config.d_model
+                )));
+            }
+            let max = d.ids.max(0)?.to_scalar::<u32>()? as usize;
+            if max >= self.target_vocab_size() {
+                return Err(Error::Input(format!(
+                    "head delta names token {max}, beyond the target vocabulary ({})",
+                    self.target_vocab_size()
+                )));
+            }
+        }
+        self.head_delta = delta;
+        Ok(())
+    }
+
+    pub fn head_delta(&self) -> Option<&HeadDelta> {
+        self.head_delta.as_ref()
     }
 
     fn embed(&self, table: &Embedding, ids: &Tensor, offset: usize) -> Result<Tensor> {
@@ -378,6 +420,34 @@ impl Marian {
 
     /// One decoding step: one token per row in, logits [R, V] out (f32, with final_logits_bias).
     pub fn decode_step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
+        let h = self.decode_hidden(state, tokens)?;
+        self.logits(&h)
+    }
+
+    /// Output logits [R, V] (f32) of decoder hidden states [R, D]: the tied (or separate)
+    /// projection, final_logits_bias and, when set, the head delta.
+    pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
+        let base = self.base_logits(h)?;
+        match &self.head_delta {
+            None => Ok(base),
+            Some(d) => {
+                let extra = h.matmul(&d.weight.t()?)?.broadcast_add(&d.bias)?;
+                Ok(base.index_add(&d.ids, &extra, 1)?)
+            }
+        }
+    }
+
+    /// The package's own logits [R, V] (f32), without any head delta.
+    pub fn base_logits(&self, h: &Tensor) -> Result<Tensor> {
+        Ok(self
+            .lm_head
+            .project(h)?
+            .broadcast_add(&self.final_logits_bias)?
+            .to_dtype(DType::F32)?)
+    }
+
+    /// Decoder hidden states [R, D] after one step (the input of the output projection).
+    pub fn decode_hidden(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
         let r = tokens.len();
         let ids = Tensor::from_vec(tokens.to_vec(), (r, 1), &Device::Cpu)?;
         let mut x = self.embed(&self.decoder_embed, &ids, state.length)?;
@@ -402,10 +472,7 @@ impl Marian {
             x = layer.final_norm.forward(&(x + h)?)?;
         }
         state.length += 1;
-        let logits = self.lm_head.project(&x.squeeze(1)?)?;
-        Ok(logits
-            .broadcast_add(&self.final_logits_bias)?
-            .to_dtype(DType::F32)?)
+        Ok(x.squeeze(1)?)
     }
 
     /// Keep only `rows` (in that order) of the decoder state: beam search's reindexing.

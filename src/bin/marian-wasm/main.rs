@@ -21,7 +21,7 @@ mod cli {
     #[command(
         name = "marian-wasm",
         version,
-        about = "Marian (OPUS-MT) translation: convert, translate, eval, bench"
+        about = "Marian (OPUS-MT) translation: convert, translate, eval, finetune, bench"
     )]
     struct Cli {
         #[command(subcommand)]
@@ -66,6 +66,22 @@ mod cli {
         /// BLEU and chrF (sacreBLEU 2.x defaults) of --src translated with the model, or of an
         /// existing --hyp file, against --ref (UTF-8, one sentence per line, paired by line).
         Eval(EvalArgs),
+        /// Fine-tune the decoder head on sentence pairs (TSV `source<TAB>target` or JSON lines
+        /// `{"source","target"}`); writes an adapter for `translate --adapter`.
+        Finetune(crate::finetune_cmd::FinetuneArgs),
+    }
+
+    /// The package (or the embedded default) with an adapter on top when one is given.
+    pub fn load_translator(model: Option<&Path>, adapter: Option<&Path>) -> Result<Translator> {
+        let pkg = load_package(model)?;
+        let mut translator = Translator::new(&pkg)?;
+        if let Some(path) = adapter {
+            let a = marian_wasm::adapter::Adapter::read(path)?;
+            translator
+                .set_adapter(Some(&a))
+                .with_context(|| format!("{}", path.display()))?;
+        }
+        Ok(translator)
     }
 
     pub fn load_package(model: Option<&Path>) -> Result<Package> {
@@ -112,11 +128,7 @@ mod cli {
                 if device == DeviceArg::Gpu {
                     bail!("--device gpu: the WebGPU backend is not built yet (issue 4); use --device cpu");
                 }
-                if adapter.is_some() {
-                    bail!("--adapter: fine-tuned adapters are not supported yet (issue 5)");
-                }
-                let pkg = load_package(model.as_deref())?;
-                let translator = Translator::new(&pkg)?;
+                let translator = load_translator(model.as_deref(), adapter.as_deref())?;
                 let opts = GenerateOptions {
                     num_beams: beams,
                     max_length,
@@ -126,6 +138,7 @@ mod cli {
             }
             Command::Bench(args) => crate::bench::run(args, load_package),
             Command::Eval(args) => eval(args),
+            Command::Finetune(args) => crate::finetune_cmd::run(args),
         }
     }
 
@@ -156,9 +169,6 @@ mod cli {
     }
 
     fn eval(a: EvalArgs) -> Result<()> {
-        if a.adapter.is_some() {
-            bail!("--adapter: fine-tuned adapters are not supported yet (issue 5)");
-        }
         use marian_wasm::metrics::{self, BLEU_SIGNATURE, CHRF_SIGNATURE};
         let refs = metrics::read_lines(&a.reference)?;
         if refs.is_empty() {
@@ -184,8 +194,7 @@ mod cli {
             (None, Some(src)) => {
                 let srcs = metrics::read_lines(src)?;
                 same_count(src, srcs.len())?;
-                let pkg = load_package(a.model.as_deref())?;
-                let translator = Translator::new(&pkg)?;
+                let translator = load_translator(a.model.as_deref(), a.adapter.as_deref())?;
                 let opts = GenerateOptions {
                     num_beams: a.beams,
                     max_length: None,
@@ -307,3 +316,5 @@ mod cli {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+mod finetune_cmd;

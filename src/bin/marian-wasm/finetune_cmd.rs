@@ -1,0 +1,229 @@
+//! `marian-wasm finetune`: train an adapter on sentence pairs, with a progress line, a report of
+//! every skipped pair, loss per epoch and BLEU/chrF on the held-out pairs before and after.
+
+use anyhow::{bail, Context, Result};
+use marian_wasm::finetune::pairs::{parse_pairs, split_validation, Pair};
+use marian_wasm::finetune::{fine_tune, Control, FineTuneOptions, Progress};
+use marian_wasm::metrics::{corpus_bleu, corpus_chrf};
+use marian_wasm::{GenerateOptions, Translator};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct FinetuneArgs {
+    /// Base package folder; without it, the embedded default model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Training pairs: TSV (source<TAB>target) or JSON lines ({"source", "target"}).
+    #[arg(long)]
+    pairs: PathBuf,
+    /// Held-out pairs for selection and the before/after scores; without it, a fraction of
+    /// --pairs (--val-fraction) is held out, spread evenly.
+    #[arg(long)]
+    val: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    /// Where to write the adapter (a .safetensors file).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Target positions per optimisation step.
+    #[arg(long)]
+    batch_positions: Option<usize>,
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// Weight of the keep-close-to-the-base-model term.
+    #[arg(long)]
+    kl_weight: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Refuse to train when any pair is bad (default: report it and skip it).
+    #[arg(long)]
+    strict: bool,
+    /// Beams for the before/after translation of the held-out pairs.
+    #[arg(long)]
+    beams: Option<usize>,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read_pairs(path: &Path, strict: bool) -> Result<Vec<Pair>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let set = parse_pairs(&bytes);
+    for issue in &set.issues {
+        eprintln!(
+            "{}:{}: {} ({})",
+            path.display(),
+            issue.line,
+            issue.reason,
+            if strict { "rejected" } else { "skipped" }
+        );
+    }
+    if strict && !set.issues.is_empty() {
+        bail!(
+            "{}: {} bad pairs (--strict); fix them or drop --strict to skip them",
+            path.display(),
+            set.issues.len()
+        );
+    }
+    if set.pairs.is_empty() {
+        bail!("{}: no usable pairs", path.display());
+    }
+    Ok(set.pairs)
+}
+
+fn scores(t: &Translator, pairs: &[Pair], opts: &GenerateOptions) -> Result<serde_json::Value> {
+    let src: Vec<&str> = pairs.iter().map(|p| p.source.as_str()).collect();
+    let refs: Vec<&str> = pairs.iter().map(|p| p.target.as_str()).collect();
+    let hyps: Vec<String> = t
+        .translate(&src, opts, 16)?
+        .into_iter()
+        .map(|x| x.text)
+        .collect();
+    Ok(serde_json::json!({
+        "bleu": corpus_bleu(&hyps, &refs)?.score,
+        "chrf": corpus_chrf(&hyps, &refs)?.score,
+    }))
+}
+
+pub fn run(a: FinetuneArgs) -> Result<()> {
+    let mut o = FineTuneOptions::default();
+    o.epochs = a.epochs.unwrap_or(o.epochs);
+    o.lr = a.lr.unwrap_or(o.lr);
+    o.batch_positions = a.batch_positions.unwrap_or(o.batch_positions);
+    o.label_smoothing = a.label_smoothing.unwrap_or(o.label_smoothing);
+    o.kl_weight = a.kl_weight.unwrap_or(o.kl_weight);
+    o.weight_decay = a.weight_decay.unwrap_or(o.weight_decay);
+    o.validate()?;
+
+    let all = read_pairs(&a.pairs, a.strict)?;
+    let (train, val) = match &a.val {
+        Some(v) => (all, read_pairs(v, a.strict)?),
+        None => split_validation(all, a.val_fraction),
+    };
+    eprintln!(
+        "{} training pairs, {} held-out pairs{}",
+        train.len(),
+        val.len(),
+        if a.val.is_none() && !val.is_empty() {
+            " (every ~10th of --pairs)"
+        } else {
+            ""
+        }
+    );
+    let mut translator = crate::cli::load_translator(a.model.as_deref(), None)?;
+    let gen = GenerateOptions {
+        num_beams: a.beams,
+        ..Default::default()
+    };
+    let before = if val.is_empty() {
+        None
+    } else {
+        Some(scores(&translator, &val, &gen)?)
+    };
+
+    // Ctrl-C cancels cleanly: the best correction so far is still written.
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let c = cancel.clone();
+        // A second handler cannot be installed in one process: only then is this an error.
+        let _ = ctrlc::set_handler(move || c.store(true, Ordering::SeqCst));
+    }
+    let mut last_draw = std::time::Instant::now() - std::time::Duration::from_secs(1);
+    let mut on_progress = |p: &Progress| {
+        if last_draw.elapsed().as_millis() >= 100 || p.step == p.steps {
+            last_draw = std::time::Instant::now();
+            let width = 24;
+            let filled = (p.step * width) / p.steps.max(1);
+            let bar: String = "#".repeat(filled) + &"-".repeat(width - filled);
+            let what = if p.phase == "features" {
+                format!("running the model over the pairs {}/{}", p.step, p.steps)
+            } else {
+                format!(
+                    "epoch {}/{} step {}/{} loss {:.4}",
+                    p.epoch, p.epochs, p.step, p.steps, p.loss
+                )
+            };
+            eprint!("\r[{bar}] {what} ETA {:.0}s   ", p.eta_seconds);
+            let _ = std::io::stderr().flush();
+        }
+        if cancel.load(Ordering::SeqCst) {
+            Control::Cancel
+        } else {
+            Control::Continue
+        }
+    };
+    let (mut adapter, report) = fine_tune(&translator, &train, &val, &o, &mut on_progress)?;
+    eprintln!();
+    for e in &report.epochs {
+        eprintln!(
+            "epoch {}: train loss {:.4}{} ({:.1} s)",
+            e.epoch,
+            e.train_loss,
+            e.val_loss
+                .map(|v| format!(", held-out loss {v:.4}"))
+                .unwrap_or_default(),
+            e.seconds
+        );
+    }
+    for r in &report.rollbacks {
+        eprintln!("warning: {r}");
+    }
+    if report.cancelled {
+        eprintln!(
+            "cancelled: keeping the best epoch so far ({})",
+            report.best_epoch
+        );
+    }
+    translator.set_adapter(Some(&adapter))?;
+    let after = if val.is_empty() {
+        None
+    } else {
+        Some(scores(&translator, &val, &gen)?)
+    };
+    if let serde_json::Value::Object(m) = &mut adapter.manifest.metrics {
+        m.insert("val_before".into(), before.clone().into());
+        m.insert("val_after".into(), after.clone().into());
+    }
+    adapter.write(&a.out)?;
+    let size = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "adapter": a.out,
+                "bytes": size,
+                "report": report,
+                "val_before": before,
+                "val_after": after,
+            })
+        );
+    } else {
+        let fmt = |s: &Option<serde_json::Value>| match s {
+            Some(v) => format!(
+                "BLEU {:.2} chrF {:.2}",
+                v["bleu"].as_f64().unwrap_or(f64::NAN),
+                v["chrf"].as_f64().unwrap_or(f64::NAN)
+            ),
+            None => "n/a (no held-out pairs)".into(),
+        };
+        eprintln!("held-out before: {}", fmt(&before));
+        eprintln!("held-out after:  {}", fmt(&after));
+        eprintln!(
+            "wrote {} ({:.1} KB: {} target tokens, best epoch {}); features {:.1} s, training {:.1} s",
+            a.out.display(),
+            size as f64 / 1024.0,
+            report.trained_tokens,
+            report.best_epoch,
+            report.feature_seconds,
+            report.train_seconds
+        );
+    }
+    Ok(())
+}

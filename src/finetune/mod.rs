@@ -1,0 +1,600 @@
+//! Fine-tuning the decoder head on the user's sentence pairs.
+//!
+//! What is trained: a correction of the output projection (tied to the embeddings in Marian, so
+//! the shared matrix is left alone) and of `final_logits_bias`, on a candidate set S of target
+//! tokens: every token of the pairs' targets plus the base model's top-k at every position.
+//! The frozen encoder and decoder run once per pair (teacher forcing); their hidden states are
+//! cached, so epochs cost only the head.
+//!
+//! The full-vocabulary softmax stays exact at the cost of |S| instead of V: logits outside S do
+//! not change, so their log-sum-exp is computed once per position from the frozen model
+//! (`lse_rest`) and the softmax runs over `[z_S, lse_rest]` — the same normaliser as over all V.
+//!
+//! The objective, chosen so the model takes the user's words without drifting elsewhere:
+//! positions where the base model already predicts the target token carry a KL term toward the
+//! base distribution (keep what is right as it is); positions where it predicts something else
+//! carry cross-entropy (learn what the user wants). Decoupled weight decay pulls the correction
+//! toward zero (= the base model); the epoch with the best held-out loss is kept (early stop).
+//! Training runs on candle's autograd with its AdamW.
+
+pub mod pairs;
+
+use crate::adapter::{Adapter, AdapterManifest, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION};
+use crate::error::{Error, Result};
+use crate::generate::{top_k_of_row, Select};
+use crate::translator::Translator;
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use pairs::Pair;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FineTuneOptions {
+    pub epochs: usize,
+    pub lr: f64,
+    /// Positions (target tokens) per optimisation step.
+    pub batch_positions: usize,
+    pub weight_decay: f64,
+    pub label_smoothing: f64,
+    /// Weight of the stay-close-to-base KL term.
+    pub kl_weight: f64,
+    /// Base model's top-k tokens per position added to the trainable set.
+    pub top_k: usize,
+    /// Stop after this many epochs without a better held-out loss.
+    pub patience: usize,
+    /// Global gradient-norm clip.
+    pub clip_norm: f64,
+    /// Fraction of the steps with linear warm-up (then linear decay to zero).
+    pub warmup_fraction: f64,
+    pub seed: u64,
+}
+
+impl Default for FineTuneOptions {
+    fn default() -> Self {
+        FineTuneOptions {
+            epochs: 5,
+            lr: 5e-3,
+            batch_positions: 256,
+            weight_decay: 0.01,
+            label_smoothing: 0.0,
+            kl_weight: 1.0,
+            top_k: 8,
+            patience: 2,
+            clip_norm: 1.0,
+            warmup_fraction: 0.1,
+            seed: 1,
+        }
+    }
+}
+
+impl FineTuneOptions {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Input(m));
+        if self.epochs == 0 || self.epochs > 1000 {
+            return bad(format!("epochs must be in 1..=1000, got {}", self.epochs));
+        }
+        if !(self.lr > 0.0 && self.lr < 1.0) {
+            return bad(format!("learning rate must be in (0, 1), got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "label smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
+        }
+        if self.batch_positions == 0 || self.top_k == 0 {
+            return bad("batch size and top-k must be positive".into());
+        }
+        if !(self.kl_weight >= 0.0 && self.weight_decay >= 0.0 && self.clip_norm > 0.0) {
+            return bad("kl weight and weight decay must be >= 0, clip norm > 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the caller is told while training runs; it answers whether to go on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// "features" (running the frozen model over the pairs) or "train".
+    pub phase: &'static str,
+    pub epoch: usize,
+    pub epochs: usize,
+    pub step: usize,
+    pub steps: usize,
+    pub loss: f64,
+    pub eta_seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Cancel,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: Option<f64>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FineTuneReport {
+    pub train_pairs: usize,
+    pub val_pairs: usize,
+    pub train_positions: usize,
+    /// Positions whose target the base model did not predict (they carry cross-entropy).
+    pub learn_positions: usize,
+    pub trained_tokens: usize,
+    pub epochs: Vec<EpochReport>,
+    /// The epoch whose correction was kept (0: none improved on the base model).
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    pub cancelled: bool,
+    /// Every roll-back after a non-finite loss, with what was done.
+    pub rollbacks: Vec<String>,
+    pub feature_seconds: f64,
+    pub train_seconds: f64,
+}
+
+/// Cached frozen-model features of a set of pairs.
+struct Features {
+    /// [N, D] decoder hidden states (the output projection's input).
+    hidden: Tensor,
+    /// [N, K+1] base logits on S, then the log-sum-exp of the logits outside S.
+    base_ext: Tensor,
+    /// [N] sum of the base logits outside S (for label smoothing).
+    rest_sum: Tensor,
+    /// [N] index of the target token in S.
+    label: Tensor,
+    /// [N] 1.0 where the base model's best token is not the target.
+    learn: Tensor,
+    n: usize,
+    n_learn: usize,
+}
+
+/// Run the frozen model over pairs with teacher forcing: hidden states, target ids and the
+/// base model's top-k per position.
+fn hidden_states(
+    t: &Translator,
+    pairs: &[(Vec<u32>, Vec<u32>)],
+    top_k: usize,
+    on_pair: &mut dyn FnMut(usize) -> Control,
+) -> Result<Option<(Vec<Tensor>, Vec<u32>, Vec<u32>)>> {
+    let model = &t.model;
+    let start = t.generation.decoder_start_token_id;
+    let pad = model.config.pad_token_id;
+    let mut hidden = Vec::new();
+    let mut labels = Vec::new();
+    let mut top = Vec::new();
+    let mut done = 0;
+    for chunk in pairs.chunks(16) {
+        let src: Vec<Vec<u32>> = chunk.iter().map(|p| p.0.clone()).collect();
+        let (enc, mask) = model.encode(&src)?;
+        let mut state = model.start_decoding(&enc, &mask, 1)?;
+        let steps = chunk.iter().map(|p| p.1.len()).max().unwrap_or(0);
+        for step in 0..steps {
+            let tokens: Vec<u32> = chunk
+                .iter()
+                .map(|p| match step {
+                    0 => start,
+                    s => p.1.get(s - 1).copied().unwrap_or(pad),
+                })
+                .collect();
+            let h = model.decode_hidden(&mut state, &tokens)?;
+            let live: Vec<u32> = (0..chunk.len() as u32)
+                .filter(|&r| step < chunk[r as usize].1.len())
+                .collect();
+            let h = h.index_select(&Tensor::new(live.as_slice(), &Device::Cpu)?, 0)?;
+            let logits = model.base_logits(&h)?.to_vec2::<f32>()?;
+            let select = Select {
+                k: top_k,
+                log_softmax: false,
+                banned: &[],
+                forced: None,
+            };
+            for (i, &r) in live.iter().enumerate() {
+                labels.push(chunk[r as usize].1[step]);
+                top.extend(top_k_of_row(&logits[i], &select).into_iter().map(|x| x.0));
+            }
+            hidden.push(h);
+        }
+        done += chunk.len();
+        if on_pair(done) == Control::Cancel {
+            return Ok(None);
+        }
+    }
+    Ok(Some((hidden, labels, top)))
+}
+
+/// Base logits restricted to S plus the exact log-sum-exp of the rest, per position.
+fn features(t: &Translator, hidden: Vec<Tensor>, labels: &[u32], set: &[u32]) -> Result<Features> {
+    let v = t.model.target_vocab_size();
+    let set_t = Tensor::new(set, &Device::Cpu)?;
+    let mut outside = vec![0f32; v];
+    for &i in set {
+        outside[i as usize] = f32::NEG_INFINITY;
+    }
+    let outside_mask = Tensor::from_vec(outside.clone(), (1, v), &Device::Cpu)?;
+    let outside_keep = Tensor::from_vec(
+        outside
+            .iter()
+            .map(|&x| if x == 0.0 { 1f32 } else { 0.0 })
+            .collect(),
+        (1, v),
+        &Device::Cpu,
+    )?;
+    let hidden = Tensor::cat(&hidden, 0)?;
+    let n = hidden.dim(0)?;
+    let mut ext = Vec::new();
+    let mut rest_sum = Vec::new();
+    let mut learn = Vec::with_capacity(n);
+    for start in (0..n).step_by(512) {
+        let len = 512.min(n - start);
+        let logits = t.model.base_logits(&hidden.narrow(0, start, len)?)?;
+        let on_set = logits.index_select(&set_t, 1)?;
+        let lse_rest = logits.broadcast_add(&outside_mask)?.log_sum_exp(1)?;
+        rest_sum.push(logits.broadcast_mul(&outside_keep)?.sum(1)?);
+        let argmax = logits.argmax(1)?.to_vec1::<u32>()?;
+        for (i, a) in argmax.into_iter().enumerate() {
+            learn.push(if a == labels[start + i] { 0f32 } else { 1.0 });
+        }
+        ext.push(Tensor::cat(&[on_set, lse_rest.unsqueeze(1)?], 1)?);
+    }
+    let label: Vec<u32> = labels
+        .iter()
+        .map(|y| set.binary_search(y).expect("every label is in S") as u32)
+        .collect();
+    let n_learn = learn.iter().filter(|&&x| x > 0.0).count();
+    Ok(Features {
+        hidden,
+        base_ext: Tensor::cat(&ext, 0)?,
+        rest_sum: Tensor::cat(&rest_sum, 0)?,
+        label: Tensor::from_vec(label, n, &Device::Cpu)?,
+        learn: Tensor::from_vec(learn, n, &Device::Cpu)?,
+        n,
+        n_learn,
+    })
+}
+
+/// The trainable correction.
+struct Head {
+    dw: Var,
+    db: Var,
+}
+
+impl Head {
+    /// Loss over the positions `idx` of `f` (mean CE over learn positions + kl_weight × mean
+    /// KL over the others).
+    fn loss(
+        &self,
+        f: &Features,
+        idx: &Tensor,
+        o: &FineTuneOptions,
+        vocab: usize,
+    ) -> Result<Tensor> {
+        let h = f.hidden.index_select(idx, 0)?;
+        let base = f.base_ext.index_select(idx, 0)?;
+        let label = f.label.index_select(idx, 0)?;
+        let learn = f.learn.index_select(idx, 0)?;
+        let n = h.dim(0)?;
+        let delta = h
+            .matmul(&self.dw.as_tensor().t()?)?
+            .broadcast_add(self.db.as_tensor())?;
+        let delta = Tensor::cat(
+            &[delta, Tensor::zeros((n, 1), DType::F32, &Device::Cpu)?],
+            1,
+        )?;
+        let z = (&base + delta)?;
+        let logp = candle_nn::ops::log_softmax(&z, D::Minus1)?;
+        let mut ce = logp.gather(&label.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+        if o.label_smoothing > 0.0 {
+            // mean log-prob over the whole vocabulary, exactly: S part + the rest.
+            let k = z.dim(1)? - 1;
+            let lse_new = (z.narrow(1, k, 1)?.squeeze(1)? - logp.narrow(1, k, 1)?.squeeze(1)?)?;
+            let rest_sum = f.rest_sum.index_select(idx, 0)?;
+            let rest_logp = (rest_sum - (lse_new * (vocab - k) as f64)?)?;
+            let all_logp = (logp.narrow(1, 0, k)?.sum(1)? + rest_logp)?;
+            let eps = o.label_smoothing;
+            ce = ((ce * (1.0 - eps))? - (all_logp * (eps / vocab as f64))?)?;
+        }
+        let q = candle_nn::ops::softmax(&base, D::Minus1)?;
+        let logq = candle_nn::ops::log_softmax(&base, D::Minus1)?;
+        let kl = (q * (logq - &logp)?)?.sum(1)?;
+        let keep = (1.0 - &learn)?;
+        let n_learn = learn.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
+        let n_keep = keep.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
+        let ce_term = ((ce * &learn)?.sum_all()? / n_learn)?;
+        let kl_term = ((kl * &keep)?.sum_all()? / n_keep)?;
+        Ok((ce_term + (kl_term * o.kl_weight)?)?)
+    }
+
+    fn snapshot(&self) -> Result<(Tensor, Tensor)> {
+        Ok((self.dw.as_tensor().copy()?, self.db.as_tensor().copy()?))
+    }
+
+    fn restore(&self, s: &(Tensor, Tensor)) -> Result<()> {
+        self.dw.set(&s.0)?;
+        self.db.set(&s.1)?;
+        Ok(())
+    }
+}
+
+fn finite(t: &Tensor) -> Result<bool> {
+    Ok(t.flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .all(|x| x.is_finite()))
+}
+
+/// A small deterministic generator for shuffling (SplitMix64).
+struct Shuffle(u64);
+impl Shuffle {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn permutation(&mut self, n: usize) -> Vec<u32> {
+        let mut v: Vec<u32> = (0..n as u32).collect();
+        for i in (1..n).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+        v
+    }
+}
+
+fn encode_pairs(t: &Translator, pairs: &[Pair]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+    let limit = t.model.config.max_position_embeddings;
+    pairs
+        .iter()
+        .map(|p| {
+            let s = t.tokenizer.encode(&p.source)?;
+            let y = t.tokenizer.encode_target(&p.target)?;
+            if s.len() > limit || y.len() > limit {
+                return Err(Error::Input(format!(
+                    "pair on line {}: {} source / {} target tokens, the model takes at most {limit}",
+                    p.line,
+                    s.len(),
+                    y.len()
+                )));
+            }
+            Ok((s, y))
+        })
+        .collect()
+}
+
+/// Train an adapter on `train` (selecting on `val` when given). `on_progress` is called after
+/// every step (and during feature extraction) and may cancel; a cancelled run returns the best
+/// correction so far (or an error when there is none).
+pub fn fine_tune(
+    t: &Translator,
+    train: &[Pair],
+    val: &[Pair],
+    o: &FineTuneOptions,
+    on_progress: &mut dyn FnMut(&Progress) -> Control,
+) -> Result<(Adapter, FineTuneReport)> {
+    o.validate()?;
+    if train.is_empty() {
+        return Err(Error::Input("no training pairs".into()));
+    }
+    let t0 = Instant::now();
+    let train_ids = encode_pairs(t, train)?;
+    let val_ids = encode_pairs(t, val)?;
+    let total_pairs = train_ids.len() + val_ids.len();
+    let mut cancelled = false;
+    let mut feature_progress = |done: usize, offset: usize| {
+        let c = on_progress(&Progress {
+            phase: "features",
+            epoch: 0,
+            epochs: o.epochs,
+            step: offset + done,
+            steps: total_pairs,
+            loss: f64::NAN,
+            eta_seconds: t0.elapsed().as_secs_f64() / (offset + done) as f64
+                * (total_pairs - offset - done) as f64,
+        });
+        c
+    };
+    let Some((h_train, y_train, top_train)) =
+        hidden_states(t, &train_ids, o.top_k, &mut |d| feature_progress(d, 0))?
+    else {
+        return Err(Error::Input("fine-tuning cancelled".into()));
+    };
+    let Some((h_val, y_val, top_val)) = hidden_states(t, &val_ids, o.top_k, &mut |d| {
+        feature_progress(d, train_ids.len())
+    })?
+    else {
+        return Err(Error::Input("fine-tuning cancelled".into()));
+    };
+    let set: Vec<u32> = y_train
+        .iter()
+        .chain(&y_val)
+        .chain(&top_train)
+        .chain(&top_val)
+        .copied()
+        .collect::<BTreeSet<u32>>()
+        .into_iter()
+        .collect();
+    let f_train = features(t, h_train, &y_train, &set)?;
+    let f_val = if y_val.is_empty() {
+        None
+    } else {
+        Some(features(t, h_val, &y_val, &set)?)
+    };
+    let feature_seconds = t0.elapsed().as_secs_f64();
+
+    let d = t.model.config.d_model;
+    let k = set.len();
+    let vocab = t.model.target_vocab_size();
+    let head = Head {
+        dw: Var::zeros((k, d), DType::F32, &Device::Cpu)?,
+        db: Var::zeros(k, DType::F32, &Device::Cpu)?,
+    };
+    let mut opt = AdamW::new(
+        vec![head.dw.clone(), head.db.clone()],
+        ParamsAdamW {
+            lr: o.lr,
+            weight_decay: o.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let steps_per_epoch = f_train.n.div_ceil(o.batch_positions);
+    let total_steps = steps_per_epoch * o.epochs;
+    let warmup = ((total_steps as f64 * o.warmup_fraction).ceil() as usize).max(1);
+    let lr_at = |step: usize| {
+        if step < warmup {
+            o.lr * (step + 1) as f64 / warmup as f64
+        } else {
+            o.lr * (total_steps - step) as f64 / (total_steps - warmup).max(1) as f64
+        }
+    };
+    let val_loss = |head: &Head| -> Result<Option<f64>> {
+        let Some(f) = &f_val else { return Ok(None) };
+        let idx = Tensor::arange(0u32, f.n as u32, &Device::Cpu)?;
+        Ok(Some(
+            head.loss(f, &idx, o, vocab)?.to_scalar::<f32>()? as f64
+        ))
+    };
+    let mut best = (
+        val_loss(&head)?.unwrap_or(f64::INFINITY),
+        0usize,
+        head.snapshot()?,
+    );
+    let mut shuffle = Shuffle(o.seed);
+    let mut epochs = Vec::new();
+    let mut rollbacks = Vec::new();
+    let mut lr_scale = 1.0;
+    let mut stale = 0;
+    let mut stopped_early = false;
+    let mut step = 0;
+    let t_train = Instant::now();
+    'epochs: for epoch in 1..=o.epochs {
+        let te = Instant::now();
+        let good = head.snapshot()?;
+        let order = shuffle.permutation(f_train.n);
+        let mut sum = 0.0;
+        let mut count = 0;
+        for batch in order.chunks(o.batch_positions) {
+            let idx = Tensor::new(batch, &Device::Cpu)?;
+            let loss = head.loss(&f_train, &idx, o, vocab)?;
+            let lv = loss.to_scalar::<f32>()? as f64;
+            let mut grads = loss.backward()?;
+            let mut norm2 = 0.0;
+            for v in [&head.dw, &head.db] {
+                if let Some(g) = grads.get(v.as_tensor()) {
+                    norm2 += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+                }
+            }
+            if !lv.is_finite() || !norm2.is_finite() {
+                head.restore(&good)?;
+                lr_scale *= 0.5;
+                rollbacks.push(format!(
+                    "epoch {epoch} step {step}: non-finite loss or gradient; rolled back to the start of the epoch, learning rate halved"
+                ));
+                if rollbacks.len() >= 3 {
+                    stopped_early = true;
+                    break 'epochs;
+                }
+                continue 'epochs;
+            }
+            let norm = norm2.sqrt();
+            if norm > o.clip_norm {
+                let scale = o.clip_norm / norm;
+                for v in [&head.dw, &head.db] {
+                    if let Some(g) = grads.remove(v.as_tensor()) {
+                        grads.insert(v.as_tensor(), (g * scale)?);
+                    }
+                }
+            }
+            opt.set_learning_rate(lr_at(step.min(total_steps - 1)) * lr_scale);
+            opt.step(&grads)?;
+            step += 1;
+            sum += lv * batch.len() as f64;
+            count += batch.len();
+            let per_step = t_train.elapsed().as_secs_f64() / step as f64;
+            let c = on_progress(&Progress {
+                phase: "train",
+                epoch,
+                epochs: o.epochs,
+                step,
+                steps: total_steps,
+                loss: lv,
+                eta_seconds: per_step * (total_steps.saturating_sub(step)) as f64,
+            });
+            if c == Control::Cancel {
+                cancelled = true;
+                break 'epochs;
+            }
+        }
+        if !finite(head.dw.as_tensor())? || !finite(head.db.as_tensor())? {
+            head.restore(&good)?;
+            lr_scale *= 0.5;
+            rollbacks.push(format!(
+                "epoch {epoch}: parameters became non-finite; rolled back, learning rate halved"
+            ));
+            continue;
+        }
+        let vl = val_loss(&head)?;
+        epochs.push(EpochReport {
+            epoch,
+            train_loss: sum / count.max(1) as f64,
+            val_loss: vl,
+            seconds: te.elapsed().as_secs_f64(),
+        });
+        let score = vl.unwrap_or(-(epoch as f64)); // no validation: keep the last epoch
+        if score < best.0 {
+            best = (score, epoch, head.snapshot()?);
+            stale = 0;
+        } else {
+            stale += 1;
+            if vl.is_some() && stale >= o.patience {
+                stopped_early = epoch < o.epochs;
+                break;
+            }
+        }
+    }
+    if best.1 == 0 && f_val.is_none() {
+        best = (f64::NAN, 0, head.snapshot()?);
+    }
+    let (dw, db) = best.2;
+    let report = FineTuneReport {
+        train_pairs: train.len(),
+        val_pairs: val.len(),
+        train_positions: f_train.n,
+        learn_positions: f_train.n_learn,
+        trained_tokens: k,
+        epochs,
+        best_epoch: best.1,
+        stopped_early,
+        cancelled,
+        rollbacks,
+        feature_seconds,
+        train_seconds: t_train.elapsed().as_secs_f64(),
+    };
+    let adapter = Adapter {
+        manifest: AdapterManifest {
+            format: ADAPTER_FORMAT.into(),
+            format_version: ADAPTER_FORMAT_VERSION,
+            base_model_sha256: t.model_sha256.clone(),
+            d_model: d,
+            target_vocab_size: vocab,
+            trained: format!(
+                "output projection and final_logits_bias correction on {k} target tokens (decoder head; encoder, decoder and shared embeddings frozen)"
+            ),
+            hyperparameters: serde_json::to_value(o).expect("options serialize"),
+            metrics: serde_json::to_value(&report).expect("report serializes"),
+            created_by: format!("marian-wasm {}", env!("CARGO_PKG_VERSION")),
+        },
+        ids: set,
+        delta_weight: dw.flatten_all()?.to_vec1::<f32>()?,
+        delta_bias: db.to_vec1::<f32>()?,
+    };
+    Ok((adapter, report))
+}
