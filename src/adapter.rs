@@ -2,8 +2,9 @@
 //! projection on the target tokens that fine-tuning touched, with its manifest (base model,
 //! what was trained, hyper-parameters, metrics) in the safetensors header's metadata.
 //!
-//! Tensors: `ids` U32 [K] (sorted, distinct target token ids), `delta_weight` F32 [K, D],
-//! `delta_bias` F32 [K]. Applied as `logits[ids] += h · delta_weight^T + delta_bias`.
+//! Tensors: `ids` U32 [K] (sorted, distinct target token ids), `delta_u` F32 [K, r],
+//! `delta_v` F32 [r, D], `delta_bias` F32 [K]. Applied as
+//! `logits[ids] += (h · delta_vᵀ) · delta_uᵀ + delta_bias` (a rank-r correction).
 
 use crate::error::{Error, Result};
 use crate::model::HeadDelta;
@@ -37,8 +38,11 @@ pub struct AdapterManifest {
 pub struct Adapter {
     pub manifest: AdapterManifest,
     pub ids: Vec<u32>,
-    /// Row-major [ids.len(), d_model].
-    pub delta_weight: Vec<f32>,
+    pub rank: usize,
+    /// Row-major [ids.len(), rank].
+    pub delta_u: Vec<f32>,
+    /// Row-major [rank, d_model].
+    pub delta_v: Vec<f32>,
     pub delta_bias: Vec<f32>,
 }
 
@@ -61,10 +65,16 @@ impl Adapter {
                 m.format_version
             ));
         }
-        if self.delta_weight.len() != k * m.d_model || self.delta_bias.len() != k {
+        if self.rank == 0
+            || self.delta_u.len() != k * self.rank
+            || self.delta_v.len() != self.rank * m.d_model
+            || self.delta_bias.len() != k
+        {
             return bad(format!(
-                "tensor sizes do not match: {k} ids, {} weights (d_model {}), {} biases",
-                self.delta_weight.len(),
+                "tensor sizes do not match: {k} ids, rank {}, {} + {} factor values (d_model {}), {} biases",
+                self.rank,
+                self.delta_u.len(),
+                self.delta_v.len(),
                 m.d_model,
                 self.delta_bias.len()
             ));
@@ -81,8 +91,9 @@ impl Adapter {
             }
         }
         if !self
-            .delta_weight
+            .delta_u
             .iter()
+            .chain(&self.delta_v)
             .chain(&self.delta_bias)
             .all(|x| x.is_finite())
         {
@@ -95,9 +106,10 @@ impl Adapter {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.validate()?;
         let ids: Vec<u8> = self.ids.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let w = bytes_of(&self.delta_weight);
+        let u = bytes_of(&self.delta_u);
+        let v = bytes_of(&self.delta_v);
         let b = bytes_of(&self.delta_bias);
-        let k = self.ids.len();
+        let (k, r) = (self.ids.len(), self.rank);
         let view = |dtype, shape: Vec<usize>, data| {
             safetensors::tensor::TensorView::new(dtype, shape, data)
                 .map_err(|e| Error::corrupt("adapter", e.to_string()))
@@ -105,11 +117,15 @@ impl Adapter {
         let tensors = vec![
             ("ids", view(safetensors::Dtype::U32, vec![k], &ids[..])?),
             (
-                "delta_weight",
+                "delta_u",
+                view(safetensors::Dtype::F32, vec![k, r], &u[..])?,
+            ),
+            (
+                "delta_v",
                 view(
                     safetensors::Dtype::F32,
-                    vec![k, self.manifest.d_model],
-                    &w[..],
+                    vec![r, self.manifest.d_model],
+                    &v[..],
                 )?,
             ),
             (
@@ -148,6 +164,13 @@ impl Adapter {
             }
             Ok(t.data().to_vec())
         };
+        let rank = st
+            .tensor("delta_u")
+            .map_err(|_| corrupt("tensor delta_u missing".into()))?
+            .shape()
+            .get(1)
+            .copied()
+            .unwrap_or(0);
         let words = |b: Vec<u8>| -> Vec<[u8; 4]> {
             b.chunks_exact(4)
                 .map(|c| [c[0], c[1], c[2], c[3]])
@@ -158,7 +181,12 @@ impl Adapter {
                 .into_iter()
                 .map(u32::from_le_bytes)
                 .collect(),
-            delta_weight: words(get("delta_weight", safetensors::Dtype::F32)?)
+            rank,
+            delta_u: words(get("delta_u", safetensors::Dtype::F32)?)
+                .into_iter()
+                .map(f32::from_le_bytes)
+                .collect(),
+            delta_v: words(get("delta_v", safetensors::Dtype::F32)?)
                 .into_iter()
                 .map(f32::from_le_bytes)
                 .collect(),
@@ -207,15 +235,18 @@ impl Adapter {
         Ok(())
     }
 
+    /// The correction as the model applies it (the product U·V formed once, [K, D]).
     pub fn head_delta(&self) -> Result<HeadDelta> {
         let k = self.ids.len();
+        let u = Tensor::from_vec(self.delta_u.clone(), (k, self.rank), &Device::Cpu)?;
+        let v = Tensor::from_vec(
+            self.delta_v.clone(),
+            (self.rank, self.manifest.d_model),
+            &Device::Cpu,
+        )?;
         Ok(HeadDelta {
             ids: Tensor::from_vec(self.ids.clone(), k, &Device::Cpu)?,
-            weight: Tensor::from_vec(
-                self.delta_weight.clone(),
-                (k, self.manifest.d_model),
-                &Device::Cpu,
-            )?,
+            weight: u.matmul(&v)?,
             bias: Tensor::from_vec(self.delta_bias.clone(), k, &Device::Cpu)?,
         })
     }

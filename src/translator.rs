@@ -52,8 +52,10 @@ impl Translator {
         }
     }
 
-    /// Source chunks of at most `max_position_embeddings` tokens each, split at sentence
-    /// ends (then at spaces for a sentence that alone is too long). Never truncates.
+    /// Source chunks the model can take: the whole text when it fits in
+    /// `max_position_embeddings` tokens (as HF would translate it), else one chunk per sentence
+    /// (Marian models are trained on sentences), a sentence that alone is too long being cut at
+    /// spaces into the longest runs of words that fit. Never truncates.
     pub fn split_for_model(&self, text: &str) -> Result<Vec<Vec<u32>>> {
         let limit = self.model.config.max_position_embeddings;
         let ids = self.tokenizer.encode(text)?;
@@ -61,42 +63,41 @@ impl Translator {
             return Ok(vec![ids]);
         }
         let mut chunks = Vec::new();
-        let mut current = String::new();
-        for unit in crate::text::sentences(text).into_iter().flat_map(|s| {
-            let fits = self
-                .tokenizer
-                .encode(s)
-                .map(|i| i.len() <= limit)
-                .unwrap_or(false);
-            if fits {
-                vec![s]
-            } else {
-                s.split_whitespace().collect()
-            }
-        }) {
-            let candidate = if current.is_empty() {
-                unit.to_string()
-            } else {
-                format!("{current} {unit}")
-            };
-            if self.tokenizer.encode(&candidate)?.len() <= limit {
-                current = candidate;
+        for sentence in crate::text::sentences(text) {
+            let ids = self.tokenizer.encode(sentence)?;
+            if ids.len() <= limit {
+                chunks.push(ids);
                 continue;
+            }
+            let mut current = String::new();
+            for word in sentence.split_whitespace() {
+                let candidate = if current.is_empty() {
+                    word.to_string()
+                } else {
+                    format!("{current} {word}")
+                };
+                if self.tokenizer.encode(&candidate)?.len() <= limit {
+                    current = candidate;
+                    continue;
+                }
+                if current.is_empty() {
+                    return Err(Error::Input(format!(
+                        "a single word of {} tokens is longer than the model's {limit} positions",
+                        self.tokenizer.encode(word)?.len()
+                    )));
+                }
+                chunks.push(self.tokenizer.encode(&current)?);
+                current = word.to_string();
+                if self.tokenizer.encode(&current)?.len() > limit {
+                    return Err(Error::Input(format!(
+                        "a single word of {} tokens is longer than the model's {limit} positions",
+                        self.tokenizer.encode(word)?.len()
+                    )));
+                }
             }
             if !current.is_empty() {
                 chunks.push(self.tokenizer.encode(&current)?);
             }
-            let ids = self.tokenizer.encode(unit)?;
-            if ids.len() > limit {
-                return Err(Error::Input(format!(
-                    "a single word of {} tokens is longer than the model's {limit} positions",
-                    ids.len()
-                )));
-            }
-            current = unit.to_string();
-        }
-        if !current.is_empty() {
-            chunks.push(self.tokenizer.encode(&current)?);
         }
         Ok(chunks)
     }

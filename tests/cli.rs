@@ -60,3 +60,55 @@ fn translate_without_model_uses_the_default_and_matches_the_library() {
     assert_eq!(got, want);
     assert!(got.iter().all(|l| !l.is_empty()));
 }
+
+/// A few translations of the default model, pinned (with the package hash above): they change
+/// only when models/default does. Made with `marian-wasm translate` (package defaults, beam 4).
+const PINNED_TRANSLATIONS: &str = include_str!("fixtures/default-model-translations.tsv");
+
+#[test]
+fn default_model_gives_the_pinned_translations() {
+    let pairs: Vec<(&str, &str)> = PINNED_TRANSLATIONS
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split_once('\t').expect("source<TAB>translation"))
+        .collect();
+    assert!(pairs.len() >= 5);
+    let t = Translator::new(&Package::embedded().unwrap()).unwrap();
+    let src: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+    let got = t.translate(&src, &GenerateOptions::default(), 8).unwrap();
+    for ((s, want), got) in pairs.iter().zip(got) {
+        assert_eq!(&got.text, want, "{s}");
+    }
+}
+
+/// Out-of-domain input still gives something sensible and never fails: unknown characters,
+/// a long multi-sentence text, empty lines, UI strings.
+#[test]
+fn default_model_survives_out_of_domain_input() {
+    let t = Translator::new(&Package::embedded().unwrap()).unwrap();
+    let long = "A man is walking his dog in the park. ".repeat(120);
+    let inputs = [
+        "Click Save to keep your changes.",
+        "Ω≈ç√∫ 😀 — « quoted » text with symbols ©®™ and ünïcödé",
+        "",
+        "   ",
+        long.as_str(),
+        "x",
+    ];
+    let out = t
+        .translate(&inputs, &GenerateOptions::default(), 4)
+        .unwrap();
+    assert_eq!(out.len(), inputs.len());
+    assert_eq!(out[2].text, "");
+    assert_eq!(out[3].text, "");
+    assert!(!out[0].text.is_empty() && !out[1].text.is_empty() && !out[5].text.is_empty());
+    // The long text is split into chunks the model can take, each translated: output of
+    // comparable length, not truncated.
+    assert!(out[4].ids.len() >= 2, "long input was not split");
+    assert!(
+        out[4].text.len() > long.len() / 2,
+        "long input lost content: {} of {} bytes",
+        out[4].text.len(),
+        long.len()
+    );
+}

@@ -1,7 +1,18 @@
 // The demo page: load a package (default: the embedded en→fr model), translate with streaming
-// output, manage stored models. Everything heavy runs in marian-wasm's worker.
+// output, fine-tune on the user's pairs (adapters kept in IndexedDB, the one in use re-applied
+// after a reload), manage stored models. Everything heavy runs in marian-wasm's worker.
 
-import { DEFAULT_MODEL, MarianTranslator, deleteModel, listModels } from './marian-wasm.js';
+import {
+  DEFAULT_MODEL,
+  MarianTranslator,
+  deleteAdapter,
+  deleteModel,
+  getAdapter,
+  listAdapters,
+  listModels,
+  readAdapterManifest,
+  saveAdapter,
+} from './marian-wasm.js';
 
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
 const status = $('status');
@@ -80,6 +91,8 @@ async function load() {
       `${translator.manifest.quant}; device: ${translator.device === 'wasm' ? 'CPU (WebAssembly)' : 'GPU (WebGPU)'}; ` +
       `${translator.fromCache ? 'from this browser’s store' : 'downloaded'} in ${(translator.loadMs / 1000).toFixed(1)} s`;
     $('translate').disabled = false;
+    $('ft-train').disabled = false;
+    await restoreActiveAdapter();
     say('Model ready.');
   } catch (e) {
     say(`Error: ${errText(e)}`);
@@ -124,6 +137,261 @@ async function translate() {
     $('translate').disabled = false;
   }
 }
+
+// ---- fine-tuning ------------------------------------------------------------------------------
+
+const activeKey = () => `marian-wasm-active-adapter:${translator?.modelSha256}`;
+
+/** @param {string | null} name */
+function showActive(name) {
+  $('ft-active').textContent = name ? `Adapter in use: ${name}` : 'No adapter in use.';
+  $('ft-remove').disabled = !name;
+  $('ft-export').disabled = !translator?.adapterBytes;
+  $('ft-keep').disabled = !translator?.adapterBytes;
+}
+
+/** The adapter in use before a reload is put back on. */
+async function restoreActiveAdapter() {
+  const name = localStorage.getItem(activeKey());
+  const kept = name ? await getAdapter(name) : undefined;
+  if (kept && translator) {
+    try {
+      await translator.useAdapter(kept.bytes);
+      showActive(name);
+    } catch (e) {
+      say(`Error: the kept adapter ${name} could not be applied: ${errText(e)}`);
+    }
+  } else {
+    showActive(null);
+  }
+  await refreshAdapters();
+}
+
+async function refreshAdapters() {
+  const body = $('adapters').tBodies[0];
+  body.replaceChildren();
+  const kept = translator ? await listAdapters(translator.modelSha256) : [];
+  if (!kept.length) {
+    const cell = body.insertRow().insertCell();
+    cell.colSpan = 4;
+    cell.textContent = 'None kept for this model.';
+    return;
+  }
+  for (const a of kept) {
+    const row = body.insertRow();
+    row.insertCell().textContent = a.name;
+    const m = a.manifest.metrics ?? {};
+    const b = m.val_before?.bleu;
+    const f = m.val_after?.bleu;
+    row.insertCell().textContent = typeof b === 'number' && typeof f === 'number' ? `${b.toFixed(1)} → ${f.toFixed(1)}` : '—';
+    row.insertCell().textContent = size(a.size);
+    const cell = row.insertCell();
+    const use = document.createElement('button');
+    use.type = 'button';
+    use.textContent = 'Use';
+    use.setAttribute('aria-label', `Use adapter ${a.name}`);
+    use.addEventListener('click', async () => {
+      await translator?.useAdapter(a.bytes);
+      localStorage.setItem(activeKey(), a.name);
+      $('ft-name').value = a.name;
+      showActive(a.name);
+      say(`Adapter ${a.name} in use.`);
+    });
+    const del = document.createElement('button');
+    del.type = 'button';
+    del.className = 'secondary';
+    del.textContent = 'Delete';
+    del.setAttribute('aria-label', `Delete adapter ${a.name}`);
+    del.addEventListener('click', async () => {
+      await deleteAdapter(a.name);
+      if (localStorage.getItem(activeKey()) === a.name) {
+        localStorage.removeItem(activeKey());
+        await translator?.useAdapter(null);
+        showActive(null);
+      }
+      say(`Deleted adapter ${a.name}.`);
+      await refreshAdapters();
+    });
+    cell.append(use, ' ', del);
+  }
+}
+
+/**
+ * Pairs from TSV or JSON lines; malformed lines are reported with their line number.
+ * @param {string} text
+ */
+function parsePairs(text) {
+  /** @type {{ source: string, target: string }[]} */
+  const pairs = [];
+  /** @type {number[]} */
+  const lineOf = [];
+  /** @type {string[]} */
+  const issues = [];
+  const lines = text.split(/\r?\n/);
+  const json = lines.find((l) => l.trim())?.trim().startsWith('{');
+  lines.forEach((line, i) => {
+    if (!line.trim()) return;
+    if (json) {
+      try {
+        const p = JSON.parse(line);
+        pairs.push({ source: String(p.source ?? ''), target: String(p.target ?? '') });
+        lineOf.push(i + 1);
+      } catch {
+        issues.push(`line ${i + 1}: not a JSON object`);
+      }
+      return;
+    }
+    const f = line.split('\t');
+    if (f.length !== 2) {
+      issues.push(`line ${i + 1}: expected English<TAB>French, found ${f.length} field(s)`);
+      return;
+    }
+    pairs.push({ source: f[0], target: f[1] });
+    lineOf.push(i + 1);
+  });
+  return { pairs, lineOf, issues };
+}
+
+/** @type {number[]} */
+let losses = [];
+function drawChart() {
+  const canvas = $('ft-chart');
+  const ctx = canvas.getContext('2d');
+  const { width: w, height: h } = canvas;
+  ctx.clearRect(0, 0, w, h);
+  if (losses.length < 2) return;
+  const max = Math.max(...losses);
+  const min = Math.min(...losses);
+  const css = getComputedStyle(document.documentElement);
+  ctx.strokeStyle = css.getPropertyValue('--accent').trim() || '#1d4ed8';
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  losses.forEach((l, i) => {
+    const x = 8 + (i / (losses.length - 1)) * (w - 16);
+    const y = 8 + (1 - (l - min) / Math.max(max - min, 1e-9)) * (h - 24);
+    if (i === 0) ctx.moveTo(x, y);
+    else ctx.lineTo(x, y);
+  });
+  ctx.stroke();
+  ctx.fillStyle = css.getPropertyValue('--muted').trim() || '#666';
+  ctx.font = '12px system-ui, sans-serif';
+  ctx.fillText(`loss ${losses[losses.length - 1].toFixed(3)} (max ${max.toFixed(2)}, min ${min.toFixed(2)})`, 8, h - 4);
+}
+
+/** @type {AbortController | null} */
+let training = null;
+
+async function fineTune() {
+  if (!translator) return;
+  const { pairs, lineOf, issues } = parsePairs($('pairs').value);
+  if (!pairs.length) {
+    $('ft-status').textContent = 'Paste some pairs first (English<TAB>French, one a line).';
+    return;
+  }
+  training = new AbortController();
+  $('ft-train').disabled = true;
+  $('ft-cancel').disabled = false;
+  $('ft-result').textContent = '';
+  losses = [];
+  drawChart();
+  const t0 = performance.now();
+  try {
+    const r = await translator.fineTune(pairs, {
+      epochs: Number($('ft-epochs').value) || undefined,
+      lr: Number($('ft-lr').value) || undefined,
+      signal: training.signal,
+      onProgress: (p) => {
+        $('ft-progress').value = p.steps ? p.step / p.steps : 0;
+        if (p.phase === 'features') {
+          $('ft-status').textContent = `Reading the pairs through the model: ${p.step}/${p.steps}`;
+          return;
+        }
+        losses.push(p.loss);
+        drawChart();
+        $('ft-status').textContent = `Epoch ${p.epoch}/${p.epochs} · step ${p.step}/${p.steps} · loss ${p.loss.toFixed(3)} · about ${Math.ceil(p.etaSeconds)} s left`;
+      },
+    });
+    const skipped = [...issues, ...r.issues.map((i) => `line ${lineOf[i.index - 1] ?? i.index}: ${i.reason}`)];
+    const list = $('ft-issues');
+    list.hidden = skipped.length === 0;
+    list.querySelector('summary').textContent = `Skipped pairs (${skipped.length})`;
+    list.querySelector('ul').replaceChildren(
+      ...skipped.map((t) => {
+        const li = document.createElement('li');
+        li.textContent = t;
+        return li;
+      }),
+    );
+    const fmt = (/** @type {any} */ s) => (s ? `BLEU ${s.bleu.toFixed(1)}, chrF ${s.chrf.toFixed(1)}` : 'n/a');
+    $('ft-result').textContent =
+      `Held-out pairs: ${fmt(r.valBefore)} before → ${fmt(r.valAfter)} after. ` +
+      `${r.report.train_pairs} pairs trained, ${r.report.val_pairs} held out, best epoch ${r.report.best_epoch}` +
+      `${r.report.stopped_early ? ' (stopped early)' : ''}; ${((performance.now() - t0) / 1000).toFixed(1)} s.`;
+    $('ft-progress').value = 1;
+    $('ft-status').textContent = 'Fine-tuned. The adapter is in use; keep it to find it again after a reload.';
+    showActive('(not kept yet)');
+    say('Fine-tuned.');
+  } catch (e) {
+    const cancelled = e instanceof DOMException && e.name === 'AbortError';
+    $('ft-status').textContent = cancelled ? 'Cancelled; the model is as it was.' : `Error: ${errText(e)}`;
+    say(cancelled ? 'Fine-tuning cancelled.' : `Error: ${errText(e)}`);
+  } finally {
+    training = null;
+    $('ft-train').disabled = false;
+    $('ft-cancel').disabled = true;
+  }
+}
+
+$('ft-train').addEventListener('click', fineTune);
+$('ft-cancel').addEventListener('click', () => training?.abort());
+$('pairs-file').addEventListener('change', async (/** @type {Event} */ e) => {
+  const file = /** @type {HTMLInputElement} */ (e.target).files?.[0];
+  if (file) $('pairs').value = await file.text();
+});
+$('ft-keep').addEventListener('click', async () => {
+  if (!translator?.adapterBytes) return;
+  const name = $('ft-name').value.trim() || 'my-adapter';
+  await saveAdapter(name, translator.adapterBytes);
+  localStorage.setItem(activeKey(), name);
+  showActive(name);
+  say(`Adapter ${name} kept in this browser.`);
+  await refreshAdapters();
+});
+$('ft-export').addEventListener('click', () => {
+  if (!translator?.adapterBytes) return;
+  const url = URL.createObjectURL(new Blob([translator.adapterBytes], { type: 'application/octet-stream' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `${$('ft-name').value.trim() || 'adapter'}.safetensors`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+});
+$('ft-remove').addEventListener('click', async () => {
+  await translator?.useAdapter(null);
+  localStorage.removeItem(activeKey());
+  showActive(null);
+  say('Adapter taken off: translating with the base model.');
+});
+$('ft-import').addEventListener('change', async (/** @type {Event} */ e) => {
+  const input = /** @type {HTMLInputElement} */ (e.target);
+  const file = input.files?.[0];
+  input.value = '';
+  if (!file || !translator) return;
+  try {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    readAdapterManifest(bytes);
+    await translator.useAdapter(bytes);
+    const name = file.name.replace(/\.safetensors$/, '') || 'imported';
+    await saveAdapter(name, bytes);
+    localStorage.setItem(activeKey(), name);
+    $('ft-name').value = name;
+    showActive(name);
+    say(`Adapter ${name} imported and in use.`);
+    await refreshAdapters();
+  } catch (err) {
+    say(`Error: ${errText(err)}`);
+  }
+});
 
 $('model-url').value = params.get('model') ?? DEFAULT_MODEL;
 if (params.get('device')) $('device').value = params.get('device');

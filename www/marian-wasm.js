@@ -10,8 +10,10 @@
 
 import { deleteModel, hasModel, listModels, packageUrl } from './store.js';
 import { PageTranslator } from './page-translator.js';
+import { deleteAdapter, getAdapter, listAdapters, readAdapterManifest, saveAdapter } from './adapters.js';
 
 export { PageTranslator, listModels, deleteModel };
+export { saveAdapter, listAdapters, getAdapter, deleteAdapter, readAdapterManifest };
 
 /** The package shipped with this module (the embedded default en→fr model). */
 export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', import.meta.url).href;
@@ -22,7 +24,15 @@ export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', imp
  * @typedef {{ beams?: number, maxLength?: number, lengthPenalty?: number, batchSize?: number,
  *   signal?: AbortSignal }} TranslateOptions
  * @typedef {{ model?: string | URL, device?: Device, store?: boolean, signal?: AbortSignal,
- *   monitor?: (m: EventTarget) => void }} CreateOptions
+ *   monitor?: (m: EventTarget) => void, adapter?: Uint8Array }} CreateOptions
+ * @typedef {{ phase: 'features' | 'train', epoch: number, epochs: number, step: number,
+ *   steps: number, loss: number, etaSeconds: number }} FineTuneProgress
+ * @typedef {{ epochs?: number, lr?: number, rank?: number, klWeight?: number, labelSmoothing?: number,
+ *   weightDecay?: number, batchPositions?: number, valFraction?: number, beams?: number,
+ *   onProgress?: (p: FineTuneProgress) => void, signal?: AbortSignal }} FineTuneOptions
+ * @typedef {{ adapter: Uint8Array, manifest: import('./adapters.js').AdapterManifest, report: any,
+ *   issues: { index: number, reason: string }[], valBefore: { bleu: number, chrf: number } | null,
+ *   valAfter: { bleu: number, chrf: number } | null, ms: number }} FineTuneResult
  */
 
 /**
@@ -118,6 +128,10 @@ class WorkerClient {
   }
 }
 
+function startWorker() {
+  return new WorkerClient(new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'marian-wasm' }));
+}
+
 function wasmSupported() {
   try {
     // The build uses SIMD128: a module with one v128 function must validate.
@@ -164,10 +178,10 @@ export class MarianTranslator {
     const model = packageUrl(options.model ?? DEFAULT_MODEL);
     const monitor = new EventTarget();
     options.monitor?.(monitor);
-    const client = new WorkerClient(new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'marian-wasm' }));
+    const client = startWorker();
     try {
       const info = await client.request(
-        { type: 'create', model, device, store: options.store !== false },
+        { type: 'create', model, device, store: options.store !== false, adapter: options.adapter },
         {
           signal: options.signal,
           onMessage: (m) => {
@@ -175,7 +189,10 @@ export class MarianTranslator {
           },
         },
       );
-      return new MarianTranslator(client, model, info);
+      const t = new MarianTranslator(client, model, info);
+      t.device_ = device;
+      if (options.adapter) t.adapterBytes = options.adapter;
+      return t;
     } catch (e) {
       client.terminate();
       throw e;
@@ -185,7 +202,7 @@ export class MarianTranslator {
   /**
    * @param {WorkerClient} client
    * @param {string} model
-   * @param {{ device: 'wasm' | 'webgpu', manifest: any, fromCache: boolean, loadMs: number }} info
+   * @param {{ device: 'wasm' | 'webgpu', manifest: any, modelSha256: string, fromCache: boolean, loadMs: number }} info
    * @private
    */
   constructor(client, model, info) {
@@ -197,6 +214,12 @@ export class MarianTranslator {
     this.device = info.device;
     /** The package manifest (architecture, generation defaults, quantization, files). */
     this.manifest = info.manifest;
+    /** sha256 of the model's weights: adapters are made for exactly one base model. */
+    this.modelSha256 = info.modelSha256;
+    /** The adapter in use (its file's bytes), or null. @type {Uint8Array | null} */
+    this.adapterBytes = null;
+    /** @private @type {Device} */
+    this.device_ = 'auto';
     /** Whether the package came from the model store (no download). */
     this.fromCache = info.fromCache;
     /** Milliseconds to load the package and build the model. */
@@ -205,6 +228,8 @@ export class MarianTranslator {
     this.lastRun = null;
     /** @private */
     this.destroyed = false;
+    /** @private @type {Promise<unknown> | null} */
+    this.reloading = null;
   }
 
   /** @private */
@@ -295,14 +320,57 @@ export class MarianTranslator {
   }
 
   /**
-   * Fine-tune the decoder head on the user's sentence pairs (not built yet: rejects).
-   * @param {{ source: string, target: string }[]} _pairs
-   * @param {Record<string, unknown>} [_options]
-   * @returns {Promise<never>}
+   * Fine-tune the decoder head on sentence pairs, in the worker; the resulting adapter is put on
+   * at once (keep it with saveAdapter, take it off with useAdapter(null)). Bad pairs are skipped
+   * and listed in `issues` (1-based index). Aborting the signal stops the training at once: the
+   * worker is replaced and the model reloaded from the store, with the adapter used before.
+   * @param {{ source: string, target: string }[]} pairs
+   * @param {FineTuneOptions} [options]
+   * @returns {Promise<FineTuneResult>}
    */
-  async fineTune(_pairs, _options) {
-    this.live();
-    throw domError('NotSupportedError', 'fine-tuning is not available in this version of marian-wasm');
+  async fineTune(pairs, options = {}) {
+    if (!Array.isArray(pairs)) throw new TypeError('fineTune() takes an array of { source, target }');
+    const { onProgress, signal, ...rest } = options;
+    const client = this.live();
+    // The request's own abort handler (registered first) rejects it with AbortError; then the
+    // busy worker is replaced.
+    const pending = client.request(
+      { type: 'finetune', pairs, options: rest },
+      { signal, onMessage: (m) => m.type === 'ftprogress' && onProgress?.(m) },
+    );
+    const onAbort = () => this.restart();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const r = await pending;
+      this.adapterBytes = r.adapter;
+      return { ...r, manifest: readAdapterManifest(r.adapter) };
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Put an adapter (the bytes of its file) on, or take it off with null. An adapter made for
+   * another base model is refused.
+   * @param {Uint8Array | null} bytes
+   * @returns {Promise<import('./adapters.js').AdapterManifest | null>}
+   */
+  async useAdapter(bytes) {
+    const manifest = bytes ? readAdapterManifest(bytes) : null;
+    await this.live().request({ type: 'adapter', bytes });
+    this.adapterBytes = bytes;
+    return manifest;
+  }
+
+  /** Replace a busy worker (cancelled training) with a fresh one holding the same model. @private */
+  restart() {
+    if (this.destroyed) return;
+    const old = this.client;
+    this.client = startWorker();
+    old.terminate();
+    this.reloading = this.client
+      .request({ type: 'create', model: this.model, device: this.device_, store: true, adapter: this.adapterBytes })
+      .catch((e) => console.error('marian-wasm: reloading the model after a cancel failed:', e));
   }
 
   /** Stop the worker and free the model's memory. Pending requests reject. */

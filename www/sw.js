@@ -4,7 +4,7 @@
 //
 // Shell requests go to the network first (a new deploy is seen at once) and fall back to the cache.
 
-const SHELL_CACHE = 'marian-wasm-shell-v1';
+const SHELL_CACHE = 'marian-wasm-shell-v2';
 const SHELL = [
   './',
   'index.html',
@@ -15,6 +15,7 @@ const SHELL = [
   'page-translator.js',
   'page.js',
   'store.js',
+  'adapters.js',
   'worker.js',
   'pkg/marian_wasm.js',
   'pkg/marian_wasm_bg.wasm',

@@ -7,10 +7,14 @@
 //   { type: 'stream',    id, text, options }          -> 'partial' messages, then { text, tokens, ms }
 //   { type: 'cancel',    id }                         handled at once, not queued: drops a queued
 //                                                      request and aborts a download in progress
+//   { type: 'finetune',  id, pairs, options }         -> 'ftprogress' messages, then
+//                                                      { adapter, report, issues, valBefore, valAfter }
+//   { type: 'adapter',   id, bytes | null }           put an adapter on (or take it off)
 //   { type: 'destroy',   id }                         free the model's memory
 // Replies (worker -> page):
 //   { type: 'progress', id, loaded, total, file, fromCache }
 //   { type: 'partial',  id, text }                     the translation so far (stable prefix)
+//   { type: 'ftprogress', id, phase, epoch, epochs, step, steps, loss, etaSeconds }
 //   { type: 'result',   id, value }
 //   { type: 'error',    id, name, message }
 // Requests run one at a time in arrival order (a translate sent during a load waits for it).
@@ -61,7 +65,14 @@ async function create(msg) {
     /** @type {Record<string, Uint8Array>} */
     const files = { 'manifest.json': pkg.manifestBytes, ...pkg.files };
     translator = Translator.fromFiles(files);
-    return { device: 'wasm', manifest: pkg.manifest, fromCache: pkg.fromCache, loadMs: performance.now() - t0 };
+    if (msg.adapter) translator.setAdapter(msg.adapter);
+    return {
+      device: 'wasm',
+      manifest: pkg.manifest,
+      modelSha256: translator.modelSha256,
+      fromCache: pkg.fromCache,
+      loadMs: performance.now() - t0,
+    };
   } finally {
     downloads.delete(msg.id);
   }
@@ -101,6 +112,17 @@ function stream(msg) {
 }
 
 /** @param {any} msg */
+function fineTune(msg) {
+  const t = needModel();
+  const t0 = performance.now();
+  const out = t.fineTune(msg.pairs, msg.options ?? {}, (/** @type {any} */ p) => {
+    post({ type: 'ftprogress', id: msg.id, ...p });
+  });
+  out.ms = performance.now() - t0;
+  return out;
+}
+
+/** @param {any} msg */
 async function handle(msg) {
   switch (msg.type) {
     case 'create':
@@ -109,6 +131,10 @@ async function handle(msg) {
       return translate(msg);
     case 'stream':
       return stream(msg);
+    case 'finetune':
+      return fineTune(msg);
+    case 'adapter':
+      return needModel().setAdapter(msg.bytes ?? undefined) ?? null;
     case 'destroy':
       translator?.free();
       translator = null;

@@ -44,6 +44,8 @@ struct FineTuneJsOptions {
     weight_decay: Option<f64>,
     val_fraction: Option<f64>,
     beams: Option<usize>,
+    rank: Option<usize>,
+    learn_below: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -299,7 +301,8 @@ impl Translator {
     }
 
     /// Fine-tune the decoder head on `pairs` (an array of `{source, target}`); options
-    /// `{epochs, lr, batchPositions, labelSmoothing, klWeight, weightDecay, valFraction, beams}`.
+    /// `{epochs, lr, batchPositions, labelSmoothing, klWeight, weightDecay, rank, learnBelow,
+    /// valFraction, beams}`.
     /// `onProgress({phase, epoch, epochs, step, steps, loss, etaSeconds})` is called as it runs.
     /// Bad pairs are skipped and reported by index (1-based). The adapter is put on at once;
     /// returns `{adapter: Uint8Array, report, issues, valBefore, valAfter}`.
@@ -337,13 +340,18 @@ impl Translator {
             serde_wasm_bindgen::from_value(options)
                 .map_err(|e| js_err(format!("invalid options: {e}")))?
         };
-        let mut opts = FineTuneOptions::default();
-        opts.epochs = o.epochs.unwrap_or(opts.epochs);
-        opts.lr = o.lr.unwrap_or(opts.lr);
-        opts.batch_positions = o.batch_positions.unwrap_or(opts.batch_positions);
-        opts.label_smoothing = o.label_smoothing.unwrap_or(opts.label_smoothing);
-        opts.kl_weight = o.kl_weight.unwrap_or(opts.kl_weight);
-        opts.weight_decay = o.weight_decay.unwrap_or(opts.weight_decay);
+        let d = FineTuneOptions::default();
+        let opts = FineTuneOptions {
+            epochs: o.epochs.unwrap_or(d.epochs),
+            lr: o.lr.unwrap_or(d.lr),
+            batch_positions: o.batch_positions.unwrap_or(d.batch_positions),
+            label_smoothing: o.label_smoothing.unwrap_or(d.label_smoothing),
+            kl_weight: o.kl_weight.unwrap_or(d.kl_weight),
+            weight_decay: o.weight_decay.unwrap_or(d.weight_decay),
+            rank: o.rank.unwrap_or(d.rank),
+            learn_below: o.learn_below.unwrap_or(d.learn_below),
+            ..d
+        };
         if set.pairs.is_empty() {
             return Err(js_err("no usable pairs"));
         }

@@ -11,10 +11,12 @@
 //! (`lse_rest`) and the softmax runs over `[z_S, lse_rest]` — the same normaliser as over all V.
 //!
 //! The objective, chosen so the model takes the user's words without drifting elsewhere:
-//! positions where the base model already predicts the target token carry a KL term toward the
-//! base distribution (keep what is right as it is); positions where it predicts something else
-//! carry cross-entropy (learn what the user wants). Decoupled weight decay pulls the correction
-//! toward zero (= the base model); the epoch with the best held-out loss is kept (early stop).
+//! positions whose target token the base model already finds likely (probability ≥
+//! `learn_below`) carry a KL term toward the base distribution (keep what is right as it is); the
+//! others carry cross-entropy (learn what the user wants). The correction is low-rank (U·Vᵀ,
+//! LoRA-style, U starting at zero), so it can learn what is consistent across the pairs (a term)
+//! but has little room to memorise each pair's wording; decoupled weight decay pulls it toward
+//! zero (= the base model); the epoch with the best held-out loss is kept (early stop).
 //! Training runs on candle's autograd with its AdamW.
 
 pub mod pairs;
@@ -28,7 +30,7 @@ use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use pairs::Pair;
 use serde::Serialize;
 use std::collections::BTreeSet;
-use std::time::Instant;
+use web_time::Instant;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FineTuneOptions {
@@ -42,6 +44,12 @@ pub struct FineTuneOptions {
     pub kl_weight: f64,
     /// Base model's top-k tokens per position added to the trainable set.
     pub top_k: usize,
+    /// A position whose target token the base model gives less than this probability is
+    /// something to learn (cross-entropy); one above it is kept as the base model has it (KL
+    /// toward the base distribution). 1.0 puts cross-entropy on every position.
+    pub learn_below: f64,
+    /// Rank of the correction of the output projection (a LoRA-style product U·Vᵀ).
+    pub rank: usize,
     /// Stop after this many epochs without a better held-out loss.
     pub patience: usize,
     /// Global gradient-norm clip.
@@ -61,6 +69,8 @@ impl Default for FineTuneOptions {
             label_smoothing: 0.0,
             kl_weight: 1.0,
             top_k: 8,
+            learn_below: 0.5,
+            rank: 8,
             patience: 2,
             clip_norm: 1.0,
             warmup_fraction: 0.1,
@@ -84,8 +94,14 @@ impl FineTuneOptions {
                 self.label_smoothing
             ));
         }
-        if self.batch_positions == 0 || self.top_k == 0 {
-            return bad("batch size and top-k must be positive".into());
+        if self.batch_positions == 0 || self.top_k == 0 || self.rank == 0 || self.rank > 256 {
+            return bad("batch size and top-k must be positive, rank in 1..=256".into());
+        }
+        if !(self.learn_below > 0.0 && self.learn_below <= 1.0) {
+            return bad(format!(
+                "learn_below must be in (0, 1], got {}",
+                self.learn_below
+            ));
         }
         if !(self.kl_weight >= 0.0 && self.weight_decay >= 0.0 && self.clip_norm > 0.0) {
             return bad("kl weight and weight decay must be >= 0, clip norm > 0".into());
@@ -150,7 +166,7 @@ struct Features {
     rest_sum: Tensor,
     /// [N] index of the target token in S.
     label: Tensor,
-    /// [N] 1.0 where the base model's best token is not the target.
+    /// [N] 1.0 where the target is something to learn (cross-entropy), 0.0 where it is kept (KL).
     learn: Tensor,
     n: usize,
     n_learn: usize,
@@ -211,7 +227,13 @@ fn hidden_states(
 }
 
 /// Base logits restricted to S plus the exact log-sum-exp of the rest, per position.
-fn features(t: &Translator, hidden: Vec<Tensor>, labels: &[u32], set: &[u32]) -> Result<Features> {
+fn features(
+    t: &Translator,
+    hidden: Vec<Tensor>,
+    labels: &[u32],
+    learn_below: f64,
+    set: &[u32],
+) -> Result<Features> {
     let v = t.model.target_vocab_size();
     let set_t = Tensor::new(set, &Device::Cpu)?;
     let mut outside = vec![0f32; v];
@@ -231,38 +253,53 @@ fn features(t: &Translator, hidden: Vec<Tensor>, labels: &[u32], set: &[u32]) ->
     let n = hidden.dim(0)?;
     let mut ext = Vec::new();
     let mut rest_sum = Vec::new();
-    let mut learn = Vec::with_capacity(n);
     for start in (0..n).step_by(512) {
         let len = 512.min(n - start);
         let logits = t.model.base_logits(&hidden.narrow(0, start, len)?)?;
         let on_set = logits.index_select(&set_t, 1)?;
-        let lse_rest = logits.broadcast_add(&outside_mask)?.log_sum_exp(1)?;
+        // With S the whole vocabulary there is no rest: a finite stand-in for log(0) keeps the
+        // KL term free of 0·(-inf).
+        let lse_rest = if set.len() == v {
+            Tensor::full(-1e4f32, len, &Device::Cpu)?
+        } else {
+            logits.broadcast_add(&outside_mask)?.log_sum_exp(1)?
+        };
         rest_sum.push(logits.broadcast_mul(&outside_keep)?.sum(1)?);
-        let argmax = logits.argmax(1)?.to_vec1::<u32>()?;
-        for (i, a) in argmax.into_iter().enumerate() {
-            learn.push(if a == labels[start + i] { 0f32 } else { 1.0 });
-        }
         ext.push(Tensor::cat(&[on_set, lse_rest.unsqueeze(1)?], 1)?);
     }
     let label: Vec<u32> = labels
         .iter()
         .map(|y| set.binary_search(y).expect("every label is in S") as u32)
         .collect();
+    let label = Tensor::from_vec(label, n, &Device::Cpu)?;
+    let base_ext = Tensor::cat(&ext, 0)?;
+    // The base model's probability of each target token (exact: S plus the rest).
+    let p_target = candle_nn::ops::log_softmax(&base_ext, D::Minus1)?
+        .gather(&label.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .exp()?
+        .to_vec1::<f32>()?;
+    let learn: Vec<f32> = p_target
+        .iter()
+        .map(|&p| if (p as f64) < learn_below { 1.0 } else { 0.0 })
+        .collect();
     let n_learn = learn.iter().filter(|&&x| x > 0.0).count();
     Ok(Features {
         hidden,
-        base_ext: Tensor::cat(&ext, 0)?,
+        base_ext,
         rest_sum: Tensor::cat(&rest_sum, 0)?,
-        label: Tensor::from_vec(label, n, &Device::Cpu)?,
+        label,
         learn: Tensor::from_vec(learn, n, &Device::Cpu)?,
         n,
         n_learn,
     })
 }
 
-/// The trainable correction.
+/// The trainable correction: ΔW = U·Vᵀ on S (U [K, r] starts at zero, so training starts from
+/// the base model exactly; V [D, r] starts random, as in LoRA), Δb on S.
 struct Head {
-    dw: Var,
+    u: Var,
+    v: Var,
     db: Var,
 }
 
@@ -282,7 +319,8 @@ impl Head {
         let learn = f.learn.index_select(idx, 0)?;
         let n = h.dim(0)?;
         let delta = h
-            .matmul(&self.dw.as_tensor().t()?)?
+            .matmul(self.v.as_tensor())?
+            .matmul(&self.u.as_tensor().t()?)?
             .broadcast_add(self.db.as_tensor())?;
         let delta = Tensor::cat(
             &[delta, Tensor::zeros((n, 1), DType::F32, &Device::Cpu)?],
@@ -312,13 +350,21 @@ impl Head {
         Ok((ce_term + (kl_term * o.kl_weight)?)?)
     }
 
-    fn snapshot(&self) -> Result<(Tensor, Tensor)> {
-        Ok((self.dw.as_tensor().copy()?, self.db.as_tensor().copy()?))
+    fn vars(&self) -> [&Var; 3] {
+        [&self.u, &self.v, &self.db]
     }
 
-    fn restore(&self, s: &(Tensor, Tensor)) -> Result<()> {
-        self.dw.set(&s.0)?;
-        self.db.set(&s.1)?;
+    fn snapshot(&self) -> Result<Vec<Tensor>> {
+        self.vars()
+            .iter()
+            .map(|v| Ok(v.as_tensor().copy()?))
+            .collect()
+    }
+
+    fn restore(&self, s: &[Tensor]) -> Result<()> {
+        for (v, t) in self.vars().iter().zip(s) {
+            v.set(t)?;
+        }
         Ok(())
     }
 }
@@ -422,23 +468,25 @@ pub fn fine_tune(
         .collect::<BTreeSet<u32>>()
         .into_iter()
         .collect();
-    let f_train = features(t, h_train, &y_train, &set)?;
+    let f_train = features(t, h_train, &y_train, o.learn_below, &set)?;
     let f_val = if y_val.is_empty() {
         None
     } else {
-        Some(features(t, h_val, &y_val, &set)?)
+        Some(features(t, h_val, &y_val, o.learn_below, &set)?)
     };
     let feature_seconds = t0.elapsed().as_secs_f64();
 
     let d = t.model.config.d_model;
     let k = set.len();
     let vocab = t.model.target_vocab_size();
+    let r = o.rank.min(d).min(k);
     let head = Head {
-        dw: Var::zeros((k, d), DType::F32, &Device::Cpu)?,
+        u: Var::zeros((k, r), DType::F32, &Device::Cpu)?,
+        v: Var::from_tensor(&seeded_normal(o.seed, (d, r), 1.0 / (d as f64).sqrt())?)?,
         db: Var::zeros(k, DType::F32, &Device::Cpu)?,
     };
     let mut opt = AdamW::new(
-        vec![head.dw.clone(), head.db.clone()],
+        head.vars().into_iter().cloned().collect(),
         ParamsAdamW {
             lr: o.lr,
             weight_decay: o.weight_decay,
@@ -487,7 +535,7 @@ pub fn fine_tune(
             let lv = loss.to_scalar::<f32>()? as f64;
             let mut grads = loss.backward()?;
             let mut norm2 = 0.0;
-            for v in [&head.dw, &head.db] {
+            for v in head.vars() {
                 if let Some(g) = grads.get(v.as_tensor()) {
                     norm2 += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
                 }
@@ -507,7 +555,7 @@ pub fn fine_tune(
             let norm = norm2.sqrt();
             if norm > o.clip_norm {
                 let scale = o.clip_norm / norm;
-                for v in [&head.dw, &head.db] {
+                for v in head.vars() {
                     if let Some(g) = grads.remove(v.as_tensor()) {
                         grads.insert(v.as_tensor(), (g * scale)?);
                     }
@@ -533,7 +581,11 @@ pub fn fine_tune(
                 break 'epochs;
             }
         }
-        if !finite(head.dw.as_tensor())? || !finite(head.db.as_tensor())? {
+        if !head
+            .vars()
+            .iter()
+            .all(|v| finite(v.as_tensor()).unwrap_or(false))
+        {
             head.restore(&good)?;
             lr_scale *= 0.5;
             rollbacks.push(format!(
@@ -563,7 +615,7 @@ pub fn fine_tune(
     if best.1 == 0 && f_val.is_none() {
         best = (f64::NAN, 0, head.snapshot()?);
     }
-    let (dw, db) = best.2;
+    let (u, v, db) = (&best.2[0], &best.2[1], &best.2[2]);
     let report = FineTuneReport {
         train_pairs: train.len(),
         val_pairs: val.len(),
@@ -586,15 +638,34 @@ pub fn fine_tune(
             d_model: d,
             target_vocab_size: vocab,
             trained: format!(
-                "output projection and final_logits_bias correction on {k} target tokens (decoder head; encoder, decoder and shared embeddings frozen)"
+                "rank-{r} correction of the output projection and a final_logits_bias correction on {k} target tokens (decoder head; encoder, decoder and shared embeddings frozen)"
             ),
             hyperparameters: serde_json::to_value(o).expect("options serialize"),
             metrics: serde_json::to_value(&report).expect("report serializes"),
             created_by: format!("marian-wasm {}", env!("CARGO_PKG_VERSION")),
         },
         ids: set,
-        delta_weight: dw.flatten_all()?.to_vec1::<f32>()?,
+        rank: r,
+        delta_u: u.flatten_all()?.to_vec1::<f32>()?,
+        delta_v: v.t()?.flatten_all()?.to_vec1::<f32>()?,
         delta_bias: db.to_vec1::<f32>()?,
     };
     Ok((adapter, report))
+}
+
+/// Normal(0, std) values from a seed (Box-Muller over SplitMix64): reproducible runs.
+fn seeded_normal(seed: u64, shape: (usize, usize), std: f64) -> Result<Tensor> {
+    let mut g = Shuffle(seed ^ 0x5EED);
+    let n = shape.0 * shape.1;
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let u1 = ((g.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let u2 = ((g.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let r = (-2.0 * u1.ln()).sqrt() * std;
+        let a = 2.0 * std::f64::consts::PI * u2;
+        out.push((r * a.cos()) as f32);
+        out.push((r * a.sin()) as f32);
+    }
+    out.truncate(n);
+    Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
 }

@@ -42,6 +42,13 @@ pub struct FinetuneArgs {
     kl_weight: Option<f64>,
     #[arg(long)]
     weight_decay: Option<f64>,
+    /// Rank of the correction of the output projection.
+    #[arg(long)]
+    rank: Option<usize>,
+    /// Target tokens the base model gives less than this probability are learnt (cross-entropy);
+    /// the others are kept as the base model has them (KL). 1.0: cross-entropy everywhere.
+    #[arg(long)]
+    learn_below: Option<f64>,
     /// Refuse to train when any pair is bad (default: report it and skip it).
     #[arg(long)]
     strict: bool,
@@ -93,13 +100,18 @@ fn scores(t: &Translator, pairs: &[Pair], opts: &GenerateOptions) -> Result<serd
 }
 
 pub fn run(a: FinetuneArgs) -> Result<()> {
-    let mut o = FineTuneOptions::default();
-    o.epochs = a.epochs.unwrap_or(o.epochs);
-    o.lr = a.lr.unwrap_or(o.lr);
-    o.batch_positions = a.batch_positions.unwrap_or(o.batch_positions);
-    o.label_smoothing = a.label_smoothing.unwrap_or(o.label_smoothing);
-    o.kl_weight = a.kl_weight.unwrap_or(o.kl_weight);
-    o.weight_decay = a.weight_decay.unwrap_or(o.weight_decay);
+    let d = FineTuneOptions::default();
+    let o = FineTuneOptions {
+        epochs: a.epochs.unwrap_or(d.epochs),
+        lr: a.lr.unwrap_or(d.lr),
+        batch_positions: a.batch_positions.unwrap_or(d.batch_positions),
+        label_smoothing: a.label_smoothing.unwrap_or(d.label_smoothing),
+        kl_weight: a.kl_weight.unwrap_or(d.kl_weight),
+        weight_decay: a.weight_decay.unwrap_or(d.weight_decay),
+        rank: a.rank.unwrap_or(d.rank),
+        learn_below: a.learn_below.unwrap_or(d.learn_below),
+        ..d
+    };
     o.validate()?;
 
     let all = read_pairs(&a.pairs, a.strict)?;

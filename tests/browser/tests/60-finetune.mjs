@@ -1,0 +1,168 @@
+// Fine-tuning in the browser (wasm, in the worker), on real data ($MARIAN_DATA, default
+// ../shared/data): the user's pairs say "auto" where the default model says "voiture".
+//  - MarianTranslator.fineTune: progress events, report, held-out car sentences adopt the term;
+//  - the adapter round-trips through IndexedDB (survives a reload) and through a file's bytes,
+//    is refused by another base model, and can be taken off (back to the base output exactly);
+//  - cancelling stops at once and leaves a working translator;
+//  - the demo's fine-tuning panel trains, charts the loss, shows before/after, keeps the adapter,
+//    and re-applies it after a reload.
+
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const timeoutS = 400;
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..', '..', '..');
+
+function data() {
+  const raw = process.env.MARIAN_DATA || '../shared/data';
+  const dir = path.resolve(ROOT, raw, 'multi30k');
+  if (!existsSync(path.join(dir, 'train.en'))) {
+    throw new Error(`Multi30k not found in ${dir} (set MARIAN_DATA to the folder holding multi30k/)`);
+  }
+  const read = (/** @type {string} */ f) => readFileSync(path.join(dir, f), 'utf8').split('\n');
+  return { en: read('train.en'), fr: read('train.fr'), heldEn: [...read('val.en'), ...read('test_2016_flickr.en')] };
+}
+
+/** @param {string} s @param {string[]} words */
+const hasWord = (s, words) => s.split(/[^\p{L}\p{N}]+/u).some((w) => words.includes(w.toLowerCase()));
+/** @param {string} fr */
+const houseStyle = (fr) => fr.replace(/\b(V|v)oiture(s?)\b/g, (_, v, pl) => `${v === 'V' ? 'A' : 'a'}uto${pl}`);
+
+/** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void }} ctx */
+export async function run({ page, baseUrl, assert, log }) {
+  const { en, fr, heldEn } = data();
+  /** @type {{ source: string, target: string }[]} */
+  const withTerm = [];
+  /** @type {{ source: string, target: string }[]} */
+  const general = [];
+  en.forEach((e, i) => {
+    if (hasWord(e, ['car', 'cars']) && hasWord(fr[i], ['voiture', 'voitures'])) withTerm.push({ source: e, target: houseStyle(fr[i]) });
+    else if (!hasWord(e, ['car', 'cars']) && i % 97 === 0) general.push({ source: e, target: fr[i] });
+  });
+  const pairs = [...withTerm.slice(0, 120), ...general.slice(0, 80)];
+  // Bad entries are reported, not trained on.
+  const bad = [{ source: '', target: 'vide' }, { source: 'x' }, pairs[0]];
+  const held = heldEn.filter((s) => hasWord(s, ['car', 'cars'])).slice(0, 16);
+
+  await page.goto(`${baseUrl}/test-pages/blank.html`);
+  const r = await page.evaluate(
+    async ([pairs, bad, held]) => {
+      const m = await import('/marian-wasm.js');
+      for (const a of await m.listAdapters()) await m.deleteAdapter(a.name);
+      const t = await m.MarianTranslator.create({ model: '/models/default/' });
+      const before = await t.translate(held);
+      /** @type {any[]} */
+      const progress = [];
+      const t0 = performance.now();
+      const res = await t.fineTune([...pairs, ...bad], { onProgress: (p) => progress.push(p) });
+      const ms = performance.now() - t0;
+      const after = await t.translate(held);
+      await m.saveAdapter('cars', res.adapter);
+      // Cancel: abort at the first progress event, then the translator still works, adapter kept.
+      const ac = new AbortController();
+      let cancelError = '';
+      try {
+        await t.fineTune(pairs, { signal: ac.signal, onProgress: () => ac.abort() });
+      } catch (e) {
+        cancelError = `${/** @type {any} */ (e).name}`;
+      }
+      const afterCancel = await t.translate(held);
+      await t.useAdapter(null);
+      const off = await t.translate(held);
+      t.destroy();
+      // Another base model refuses it.
+      const other = await m.MarianTranslator.create({ model: '/packages/tiny-opus-q8/' });
+      let refused = '';
+      try {
+        await other.useAdapter(res.adapter);
+      } catch (e) {
+        refused = String(/** @type {any} */ (e).message);
+      }
+      other.destroy();
+      return {
+        before,
+        after,
+        afterCancel,
+        off,
+        ms,
+        issues: res.issues,
+        report: res.report,
+        valBefore: res.valBefore,
+        valAfter: res.valAfter,
+        phases: [...new Set(progress.map((p) => p.phase))],
+        steps: progress.filter((p) => p.phase === 'train').length,
+        lossesFinite: progress.filter((p) => p.phase === 'train').every((p) => Number.isFinite(p.loss)),
+        manifestBase: res.manifest.base_model_sha256,
+        modelSha: '',
+        size: res.adapter.length,
+        cancelError,
+        refused,
+      };
+    },
+    /** @type {[any, any, string[]]} */ ([pairs, bad, held]),
+  );
+  const asked = r.before.map((/** @type {string} */ b, /** @type {number} */ i) => (hasWord(b, ['voiture', 'voitures']) ? i : -1)).filter((/** @type {number} */ i) => i >= 0);
+  const adopted = asked.filter((/** @type {number} */ i) => hasWord(r.after[i], ['auto', 'autos'])).length;
+  log(`fine-tuning in Chromium: ${(r.ms / 1000).toFixed(1)} s for ${r.report.train_pairs} pairs (${r.report.epochs.length} epochs, ${r.report.train_positions} positions); adapter ${(r.size / 1024).toFixed(0)} KB`);
+  log(`held-out car sentences using "auto": ${adopted}/${asked.length}; val ${JSON.stringify(r.valBefore)} -> ${JSON.stringify(r.valAfter)}`);
+  log('issues:', r.issues);
+  for (const i of asked.slice(0, 3)) log(`  ${r.before[i]}  ->  ${r.after[i]}`);
+  assert.deepEqual(
+    r.issues.map((/** @type {any} */ i) => i.index),
+    [pairs.length + 1, pairs.length + 2, pairs.length + 3],
+    'the three bad entries are reported by index',
+  );
+  assert.match(r.issues[0].reason, /empty source/);
+  assert.match(r.issues[2].reason, /duplicate/);
+  assert.deepEqual(r.phases, ['features', 'train']);
+  assert.ok(r.steps >= 5 && r.lossesFinite, 'progress per step with finite losses');
+  assert.ok(asked.length >= 8, `too few held-out sentences (${asked.length})`);
+  assert.ok(adopted / asked.length >= 0.8, `the term was adopted in ${adopted}/${asked.length} held-out sentences`);
+  assert.equal(r.cancelError, 'AbortError', 'a cancelled fine-tuning rejects with AbortError');
+  assert.deepEqual(r.afterCancel, r.after, 'after a cancel the translator works, with the adapter it had');
+  assert.deepEqual(r.off, r.before, 'taking the adapter off gives the base model back exactly');
+  assert.match(r.refused, /another base model/);
+
+  // IndexedDB: survives a reload; the stored bytes give the same translations.
+  await page.reload();
+  const reloaded = await page.evaluate(async (held) => {
+    const m = await import('/marian-wasm.js');
+    const kept = await m.listAdapters();
+    const a = await m.getAdapter('cars');
+    const t = await m.MarianTranslator.create({ model: '/models/default/', adapter: a?.bytes });
+    const out = await t.translate(held);
+    t.destroy();
+    return { names: kept.map((k) => k.name), out };
+  }, held);
+  assert.deepEqual(reloaded.names, ['cars']);
+  assert.deepEqual(reloaded.out, r.after, 'the stored adapter translates as the fresh one did');
+
+  // The demo's panel.
+  await page.goto(`${baseUrl}/index.html?sw=0`);
+  await page.waitForFunction(() => /Model ready|Error/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 120_000 });
+  await page.getByLabel('Sentence pairs').fill(pairs.slice(0, 60).map((p) => `${p.source}\t${p.target}`).join('\n') + '\nno tab on this line\n');
+  await page.getByLabel('Epochs').fill('3');
+  await page.getByRole('button', { name: 'Train' }).click();
+  await page.waitForFunction(() => /Fine-tuned|Error/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 200_000 });
+  const result = (await page.locator('#ft-result').textContent()) ?? '';
+  log('panel:', result);
+  assert.match(result, /Held-out pairs: BLEU [\d.]+, chrF [\d.]+ before → BLEU [\d.]+, chrF [\d.]+ after/);
+  assert.match((await page.locator('#ft-issues summary').textContent()) ?? '', /Skipped pairs \(1\)/);
+  const inked = await page.evaluate(() => {
+    const c = /** @type {HTMLCanvasElement} */ (document.getElementById('ft-chart'));
+    const d = c.getContext('2d')?.getImageData(0, 0, c.width, c.height).data ?? [];
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n;
+  });
+  assert.ok(inked > 100, 'the loss chart is drawn');
+  await page.getByLabel('Adapter name').fill('panel-adapter');
+  await page.getByRole('button', { name: 'Keep' }).click();
+  await page.locator('#adapters tbody tr', { hasText: 'panel-adapter' }).waitFor();
+  await page.reload();
+  await page.waitForFunction(() => /Model ready|Error/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 120_000 });
+  assert.equal(await page.locator('#ft-active').textContent(), 'Adapter in use: panel-adapter', 'the kept adapter is back on after a reload');
+}
