@@ -1,8 +1,9 @@
 //! Fine-tuning the decoder head on the user's sentence pairs.
 //!
 //! What is trained: a correction of the output projection (tied to the embeddings in Marian, so
-//! the shared matrix is left alone) and of `final_logits_bias`, on a candidate set S of target
-//! tokens: every token of the pairs' targets plus the base model's top-k at every position.
+//! the shared matrix is left alone) and of `final_logits_bias`, on a set S of target tokens: the
+//! tokens the pairs teach (targets the base model finds unlikely) and the base model's top-k at
+//! those positions (what they displace). No other token's logit can change.
 //! The frozen encoder and decoder run once per pair (teacher forcing); their hidden states are
 //! cached, so epochs cost only the head.
 //!
@@ -42,7 +43,8 @@ pub struct FineTuneOptions {
     pub label_smoothing: f64,
     /// Weight of the stay-close-to-base KL term.
     pub kl_weight: f64,
-    /// Base model's top-k tokens per position added to the trainable set.
+    /// At a position to learn, the base model's top-k tokens (what the target displaces) join
+    /// the trainable set.
     pub top_k: usize,
     /// A position whose target token the base model gives less than this probability is
     /// something to learn (cross-entropy); one above it is kept as the base model has it (KL
@@ -67,9 +69,9 @@ impl Default for FineTuneOptions {
             batch_positions: 256,
             weight_decay: 0.01,
             label_smoothing: 0.0,
-            kl_weight: 1.0,
-            top_k: 8,
-            learn_below: 0.5,
+            kl_weight: 3.0,
+            top_k: 4,
+            learn_below: 0.1,
             rank: 8,
             patience: 2,
             clip_norm: 1.0,
@@ -172,20 +174,32 @@ struct Features {
     n_learn: usize,
 }
 
-/// Run the frozen model over pairs with teacher forcing: hidden states, target ids and the
-/// base model's top-k per position.
+/// What the frozen model says at every target position of a set of pairs.
+struct Positions {
+    /// Decoder hidden states, in chunks of rows.
+    hidden: Vec<Tensor>,
+    /// Target token per position.
+    labels: Vec<u32>,
+    /// The base model's top-k tokens per position (k a row).
+    top: Vec<u32>,
+    /// The base model's probability of the target token per position.
+    p_target: Vec<f32>,
+}
+
+/// Run the frozen model over pairs with teacher forcing (None when cancelled).
 fn hidden_states(
     t: &Translator,
     pairs: &[(Vec<u32>, Vec<u32>)],
     top_k: usize,
     on_pair: &mut dyn FnMut(usize) -> Control,
-) -> Result<Option<(Vec<Tensor>, Vec<u32>, Vec<u32>)>> {
+) -> Result<Option<Positions>> {
     let model = &t.model;
     let start = t.generation.decoder_start_token_id;
     let pad = model.config.pad_token_id;
     let mut hidden = Vec::new();
     let mut labels = Vec::new();
     let mut top = Vec::new();
+    let mut p_target = Vec::new();
     let mut done = 0;
     for chunk in pairs.chunks(16) {
         let src: Vec<Vec<u32>> = chunk.iter().map(|p| p.0.clone()).collect();
@@ -213,8 +227,13 @@ fn hidden_states(
                 forced: None,
             };
             for (i, &r) in live.iter().enumerate() {
-                labels.push(chunk[r as usize].1[step]);
-                top.extend(top_k_of_row(&logits[i], &select).into_iter().map(|x| x.0));
+                let y = chunk[r as usize].1[step];
+                let row = &logits[i];
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f64 = row.iter().map(|&x| ((x - max) as f64).exp()).sum();
+                p_target.push((((row[y as usize] - max) as f64).exp() / sum) as f32);
+                labels.push(y);
+                top.extend(top_k_of_row(row, &select).into_iter().map(|x| x.0));
             }
             hidden.push(h);
         }
@@ -223,17 +242,17 @@ fn hidden_states(
             return Ok(None);
         }
     }
-    Ok(Some((hidden, labels, top)))
+    Ok(Some(Positions {
+        hidden,
+        labels,
+        top,
+        p_target,
+    }))
 }
 
 /// Base logits restricted to S plus the exact log-sum-exp of the rest, per position.
-fn features(
-    t: &Translator,
-    hidden: Vec<Tensor>,
-    labels: &[u32],
-    learn_below: f64,
-    set: &[u32],
-) -> Result<Features> {
+fn features(t: &Translator, pos: Positions, learn_below: f64, set: &[u32]) -> Result<Features> {
+    let labels = &pos.labels;
     let v = t.model.target_vocab_size();
     let set_t = Tensor::new(set, &Device::Cpu)?;
     let mut outside = vec![0f32; v];
@@ -249,7 +268,7 @@ fn features(
         (1, v),
         &Device::Cpu,
     )?;
-    let hidden = Tensor::cat(&hidden, 0)?;
+    let hidden = Tensor::cat(&pos.hidden, 0)?;
     let n = hidden.dim(0)?;
     let mut ext = Vec::new();
     let mut rest_sum = Vec::new();
@@ -267,22 +286,19 @@ fn features(
         rest_sum.push(logits.broadcast_mul(&outside_keep)?.sum(1)?);
         ext.push(Tensor::cat(&[on_set, lse_rest.unsqueeze(1)?], 1)?);
     }
-    let label: Vec<u32> = labels
-        .iter()
-        .map(|y| set.binary_search(y).expect("every label is in S") as u32)
-        .collect();
-    let label = Tensor::from_vec(label, n, &Device::Cpu)?;
-    let base_ext = Tensor::cat(&ext, 0)?;
-    // The base model's probability of each target token (exact: S plus the rest).
-    let p_target = candle_nn::ops::log_softmax(&base_ext, D::Minus1)?
-        .gather(&label.unsqueeze(1)?, 1)?
-        .squeeze(1)?
-        .exp()?
-        .to_vec1::<f32>()?;
-    let learn: Vec<f32> = p_target
+    let learn: Vec<f32> = pos
+        .p_target
         .iter()
         .map(|&p| if (p as f64) < learn_below { 1.0 } else { 0.0 })
         .collect();
+    // Targets to learn are in S by construction; a kept position's target may not be (its
+    // index is unused: only the KL term applies there).
+    let label: Vec<u32> = labels
+        .iter()
+        .map(|y| set.binary_search(y).unwrap_or(0) as u32)
+        .collect();
+    let label = Tensor::from_vec(label, n, &Device::Cpu)?;
+    let base_ext = Tensor::cat(&ext, 0)?;
     let n_learn = learn.iter().filter(|&&x| x > 0.0).count();
     Ok(Features {
         hidden,
@@ -448,31 +464,39 @@ pub fn fine_tune(
         });
         c
     };
-    let Some((h_train, y_train, top_train)) =
-        hidden_states(t, &train_ids, o.top_k, &mut |d| feature_progress(d, 0))?
+    let Some(p_train) = hidden_states(t, &train_ids, o.top_k, &mut |d| feature_progress(d, 0))?
     else {
         return Err(Error::Input("fine-tuning cancelled".into()));
     };
-    let Some((h_val, y_val, top_val)) = hidden_states(t, &val_ids, o.top_k, &mut |d| {
+    let Some(p_val) = hidden_states(t, &val_ids, o.top_k, &mut |d| {
         feature_progress(d, train_ids.len())
     })?
     else {
         return Err(Error::Input("fine-tuning cancelled".into()));
     };
-    let set: Vec<u32> = y_train
-        .iter()
-        .chain(&y_val)
-        .chain(&top_train)
-        .chain(&top_val)
-        .copied()
-        .collect::<BTreeSet<u32>>()
-        .into_iter()
-        .collect();
-    let f_train = features(t, h_train, &y_train, o.learn_below, &set)?;
-    let f_val = if y_val.is_empty() {
-        None
+    // S: the tokens the pairs teach (targets at learn positions) and those they displace (the
+    // base model's top-k there). Every other row of the output projection stays as it is.
+    let mut taught = BTreeSet::new();
+    for p in [&p_train, &p_val] {
+        for (i, &y) in p.labels.iter().enumerate() {
+            if (p.p_target[i] as f64) < o.learn_below {
+                taught.insert(y);
+                taught.extend(&p.top[i * o.top_k..(i + 1) * o.top_k]);
+            }
+        }
+    }
+    if taught.is_empty() {
+        return Err(Error::Input(
+            "nothing to learn: the model already gives every target token of these pairs a probability above learn_below".into(),
+        ));
+    }
+    let set: Vec<u32> = taught.into_iter().collect();
+    let has_val = !p_val.labels.is_empty();
+    let f_train = features(t, p_train, o.learn_below, &set)?;
+    let f_val = if has_val {
+        Some(features(t, p_val, o.learn_below, &set)?)
     } else {
-        Some(features(t, h_val, &y_val, o.learn_below, &set)?)
+        None
     };
     let feature_seconds = t0.elapsed().as_secs_f64();
 
