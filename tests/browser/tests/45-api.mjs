@@ -54,7 +54,8 @@ export async function run({ page, baseUrl, assert, log }) {
     out.huge = await caught(() => t.translate('a'.repeat((1 << 20) + 1)));
     out.badBeams = await caught(() => t.translate('Hello.', { beams: 0 }));
     out.stillWorks = (await t.translate('Hello world.', { beams: 2 })) === many[0];
-    out.fineTune = await caught(() => t.fineTune([{ source: 'a', target: 'b' }]));
+    out.fineTuneNotArray = await caught(() => t.fineTune(/** @type {any} */ ('pairs')));
+    out.fineTuneEmpty = await caught(() => t.fineTune([{ source: '', target: 'vide' }]));
     t.destroy();
     out.afterDestroy = await caught(() => t.translate('Hello.'));
     return out;
@@ -76,6 +77,7 @@ export async function run({ page, baseUrl, assert, log }) {
   assert.match(String(r.huge), /at most 1048576 are accepted/);
   assert.match(String(r.badBeams), /beams must be in 1\.\.=64/);
   assert.equal(r.stillWorks, true, 'an error leaves the translator usable');
-  assert.match(String(r.fineTune), /^NotSupportedError/);
+  assert.match(String(r.fineTuneNotArray), /^TypeError/);
+  assert.match(String(r.fineTuneEmpty), /no usable pairs/);
   assert.match(String(r.afterDestroy), /^InvalidStateError/);
 }
