@@ -299,12 +299,10 @@ fn cli_eval_rejects_mismatched_files_and_adapters() {
         "{err}"
     );
 
-    let out = eval(&["--src", hyp, "--ref", reference, "--adapter", "x.bin"]);
+    // A missing adapter file is named.
+    let out = eval(&["--src", reference, "--ref", reference, "--adapter", "x.bin"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("not supported yet (issue 5)"),
-        "{err}"
-    );
+    assert!(!out.status.success() && err.contains("x.bin"), "{err}");
 
     let out = eval(&["--ref", reference]);
     assert!(!out.status.success(), "neither --src nor --hyp");
