@@ -452,7 +452,7 @@ pub fn fine_tune(
     let total_pairs = train_ids.len() + val_ids.len();
     let mut cancelled = false;
     let mut feature_progress = |done: usize, offset: usize| {
-        let c = on_progress(&Progress {
+        on_progress(&Progress {
             phase: "features",
             epoch: 0,
             epochs: o.epochs,
@@ -461,8 +461,7 @@ pub fn fine_tune(
             loss: f64::NAN,
             eta_seconds: t0.elapsed().as_secs_f64() / (offset + done) as f64
                 * (total_pairs - offset - done) as f64,
-        });
-        c
+        })
     };
     let Some(p_train) = hidden_states(t, &train_ids, o.top_k, &mut |d| feature_progress(d, 0))?
     else {
