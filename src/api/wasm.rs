@@ -1,6 +1,7 @@
 //! The browser API (wasm-bindgen): load a package from a URL or from bytes, translate.
 //! The JS side (www/worker.js) runs this inside a Web Worker so the page never blocks.
 
+use crate::finetune::{held_out_scores, HeldOutScores};
 use crate::generate::GenerateOptions;
 use crate::package::{Manifest, Package, MANIFEST};
 use js_sys::{Function, Object, Reflect, Uint8Array};
@@ -49,12 +50,6 @@ struct FineTuneJsOptions {
 }
 
 #[derive(Serialize)]
-struct Scores {
-    bleu: f64,
-    chrf: f64,
-}
-
-#[derive(Serialize)]
 struct IssueJs {
     index: usize,
     reason: String,
@@ -65,8 +60,8 @@ struct IssueJs {
 struct FineTuneResult {
     report: crate::finetune::FineTuneReport,
     issues: Vec<IssueJs>,
-    val_before: Option<Scores>,
-    val_after: Option<Scores>,
+    val_before: Option<HeldOutScores>,
+    val_after: Option<HeldOutScores>,
 }
 
 #[derive(Serialize)]
@@ -360,26 +355,11 @@ impl Translator {
             num_beams: o.beams,
             ..Default::default()
         };
-        let score = |t: &crate::Translator| -> Result<Option<Scores>, JsError> {
+        let score = |t: &crate::Translator| -> Result<Option<HeldOutScores>, JsError> {
             if val.is_empty() {
                 return Ok(None);
             }
-            let src: Vec<&str> = val.iter().map(|p| p.source.as_str()).collect();
-            let refs: Vec<&str> = val.iter().map(|p| p.target.as_str()).collect();
-            let hyps: Vec<String> = t
-                .translate(&src, &gen, 16)
-                .map_err(js_err)?
-                .into_iter()
-                .map(|x| x.text)
-                .collect();
-            Ok(Some(Scores {
-                bleu: crate::metrics::corpus_bleu(&hyps, &refs)
-                    .map_err(js_err)?
-                    .score,
-                chrf: crate::metrics::corpus_chrf(&hyps, &refs)
-                    .map_err(js_err)?
-                    .score,
-            }))
+            held_out_scores(t, &val, &gen).map(Some).map_err(js_err)
         };
         self.inner.set_adapter(None).map_err(js_err)?;
         let val_before = score(&self.inner)?;

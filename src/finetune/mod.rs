@@ -692,3 +692,29 @@ fn seeded_normal(seed: u64, shape: (usize, usize), std: f64) -> Result<Tensor> {
     out.truncate(n);
     Ok(Tensor::from_vec(out, shape, &Device::Cpu)?)
 }
+
+/// BLEU and chrF (sacreBLEU defaults) of the pairs' sources translated as the translator stands
+/// (with or without an adapter) against their targets: the before/after figures of a run.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct HeldOutScores {
+    pub bleu: f64,
+    pub chrf: f64,
+}
+
+pub fn held_out_scores(
+    t: &Translator,
+    pairs: &[Pair],
+    opts: &crate::GenerateOptions,
+) -> Result<HeldOutScores> {
+    let src: Vec<&str> = pairs.iter().map(|p| p.source.as_str()).collect();
+    let refs: Vec<&str> = pairs.iter().map(|p| p.target.as_str()).collect();
+    let hyps: Vec<String> = t
+        .translate(&src, opts, 16)?
+        .into_iter()
+        .map(|x| x.text)
+        .collect();
+    Ok(HeldOutScores {
+        bleu: crate::metrics::corpus_bleu(&hyps, &refs)?.score,
+        chrf: crate::metrics::corpus_chrf(&hyps, &refs)?.score,
+    })
+}

@@ -3,8 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use marian_wasm::finetune::pairs::{parse_pairs, split_validation, Pair};
-use marian_wasm::finetune::{fine_tune, Control, FineTuneOptions, Progress};
-use marian_wasm::metrics::{corpus_bleu, corpus_chrf};
+use marian_wasm::finetune::{fine_tune, held_out_scores, Control, FineTuneOptions, Progress};
 use marian_wasm::{GenerateOptions, Translator};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -86,17 +85,7 @@ fn read_pairs(path: &Path, strict: bool) -> Result<Vec<Pair>> {
 }
 
 fn scores(t: &Translator, pairs: &[Pair], opts: &GenerateOptions) -> Result<serde_json::Value> {
-    let src: Vec<&str> = pairs.iter().map(|p| p.source.as_str()).collect();
-    let refs: Vec<&str> = pairs.iter().map(|p| p.target.as_str()).collect();
-    let hyps: Vec<String> = t
-        .translate(&src, opts, 16)?
-        .into_iter()
-        .map(|x| x.text)
-        .collect();
-    Ok(serde_json::json!({
-        "bleu": corpus_bleu(&hyps, &refs)?.score,
-        "chrf": corpus_chrf(&hyps, &refs)?.score,
-    }))
+    Ok(serde_json::to_value(held_out_scores(t, pairs, opts)?)?)
 }
 
 pub fn run(a: FinetuneArgs) -> Result<()> {
