@@ -1,16 +1,58 @@
 //! Build-time work:
 //! - embed the default model package (models/default) into the native CLI, after checking
 //!   that every file its manifest lists is there with the promised size, so a broken
-//!   package fails `cargo build` instead of a user's first translation.
+//!   package fails `cargo build` instead of a user's first translation;
+//! - parse and validate every WGSL kernel (joined with each weight format it reads) with naga,
+//!   so a broken shader fails the build instead of a user's first GPU translation.
 
 use std::env;
 use std::fmt::Write as _;
 use std::path::Path;
 
+#[allow(dead_code)]
+mod compose {
+    include!("src/gpu/compose.rs");
+}
+
+fn validate_shaders(manifest_dir: &str) {
+    let dir = Path::new(manifest_dir).join("src/gpu/shaders");
+    println!("cargo:rerun-if-changed=src/gpu/shaders");
+    println!("cargo:rerun-if-changed=src/gpu/compose.rs");
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap_or_else(|e| panic!("src/gpu/shaders/{name}: {e}"))
+    };
+    let common = read(compose::COMMON_FILE);
+    let mut modules = Vec::new();
+    for kernel in compose::WEIGHT_KERNELS {
+        for format in compose::WeightFormat::ALL {
+            let src = compose::compose(&common, Some(&read(format.dequant_file())), &read(kernel));
+            modules.push((format!("{kernel} + {}", format.dequant_file()), src));
+        }
+    }
+    for kernel in compose::PLAIN_KERNELS {
+        modules.push((
+            kernel.to_string(),
+            compose::compose(&common, None, &read(kernel)),
+        ));
+    }
+    for (name, src) in modules {
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("WGSL {name} does not parse:\n{}", e.emit_to_string(&src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("WGSL {name} is invalid:\n{}", e.emit_to_string(&src)));
+    }
+}
+
 fn main() {
     let manifest_dir = env::var("CARGO_MANIFEST_DIR").unwrap();
     let out_dir = env::var("OUT_DIR").unwrap();
     let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    validate_shaders(&manifest_dir);
     let pkg = Path::new(&manifest_dir).join("models/default");
     println!("cargo:rerun-if-changed=models/default");
     let mut code = String::from("/// The embedded default package: (file name, bytes).\npub static EMBEDDED_MODEL: &[(&str, &[u8])] = &[\n");

@@ -7,16 +7,21 @@ use crate::model::{rows_to_vec, DecoderState, Marian};
 impl Backend for Marian {
     type State = DecoderState;
 
-    fn start(&self, batch: &[Vec<u32>], rows_per_sentence: usize) -> Result<DecoderState> {
+    async fn start(
+        &self,
+        batch: &[Vec<u32>],
+        rows_per_sentence: usize,
+        _max_length: usize,
+    ) -> Result<DecoderState> {
         let (encoded, mask) = self.encode(batch)?;
         self.start_decoding(&encoded, &mask, rows_per_sentence)
     }
 
-    fn step(
+    async fn step(
         &self,
         state: &mut DecoderState,
         tokens: &[u32],
-        select: &Select,
+        select: &Select<'_>,
     ) -> Result<Vec<Vec<(u32, f32)>>> {
         let logits = self.decode_step(state, tokens)?;
         if select.forced.is_some() {
@@ -28,7 +33,7 @@ impl Backend for Marian {
             .collect())
     }
 
-    fn select_rows(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
+    async fn select_rows(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
         self.retain_rows(state, rows)
     }
 }

@@ -22,6 +22,12 @@ pub enum Error {
     Input(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// The GPU backend cannot run (no adapter, limits too small, unsupported package).
+    #[error("GPU: {0}")]
+    Gpu(String),
+    /// The GPU device failed while working; the translator finishes on the CPU.
+    #[error("{0}")]
+    DeviceLost(String),
     #[error("model computation failed: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -19,21 +19,43 @@ pub struct Select<'a> {
     pub forced: Option<u32>,
 }
 
-/// The seam between the generation loop and a compute backend.
+/// The seam between the generation loop and a compute backend. Async because a browser's
+/// GPU answers read-backs through its event loop; the CPU backend (and the native GPU
+/// backend, which waits on its device) never suspends, so `ready` runs them synchronously.
+#[allow(async_fn_in_trait)]
 pub trait Backend {
     type State;
-    /// Encode `batch` (ids ending in `</s>`) and prepare `rows_per_sentence` decoder rows each.
-    fn start(&self, batch: &[Vec<u32>], rows_per_sentence: usize) -> Result<Self::State>;
+    /// Encode `batch` (ids ending in `</s>`) and prepare `rows_per_sentence` decoder rows each,
+    /// for outputs of at most `max_length` tokens (decoder start token included).
+    async fn start(
+        &self,
+        batch: &[Vec<u32>],
+        rows_per_sentence: usize,
+        max_length: usize,
+    ) -> Result<Self::State>;
     /// Feed one token per row; return each row's best `select.k` (token, score), best first,
     /// ties broken by the lower token id.
-    fn step(
+    async fn step(
         &self,
         state: &mut Self::State,
         tokens: &[u32],
-        select: &Select,
+        select: &Select<'_>,
     ) -> Result<Vec<Vec<(u32, f32)>>>;
     /// Continue with these rows, in this order (beam reordering and dropping finished rows).
-    fn select_rows(&self, state: &mut Self::State, rows: &[u32]) -> Result<()>;
+    async fn select_rows(&self, state: &mut Self::State, rows: &[u32]) -> Result<()>;
+}
+
+/// Run a future that never suspends (a CPU backend's, or a native GPU backend's) to its end.
+/// Panics if it does suspend: such a backend must be awaited from an async caller.
+pub fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => {
+            panic!("a backend suspended inside a synchronous call; use the async API")
+        }
+    }
 }
 
 /// The reference candidate selection over a row of logits (CPU; a GPU does this on device).
@@ -117,20 +139,20 @@ pub fn greedy<B: Backend>(
     batch: &[Vec<u32>],
     g: &GenerationConfig,
 ) -> Result<Vec<Vec<u32>>> {
-    greedy_observed(backend, batch, g, &mut |_, _| {})
+    ready(greedy_observed(backend, batch, g, &mut |_, _| {}))
 }
 
 /// Called after every decoding step with a sentence's index in the batch and the tokens its
 /// final output is certain to start with (decoder start token first): for streaming output.
 pub type Observer<'a> = dyn FnMut(usize, &[u32]) + 'a;
 
-fn greedy_observed<B: Backend>(
+async fn greedy_observed<B: Backend>(
     backend: &B,
     batch: &[Vec<u32>],
     g: &GenerationConfig,
-    observe: &mut Observer,
+    observe: &mut Observer<'_>,
 ) -> Result<Vec<Vec<u32>>> {
-    let mut state = backend.start(batch, 1)?;
+    let mut state = backend.start(batch, 1, g.max_length).await?;
     let mut seqs: Vec<Vec<u32>> = vec![vec![g.decoder_start_token_id]; batch.len()];
     let mut live: Vec<usize> = (0..batch.len()).collect();
     let banned = banned(g);
@@ -143,7 +165,7 @@ fn greedy_observed<B: Backend>(
             banned: &banned,
             forced: forced_at(g, cur_len),
         };
-        let best = backend.step(&mut state, &tokens, &select)?;
+        let best = backend.step(&mut state, &tokens, &select).await?;
         let mut keep = Vec::with_capacity(live.len());
         let mut still = Vec::with_capacity(live.len());
         for (row, &i) in live.iter().enumerate() {
@@ -157,7 +179,7 @@ fn greedy_observed<B: Backend>(
         }
         cur_len += 1;
         if still.len() != live.len() && !still.is_empty() {
-            backend.select_rows(&mut state, &keep)?;
+            backend.select_rows(&mut state, &keep).await?;
         }
         live = still;
     }
@@ -241,7 +263,7 @@ pub fn beam_search<B: Backend>(
     batch: &[Vec<u32>],
     g: &GenerationConfig,
 ) -> Result<Vec<Vec<u32>>> {
-    beam_search_observed(backend, batch, g, &mut |_, _| {})
+    ready(beam_search_observed(backend, batch, g, &mut |_, _| {}))
 }
 
 /// The tokens all of a sentence's running beams and finished hypotheses share: every later
@@ -257,15 +279,15 @@ fn agreed_prefix<'a>(mut seqs: impl Iterator<Item = &'a [u32]>) -> &'a [u32] {
     &first[..n]
 }
 
-fn beam_search_observed<B: Backend>(
+async fn beam_search_observed<B: Backend>(
     backend: &B,
     batch: &[Vec<u32>],
     g: &GenerationConfig,
-    observe: &mut Observer,
+    observe: &mut Observer<'_>,
 ) -> Result<Vec<Vec<u32>>> {
     let nb = g.num_beams;
     let n = batch.len();
-    let mut state = backend.start(batch, nb)?;
+    let mut state = backend.start(batch, nb, g.max_length).await?;
     let banned = banned(g);
     // Per sentence: its running beams (tokens, score); the first beam alone is live at start.
     let mut beams: Vec<Vec<(Vec<u32>, f32)>> = (0..n)
@@ -294,7 +316,7 @@ fn beam_search_observed<B: Backend>(
             banned: &banned,
             forced: forced_at(g, cur_len),
         };
-        let cands = backend.step(&mut state, &tokens, &select)?;
+        let cands = backend.step(&mut state, &tokens, &select).await?;
         let mut next_live = Vec::with_capacity(live.len());
         let mut rows = Vec::with_capacity(live.len() * nb);
         for (li, &s) in live.iter().enumerate() {
@@ -369,7 +391,7 @@ fn beam_search_observed<B: Backend>(
         if next_live.is_empty() || cur_len >= g.max_length {
             break;
         }
-        backend.select_rows(&mut state, &rows)?;
+        backend.select_rows(&mut state, &rows).await?;
         live = next_live;
     }
     Ok(hyps.into_iter().map(|h| h.best(g.eos_token_id)).collect())
@@ -389,15 +411,25 @@ pub fn generate_observed<B: Backend>(
     backend: &B,
     batch: &[Vec<u32>],
     g: &GenerationConfig,
-    observe: &mut Observer,
+    observe: &mut Observer<'_>,
+) -> Result<Vec<Vec<u32>>> {
+    ready(generate_async(backend, batch, g, observe))
+}
+
+/// `generate_observed` for backends that suspend (WebGPU in a browser).
+pub async fn generate_async<B: Backend>(
+    backend: &B,
+    batch: &[Vec<u32>],
+    g: &GenerationConfig,
+    observe: &mut Observer<'_>,
 ) -> Result<Vec<Vec<u32>>> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
     if g.num_beams == 1 {
-        greedy_observed(backend, batch, g, observe)
+        greedy_observed(backend, batch, g, observe).await
     } else {
-        beam_search_observed(backend, batch, g, observe)
+        beam_search_observed(backend, batch, g, observe).await
     }
 }
 

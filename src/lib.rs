@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod finetune;
 pub mod generate;
+pub mod gpu;
 pub mod metrics;
 pub mod model;
 pub mod package;

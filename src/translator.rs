@@ -3,19 +3,68 @@
 use crate::adapter::Adapter;
 use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
-use crate::generate::{generate, generate_observed, GenerateOptions};
+use crate::generate::{generate_async, ready, GenerateOptions, Observer};
+use crate::gpu::{GpuContext, GpuMarian};
 use crate::model::Marian;
 use crate::package::Package;
 use crate::tokenizer::MarianTokenizer;
+
+/// Whether the synchronous methods may use the GPU: natively yes (the backend waits on its
+/// device); in a browser a GPU answers only through the event loop, so they use the CPU.
+const SYNC_GPU: bool = cfg!(not(target_arch = "wasm32"));
 
 /// Longest input accepted at once (bytes); longer text is refused, not truncated.
 pub const MAX_INPUT_BYTES: usize = 1 << 20;
 
 pub struct Translator {
+    /// The CPU model: always loaded (it serves when there is no GPU or the GPU fails, and
+    /// fine-tuning runs on it).
     pub model: Marian,
+    /// The GPU model, when a GPU was asked for (or found, with `auto`) and could take it.
+    pub gpu: Option<GpuMarian>,
+    /// Why `auto` is not using a GPU (no adapter, limits too small, …), for the caller to show.
+    pub gpu_unavailable: Option<String>,
     pub tokenizer: MarianTokenizer,
     pub generation: GenerationConfig,
     pub model_sha256: String,
+}
+
+/// Which backend computes translations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Gpu,
+}
+
+impl Device {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Device::Cpu => "cpu",
+            Device::Gpu => "gpu",
+        }
+    }
+}
+
+/// What the caller asks for: a device, or the GPU when one works and the CPU otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Cpu,
+    Gpu,
+    Auto,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" | "wasm" => Ok(DeviceChoice::Cpu),
+            "gpu" | "webgpu" => Ok(DeviceChoice::Gpu),
+            "auto" => Ok(DeviceChoice::Auto),
+            other => Err(Error::Input(format!(
+                "unknown device '{other}' (expected cpu, gpu or auto)"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,32 +73,93 @@ pub struct Translation {
     /// Generated ids per chunk (a long input is split into several), HF's layout:
     /// decoder start token first.
     pub ids: Vec<Vec<u32>>,
+    /// The backend that produced the last chunk (the CPU after a GPU failure mid-way).
+    pub device: Device,
 }
 
 impl Translator {
+    /// A CPU translator.
     pub fn new(pkg: &Package) -> Result<Self> {
         Ok(Translator {
             model: Marian::from_package(pkg)?,
+            gpu: None,
+            gpu_unavailable: None,
             tokenizer: MarianTokenizer::from_package(pkg)?,
             generation: pkg.manifest.generation.clone(),
             model_sha256: pkg.manifest.model_sha256().to_string(),
         })
     }
 
+    /// A translator on the chosen device. `Gpu` fails with the reason when no usable GPU
+    /// exists; `Auto` then serves from the CPU and says why in `gpu_unavailable`. Software
+    /// GPUs (lavapipe, SwiftShader) are used only when asked for by name (`Gpu`), natively.
+    pub async fn with_device(pkg: &Package, choice: DeviceChoice) -> Result<Self> {
+        let mut t = Self::new(pkg)?;
+        if choice == DeviceChoice::Cpu {
+            return Ok(t);
+        }
+        let gpu = async {
+            let ctx = GpuContext::open(choice == DeviceChoice::Gpu).await?;
+            GpuMarian::from_package(pkg, ctx)
+        }
+        .await;
+        match (gpu, choice) {
+            (Ok(g), _) => t.gpu = Some(g),
+            (Err(e), DeviceChoice::Gpu) => return Err(e),
+            (Err(e), _) => t.gpu_unavailable = Some(e.to_string()),
+        }
+        Ok(t)
+    }
+
+    /// The device the next translation will run on.
+    pub fn device(&self) -> Device {
+        match &self.gpu {
+            Some(g) if g.context().check().is_ok() => Device::Gpu,
+            _ => Device::Cpu,
+        }
+    }
+
+    /// Generate on the GPU when it is there, healthy and `use_gpu`; when it fails mid-way
+    /// (device lost), the same batch is generated again on the CPU and the CPU serves from
+    /// then on.
+    async fn run(
+        &self,
+        batch: &[Vec<u32>],
+        g: &GenerationConfig,
+        observe: &mut Observer<'_>,
+        use_gpu: bool,
+    ) -> Result<(Vec<Vec<u32>>, Device)> {
+        if let (Some(gpu), Device::Gpu, true) = (&self.gpu, self.device(), use_gpu) {
+            match generate_async(gpu, batch, g, observe).await {
+                Ok(out) => return Ok((out, Device::Gpu)),
+                Err(Error::DeviceLost(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((
+            generate_async(&self.model, batch, g, observe).await?,
+            Device::Cpu,
+        ))
+    }
+
     /// Put a fine-tuning adapter on (or, with `None`, take it off). An adapter made for
     /// another base model is refused.
     pub fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()> {
-        match adapter {
-            None => self.model.set_head_delta(None),
+        let delta = match adapter {
+            None => None,
             Some(a) => {
                 a.check_base(
                     &self.model_sha256,
                     self.model.config.d_model,
                     self.model.target_vocab_size(),
                 )?;
-                self.model.set_head_delta(Some(a.head_delta()?))
+                Some(a.head_delta()?)
             }
+        };
+        if let Some(gpu) = &self.gpu {
+            gpu.set_head_delta(delta.as_ref())?;
         }
+        self.model.set_head_delta(delta)
     }
 
     /// Source chunks the model can take: the whole text when it fits in
@@ -119,11 +229,32 @@ impl Translator {
         opts: &GenerateOptions,
         on_partial: &mut dyn FnMut(&str),
     ) -> Result<Translation> {
+        ready(self.streaming(text, opts, on_partial, SYNC_GPU))
+    }
+
+    /// `translate_streaming` for callers that can await (the only way to a browser's GPU).
+    pub async fn translate_streaming_async(
+        &self,
+        text: &str,
+        opts: &GenerateOptions,
+        on_partial: &mut dyn FnMut(&str),
+    ) -> Result<Translation> {
+        self.streaming(text, opts, on_partial, true).await
+    }
+
+    async fn streaming(
+        &self,
+        text: &str,
+        opts: &GenerateOptions,
+        on_partial: &mut dyn FnMut(&str),
+        use_gpu: bool,
+    ) -> Result<Translation> {
         let g = self.generation_for(opts)?;
         check_input_size(0, text)?;
         let mut result = Translation {
             text: String::new(),
             ids: Vec::new(),
+            device: self.device(),
         };
         if text.trim().is_empty() {
             return Ok(result);
@@ -139,9 +270,9 @@ impl Translator {
                 let piece = self.tokenizer.decode(ids);
                 on_partial(&join_pieces(&done, &piece));
             };
-            let ids = generate_observed(&self.model, &[chunk], &g, &mut observe)?
-                .pop()
-                .unwrap_or_default();
+            let (mut out, device) = self.run(&[chunk], &g, &mut observe, use_gpu).await?;
+            let ids = out.pop().unwrap_or_default();
+            result.device = device;
             result.text = join_pieces(&done, &self.tokenizer.decode(&ids));
             result.ids.push(ids);
         }
@@ -155,6 +286,26 @@ impl Translator {
         texts: &[&str],
         opts: &GenerateOptions,
         batch_size: usize,
+    ) -> Result<Vec<Translation>> {
+        ready(self.translate_all(texts, opts, batch_size, SYNC_GPU))
+    }
+
+    /// `translate` for callers that can await (the only way to a browser's GPU).
+    pub async fn translate_async(
+        &self,
+        texts: &[&str],
+        opts: &GenerateOptions,
+        batch_size: usize,
+    ) -> Result<Vec<Translation>> {
+        self.translate_all(texts, opts, batch_size, true).await
+    }
+
+    async fn translate_all(
+        &self,
+        texts: &[&str],
+        opts: &GenerateOptions,
+        batch_size: usize,
+        use_gpu: bool,
     ) -> Result<Vec<Translation>> {
         let g = self.generation_for(opts)?;
         let batch_size = batch_size.max(1);
@@ -172,12 +323,12 @@ impl Translator {
         // Similar lengths together: less padding. The output order is restored below.
         let mut order: Vec<usize> = (0..work.len()).collect();
         order.sort_by_key(|&w| std::cmp::Reverse(work[w].1.len()));
-        let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); work.len()];
+        let mut outputs: Vec<(Vec<u32>, Device)> = vec![(Vec::new(), self.device()); work.len()];
         for group in order.chunks(batch_size) {
             let batch: Vec<Vec<u32>> = group.iter().map(|&w| work[w].1.clone()).collect();
-            let out = generate(&self.model, &batch, &g)?;
+            let (out, device) = self.run(&batch, &g, &mut |_, _| {}, use_gpu).await?;
             for (&w, ids) in group.iter().zip(out) {
-                outputs[w] = ids;
+                outputs[w] = (ids, device);
             }
         }
         let mut result: Vec<Translation> = texts
@@ -185,10 +336,12 @@ impl Translator {
             .map(|_| Translation {
                 text: String::new(),
                 ids: Vec::new(),
+                device: self.device(),
             })
             .collect();
-        for ((i, _), ids) in work.iter().zip(outputs) {
+        for ((i, _), (ids, device)) in work.iter().zip(outputs) {
             let r = &mut result[*i];
+            r.device = device;
             r.text = join_pieces(&r.text, &self.tokenizer.decode(&ids));
             r.ids.push(ids);
         }

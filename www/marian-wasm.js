@@ -202,7 +202,7 @@ export class MarianTranslator {
   /**
    * @param {WorkerClient} client
    * @param {string} model
-   * @param {{ device: 'wasm' | 'webgpu', manifest: any, modelSha256: string, fromCache: boolean, loadMs: number }} info
+   * @param {{ device: 'wasm' | 'webgpu', gpuAdapter: string | null, gpuUnavailable: string | null, manifest: any, modelSha256: string, fromCache: boolean, loadMs: number }} info
    * @private
    */
   constructor(client, model, info) {
@@ -210,8 +210,13 @@ export class MarianTranslator {
     this.client = client;
     /** The package folder URL. */
     this.model = model;
-    /** The device that runs the model: "wasm" (CPU) or "webgpu". */
+    /** The device that runs the model: "wasm" (CPU) or "webgpu". After a lost GPU device
+     * the translation in flight completes on the CPU and this becomes "wasm". */
     this.device = info.device;
+    /** The WebGPU adapter in use, or null. */
+    this.gpuAdapter = info.gpuAdapter;
+    /** Why "auto" runs on the CPU (no WebGPU adapter, limits too small, …), or null. */
+    this.gpuUnavailable = info.gpuUnavailable;
     /** The package manifest (architecture, generation defaults, quantization, files). */
     this.manifest = info.manifest;
     /** sha256 of the model's weights: adapters are made for exactly one base model. */
@@ -224,7 +229,7 @@ export class MarianTranslator {
     this.fromCache = info.fromCache;
     /** Milliseconds to load the package and build the model. */
     this.loadMs = info.loadMs;
-    /** Figures of the last translate / translateStreaming call. @type {{ tokens: number, ms: number } | null} */
+    /** Figures of the last translate / translateStreaming call. @type {{ tokens: number, ms: number, device: string } | null} */
     this.lastRun = null;
     /** @private */
     this.destroyed = false;
@@ -262,7 +267,8 @@ export class MarianTranslator {
     for (const t of texts) if (typeof t !== 'string') throw new TypeError('translate() takes a string or an array of strings');
     const { options: o, signal } = generationOptions(options);
     const r = await this.live().request({ type: 'translate', texts, options: o }, { signal });
-    this.lastRun = { tokens: r.tokens, ms: r.ms };
+    this.lastRun = { tokens: r.tokens, ms: r.ms, device: r.device };
+    this.device = r.device;
     return many ? r.texts : r.texts[0];
   }
 
@@ -291,7 +297,8 @@ export class MarianTranslator {
             { type: 'stream', text, options: o },
             { signal, onMessage: (m) => m.type === 'partial' && push(m.text) },
           );
-          this.lastRun = { tokens: r.tokens, ms: r.ms };
+          this.lastRun = { tokens: r.tokens, ms: r.ms, device: r.device };
+          this.device = r.device;
           if (r.text.startsWith(sent)) push(r.text);
           else controller.enqueue(r.text.slice(commonPrefix(sent, r.text)));
           controller.close();

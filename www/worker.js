@@ -46,9 +46,6 @@ function namedError(name, message) {
 
 /** @param {any} msg */
 async function create(msg) {
-  if (msg.device === 'webgpu') {
-    throw namedError('NotSupportedError', 'the WebGPU backend is not built yet; use device "wasm" or "auto"');
-  }
   wasmReady ??= init();
   await wasmReady;
   translator?.free();
@@ -64,10 +61,17 @@ async function create(msg) {
     });
     /** @type {Record<string, Uint8Array>} */
     const files = { 'manifest.json': pkg.manifestBytes, ...pkg.files };
-    translator = Translator.fromFiles(files);
+    try {
+      translator = await Translator.fromFilesOn(files, msg.device ?? 'wasm');
+    } catch (e) {
+      // Asked for WebGPU by name and it cannot run the model: say why, in the API's terms.
+      throw namedError('NotSupportedError', `WebGPU: ${e instanceof Error ? e.message : String(e)}`);
+    }
     if (msg.adapter) translator.setAdapter(msg.adapter);
     return {
-      device: 'wasm',
+      device: translator.device,
+      gpuAdapter: translator.gpuAdapter ?? null,
+      gpuUnavailable: translator.gpuUnavailable ?? null,
       manifest: pkg.manifest,
       modelSha256: translator.modelSha256,
       fromCache: pkg.fromCache,
@@ -89,26 +93,31 @@ function field(out, name) {
 }
 
 /** @param {any} msg */
-function translate(msg) {
+async function translate(msg) {
   const t = needModel();
   const t0 = performance.now();
-  const out = t.translateWithIds(msg.texts, msg.options ?? {});
+  const out = await t.translateWithIds(msg.texts, msg.options ?? {});
   const texts = Array.from(field(out, 'texts'), String);
   /** @type {number[][]} */
   const ids = Array.from(field(out, 'ids'), (a) => Array.from(a, Number));
   // Generated tokens: everything after each chunk's decoder start token.
   const tokens = ids.reduce((s, a) => s + Math.max(0, a.length - 1), 0);
-  return { texts, tokens, ms: performance.now() - t0 };
+  return { texts, tokens, ms: performance.now() - t0, device: String(field(out, 'device')) };
 }
 
 /** @param {any} msg */
-function stream(msg) {
+async function stream(msg) {
   const t = needModel();
   const t0 = performance.now();
-  const out = t.translateStreaming(msg.text, msg.options ?? {}, (/** @type {string} */ partial) =>
+  const out = await t.translateStreaming(msg.text, msg.options ?? {}, (/** @type {string} */ partial) =>
     post({ type: 'partial', id: msg.id, text: partial }),
   );
-  return { text: String(field(out, 'text')), tokens: Number(field(out, 'tokens')), ms: performance.now() - t0 };
+  return {
+    text: String(field(out, 'text')),
+    tokens: Number(field(out, 'tokens')),
+    ms: performance.now() - t0,
+    device: String(field(out, 'device')),
+  };
 }
 
 /** @param {any} msg */

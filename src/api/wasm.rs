@@ -32,6 +32,8 @@ struct Options {
 struct WithIds {
     texts: Vec<String>,
     ids: Vec<Vec<u32>>,
+    /// The device that served (the CPU after a GPU failure).
+    device: &'static str,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +70,7 @@ struct FineTuneResult {
 struct Streamed {
     text: String,
     tokens: usize,
+    device: &'static str,
 }
 
 fn generate_options(o: Options) -> GenerateOptions {
@@ -161,10 +164,13 @@ pub struct Translator {
 impl Translator {
     /// Fetch a package folder (`baseUrl` ends with `/`), verifying every file's sha256.
     /// `onProgress(loadedBytes, totalBytes, fileName)` is called as bytes arrive.
+    /// `device`: "wasm" (the CPU, default), "webgpu" (fails when WebGPU cannot run the model)
+    /// or "auto" (WebGPU when it can, else the CPU; `gpuUnavailable` says why not).
     #[wasm_bindgen(js_name = fromUrl)]
     pub async fn from_url(
         base_url: String,
         on_progress: Option<Function>,
+        device: Option<String>,
     ) -> Result<Translator, JsError> {
         let base = if base_url.ends_with('/') {
             base_url
@@ -192,28 +198,99 @@ impl Translator {
             .await?;
             files.insert(entry.name.clone(), bytes);
         }
-        Self::build(&manifest_bytes, files)
+        Self::build_on(&manifest_bytes, files, device.as_deref().unwrap_or("wasm")).await
     }
 
     /// Build from bytes already at hand: `files` maps file names (manifest.json included)
     /// to `Uint8Array`s.
     #[wasm_bindgen(js_name = fromFiles)]
     pub fn from_files(files: Object) -> Result<Translator, JsError> {
-        let mut map = BTreeMap::new();
-        for key in Object::keys(&files).iter() {
-            let name = key
-                .as_string()
-                .ok_or_else(|| js_err("file names must be strings"))?;
-            let value: Uint8Array = Reflect::get(&files, &key)
-                .map_err(|_| js_err("unreadable file"))?
-                .dyn_into()
-                .map_err(|_| js_err(format!("{name}: expected a Uint8Array")))?;
-            map.insert(name, value.to_vec());
-        }
-        let manifest = map
-            .remove(MANIFEST)
-            .ok_or_else(|| js_err("manifest.json is missing"))?;
+        let (manifest, map) = files_map(files)?;
         Self::build(&manifest, map)
+    }
+
+    /// `fromFiles` on a device ("wasm", "webgpu" or "auto", as for `fromUrl`).
+    #[wasm_bindgen(js_name = fromFilesOn)]
+    pub async fn from_files_on(files: Object, device: String) -> Result<Translator, JsError> {
+        let (manifest, map) = files_map(files)?;
+        Self::build_on(&manifest, map, &device).await
+    }
+
+    /// The device the next translation runs on: "wasm" or "webgpu".
+    #[wasm_bindgen(getter)]
+    pub fn device(&self) -> String {
+        device_name(self.inner.device()).into()
+    }
+
+    /// Why "auto" serves from the CPU (no WebGPU adapter, limits too small, …), or undefined.
+    #[wasm_bindgen(getter, js_name = gpuUnavailable)]
+    pub fn gpu_unavailable(&self) -> Option<String> {
+        self.inner.gpu_unavailable.clone()
+    }
+
+    /// A description of the GPU adapter in use, or undefined.
+    #[wasm_bindgen(getter, js_name = gpuAdapter)]
+    pub fn gpu_adapter(&self) -> Option<String> {
+        self.inner.gpu.as_ref().map(|g| g.context().describe())
+    }
+
+    /// Destroy the GPU device as a driver reset would, now or at the `afterSteps`-th decoding
+    /// step from now (mid-translation): for tests of the CPU fallback.
+    #[wasm_bindgen(js_name = simulateGpuLoss)]
+    pub fn simulate_gpu_loss(&self, after_steps: Option<usize>) {
+        if let Some(g) = &self.inner.gpu {
+            match after_steps {
+                Some(n) if n > 0 => g.context().simulate_loss_after(n),
+                _ => g.context().simulate_loss(),
+            }
+        }
+    }
+}
+
+fn device_name(d: crate::translator::Device) -> &'static str {
+    match d {
+        crate::translator::Device::Cpu => "wasm",
+        crate::translator::Device::Gpu => "webgpu",
+    }
+}
+
+type Files = (Vec<u8>, BTreeMap<String, Vec<u8>>);
+
+/// A JS object of file name -> Uint8Array, split into manifest bytes and the other files.
+fn files_map(files: Object) -> Result<Files, JsError> {
+    let mut map = BTreeMap::new();
+    for key in Object::keys(&files).iter() {
+        let name = key
+            .as_string()
+            .ok_or_else(|| js_err("file names must be strings"))?;
+        let value: Uint8Array = Reflect::get(&files, &key)
+            .map_err(|_| js_err("unreadable file"))?
+            .dyn_into()
+            .map_err(|_| js_err(format!("{name}: expected a Uint8Array")))?;
+        map.insert(name, value.to_vec());
+    }
+    let manifest = map
+        .remove(MANIFEST)
+        .ok_or_else(|| js_err("manifest.json is missing"))?;
+    Ok((manifest, map))
+}
+
+#[wasm_bindgen]
+impl Translator {
+    async fn build_on(
+        manifest_bytes: &[u8],
+        files: BTreeMap<String, Vec<u8>>,
+        device: &str,
+    ) -> Result<Translator, JsError> {
+        let choice: crate::translator::DeviceChoice = device.parse().map_err(js_err)?;
+        let pkg = Package::from_files(manifest_bytes, files).map_err(js_err)?;
+        let inner = crate::Translator::with_device(&pkg, choice)
+            .await
+            .map_err(js_err)?;
+        Ok(Translator {
+            inner,
+            manifest: pkg.manifest,
+        })
     }
 
     fn build(
@@ -228,7 +305,7 @@ impl Translator {
         })
     }
 
-    fn run(
+    async fn run(
         &self,
         texts: Vec<String>,
         options: JsValue,
@@ -238,14 +315,20 @@ impl Translator {
         let opts = generate_options(o);
         let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
         self.inner
-            .translate(&refs, &opts, batch_size)
+            .translate_async(&refs, &opts, batch_size)
+            .await
             .map_err(js_err)
     }
 
     /// Translate a batch of strings; options `{beams, maxLength, lengthPenalty, batchSize}`.
-    pub fn translate(&self, texts: Vec<String>, options: JsValue) -> Result<Vec<String>, JsError> {
+    pub async fn translate(
+        &self,
+        texts: Vec<String>,
+        options: JsValue,
+    ) -> Result<Vec<String>, JsError> {
         Ok(self
-            .run(texts, options)?
+            .run(texts, options)
+            .await?
             .into_iter()
             .map(|t| t.text)
             .collect())
@@ -254,15 +337,16 @@ impl Translator {
     /// Like `translate`, also returning the generated ids (HF layout, decoder start first;
     /// the chunks of a long input concatenated).
     #[wasm_bindgen(js_name = translateWithIds)]
-    pub fn translate_with_ids(
+    pub async fn translate_with_ids(
         &self,
         texts: Vec<String>,
         options: JsValue,
     ) -> Result<JsValue, JsError> {
-        let out = self.run(texts, options)?;
+        let out = self.run(texts, options).await?;
         let result = WithIds {
             texts: out.iter().map(|t| t.text.clone()).collect(),
             ids: out.iter().map(|t| t.ids.concat()).collect(),
+            device: device_name(out.last().map_or(self.inner.device(), |t| t.device)),
         };
         result
             .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
@@ -272,7 +356,7 @@ impl Translator {
     /// Translate one text, calling `onPartial(textSoFar)` as the output grows (only what the
     /// final output is certain to start with). Returns `{ text, tokens }`.
     #[wasm_bindgen(js_name = translateStreaming)]
-    pub fn translate_streaming(
+    pub async fn translate_streaming(
         &self,
         text: String,
         options: JsValue,
@@ -284,10 +368,12 @@ impl Translator {
         };
         let out = self
             .inner
-            .translate_streaming(&text, &opts, &mut notify)
+            .translate_streaming_async(&text, &opts, &mut notify)
+            .await
             .map_err(js_err)?;
         let result = Streamed {
             tokens: out.ids.iter().map(|c| c.len().saturating_sub(1)).sum(),
+            device: device_name(out.device),
             text: out.text,
         };
         result

@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
 use layout::{DECODER_EMBEDDING, ENCODER_EMBEDDING, FINAL_LOGITS_BIAS, LM_HEAD, SHARED_EMBEDDING};
 
-const LAYER_NORM_EPS: f64 = 1e-5;
+pub(crate) const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// A linear layer whose weight may be quantized.
 #[derive(Debug, Clone)]
@@ -94,6 +94,15 @@ impl Embedding {
 /// Static sinusoidal positions exactly as transformers' MarianSinusoidalPositionalEmbedding:
 /// first half sin, second half cos, computed in f64 and rounded once.
 fn sinusoidal_positions(n_pos: usize, dim: usize) -> Result<Tensor> {
+    Ok(Tensor::from_vec(
+        sinusoidal_table(n_pos, dim),
+        (n_pos, dim),
+        &Device::Cpu,
+    )?)
+}
+
+/// The position table [n_pos, dim] as plain floats (both backends upload this one).
+pub(crate) fn sinusoidal_table(n_pos: usize, dim: usize) -> Vec<f32> {
     let half = dim / 2;
     let mut out = vec![0f32; n_pos * dim];
     for pos in 0..n_pos {
@@ -103,7 +112,7 @@ fn sinusoidal_positions(n_pos: usize, dim: usize) -> Result<Tensor> {
             out[pos * dim + half + j] = angle.cos() as f32;
         }
     }
-    Ok(Tensor::from_vec(out, (n_pos, dim), &Device::Cpu)?)
+    out
 }
 
 #[derive(Debug, Clone)]
@@ -241,8 +250,20 @@ pub struct DecoderState {
 
 impl Marian {
     pub fn from_package(pkg: &Package) -> Result<Self> {
+        Self::load(pkg, false)
+    }
+
+    /// The package with quantized matrices widened to f32: what the GPU kernels compute
+    /// (they dequantize weights but keep activations in f32, where candle's q8 path
+    /// quantizes activations too). The reference of the GPU parity tests.
+    pub fn from_package_dequantized(pkg: &Package) -> Result<Self> {
+        Self::load(pkg, true)
+    }
+
+    fn load(pkg: &Package, dequantize: bool) -> Result<Self> {
         let cfg = pkg.manifest.model.clone();
-        let w = WeightFile::parse(&pkg.manifest.weights, pkg.file(&pkg.manifest.weights)?)?;
+        let mut w = WeightFile::parse(&pkg.manifest.weights, pkg.file(&pkg.manifest.weights)?)?;
+        w.dequantize = dequantize;
         let d = cfg.d_model;
         let tv = cfg.target_vocab_size();
         let (encoder_embed, decoder_embed) = if cfg.share_encoder_decoder_embeddings {

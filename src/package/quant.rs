@@ -131,6 +131,14 @@ pub fn encode_matrix(name: &str, w: &Tensor, quant: Quant) -> Result<Vec<StoredT
 }
 
 /// A weight matrix as the CPU backend uses it.
+/// A matrix's stored bytes: little-endian f32 or f16 values, or GGML Q8_0/Q4_0 values with
+/// their f16 block scales kept apart (the package's aligned layout).
+pub struct StoredMatrix<'a> {
+    pub form: Quant,
+    pub values: Cow<'a, [u8]>,
+    pub scales: Option<&'a [u8]>,
+}
+
 #[derive(Clone, Debug)]
 pub enum Matrix {
     /// f32 (f16 packages are widened once at load: candle's CPU f16 matmul is slow).
@@ -157,6 +165,9 @@ impl Matrix {
 pub struct WeightFile<'a> {
     pub file: String,
     pub st: safetensors::SafeTensors<'a>,
+    /// Widen quantized matrices to f32 on load: the exact reference the GPU kernels (which
+    /// dequantize in place) are tested against.
+    pub dequantize: bool,
 }
 
 impl<'a> WeightFile<'a> {
@@ -166,6 +177,7 @@ impl<'a> WeightFile<'a> {
         Ok(WeightFile {
             file: file.to_string(),
             st,
+            dequantize: false,
         })
     }
 
@@ -221,6 +233,54 @@ impl<'a> WeightFile<'a> {
         Ok(v.data())
     }
 
+    /// A [rows, cols] matrix's bytes exactly as stored, for backends that read them in place
+    /// (the GPU dequantizes inside its kernels).
+    pub fn stored_matrix(&self, name: &str, rows: usize, cols: usize) -> Result<StoredMatrix<'a>> {
+        for (tag, form, value_cols) in [("q8", Quant::Q8, cols), ("q4", Quant::Q4, cols / 2)] {
+            if !self.has(&format!("{name}.{tag}")) {
+                continue;
+            }
+            if !cols.is_multiple_of(BLOCK) {
+                return Err(Error::corrupt(
+                    &self.file,
+                    format!("'{name}' is quantized but its {cols} columns do not split into blocks of {BLOCK}"),
+                ));
+            }
+            return Ok(StoredMatrix {
+                form,
+                values: Cow::Borrowed(self.bytes(
+                    &format!("{name}.{tag}"),
+                    safetensors::Dtype::U8,
+                    &[rows, value_cols],
+                )?),
+                scales: Some(self.bytes(
+                    &format!("{name}.scales"),
+                    safetensors::Dtype::F16,
+                    &[rows, cols / BLOCK],
+                )?),
+            });
+        }
+        let v = self.view(name)?;
+        let form = match v.dtype() {
+            safetensors::Dtype::F32 => Quant::F32,
+            safetensors::Dtype::F16 => Quant::F16,
+            _ => {
+                // bf16 and friends: widen once (packages written by `convert` never hold them).
+                let t = self.float(name, &[rows, cols])?;
+                return Ok(StoredMatrix {
+                    form: Quant::F32,
+                    values: Cow::Owned(StoredTensor::f32(name, &t)?.data),
+                    scales: None,
+                });
+            }
+        };
+        Ok(StoredMatrix {
+            form,
+            values: Cow::Borrowed(self.bytes(name, v.dtype(), &[rows, cols])?),
+            scales: None,
+        })
+    }
+
     /// Load a [rows, cols] matrix in whichever form the package stored it.
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
         let (ggml, tag, block_bytes, value_cols) = if self.has(&format!("{name}.q8")) {
@@ -254,9 +314,10 @@ impl<'a> WeightFile<'a> {
             blocks.extend_from_slice(v);
         }
         let storage = QStorage::from_data(Cow::Owned(blocks), &Device::Cpu, ggml)?;
-        Ok(Matrix::Quantized(Arc::new(QTensor::new(
-            storage,
-            (rows, cols),
-        )?)))
+        let q = QTensor::new(storage, (rows, cols))?;
+        if self.dequantize {
+            return Ok(Matrix::Dense(q.dequantize(&Device::Cpu)?));
+        }
+        Ok(Matrix::Quantized(Arc::new(q)))
     }
 }

@@ -4,7 +4,9 @@
 //! same ids in the same process, one sentence at a time (that model cannot batch).
 
 use anyhow::{Context, Result};
+use marian_wasm::config::GenerationConfig;
 use marian_wasm::generate::generate;
+use marian_wasm::translator::{Device, DeviceChoice};
 use marian_wasm::{Package, Translator};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,6 +15,7 @@ use std::time::Instant;
 pub struct BenchArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// cpu, gpu (wgpu: Vulkan/Metal/DX12, software adapters included) or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[arg(long, default_value_t = 1)]
@@ -82,12 +85,16 @@ fn sentence_set(args: &BenchArgs) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Generate on the translator's device (the GPU model when it has one).
+fn run_on(t: &Translator, ids: &[Vec<u32>], g: &GenerationConfig) -> Result<Vec<Vec<u32>>> {
+    Ok(match (&t.gpu, t.device()) {
+        (Some(gpu), Device::Gpu) => generate(gpu, ids, g)?,
+        _ => generate(&t.model, ids, g)?,
+    })
+}
+
 pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package>) -> Result<()> {
-    anyhow::ensure!(
-        args.device == "cpu",
-        "--device {}: only cpu exists in this build (the WebGPU backend is issue 4)",
-        args.device
-    );
+    let choice: DeviceChoice = args.device.parse()?;
     if let Some(t) = args.threads {
         // candle's CPU kernels size their thread pools from this variable.
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
@@ -96,7 +103,12 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
     let t0 = Instant::now();
     let pkg = load(args.model.as_deref())?;
     let quant = pkg.manifest.quant.to_string();
-    let translator = Translator::new(&pkg)?;
+    let translator = marian_wasm::generate::ready(Translator::with_device(&pkg, choice))?;
+    if let Some(why) = &translator.gpu_unavailable {
+        eprintln!("bench: using the CPU ({why})");
+    }
+    let device = translator.device();
+    let adapter = translator.gpu.as_ref().map(|g| g.context().describe());
     let load_s = t0.elapsed().as_secs_f64();
     drop(pkg);
     let sentences = sentence_set(&args)?;
@@ -115,11 +127,11 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
         "--tokens exceeds the model's positions"
     );
     let batch = args.batch.max(1);
-    generate(&translator.model, &ids[..batch.min(ids.len())], &g)?; // warm-up
+    run_on(&translator, &ids[..batch.min(ids.len())], &g)?; // warm-up
     let t1 = Instant::now();
     let mut produced = 0usize;
     for chunk in ids.chunks(batch) {
-        let out = generate(&translator.model, chunk, &g)?;
+        let out = run_on(&translator, chunk, &g)?;
         produced += out.iter().map(|o| o.len() - 1).sum::<usize>();
     }
     let secs = t1.elapsed().as_secs_f64();
@@ -127,6 +139,16 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
         produced == ids.len() * args.tokens,
         "engine produced {produced} tokens, expected {}",
         ids.len() * args.tokens
+    );
+    anyhow::ensure!(
+        translator.device() == device,
+        "the GPU failed during the benchmark: {}",
+        translator
+            .gpu
+            .as_ref()
+            .and_then(|g| g.context().check().err())
+            .map(|e| e.to_string())
+            .unwrap_or_default()
     );
     let tokens_per_s = produced as f64 / secs;
     let baseline = match &args.baseline_hf {
@@ -142,8 +164,8 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
     if args.json {
         let mut obj = serde_json::json!({
             "tokens_per_s": tokens_per_s, "load_s": load_s, "peak_rss_mb": peak,
-            "batch": batch, "tokens": args.tokens, "threads": threads, "device": "cpu",
-            "quant": quant, "sentences": ids.len(),
+            "batch": batch, "tokens": args.tokens, "threads": threads, "device": device.as_str(),
+            "quant": quant, "sentences": ids.len(), "adapter": adapter,
         });
         if let Some(b) = baseline {
             obj["baseline_candle_marian_f32"] =
@@ -151,7 +173,11 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
         }
         println!("{obj}");
     } else {
-        println!("marian-wasm {quant} cpu: {tokens_per_s:.1} tokens/s (batch {batch}, {} sentences x {} tokens, {threads} threads), load {load_s:.3} s, peak RSS {peak:.0} MB", ids.len(), args.tokens);
+        let on = match &adapter {
+            Some(a) if device == Device::Gpu => format!("gpu [{a}]"),
+            _ => format!("cpu, {threads} threads"),
+        };
+        println!("marian-wasm {quant} {on}: {tokens_per_s:.1} tokens/s (batch {batch}, {} sentences x {} tokens), load {load_s:.3} s, peak RSS {peak:.0} MB", ids.len(), args.tokens);
         if let Some(b) = baseline {
             println!(
                 "candle-transformers marian f32 (batch 1): {:.1} tokens/s, load {:.3} s",

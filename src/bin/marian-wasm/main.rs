@@ -13,6 +13,7 @@ mod cli {
     use anyhow::{bail, Context, Result};
     use clap::{Parser, Subcommand, ValueEnum};
     use marian_wasm::package::quant::Quant;
+    use marian_wasm::translator::DeviceChoice;
     use marian_wasm::{GenerateOptions, Package, Translator};
     use std::io::{BufRead, Write};
     use std::path::{Path, PathBuf};
@@ -29,9 +30,22 @@ mod cli {
     }
 
     #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
-    enum DeviceArg {
+    pub enum DeviceArg {
         Cpu,
+        /// The GPU through wgpu (Vulkan/Metal/DX12); software Vulkan (lavapipe) included.
         Gpu,
+        /// A hardware GPU when there is one, else the CPU.
+        Auto,
+    }
+
+    impl DeviceArg {
+        pub fn choice(self) -> DeviceChoice {
+            match self {
+                DeviceArg::Cpu => DeviceChoice::Cpu,
+                DeviceArg::Gpu => DeviceChoice::Gpu,
+                DeviceArg::Auto => DeviceChoice::Auto,
+            }
+        }
     }
 
     #[derive(Subcommand)]
@@ -73,8 +87,21 @@ mod cli {
 
     /// The package (or the embedded default) with an adapter on top when one is given.
     pub fn load_translator(model: Option<&Path>, adapter: Option<&Path>) -> Result<Translator> {
+        load_translator_on(model, adapter, DeviceArg::Cpu)
+    }
+
+    /// `load_translator` on a device; says on stderr when `auto` falls back to the CPU.
+    pub fn load_translator_on(
+        model: Option<&Path>,
+        adapter: Option<&Path>,
+        device: DeviceArg,
+    ) -> Result<Translator> {
         let pkg = load_package(model)?;
-        let mut translator = Translator::new(&pkg)?;
+        let mut translator =
+            marian_wasm::generate::ready(Translator::with_device(&pkg, device.choice()))?;
+        if let Some(why) = &translator.gpu_unavailable {
+            eprintln!("marian-wasm: using the CPU ({why})");
+        }
         if let Some(path) = adapter {
             let a = marian_wasm::adapter::Adapter::read(path)?;
             translator
@@ -125,10 +152,7 @@ mod cli {
                 batch_size,
                 ids,
             } => {
-                if device == DeviceArg::Gpu {
-                    bail!("--device gpu: the WebGPU backend is not built yet (issue 4); use --device cpu");
-                }
-                let translator = load_translator(model.as_deref(), adapter.as_deref())?;
+                let translator = load_translator_on(model.as_deref(), adapter.as_deref(), device)?;
                 let opts = GenerateOptions {
                     num_beams: beams,
                     max_length,
@@ -254,11 +278,19 @@ mod cli {
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut pending: Vec<String> = Vec::new();
         let mut line_no = 0usize;
+        let warned = std::cell::Cell::new(false);
         let flush = |pending: &mut Vec<String>,
                      out: &mut std::io::BufWriter<std::io::StdoutLock>|
          -> Result<()> {
             let refs: Vec<&str> = pending.iter().map(|s| s.as_str()).collect();
-            for tr in t.translate(&refs, opts, batch_size)? {
+            let done = t.translate(&refs, opts, batch_size)?;
+            if let (Some(gpu), false) = (&t.gpu, warned.get()) {
+                if let Err(e) = gpu.context().check() {
+                    eprintln!("marian-wasm: {e}; continuing on the CPU");
+                    warned.set(true);
+                }
+            }
+            for tr in done {
                 if ids {
                     let joined: Vec<String> = tr
                         .ids

@@ -15,6 +15,8 @@
 // (beam4_lp needs length_penalty 0.6, which the API does not take: not tested here.)
 // When the ids match and expected.json's "decode" table has those ids, the text must match too.
 //
+// Every package runs twice: on the CPU (device "wasm") and on WebGPU (device "webgpu": SwiftShader in
+// headless Chromium), each held to the same bounds, and the reported device must be the one asked for.
 // f32 packages must match exactly. Quantized packages only report their match rate against the f32
 // reference and are held to MIN_MATCH_RATE below (the lead sets the bounds; env overrides them:
 // MARIAN_PARITY_MIN_Q8=0.9 ...).
@@ -23,6 +25,9 @@ export const timeoutS = 400;
 
 /** Packages that must be present (the others found in /packages/ are tested when they have a fixture). */
 const REQUIRED = ['tiny-opus-f32', 'tiny-opus-q8'];
+
+/** Devices every package runs on. */
+const DEVICES = ['wasm', 'webgpu'];
 
 /** Minimum fraction of (sentence, mode) pairs whose ids equal the HF reference, per quantization. */
 // Measured natively (tests/parity.rs): q8 67-92 %, q4 42 % identical greedy outputs on the tiny fixtures.
@@ -122,7 +127,7 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
 
   /** @type {string[]} */
   const failures = [];
-  for (const pkg of present.sort()) {
+  for (const [pkg, device] of present.sort().flatMap((p) => DEVICES.map((d) => /** @type {[string, string]} */ ([p, d])))) {
     const name = splitPackageName(pkg);
     if (!name) continue;
     const fixtureUrl = `${baseUrl}/fixtures/${name.fixture}/expected.json`;
@@ -141,7 +146,7 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
     // 1. Load once, then run every mode in the page: batched modes in one call with all sentences,
     //    the others one call per sentence.
     const res = await page.evaluate(
-      async ({ pkgUrl, texts, modes }) => {
+      async ({ pkgUrl, texts, modes, device }) => {
         try {
           const mod = await import('/pkg/marian_wasm.js');
           await mod.default();
@@ -149,15 +154,22 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
           /** @type {unknown[]} */
           let last = [];
           const t0 = performance.now();
-          const t = await mod.Translator.fromUrl(pkgUrl, (/** @type {unknown[]} */ ...args) => {
-            calls++;
-            last = args.map((a) => (typeof a === 'bigint' ? Number(a) : a));
-          });
+          const t = await mod.Translator.fromUrl(
+            pkgUrl,
+            (/** @type {unknown[]} */ ...args) => {
+              calls++;
+              last = args.map((a) => (typeof a === 'bigint' ? Number(a) : a));
+            },
+            device,
+          );
           const loadMs = performance.now() - t0;
+          if (t.device !== device) throw new Error(`asked for ${device}, got ${t.device} (${t.gpuUnavailable})`);
+          const adapter = t.gpuAdapter ?? null;
           const get = (/** @type {any} */ o, /** @type {string} */ k) => (o instanceof Map ? o.get(k) : o?.[k]);
           /** @param {string[]} batch @param {{ beams: number, maxLength: number | null }} opts */
           const translate = async (batch, opts) => {
             const out = await t.translateWithIds(batch, opts);
+            if (get(out, 'device') !== device) throw new Error(`served by ${get(out, 'device')}, not ${device}`);
             return {
               texts: Array.from(get(out, 'texts') ?? [], String),
               ids: Array.from(get(out, 'ids') ?? [], (row) => Array.from(/** @type {ArrayLike<number>} */ (row), Number)),
@@ -185,20 +197,20 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
           } finally {
             t.free();
           }
-          return { ok: true, loadMs, progressCalls: calls, lastProgress: last, runs };
+          return { ok: true, loadMs, progressCalls: calls, lastProgress: last, runs, adapter };
         } catch (e) {
           const err = /** @type {any} */ (e);
           return { ok: false, error: String(err?.stack || err?.message || err) };
         }
       },
-      { pkgUrl: `${baseUrl}/packages/${pkg}/`, texts, modes },
+      { pkgUrl: `${baseUrl}/packages/${pkg}/`, texts, modes, device },
     );
     if (!res.ok) {
-      failures.push(`${pkg}: ${res.error}`);
-      log(`${pkg}: ERROR ${res.error}`);
+      failures.push(`${pkg} on ${device}: ${res.error}`);
+      log(`${pkg} on ${device}: ERROR ${res.error}`);
       continue;
     }
-    log(`${pkg}: loaded in ${res.loadMs?.toFixed(0)} ms, ${res.progressCalls} progress calls, last ${JSON.stringify(res.lastProgress)}`);
+    log(`${pkg} on ${device}${res.adapter ? ` [${res.adapter}]` : ''}: loaded in ${res.loadMs?.toFixed(0)} ms, ${res.progressCalls} progress calls, last ${JSON.stringify(res.lastProgress)}`);
     if (!res.progressCalls) failures.push(`${pkg}: the progress callback of Translator.fromUrl was never called`);
     const [loaded, total] = /** @type {number[]} */ (res.lastProgress ?? []);
     if (res.progressCalls && !(total > 0 && loaded === total)) {
@@ -212,7 +224,7 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
       const got = res.runs?.[key];
       const what = `${key} (beams ${beams}, maxLength ${maxLength}, ${batched ? 'one batch' : 'one sentence per call'})`;
       if (!got || got.ids.length !== texts.length || got.texts.length !== texts.length) {
-        failures.push(`${pkg} ${what}: want ${texts.length} outputs, got ids ${got?.ids.length} texts ${got?.texts.length}`);
+        failures.push(`${pkg} on ${device} ${what}: want ${texts.length} outputs, got ids ${got?.ids.length} texts ${got?.texts.length}`);
         continue;
       }
       let modeMatches = 0;
@@ -231,19 +243,19 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
         if (name.quant !== 'f32') return;
         if (d !== -1) {
           failures.push(
-            `${pkg} ${key} sentence ${i} ${JSON.stringify(texts[i])}: ids differ at position ${d}\n` +
+            `${pkg} on ${device} ${key} sentence ${i} ${JSON.stringify(texts[i])}: ids differ at position ${d}\n` +
               `      want ${JSON.stringify(want)}\n      got  ${JSON.stringify(have)}`,
           );
         } else {
-          failures.push(`${pkg} ${key} sentence ${i}: ids equal but text differs: want ${JSON.stringify(wantText)}, got ${JSON.stringify(got.texts[i])}`);
+          failures.push(`${pkg} on ${device} ${key} sentence ${i}: ids equal but text differs: want ${JSON.stringify(wantText)}, got ${JSON.stringify(got.texts[i])}`);
         }
       });
-      log(`${pkg} ${what}: ${modeMatches}/${texts.length} identical, ${got.ms.toFixed(0)} ms; first: ${JSON.stringify(got.texts[0])}`);
+      log(`${pkg} on ${device} ${what}: ${modeMatches}/${texts.length} identical, ${got.ms.toFixed(0)} ms; first: ${JSON.stringify(got.texts[0])}`);
     }
     const rate = pairs ? matches / pairs : 0;
-    log(`${pkg}: match rate ${(rate * 100).toFixed(1)}% (${matches}/${pairs}), bound ${(minRate * 100).toFixed(1)}%`);
+    log(`${pkg} on ${device}: match rate ${(rate * 100).toFixed(1)}% (${matches}/${pairs}), bound ${(minRate * 100).toFixed(1)}%`);
     if (name.quant !== 'f32' && rate < minRate) {
-      failures.push(`${pkg}: match rate ${(rate * 100).toFixed(1)}% below bound ${(minRate * 100).toFixed(1)}%`);
+      failures.push(`${pkg} on ${device}: match rate ${(rate * 100).toFixed(1)}% below bound ${(minRate * 100).toFixed(1)}%`);
     }
   }
 

@@ -1,0 +1,220 @@
+//! The GPU device: adapter choice, the limits a model needs, and the health of the device
+//! (lost or failing devices are noticed here so the translator can fall back to the CPU).
+
+use super::kernels::Kernels;
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What went wrong on the device since it was opened (first failure kept).
+type Failure = Arc<Mutex<Option<String>>>;
+
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub kernels: Kernels,
+    failure: Failure,
+    /// Steps until a simulated device loss (0: none planned).
+    lose_in: AtomicUsize,
+}
+
+/// Limits below which no Marian model can run (the kernels' own needs).
+fn check_kernel_limits(info: &wgpu::AdapterInfo, l: &wgpu::Limits) -> Result<()> {
+    let needs = [
+        (
+            "maxComputeInvocationsPerWorkgroup",
+            l.max_compute_invocations_per_workgroup,
+            256,
+        ),
+        (
+            "maxComputeWorkgroupSizeX",
+            l.max_compute_workgroup_size_x,
+            256,
+        ),
+        (
+            "maxComputeWorkgroupStorageSize",
+            l.max_compute_workgroup_storage_size,
+            8192,
+        ),
+        (
+            "maxStorageBuffersPerShaderStage",
+            l.max_storage_buffers_per_shader_stage,
+            6,
+        ),
+    ];
+    for (name, have, need) in needs {
+        if have < need {
+            return Err(Error::Gpu(format!(
+                "GPU adapter '{}' allows {name} = {have}; the kernels need {need}",
+                info.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl GpuContext {
+    /// Open the best adapter: a real GPU when there is one, else a software one (lavapipe,
+    /// SwiftShader) when `allow_software` is set. `MARIAN_GPU_ADAPTER` (native) picks an
+    /// adapter by a part of its name.
+    pub async fn open(allow_software: bool) -> Result<Arc<Self>> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pick_adapter(&instance, allow_software).await?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        check_kernel_limits(&info, &limits)?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("marian-wasm"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                Error::Gpu(format!("GPU adapter '{}' refused a device: {e}", info.name))
+            })?;
+        let failure: Failure = Arc::new(Mutex::new(None));
+        let lost = failure.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            let mut f = lost.lock().unwrap();
+            f.get_or_insert(format!("GPU device lost ({reason:?}): {msg}"));
+        });
+        let failed = failure.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut f = failed.lock().unwrap();
+            f.get_or_insert(format!("GPU error: {e}"));
+        }));
+        let kernels = Kernels::new(&device);
+        Ok(Arc::new(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            kernels,
+            failure,
+            lose_in: AtomicUsize::new(0),
+        }))
+    }
+
+    /// A human-readable adapter description, e.g. "llvmpipe (Vulkan, Cpu)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Err when the device was lost or reported an error since it was opened.
+    pub fn check(&self) -> Result<()> {
+        match self.failure.lock().unwrap().as_ref() {
+            Some(msg) => Err(Error::DeviceLost(msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Record a failure noticed by the caller (e.g. a failed read-back).
+    pub fn fail(&self, msg: String) -> Error {
+        let mut f = self.failure.lock().unwrap();
+        Error::DeviceLost(f.get_or_insert(msg).clone())
+    }
+
+    /// Destroy the device as a driver reset would: for tests of the CPU fallback.
+    pub fn simulate_loss(&self) {
+        self.device.destroy();
+        let mut f = self.failure.lock().unwrap();
+        f.get_or_insert("GPU device lost (simulated)".into());
+    }
+
+    /// Lose the device at the `steps`-th decoding step from now: a device lost in the middle
+    /// of a translation, for tests of the CPU fallback.
+    pub fn simulate_loss_after(&self, steps: usize) {
+        self.lose_in.store(steps, Ordering::SeqCst);
+    }
+
+    /// Called once per decoding step; carries out a planned loss.
+    pub fn tick(&self) {
+        let left = self.lose_in.load(Ordering::SeqCst);
+        if left > 0 {
+            self.lose_in.store(left - 1, Ordering::SeqCst);
+            if left == 1 {
+                self.simulate_loss();
+            }
+        }
+    }
+
+    /// Refuse a buffer the adapter cannot bind, naming the limit.
+    pub fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let max_bind = self.limits.max_storage_buffer_binding_size as u64;
+        if bytes > max_bind {
+            return Err(Error::Gpu(format!(
+                "{what} needs a {bytes}-byte storage buffer; GPU adapter '{}' allows {max_bind} (maxStorageBufferBindingSize)",
+                self.info.name
+            )));
+        }
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::Gpu(format!(
+                "{what} needs a {bytes}-byte buffer; GPU adapter '{}' allows {} (maxBufferSize)",
+                self.info.name, self.limits.max_buffer_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+async fn pick_adapter(instance: &wgpu::Instance, allow_software: bool) -> Result<wgpu::Adapter> {
+    let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+    let wanted = std::env::var("MARIAN_GPU_ADAPTER").ok();
+    let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => 2,
+        wgpu::DeviceType::Cpu => 3,
+    };
+    let names: Vec<String> = adapters
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!("{} ({:?})", i.name, i.backend)
+        })
+        .collect();
+    let mut usable: Vec<wgpu::Adapter> = adapters
+        .into_iter()
+        .filter(|a| a.get_info().backend != wgpu::Backend::Noop)
+        .filter(|a| match &wanted {
+            Some(w) => a.get_info().name.to_lowercase().contains(&w.to_lowercase()),
+            None => allow_software || a.get_info().device_type != wgpu::DeviceType::Cpu,
+        })
+        .collect();
+    usable.sort_by_key(rank);
+    usable.into_iter().next().ok_or_else(|| {
+        Error::Gpu(match wanted {
+            Some(w) => format!("no GPU adapter named like '{w}' (MARIAN_GPU_ADAPTER); found: {names:?}"),
+            None if names.is_empty() => "no GPU adapter found (no Vulkan driver?)".to_string(),
+            None => format!("no hardware GPU adapter found (only {names:?}); software adapters are used only when asked for"),
+        })
+    })
+}
+
+#[cfg(target_arch = "wasm32")]
+async fn pick_adapter(instance: &wgpu::Instance, allow_software: bool) -> Result<wgpu::Adapter> {
+    let adapter = instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+        })
+        .await
+        .map_err(|e| Error::Gpu(format!("no WebGPU adapter: {e}")))?;
+    // Browsers rarely say what an adapter is; a CPU one is still a working WebGPU.
+    let _ = allow_software;
+    Ok(adapter)
+}

@@ -1,0 +1,954 @@
+//! The Marian encoder-decoder on the GPU: the same layers, weights and step contract as the
+//! CPU model (`crate::model`), each operation a WGSL kernel. Weights are uploaded once;
+//! a batch's buffers are made once in `start` and reused by every step; a step reads back
+//! only each row's best k tokens.
+
+use super::context::GpuContext;
+use super::kernels::{grid, Program, Recorder, MATVEC_MAX_ROWS};
+use super::weights::{scratch, upload_f32, upload_u32, GpuMatrix};
+use crate::config::{Activation, MarianConfig};
+use crate::error::{Error, Result};
+use crate::generate::{top_k_of_row, Backend, Select};
+use crate::model::layout::{
+    DECODER_EMBEDDING, ENCODER_EMBEDDING, FINAL_LOGITS_BIAS, LM_HEAD, SHARED_EMBEDDING,
+};
+use crate::model::{sinusoidal_table, HeadDelta, LAYER_NORM_EPS};
+use crate::package::quant::WeightFile;
+use crate::package::Package;
+use bytemuck::{bytes_of, Pod, Zeroable};
+use std::sync::{Arc, Mutex};
+
+/// Keys one attention row can see (the kernel's workgroup array).
+const MAX_KEYS: usize = 1024;
+/// Candidates per row a step may ask for (2 x 64 beams).
+const MAX_K: usize = 128;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    x_base: u32,
+    x_stride: u32,
+    y_base: u32,
+    y_stride: u32,
+    act: u32,
+    scale: f32,
+    has_bias: u32,
+    pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct EmbedParams {
+    rows: u32,
+    d: u32,
+    pos_period: u32,
+    pos_offset: u32,
+    scale: f32,
+    pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormParams {
+    rows: u32,
+    d: u32,
+    eps: f32,
+    pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct AttentionParams {
+    q_rows: u32,
+    q_per_kv: u32,
+    heads: u32,
+    head_dim: u32,
+    d: u32,
+    kv_stride: u32,
+    fixed_len: u32,
+    pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Quad {
+    a: u32,
+    b: u32,
+    c: u32,
+    d: u32,
+}
+
+fn act_code(a: Activation) -> u32 {
+    match a {
+        Activation::Swish => 1,
+        Activation::Gelu => 2,
+        Activation::GeluNew => 3,
+        Activation::Relu => 4,
+        Activation::Tanh => 5,
+        Activation::Sigmoid => 6,
+    }
+}
+
+struct Linear {
+    w: GpuMatrix,
+    b: wgpu::Buffer,
+}
+
+struct Norm {
+    gamma: wgpu::Buffer,
+    beta: wgpu::Buffer,
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+    scaling: f32,
+}
+
+struct EncoderLayer {
+    self_attn: Attention,
+    self_attn_norm: Norm,
+    fc1: Linear,
+    fc2: Linear,
+    final_norm: Norm,
+}
+
+struct DecoderLayer {
+    self_attn: Attention,
+    self_attn_norm: Norm,
+    cross_attn: Attention,
+    cross_attn_norm: Norm,
+    fc1: Linear,
+    fc2: Linear,
+    final_norm: Norm,
+}
+
+struct Delta {
+    ids: wgpu::Buffer,
+    weight: wgpu::Buffer,
+    bias: wgpu::Buffer,
+    k: usize,
+}
+
+pub struct GpuMarian {
+    ctx: Arc<GpuContext>,
+    pub config: MarianConfig,
+    encoder_embed: Arc<GpuMatrix>,
+    decoder_embed: Arc<GpuMatrix>,
+    lm_head: Arc<GpuMatrix>,
+    final_logits_bias: wgpu::Buffer,
+    positions: wgpu::Buffer,
+    embed_scale: f32,
+    act: u32,
+    encoder: Vec<EncoderLayer>,
+    decoder: Vec<DecoderLayer>,
+    delta: Mutex<Option<Arc<Delta>>>,
+}
+
+struct Loader<'a, 'b> {
+    ctx: &'a GpuContext,
+    w: &'a WeightFile<'b>,
+}
+
+impl Loader<'_, '_> {
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<GpuMatrix> {
+        GpuMatrix::upload(
+            self.ctx,
+            name,
+            &self.w.stored_matrix(name, rows, cols)?,
+            rows,
+            cols,
+        )
+    }
+    fn vector(&self, name: &str, len: usize) -> Result<wgpu::Buffer> {
+        let t = self.w.float(name, &[len])?;
+        upload_f32(self.ctx, name, &t.to_vec1::<f32>()?)
+    }
+    fn linear(&self, p: &str, rows: usize, cols: usize) -> Result<Linear> {
+        Ok(Linear {
+            w: self.matrix(&format!("{p}.weight"), rows, cols)?,
+            b: self.vector(&format!("{p}.bias"), rows)?,
+        })
+    }
+    fn norm(&self, p: &str, d: usize) -> Result<Norm> {
+        Ok(Norm {
+            gamma: self.vector(&format!("{p}.weight"), d)?,
+            beta: self.vector(&format!("{p}.bias"), d)?,
+        })
+    }
+    fn attention(&self, p: &str, d: usize, heads: usize) -> Result<Attention> {
+        Ok(Attention {
+            q: self.linear(&format!("{p}.q_proj"), d, d)?,
+            k: self.linear(&format!("{p}.k_proj"), d, d)?,
+            v: self.linear(&format!("{p}.v_proj"), d, d)?,
+            out: self.linear(&format!("{p}.out_proj"), d, d)?,
+            heads,
+            scaling: ((d / heads) as f64).powf(-0.5) as f32,
+        })
+    }
+}
+
+impl GpuMarian {
+    pub fn from_package(pkg: &Package, ctx: Arc<GpuContext>) -> Result<Self> {
+        let cfg = pkg.manifest.model.clone();
+        if cfg.max_position_embeddings > MAX_KEYS {
+            return Err(Error::Gpu(format!(
+                "the model has {} positions; the GPU attention kernel holds at most {MAX_KEYS}",
+                cfg.max_position_embeddings
+            )));
+        }
+        for heads in [cfg.encoder_attention_heads, cfg.decoder_attention_heads] {
+            if cfg.d_model % heads != 0 {
+                return Err(Error::Gpu(format!(
+                    "d_model {} does not split into {heads} heads",
+                    cfg.d_model
+                )));
+            }
+        }
+        let w = WeightFile::parse(&pkg.manifest.weights, pkg.file(&pkg.manifest.weights)?)?;
+        let l = Loader { ctx: &ctx, w: &w };
+        let d = cfg.d_model;
+        let tv = cfg.target_vocab_size();
+        let (encoder_embed, decoder_embed) = if cfg.share_encoder_decoder_embeddings {
+            let shared = Arc::new(l.matrix(SHARED_EMBEDDING, cfg.vocab_size, d)?);
+            (shared.clone(), shared)
+        } else {
+            (
+                Arc::new(l.matrix(ENCODER_EMBEDDING, cfg.vocab_size, d)?),
+                Arc::new(l.matrix(DECODER_EMBEDDING, tv, d)?),
+            )
+        };
+        let lm_head = if cfg.tie_word_embeddings {
+            decoder_embed.clone()
+        } else {
+            Arc::new(l.matrix(LM_HEAD, tv, d)?)
+        };
+        let flb = w
+            .float(FINAL_LOGITS_BIAS, &[1, tv])?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let final_logits_bias = upload_f32(&ctx, FINAL_LOGITS_BIAS, &flb)?;
+        let positions = upload_f32(
+            &ctx,
+            "positions",
+            &sinusoidal_table(cfg.max_position_embeddings, d),
+        )?;
+        let mut encoder = Vec::with_capacity(cfg.encoder_layers);
+        for i in 0..cfg.encoder_layers {
+            let p = format!("encoder.layers.{i}");
+            encoder.push(EncoderLayer {
+                self_attn: l.attention(
+                    &format!("{p}.self_attn"),
+                    d,
+                    cfg.encoder_attention_heads,
+                )?,
+                self_attn_norm: l.norm(&format!("{p}.self_attn_layer_norm"), d)?,
+                fc1: l.linear(&format!("{p}.fc1"), cfg.encoder_ffn_dim, d)?,
+                fc2: l.linear(&format!("{p}.fc2"), d, cfg.encoder_ffn_dim)?,
+                final_norm: l.norm(&format!("{p}.final_layer_norm"), d)?,
+            });
+        }
+        let mut decoder = Vec::with_capacity(cfg.decoder_layers);
+        for i in 0..cfg.decoder_layers {
+            let p = format!("decoder.layers.{i}");
+            decoder.push(DecoderLayer {
+                self_attn: l.attention(
+                    &format!("{p}.self_attn"),
+                    d,
+                    cfg.decoder_attention_heads,
+                )?,
+                self_attn_norm: l.norm(&format!("{p}.self_attn_layer_norm"), d)?,
+                cross_attn: l.attention(
+                    &format!("{p}.encoder_attn"),
+                    d,
+                    cfg.decoder_attention_heads,
+                )?,
+                cross_attn_norm: l.norm(&format!("{p}.encoder_attn_layer_norm"), d)?,
+                fc1: l.linear(&format!("{p}.fc1"), cfg.decoder_ffn_dim, d)?,
+                fc2: l.linear(&format!("{p}.fc2"), d, cfg.decoder_ffn_dim)?,
+                final_norm: l.norm(&format!("{p}.final_layer_norm"), d)?,
+            });
+        }
+        ctx.check()?;
+        Ok(GpuMarian {
+            embed_scale: if cfg.scale_embedding {
+                (d as f64).sqrt() as f32
+            } else {
+                1.0
+            },
+            act: act_code(cfg.activation_function),
+            config: cfg,
+            encoder_embed,
+            decoder_embed,
+            lm_head,
+            final_logits_bias,
+            positions,
+            encoder,
+            decoder,
+            delta: Mutex::new(None),
+            ctx,
+        })
+    }
+
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// Apply (or remove) a fine-tuning adapter's output correction, as the CPU model does.
+    pub fn set_head_delta(&self, delta: Option<&HeadDelta>) -> Result<()> {
+        let new = match delta {
+            None => None,
+            Some(h) => {
+                let ids = h.ids.to_vec1::<u32>()?;
+                Some(Arc::new(Delta {
+                    k: ids.len(),
+                    ids: upload_u32(&self.ctx, "adapter ids", &ids)?,
+                    weight: upload_f32(
+                        &self.ctx,
+                        "adapter weight",
+                        &h.weight.flatten_all()?.to_vec1::<f32>()?,
+                    )?,
+                    bias: upload_f32(&self.ctx, "adapter bias", &h.bias.to_vec1::<f32>()?)?,
+                }))
+            }
+        };
+        *self.delta.lock().unwrap() = new;
+        Ok(())
+    }
+
+    /// y = act((x W^T + b) * scale) over `rows` rows of x, written at `y_base` + row * `y_stride`.
+    #[allow(clippy::too_many_arguments)]
+    fn linear<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        w: &'a GpuMatrix,
+        bias: Option<&'a wgpu::Buffer>,
+        x: &wgpu::Buffer,
+        rows: usize,
+        y: &wgpu::Buffer,
+        y_base: usize,
+        y_stride: usize,
+        act: u32,
+        scale: f32,
+    ) {
+        let params = MatmulParams {
+            m: rows as u32,
+            n: w.rows as u32,
+            k: w.cols as u32,
+            x_base: 0,
+            x_stride: (w.cols / 4) as u32,
+            y_base: y_base as u32,
+            y_stride: y_stride as u32,
+            act,
+            scale,
+            has_bias: bias.is_some() as u32,
+            pad: [0; 2],
+        };
+        let k = &self.ctx.kernels;
+        let (kernel, groups) = if rows <= MATVEC_MAX_ROWS {
+            (&k.matvec[&w.format], grid(w.rows))
+        } else {
+            (
+                &k.matmul_tiled[&w.format],
+                [w.rows.div_ceil(64) as u32, rows.div_ceil(64) as u32, 1],
+            )
+        };
+        let b = bias.unwrap_or(&self.final_logits_bias);
+        rec.dispatch(
+            kernel,
+            bytes_of(&params),
+            &[(1, x), (2, &w.values), (3, &w.scales), (4, b), (5, y)],
+            groups,
+        );
+    }
+
+    /// y[rows, n] = x W^T + b, rows laid out densely.
+    fn dense<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        l: &'a Linear,
+        x: &wgpu::Buffer,
+        rows: usize,
+        y: &wgpu::Buffer,
+        act: u32,
+        scale: f32,
+    ) {
+        self.linear(rec, &l.w, Some(&l.b), x, rows, y, 0, l.w.rows, act, scale);
+    }
+
+    fn embed<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        table: &'a GpuMatrix,
+        ids: &wgpu::Buffer,
+        rows: usize,
+        period: usize,
+        offset: usize,
+        out: &wgpu::Buffer,
+    ) {
+        let params = EmbedParams {
+            rows: rows as u32,
+            d: self.config.d_model as u32,
+            pos_period: period as u32,
+            pos_offset: offset as u32,
+            scale: self.embed_scale,
+            pad: [0; 3],
+        };
+        rec.dispatch(
+            &self.ctx.kernels.embed[&table.format],
+            bytes_of(&params),
+            &[
+                (1, ids),
+                (2, &table.values),
+                (3, &table.scales),
+                (4, &self.positions),
+                (5, out),
+            ],
+            grid(rows),
+        );
+    }
+
+    fn norm<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        n: &'a Norm,
+        x: &wgpu::Buffer,
+        h: &wgpu::Buffer,
+        rows: usize,
+    ) {
+        let params = NormParams {
+            rows: rows as u32,
+            d: self.config.d_model as u32,
+            eps: LAYER_NORM_EPS as f32,
+            pad: 0,
+        };
+        rec.dispatch(
+            &self.ctx.kernels.layer_norm,
+            bytes_of(&params),
+            &[(1, h), (2, &n.gamma), (3, &n.beta), (5, x)],
+            grid(rows),
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attend<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        heads: usize,
+        q: &wgpu::Buffer,
+        q_rows: usize,
+        q_per_kv: usize,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        kv_block: &wgpu::Buffer,
+        kv_len: &wgpu::Buffer,
+        kv_stride: usize,
+        fixed_len: usize,
+        out: &wgpu::Buffer,
+    ) {
+        let d = self.config.d_model;
+        let params = AttentionParams {
+            q_rows: q_rows as u32,
+            q_per_kv: q_per_kv as u32,
+            heads: heads as u32,
+            head_dim: (d / heads) as u32,
+            d: d as u32,
+            kv_stride: kv_stride as u32,
+            fixed_len: fixed_len as u32,
+            pad: 0,
+        };
+        rec.dispatch(
+            &self.ctx.kernels.attention,
+            bytes_of(&params),
+            &[(1, q), (2, k), (3, v), (4, kv_block), (5, out), (6, kv_len)],
+            [heads as u32, q_rows as u32, 1],
+        );
+    }
+
+    /// Submit recorded work (and, optionally, copies) as one command buffer.
+    fn submit(&self, rec: Recorder<'_>, copy: Option<(&wgpu::Buffer, &wgpu::Buffer, u64)>) {
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        rec.finish(&self.ctx.queue, &mut encoder);
+        if let Some((src, dst, bytes)) = copy {
+            encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+    }
+
+    async fn read_back(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let slice = buffer.slice(..bytes);
+        let (done, wait) = oneshot();
+        slice.map_async(wgpu::MapMode::Read, move |r| done.send(r));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| self.ctx.fail(format!("GPU device stopped answering: {e}")))?;
+        wait.await
+            .map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?;
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?
+            .to_vec();
+        buffer.unmap();
+        self.ctx.check()?;
+        Ok(data)
+    }
+
+    fn steps_slots(&self) -> usize {
+        // embed + 13 per decoder layer + head (logits, adapter, top-k), with room to spare.
+        4 + 13 * self.decoder.len() + 4
+    }
+}
+
+/// A batch's buffers, made in `start` and reused by every step.
+pub struct GpuState {
+    rows: usize,
+    length: usize,
+    capacity: usize,
+    src_len: usize,
+    x: wgpu::Buffer,
+    q: wgpu::Buffer,
+    ctx_buf: wgpu::Buffer,
+    h: wgpu::Buffer,
+    ffn: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    tokens: wgpu::Buffer,
+    self_k: Vec<wgpu::Buffer>,
+    self_v: Vec<wgpu::Buffer>,
+    cross_k: Vec<wgpu::Buffer>,
+    cross_v: Vec<wgpu::Buffer>,
+    src_lens: wgpu::Buffer,
+    identity: wgpu::Buffer,
+    row_block: wgpu::Buffer,
+    row_block_host: Vec<u32>,
+    reorder_index: wgpu::Buffer,
+    reorder_tmp: wgpu::Buffer,
+    banned: wgpu::Buffer,
+    banned_host: Vec<u32>,
+    best: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    step_program: Program,
+    reorder_program: Program,
+}
+
+impl Backend for GpuMarian {
+    type State = GpuState;
+
+    async fn start(
+        &self,
+        batch: &[Vec<u32>],
+        rows_per_sentence: usize,
+        max_length: usize,
+    ) -> Result<GpuState> {
+        self.ctx.check()?;
+        let cfg = &self.config;
+        let d = cfg.d_model;
+        let b = batch.len();
+        let s = batch.iter().map(|x| x.len()).max().unwrap_or(0).max(1);
+        if s > cfg.max_position_embeddings {
+            return Err(Error::Input(format!(
+                "sequence of {s} tokens is longer than the model's {} positions",
+                cfg.max_position_embeddings
+            )));
+        }
+        let rows = b * rows_per_sentence;
+        let capacity = max_length.min(cfg.max_position_embeddings).max(1);
+        let ctx = &*self.ctx;
+        let ffn_dim = cfg.encoder_ffn_dim.max(cfg.decoder_ffn_dim);
+        let tv = cfg.target_vocab_size();
+
+        // Encoder inputs and working buffers (this batch only).
+        let mut ids = Vec::with_capacity(b * s);
+        for seq in batch {
+            ids.extend((0..s).map(|i| seq.get(i).copied().unwrap_or(cfg.pad_token_id)));
+        }
+        let lens: Vec<u32> = batch.iter().map(|x| x.len().max(1) as u32).collect();
+        let identity: Vec<u32> = (0..rows.max(b) as u32).collect();
+        let enc_ids = upload_u32(ctx, "source ids", &ids)?;
+        let src_lens = upload_u32(ctx, "source lengths", &lens)?;
+        let identity = upload_u32(ctx, "identity", &identity)?;
+        let n = b * s;
+        let ex = scratch(ctx, "encoder x", n * d)?;
+        let eq = scratch(ctx, "encoder q", n * d)?;
+        let ek = scratch(ctx, "encoder k", n * d)?;
+        let ev = scratch(ctx, "encoder v", n * d)?;
+        let ec = scratch(ctx, "encoder context", n * d)?;
+        let eh = scratch(ctx, "encoder h", n * d)?;
+        let ef = scratch(ctx, "encoder ffn", n * cfg.encoder_ffn_dim)?;
+        let mut cross_k = Vec::new();
+        let mut cross_v = Vec::new();
+        for _ in &self.decoder {
+            cross_k.push(scratch(ctx, "cross keys", n * d)?);
+            cross_v.push(scratch(ctx, "cross values", n * d)?);
+        }
+        let mut program = Program::new(
+            &ctx.device,
+            2 + 9 * self.encoder.len() + 2 * self.decoder.len(),
+        );
+        let mut rec = Recorder::new(&ctx.device, &mut program);
+        self.embed(&mut rec, &self.encoder_embed, &enc_ids, n, s, 0, &ex);
+        for layer in &self.encoder {
+            let a = &layer.self_attn;
+            self.dense(&mut rec, &a.q, &ex, n, &eq, 0, a.scaling);
+            self.dense(&mut rec, &a.k, &ex, n, &ek, 0, 1.0);
+            self.dense(&mut rec, &a.v, &ex, n, &ev, 0, 1.0);
+            self.attend(
+                &mut rec,
+                a.heads,
+                &eq,
+                n,
+                s,
+                &ek,
+                &ev,
+                &identity,
+                &src_lens,
+                s * d,
+                0,
+                &ec,
+            );
+            self.dense(&mut rec, &a.out, &ec, n, &eh, 0, 1.0);
+            self.norm(&mut rec, &layer.self_attn_norm, &ex, &eh, n);
+            self.dense(&mut rec, &layer.fc1, &ex, n, &ef, self.act, 1.0);
+            self.dense(&mut rec, &layer.fc2, &ef, n, &eh, 0, 1.0);
+            self.norm(&mut rec, &layer.final_norm, &ex, &eh, n);
+        }
+        for (i, layer) in self.decoder.iter().enumerate() {
+            let a = &layer.cross_attn;
+            self.dense(&mut rec, &a.k, &ex, n, &cross_k[i], 0, 1.0);
+            self.dense(&mut rec, &a.v, &ex, n, &cross_v[i], 0, 1.0);
+        }
+        self.submit(rec, None);
+
+        let mut self_k = Vec::new();
+        let mut self_v = Vec::new();
+        for _ in &self.decoder {
+            self_k.push(scratch(ctx, "self-attention keys", rows * capacity * d)?);
+            self_v.push(scratch(ctx, "self-attention values", rows * capacity * d)?);
+        }
+        let row_block_host: Vec<u32> = (0..b as u32)
+            .flat_map(|i| std::iter::repeat_n(i, rows_per_sentence))
+            .collect();
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size: (rows * MAX_K * 8) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let state = GpuState {
+            rows,
+            length: 0,
+            capacity,
+            src_len: s,
+            x: scratch(ctx, "decoder x", rows * d)?,
+            q: scratch(ctx, "decoder q", rows * d)?,
+            ctx_buf: scratch(ctx, "decoder context", rows * d)?,
+            h: scratch(ctx, "decoder h", rows * d)?,
+            ffn: scratch(ctx, "decoder ffn", rows * ffn_dim)?,
+            logits: scratch(ctx, "logits", rows * tv)?,
+            tokens: scratch(ctx, "tokens", rows)?,
+            self_k,
+            self_v,
+            cross_k,
+            cross_v,
+            src_lens,
+            identity,
+            row_block: upload_u32(ctx, "row blocks", &row_block_host)?,
+            row_block_host,
+            reorder_index: scratch(ctx, "reorder index", rows)?,
+            reorder_tmp: scratch(ctx, "reorder scratch", rows * capacity * d)?,
+            banned: scratch(ctx, "banned tokens", 1)?,
+            banned_host: Vec::new(),
+            best: scratch(ctx, "best tokens", rows * MAX_K * 2)?,
+            staging,
+            step_program: Program::new(&ctx.device, self.steps_slots()),
+            reorder_program: Program::new(&ctx.device, 4 * self.decoder.len() + 2),
+        };
+        ctx.check()?;
+        Ok(state)
+    }
+
+    async fn step(
+        &self,
+        st: &mut GpuState,
+        tokens: &[u32],
+        select: &Select<'_>,
+    ) -> Result<Vec<Vec<(u32, f32)>>> {
+        self.ctx.tick();
+        self.ctx.check()?;
+        let cfg = &self.config;
+        let d = cfg.d_model;
+        let r = tokens.len();
+        if r != st.rows {
+            return Err(Error::Input(format!(
+                "step with {r} tokens for {} rows",
+                st.rows
+            )));
+        }
+        let t = st.length;
+        if t >= st.capacity {
+            return Err(Error::Input(format!(
+                "decoding past the {} positions this batch was started for",
+                st.capacity
+            )));
+        }
+        let tv = cfg.target_vocab_size();
+        let k = select.k.min(tv).min(MAX_K);
+        if select.k > MAX_K {
+            return Err(Error::Input(format!(
+                "at most {MAX_K} candidates per row on the GPU"
+            )));
+        }
+        if select.banned != st.banned_host.as_slice() {
+            st.banned = upload_u32(&self.ctx, "banned tokens", select.banned)?;
+            st.banned_host = select.banned.to_vec();
+        }
+        self.ctx
+            .queue
+            .write_buffer(&st.tokens, 0, bytemuck::cast_slice(tokens));
+        let kv_stride = st.capacity * d;
+        let delta = self.delta.lock().unwrap().clone();
+        let mut rec = Recorder::new(&self.ctx.device, &mut st.step_program);
+        self.embed(&mut rec, &self.decoder_embed, &st.tokens, r, 1, t, &st.x);
+        for (i, layer) in self.decoder.iter().enumerate() {
+            let a = &layer.self_attn;
+            self.dense(&mut rec, &a.q, &st.x, r, &st.q, 0, a.scaling);
+            // K and V of the new token go straight into the cache at position t.
+            self.linear(
+                &mut rec,
+                &a.k.w,
+                Some(&a.k.b),
+                &st.x,
+                r,
+                &st.self_k[i],
+                t * d,
+                kv_stride,
+                0,
+                1.0,
+            );
+            self.linear(
+                &mut rec,
+                &a.v.w,
+                Some(&a.v.b),
+                &st.x,
+                r,
+                &st.self_v[i],
+                t * d,
+                kv_stride,
+                0,
+                1.0,
+            );
+            self.attend(
+                &mut rec,
+                a.heads,
+                &st.q,
+                r,
+                1,
+                &st.self_k[i],
+                &st.self_v[i],
+                &st.identity,
+                &st.src_lens,
+                kv_stride,
+                t + 1,
+                &st.ctx_buf,
+            );
+            self.dense(&mut rec, &a.out, &st.ctx_buf, r, &st.h, 0, 1.0);
+            self.norm(&mut rec, &layer.self_attn_norm, &st.x, &st.h, r);
+            let c = &layer.cross_attn;
+            self.dense(&mut rec, &c.q, &st.x, r, &st.q, 0, c.scaling);
+            self.attend(
+                &mut rec,
+                c.heads,
+                &st.q,
+                r,
+                1,
+                &st.cross_k[i],
+                &st.cross_v[i],
+                &st.row_block,
+                &st.src_lens,
+                st.src_len * d,
+                0,
+                &st.ctx_buf,
+            );
+            self.dense(&mut rec, &c.out, &st.ctx_buf, r, &st.h, 0, 1.0);
+            self.norm(&mut rec, &layer.cross_attn_norm, &st.x, &st.h, r);
+            self.dense(&mut rec, &layer.fc1, &st.x, r, &st.ffn, self.act, 1.0);
+            self.dense(&mut rec, &layer.fc2, &st.ffn, r, &st.h, 0, 1.0);
+            self.norm(&mut rec, &layer.final_norm, &st.x, &st.h, r);
+        }
+        st.length += 1;
+        if select.forced.is_some() {
+            // Forced EOS: the step only has to fill the cache; nothing to choose.
+            self.submit(rec, None);
+            self.ctx.check()?;
+            return Ok(tokens.iter().map(|_| top_k_of_row(&[], select)).collect());
+        }
+        self.linear(
+            &mut rec,
+            &self.lm_head,
+            Some(&self.final_logits_bias),
+            &st.x,
+            r,
+            &st.logits,
+            0,
+            tv,
+            0,
+            1.0,
+        );
+        if let Some(delta) = &delta {
+            let params = Quad {
+                a: r as u32,
+                b: delta.k as u32,
+                c: d as u32,
+                d: tv as u32,
+            };
+            rec.dispatch(
+                &self.ctx.kernels.head_delta,
+                bytes_of(&params),
+                &[
+                    (1, &st.x),
+                    (2, &delta.weight),
+                    (3, &delta.bias),
+                    (4, &delta.ids),
+                    (5, &st.logits),
+                ],
+                [delta.k.div_ceil(64) as u32, r as u32, 1],
+            );
+        }
+        let params = Quad {
+            a: tv as u32,
+            b: k as u32,
+            c: select.log_softmax as u32,
+            d: select.banned.len() as u32,
+        };
+        rec.dispatch(
+            &self.ctx.kernels.top_k,
+            bytes_of(&params),
+            &[(1, &st.banned), (5, &st.logits), (6, &st.best)],
+            [r as u32, 1, 1],
+        );
+        let bytes = (r * k * 8) as u64;
+        self.submit(rec, Some((&st.best, &st.staging, bytes)));
+        let data = self.read_back(&st.staging, bytes).await?;
+        let words: &[u32] = bytemuck::cast_slice(&data);
+        Ok(words
+            .chunks_exact(2 * k)
+            .map(|row| {
+                row.chunks_exact(2)
+                    .filter(|c| (c[0] as usize) < tv)
+                    .map(|c| {
+                        let s = f32::from_bits(c[1]);
+                        (c[0], if s <= -1e38 { f32::NEG_INFINITY } else { s })
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    async fn select_rows(&self, st: &mut GpuState, rows: &[u32]) -> Result<()> {
+        self.ctx.check()?;
+        if rows.iter().any(|&r| r as usize >= st.rows) {
+            return Err(Error::Input(format!(
+                "row index out of range ({} rows)",
+                st.rows
+            )));
+        }
+        let moved = rows.iter().enumerate().any(|(i, &r)| r as usize != i);
+        if moved && st.length > 0 {
+            let d = self.config.d_model;
+            let stride = st.capacity * d;
+            self.ctx
+                .queue
+                .write_buffer(&st.reorder_index, 0, bytemuck::cast_slice(rows));
+            let words = st.length * d;
+            let there = Quad {
+                a: rows.len() as u32,
+                b: words as u32,
+                c: stride as u32,
+                d: 0,
+            };
+            let groups = [words.div_ceil(256) as u32, rows.len() as u32, 1];
+            let kernel = &self.ctx.kernels.gather_rows;
+            let mut rec = Recorder::new(&self.ctx.device, &mut st.reorder_program);
+            for cache in st.self_k.iter().chain(st.self_v.iter()) {
+                rec.dispatch(
+                    kernel,
+                    bytes_of(&there),
+                    &[(1, &st.reorder_index), (2, cache), (5, &st.reorder_tmp)],
+                    groups,
+                );
+                rec.dispatch(
+                    kernel,
+                    bytes_of(&there),
+                    &[(1, &st.identity), (2, &st.reorder_tmp), (5, cache)],
+                    groups,
+                );
+            }
+            self.submit(rec, None);
+        }
+        st.row_block_host = rows
+            .iter()
+            .map(|&r| st.row_block_host[r as usize])
+            .collect();
+        self.ctx
+            .queue
+            .write_buffer(&st.row_block, 0, bytemuck::cast_slice(&st.row_block_host));
+        st.rows = rows.len();
+        self.ctx.check()
+    }
+}
+
+type MapResult = std::result::Result<(), wgpu::BufferAsyncError>;
+
+struct Shared {
+    value: Option<MapResult>,
+    waker: Option<std::task::Waker>,
+}
+
+struct Sender(Arc<Mutex<Shared>>);
+struct Receiver(Arc<Mutex<Shared>>);
+
+/// A one-value channel from wgpu's map callback to the awaiting step (no executor needed).
+fn oneshot() -> (Sender, Receiver) {
+    let s = Arc::new(Mutex::new(Shared {
+        value: None,
+        waker: None,
+    }));
+    (Sender(s.clone()), Receiver(s))
+}
+
+impl Sender {
+    fn send(self, v: MapResult) {
+        let mut s = self.0.lock().unwrap();
+        s.value = Some(v);
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl std::future::Future for Receiver {
+    type Output = MapResult;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<MapResult> {
+        let mut s = self.0.lock().unwrap();
+        match s.value.take() {
+            Some(v) => std::task::Poll::Ready(v),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
