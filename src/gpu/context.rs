@@ -211,10 +211,20 @@ async fn pick_adapter(instance: &wgpu::Instance, allow_software: bool) -> Result
             power_preference: wgpu::PowerPreference::HighPerformance,
             force_fallback_adapter: false,
             compatible_surface: None,
+            ..Default::default()
         })
         .await
         .map_err(|e| Error::Gpu(format!("no WebGPU adapter: {e}")))?;
-    // Browsers rarely say what an adapter is; a CPU one is still a working WebGPU.
-    let _ = allow_software;
+    // A fallback adapter (SwiftShader) emulates the GPU on the CPU, slower than the wasm
+    // path: used only when WebGPU is asked for by name.
+    let info = adapter.get_info();
+    let software = info.device_type == wgpu::DeviceType::Cpu
+        || info.name.to_lowercase().contains("swiftshader");
+    if software && !allow_software {
+        return Err(Error::Gpu(format!(
+            "the only WebGPU adapter is a software one ('{}'), slower than the CPU path",
+            info.name
+        )));
+    }
     Ok(adapter)
 }
