@@ -152,7 +152,7 @@ impl GpuContext {
 
     /// Refuse a buffer the adapter cannot bind, naming the limit.
     pub fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
-        let max_bind = self.limits.max_storage_buffer_binding_size as u64;
+        let max_bind = self.limits.max_storage_buffer_binding_size;
         if bytes > max_bind {
             return Err(Error::Gpu(format!(
                 "{what} needs a {bytes}-byte storage buffer; GPU adapter '{}' allows {max_bind} (maxStorageBufferBindingSize)",

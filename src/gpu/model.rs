@@ -204,7 +204,7 @@ impl GpuMarian {
             )));
         }
         for heads in [cfg.encoder_attention_heads, cfg.decoder_attention_heads] {
-            if cfg.d_model % heads != 0 {
+            if !cfg.d_model.is_multiple_of(heads) {
                 return Err(Error::Gpu(format!(
                     "d_model {} does not split into {heads} heads",
                     cfg.d_model
@@ -369,6 +369,7 @@ impl GpuMarian {
     }
 
     /// y[rows, n] = x W^T + b, rows laid out densely.
+    #[allow(clippy::too_many_arguments)] // a kernel launch: its parameters, spelled out
     fn dense<'a>(
         &'a self,
         rec: &mut Recorder<'a>,
@@ -382,6 +383,7 @@ impl GpuMarian {
         self.linear(rec, &l.w, Some(&l.b), x, rows, y, 0, l.w.rows, act, scale);
     }
 
+    #[allow(clippy::too_many_arguments)] // a kernel launch: its parameters, spelled out
     fn embed<'a>(
         &'a self,
         rec: &mut Recorder<'a>,
