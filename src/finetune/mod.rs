@@ -30,6 +30,7 @@
 //! - the correction is low-rank (U·Vᵀ, LoRA-style, U starting at zero) and decoupled weight
 //!   decay pulls it toward zero (= the base model); the epoch with the best held-out loss is kept
 //!   (early stop).
+//!
 //! Training runs on candle's autograd with its AdamW.
 
 pub mod pairs;
