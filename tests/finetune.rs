@@ -3,16 +3,15 @@
 //! (a) terminology: the user's pairs say "auto" where the default model says "voiture" (car);
 //!     after fine-tuning on 200 mixed pairs (120 with the term, 80 without), held-out sentences
 //!     about cars use the user's word in at least 80 % of cases;
-//! (b) little collateral damage: held-out sentences without the term translate mostly as before.
-//!     Issue 5 asks BLEU(tuned vs untuned) >= 90; measured 2026-11-26 with the defaults: 82.9
-//!     (adoption 88.9 %). The assertion holds what is achieved, with margin (>= 75), until the
-//!     method reaches 90.
+//! (b) no collateral damage: held-out sentences without the term translate as before — BLEU of
+//!     the tuned output against the untuned output >= 90 (issue 5's two targets, asserted as
+//!     asked; measured 2026-11-26 with the defaults: 27/27 = 100 % adoption, BLEU 94.07).
 //! Plus the adapter's contract: file round trip, refusal on another base model, identity when
 //! the correction is zero.
 
 use marian_wasm::adapter::Adapter;
 use marian_wasm::finetune::pairs::Pair;
-use marian_wasm::finetune::{fine_tune, Control, FineTuneOptions};
+use marian_wasm::finetune::{fine_tune, Control, FineTuneOptions, FineTuneOverrides};
 use marian_wasm::metrics::corpus_bleu;
 use marian_wasm::{GenerateOptions, Package, Translator};
 use std::path::PathBuf;
@@ -134,26 +133,25 @@ fn terminology_is_adopted_without_collateral_damage() {
     let general_before = translate(&t, &general_src);
 
     // MARIAN_FT_* override the defaults, for experiments only (the assertions hold the defaults).
-    let env = |k: &str| std::env::var(format!("MARIAN_FT_{k}")).ok();
-    let mut opts = FineTuneOptions::default();
-    if let Some(v) = env("RANK") {
-        opts.rank = v.parse().unwrap();
+    fn env<T: std::str::FromStr>(k: &str) -> Option<T> {
+        let v = std::env::var(format!("MARIAN_FT_{k}")).ok()?;
+        Some(v.parse().unwrap_or_else(|_| panic!("MARIAN_FT_{k}={v}")))
     }
-    if let Some(v) = env("LR") {
-        opts.lr = v.parse().unwrap();
-    }
-    if let Some(v) = env("EPOCHS") {
-        opts.epochs = v.parse().unwrap();
-    }
-    if let Some(v) = env("KL") {
-        opts.kl_weight = v.parse().unwrap();
-    }
-    if let Some(v) = env("LEARN_BELOW") {
-        opts.learn_below = v.parse().unwrap();
-    }
-    if let Some(v) = env("WD") {
-        opts.weight_decay = v.parse().unwrap();
-    }
+    let opts = FineTuneOptions::with_overrides(&FineTuneOverrides {
+        rank: env("RANK"),
+        lr: env("LR"),
+        epochs: env("EPOCHS"),
+        kl_weight: env("KL"),
+        learn_below: env("LEARN_BELOW"),
+        weight_decay: env("WD"),
+        min_taught: env("MIN_TAUGHT"),
+        min_taught_share: env("TAUGHT_SHARE"),
+        train_bias: env("BIAS"),
+        kl_learn_weight: env("KL_LEARN"),
+        top_k: env("TOPK"),
+        learn_after_term: env("AFTER"),
+        ..Default::default()
+    });
     let started = std::time::Instant::now();
     let (adapter, report) = fine_tune(&t, &train, &val, &opts, &mut |_| Control::Continue).unwrap();
     let seconds = started.elapsed().as_secs_f64();
@@ -211,7 +209,7 @@ fn terminology_is_adopted_without_collateral_damage() {
     );
     assert!(rate >= 0.8, "term adopted in only {:.1} %", rate * 100.0);
     assert!(
-        collateral >= 75.0,
+        collateral >= 90.0,
         "unrelated output moved: BLEU {collateral:.2}"
     );
 }
@@ -219,14 +217,17 @@ fn terminology_is_adopted_without_collateral_damage() {
 #[test]
 fn adapter_round_trips_and_refuses_another_base() {
     let t = default_translator();
+    // Pairs with something consistent to learn (the house style's "auto").
+    let car = |s: &str| has_word(s, &["car", "cars"]);
     let pairs: Vec<Pair> = lines("train.en")
         .into_iter()
         .zip(lines("train.fr"))
-        .take(30)
         .enumerate()
+        .filter(|(_, (e, f))| car(e) && has_word(f, &["voiture", "voitures"]))
+        .take(30)
         .map(|(i, (source, target))| Pair {
             source,
-            target,
+            target: house_style(&target),
             line: i + 1,
         })
         .collect();

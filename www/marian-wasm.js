@@ -28,7 +28,9 @@ export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', imp
  * @typedef {{ phase: 'features' | 'train', epoch: number, epochs: number, step: number,
  *   steps: number, loss: number, etaSeconds: number }} FineTuneProgress
  * @typedef {{ epochs?: number, lr?: number, rank?: number, klWeight?: number, labelSmoothing?: number,
- *   weightDecay?: number, batchPositions?: number, valFraction?: number, beams?: number,
+ *   weightDecay?: number, batchPositions?: number, learnBelow?: number, minTaught?: number,
+ *   minTaughtShare?: number, trainBias?: boolean, klLearnWeight?: number, topK?: number,
+ *   learnAfterTerm?: boolean, valFraction?: number, beams?: number,
  *   onProgress?: (p: FineTuneProgress) => void, signal?: AbortSignal }} FineTuneOptions
  * @typedef {{ adapter: Uint8Array, manifest: import('./adapters.js').AdapterManifest, report: any,
  *   issues: { index: number, reason: string }[], valBefore: { bleu: number, chrf: number } | null,

@@ -39,16 +39,10 @@ struct WithIds {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FineTuneJsOptions {
-    epochs: Option<usize>,
-    lr: Option<f64>,
-    batch_positions: Option<usize>,
-    label_smoothing: Option<f64>,
-    kl_weight: Option<f64>,
-    weight_decay: Option<f64>,
+    #[serde(flatten)]
+    overrides: crate::finetune::FineTuneOverrides,
     val_fraction: Option<f64>,
     beams: Option<usize>,
-    rank: Option<usize>,
-    learn_below: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -383,7 +377,8 @@ impl Translator {
 
     /// Fine-tune the decoder head on `pairs` (an array of `{source, target}`); options
     /// `{epochs, lr, batchPositions, labelSmoothing, klWeight, weightDecay, rank, learnBelow,
-    /// valFraction, beams}`.
+    /// minTaught, minTaughtShare, trainBias, klLearnWeight, topK, learnAfterTerm, valFraction,
+    /// beams}` (the fields of `FineTuneOverrides`, camelCase).
     /// `onProgress({phase, epoch, epochs, step, steps, loss, etaSeconds})` is called as it runs.
     /// Bad pairs are skipped and reported by index (1-based). The adapter is put on at once;
     /// returns `{adapter: Uint8Array, report, issues, valBefore, valAfter}`.
@@ -421,18 +416,7 @@ impl Translator {
             serde_wasm_bindgen::from_value(options)
                 .map_err(|e| js_err(format!("invalid options: {e}")))?
         };
-        let d = FineTuneOptions::default();
-        let opts = FineTuneOptions {
-            epochs: o.epochs.unwrap_or(d.epochs),
-            lr: o.lr.unwrap_or(d.lr),
-            batch_positions: o.batch_positions.unwrap_or(d.batch_positions),
-            label_smoothing: o.label_smoothing.unwrap_or(d.label_smoothing),
-            kl_weight: o.kl_weight.unwrap_or(d.kl_weight),
-            weight_decay: o.weight_decay.unwrap_or(d.weight_decay),
-            rank: o.rank.unwrap_or(d.rank),
-            learn_below: o.learn_below.unwrap_or(d.learn_below),
-            ..d
-        };
+        let opts = FineTuneOptions::with_overrides(&o.overrides);
         if set.pairs.is_empty() {
             return Err(js_err("no usable pairs"));
         }

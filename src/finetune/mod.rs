@@ -2,22 +2,35 @@
 //!
 //! What is trained: a correction of the output projection (tied to the embeddings in Marian, so
 //! the shared matrix is left alone) and of `final_logits_bias`, on a set S of target tokens: the
-//! tokens the pairs teach (targets the base model finds unlikely) and the base model's top-k at
-//! those positions (what they displace). No other token's logit can change.
+//! tokens the pairs teach and the base model's top-k where they are taught (what they displace).
+//! No other token's logit can change.
 //! The frozen encoder and decoder run once per pair (teacher forcing); their hidden states are
 //! cached, so epochs cost only the head.
 //!
 //! The full-vocabulary softmax stays exact at the cost of |S| instead of V: logits outside S do
 //! not change, so their log-sum-exp is computed once per position from the frozen model
 //! (`lse_rest`) and the softmax runs over `[z_S, lse_rest]` — the same normaliser as over all V.
+//! A target outside S keeps its fixed base logit, so its cross-entropy is exact too.
 //!
-//! The objective, chosen so the model takes the user's words without drifting elsewhere:
-//! positions whose target token the base model already finds likely (probability ≥
-//! `learn_below`) carry a KL term toward the base distribution (keep what is right as it is); the
-//! others carry cross-entropy (learn what the user wants). The correction is low-rank (U·Vᵀ,
-//! LoRA-style, U starting at zero), so it can learn what is consistent across the pairs (a term)
-//! but has little room to memorise each pair's wording; decoupled weight decay pulls it toward
-//! zero (= the base model); the epoch with the best held-out loss is kept (early stop).
+//! The objective, chosen so the model takes the user's words without drifting elsewhere.
+//! Why output drifts: a correction of the head moves the logits of S at every position whose
+//! hidden state resembles the contexts it was trained on. Cross-entropy wherever the user's
+//! target differs from what the model would say (in real pairs: most sentences, for incidental
+//! wording) teaches hundreds of tokens, each a little, and that fires all over unrelated text. So:
+//! - a token is *taught* only when the pairs want it consistently where the model says
+//!   otherwise: the target of ≥ `min_taught` positions the base model finds unlikely (probability
+//!   < `learn_below`), and of such positions in ≥ `min_taught_share` of its occurrences — a term
+//!   ("auto" for "voiture"), not a paraphrase;
+//! - positions whose target is taught and unlikely carry cross-entropy (learn it), and so does
+//!   the position right after a taught token (`learn_after_term`): there the base model has just
+//!   read a word it would not have written and its guess is no reference to keep (it tends to
+//!   finish the word it expected: "au" + "to" + "ure");
+//! - every other position — including the user's incidental rewordings — carries KL toward the
+//!   base distribution (`kl_weight`): keep what the model says there;
+//! - the correction is low-rank (U·Vᵀ, LoRA-style, U starting at zero) and decoupled weight
+//!   decay pulls it toward zero (= the base model); the epoch with the best held-out loss is kept
+//!   (early stop).
+//!
 //! Training runs on candle's autograd with its AdamW.
 
 pub mod pairs;
@@ -52,6 +65,21 @@ pub struct FineTuneOptions {
     pub learn_below: f64,
     /// Rank of the correction of the output projection (a LoRA-style product U·Vᵀ).
     pub rank: usize,
+    /// A token is taught (joins S with what it displaces) only when it is the target of at
+    /// least this many learn positions of the training pairs...
+    pub min_taught: usize,
+    /// ... and at least this share of its occurrences as a target are learn positions.
+    pub min_taught_share: f64,
+    /// Train the per-token bias correction as well as the projection.
+    pub train_bias: bool,
+    /// Weight of a KL term at learn positions over every token but the taught one (the
+    /// distribution among the others stays as the base model has it).
+    pub kl_learn_weight: f64,
+    /// The position right after a taught token the base model did not predict is learnt too
+    /// (cross-entropy, its top-k joining S): there the base model has just seen a word it would
+    /// not have said, so its distribution is no reference to keep (it tends to continue the
+    /// word it expected: "auto" + "ure" from "voiture").
+    pub learn_after_term: bool,
     /// Stop after this many epochs without a better held-out loss.
     pub patience: usize,
     /// Global gradient-norm clip.
@@ -69,10 +97,15 @@ impl Default for FineTuneOptions {
             batch_positions: 256,
             weight_decay: 0.01,
             label_smoothing: 0.0,
-            kl_weight: 3.0,
+            kl_weight: 10.0,
             top_k: 4,
             learn_below: 0.1,
             rank: 8,
+            min_taught: 3,
+            min_taught_share: 0.5,
+            train_bias: true,
+            kl_learn_weight: 0.0,
+            learn_after_term: true,
             patience: 2,
             clip_norm: 1.0,
             warmup_fraction: 0.1,
@@ -81,7 +114,77 @@ impl Default for FineTuneOptions {
     }
 }
 
+/// Optional overrides of the defaults, one definition for every front end: the CLI's flags
+/// (`clap`), the browser API's options object (camelCase keys) and the tests.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::Args))]
+#[serde(rename_all = "camelCase")]
+pub struct FineTuneOverrides {
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub epochs: Option<usize>,
+    /// Peak learning rate.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub lr: Option<f64>,
+    /// Target positions per optimisation step.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub batch_positions: Option<usize>,
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub label_smoothing: Option<f64>,
+    /// Weight of the keep-close-to-the-base-model term.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub kl_weight: Option<f64>,
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub weight_decay: Option<f64>,
+    /// Rank of the correction of the output projection.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub rank: Option<usize>,
+    /// Target tokens the base model gives less than this probability are learnt (cross-entropy);
+    /// the others are kept as the base model has them (KL). 1.0: cross-entropy everywhere.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub learn_below: Option<f64>,
+    /// A token is taught only when it is the target of at least this many learn positions.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub min_taught: Option<usize>,
+    /// ... and of learn positions in at least this share of its occurrences as a target.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub min_taught_share: Option<f64>,
+    /// Train the per-token bias correction too (true/false).
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub train_bias: Option<bool>,
+    /// Weight of the KL term over the other tokens at learn positions.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub kl_learn_weight: Option<f64>,
+    /// Base-model top-k tokens per learn position that join the trainable set.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub top_k: Option<usize>,
+    /// Learn the position right after a taught token too (true/false).
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub learn_after_term: Option<bool>,
+}
+
 impl FineTuneOptions {
+    /// The defaults with whatever `o` sets.
+    pub fn with_overrides(o: &FineTuneOverrides) -> Self {
+        let d = FineTuneOptions::default();
+        FineTuneOptions {
+            epochs: o.epochs.unwrap_or(d.epochs),
+            lr: o.lr.unwrap_or(d.lr),
+            batch_positions: o.batch_positions.unwrap_or(d.batch_positions),
+            label_smoothing: o.label_smoothing.unwrap_or(d.label_smoothing),
+            kl_weight: o.kl_weight.unwrap_or(d.kl_weight),
+            weight_decay: o.weight_decay.unwrap_or(d.weight_decay),
+            rank: o.rank.unwrap_or(d.rank),
+            learn_below: o.learn_below.unwrap_or(d.learn_below),
+            min_taught: o.min_taught.unwrap_or(d.min_taught),
+            min_taught_share: o.min_taught_share.unwrap_or(d.min_taught_share),
+            train_bias: o.train_bias.unwrap_or(d.train_bias),
+            kl_learn_weight: o.kl_learn_weight.unwrap_or(d.kl_learn_weight),
+            top_k: o.top_k.unwrap_or(d.top_k),
+            learn_after_term: o.learn_after_term.unwrap_or(d.learn_after_term),
+            ..d
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Input(m));
         if self.epochs == 0 || self.epochs > 1000 {
@@ -105,7 +208,17 @@ impl FineTuneOptions {
                 self.learn_below
             ));
         }
-        if !(self.kl_weight >= 0.0 && self.weight_decay >= 0.0 && self.clip_norm > 0.0) {
+        if !(0.0..=1.0).contains(&self.min_taught_share) {
+            return bad(format!(
+                "min_taught_share must be in [0, 1], got {}",
+                self.min_taught_share
+            ));
+        }
+        if !(self.kl_weight >= 0.0
+            && self.kl_learn_weight >= 0.0
+            && self.weight_decay >= 0.0
+            && self.clip_norm > 0.0)
+        {
             return bad("kl weight and weight decay must be >= 0, clip norm > 0".into());
         }
         Ok(())
@@ -166,8 +279,12 @@ struct Features {
     base_ext: Tensor,
     /// [N] sum of the base logits outside S (for label smoothing).
     rest_sum: Tensor,
-    /// [N] index of the target token in S.
+    /// [N] index of the target token in S (0 when it is not in S).
     label: Tensor,
+    /// [N] 1.0 where the target token is in S.
+    label_in_s: Tensor,
+    /// [N] the base logit of the target token (fixed when the target is not in S).
+    label_logit: Tensor,
     /// [N] 1.0 where the target is something to learn (cross-entropy), 0.0 where it is kept (KL).
     learn: Tensor,
     n: usize,
@@ -184,6 +301,10 @@ struct Positions {
     top: Vec<u32>,
     /// The base model's probability of the target token per position.
     p_target: Vec<f32>,
+    /// The base model's logit of the target token per position.
+    y_logit: Vec<f32>,
+    /// The previous target token of the same pair (None at its first position).
+    prev: Vec<Option<u32>>,
 }
 
 /// Run the frozen model over pairs with teacher forcing (None when cancelled).
@@ -200,6 +321,8 @@ fn hidden_states(
     let mut labels = Vec::new();
     let mut top = Vec::new();
     let mut p_target = Vec::new();
+    let mut y_logit = Vec::new();
+    let mut prev = Vec::new();
     let mut done = 0;
     for chunk in pairs.chunks(16) {
         let src: Vec<Vec<u32>> = chunk.iter().map(|p| p.0.clone()).collect();
@@ -232,6 +355,8 @@ fn hidden_states(
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let sum: f64 = row.iter().map(|&x| ((x - max) as f64).exp()).sum();
                 p_target.push((((row[y as usize] - max) as f64).exp() / sum) as f32);
+                y_logit.push(row[y as usize]);
+                prev.push(step.checked_sub(1).map(|s| chunk[r as usize].1[s]));
                 labels.push(y);
                 top.extend(top_k_of_row(row, &select).into_iter().map(|x| x.0));
             }
@@ -247,11 +372,26 @@ fn hidden_states(
         labels,
         top,
         p_target,
+        y_logit,
+        prev,
     }))
 }
 
 /// Base logits restricted to S plus the exact log-sum-exp of the rest, per position.
-fn features(t: &Translator, pos: Positions, learn_below: f64, set: &[u32]) -> Result<Features> {
+/// Whether position `i` carries cross-entropy: its target is a taught token the base model
+/// finds unlikely, or (`learn_after_term`) it follows a taught token.
+fn is_learn(o: &FineTuneOptions, taught: &BTreeSet<u32>, pos: &Positions, i: usize) -> bool {
+    let after_term = o.learn_after_term && pos.prev[i].is_some_and(|p| taught.contains(&p));
+    after_term || ((pos.p_target[i] as f64) < o.learn_below && taught.contains(&pos.labels[i]))
+}
+
+fn features(
+    t: &Translator,
+    pos: Positions,
+    o: &FineTuneOptions,
+    taught: &BTreeSet<u32>,
+    set: &[u32],
+) -> Result<Features> {
     let labels = &pos.labels;
     let v = t.model.target_vocab_size();
     let set_t = Tensor::new(set, &Device::Cpu)?;
@@ -286,18 +426,34 @@ fn features(t: &Translator, pos: Positions, learn_below: f64, set: &[u32]) -> Re
         rest_sum.push(logits.broadcast_mul(&outside_keep)?.sum(1)?);
         ext.push(Tensor::cat(&[on_set, lse_rest.unsqueeze(1)?], 1)?);
     }
-    let learn: Vec<f32> = pos
-        .p_target
-        .iter()
-        .map(|&p| if (p as f64) < learn_below { 1.0 } else { 0.0 })
+    let learn: Vec<f32> = (0..n)
+        .map(|i| {
+            if is_learn(o, taught, &pos, i) {
+                1.0
+            } else {
+                0.0
+            }
+        })
         .collect();
-    // Targets to learn are in S by construction; a kept position's target may not be (its
-    // index is unused: only the KL term applies there).
+    // A target outside S keeps its base logit: its cross-entropy still moves S (through the
+    // normaliser), exactly.
     let label: Vec<u32> = labels
         .iter()
         .map(|y| set.binary_search(y).unwrap_or(0) as u32)
         .collect();
+    let label_in_s: Vec<f32> = labels
+        .iter()
+        .map(|y| {
+            if set.binary_search(y).is_ok() {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let label = Tensor::from_vec(label, n, &Device::Cpu)?;
+    let label_in_s = Tensor::from_vec(label_in_s, n, &Device::Cpu)?;
+    let label_logit = Tensor::from_vec(pos.y_logit.clone(), n, &Device::Cpu)?;
     let base_ext = Tensor::cat(&ext, 0)?;
     let n_learn = learn.iter().filter(|&&x| x > 0.0).count();
     Ok(Features {
@@ -305,6 +461,8 @@ fn features(t: &Translator, pos: Positions, learn_below: f64, set: &[u32]) -> Re
         base_ext,
         rest_sum: Tensor::cat(&rest_sum, 0)?,
         label,
+        label_in_s,
+        label_logit,
         learn: Tensor::from_vec(learn, n, &Device::Cpu)?,
         n,
         n_learn,
@@ -344,7 +502,11 @@ impl Head {
         )?;
         let z = (&base + delta)?;
         let logp = candle_nn::ops::log_softmax(&z, D::Minus1)?;
-        let mut ce = logp.gather(&label.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+        // log p(target) = z_target − LSE(z); z_target is the fixed base logit outside S.
+        let in_s = f.label_in_s.index_select(idx, 0)?;
+        let z_y = z.gather(&label.unsqueeze(1)?, 1)?.squeeze(1)?;
+        let z_y = ((&z_y * &in_s)? + (f.label_logit.index_select(idx, 0)? * (1.0 - &in_s)?)?)?;
+        let mut ce = (z.log_sum_exp(1)? - z_y)?;
         if o.label_smoothing > 0.0 {
             // mean log-prob over the whole vocabulary, exactly: S part + the rest.
             let k = z.dim(1)? - 1;
@@ -359,6 +521,33 @@ impl Head {
         let logq = candle_nn::ops::log_softmax(&base, D::Minus1)?;
         let kl = (q * (logq - &logp)?)?.sum(1)?;
         let keep = (1.0 - &learn)?;
+        if o.kl_learn_weight > 0.0 {
+            // KL over every token but the label: the taught token may rise, the others keep
+            // their relative order and spacing.
+            let k1 = z.dim(1)?;
+            let labels = label.to_vec1::<u32>()?;
+            let mut m = vec![0f32; n * k1];
+            let in_s = in_s.to_vec1::<f32>()?;
+            for (i, &y) in labels.iter().enumerate() {
+                if in_s[i] > 0.0 {
+                    m[i * k1 + y as usize] = -1e9;
+                }
+            }
+            let m = Tensor::from_vec(m, (n, k1), &Device::Cpu)?;
+            let zb = (&base + &m)?;
+            let zt = (&z + &m)?;
+            let q2 = candle_nn::ops::softmax(&zb, D::Minus1)?;
+            let kl2 = (q2
+                * (candle_nn::ops::log_softmax(&zb, D::Minus1)?
+                    - candle_nn::ops::log_softmax(&zt, D::Minus1)?)?)?
+            .sum(1)?;
+            let n_learn = learn.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
+            let extra = (((kl2 * &learn)?.sum_all()? / n_learn)? * o.kl_learn_weight)?;
+            let n_keep = keep.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
+            let ce_term = ((ce * &learn)?.sum_all()? / n_learn)?;
+            let kl_term = ((kl * &keep)?.sum_all()? / n_keep)?;
+            return Ok(((ce_term + (kl_term * o.kl_weight)?)? + extra)?);
+        }
         let n_learn = learn.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
         let n_keep = keep.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
         let ce_term = ((ce * &learn)?.sum_all()? / n_learn)?;
@@ -475,25 +664,45 @@ pub fn fine_tune(
     };
     // S: the tokens the pairs teach (targets at learn positions) and those they displace (the
     // base model's top-k there). Every other row of the output projection stays as it is.
-    let mut taught = BTreeSet::new();
+    // A token is taught when the training pairs want it consistently where the model says
+    // something else: the target of at least `min_taught` learn positions, and of learn
+    // positions in at least `min_taught_share` of its occurrences.
+    let mut seen = std::collections::HashMap::<u32, (usize, usize)>::new();
+    for (i, &y) in p_train.labels.iter().enumerate() {
+        let e = seen.entry(y).or_default();
+        e.0 += 1;
+        if (p_train.p_target[i] as f64) < o.learn_below {
+            e.1 += 1;
+        }
+    }
+    let taught: BTreeSet<u32> = seen
+        .iter()
+        .filter(|(_, &(all, learn))| {
+            learn >= o.min_taught && learn as f64 >= o.min_taught_share * all as f64
+        })
+        .map(|(&y, _)| y)
+        .collect();
+    let mut s_set = BTreeSet::new();
     for p in [&p_train, &p_val] {
         for (i, &y) in p.labels.iter().enumerate() {
-            if (p.p_target[i] as f64) < o.learn_below {
-                taught.insert(y);
-                taught.extend(&p.top[i * o.top_k..(i + 1) * o.top_k]);
+            if is_learn(o, &taught, p, i) {
+                if taught.contains(&y) {
+                    s_set.insert(y);
+                }
+                s_set.extend(&p.top[i * o.top_k..(i + 1) * o.top_k]);
             }
         }
     }
-    if taught.is_empty() {
+    if s_set.is_empty() {
         return Err(Error::Input(
-            "nothing to learn: the model already gives every target token of these pairs a probability above learn_below".into(),
+            "nothing to learn: no target token of these pairs is both unlikely to the model (below learn_below) and wanted consistently (min_taught, min_taught_share)".into(),
         ));
     }
-    let set: Vec<u32> = taught.into_iter().collect();
+    let set: Vec<u32> = s_set.into_iter().collect();
     let has_val = !p_val.labels.is_empty();
-    let f_train = features(t, p_train, o.learn_below, &set)?;
+    let f_train = features(t, p_train, o, &taught, &set)?;
     let f_val = if has_val {
-        Some(features(t, p_val, o.learn_below, &set)?)
+        Some(features(t, p_val, o, &taught, &set)?)
     } else {
         None
     };
@@ -508,8 +717,13 @@ pub fn fine_tune(
         v: Var::from_tensor(&seeded_normal(o.seed, (d, r), 1.0 / (d as f64).sqrt())?)?,
         db: Var::zeros(k, DType::F32, &Device::Cpu)?,
     };
+    let trained: Vec<Var> = if o.train_bias {
+        head.vars().into_iter().cloned().collect()
+    } else {
+        vec![head.u.clone(), head.v.clone()]
+    };
     let mut opt = AdamW::new(
-        head.vars().into_iter().cloned().collect(),
+        trained.clone(),
         ParamsAdamW {
             lr: o.lr,
             weight_decay: o.weight_decay,
@@ -558,7 +772,7 @@ pub fn fine_tune(
             let lv = loss.to_scalar::<f32>()? as f64;
             let mut grads = loss.backward()?;
             let mut norm2 = 0.0;
-            for v in head.vars() {
+            for v in &trained {
                 if let Some(g) = grads.get(v.as_tensor()) {
                     norm2 += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
                 }

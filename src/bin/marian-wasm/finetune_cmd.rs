@@ -3,7 +3,9 @@
 
 use anyhow::{bail, Context, Result};
 use marian_wasm::finetune::pairs::{parse_pairs, split_validation, Pair};
-use marian_wasm::finetune::{fine_tune, held_out_scores, Control, FineTuneOptions, Progress};
+use marian_wasm::finetune::{
+    fine_tune, held_out_scores, Control, FineTuneOptions, FineTuneOverrides, Progress,
+};
 use marian_wasm::{GenerateOptions, Translator};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,27 +29,8 @@ pub struct FinetuneArgs {
     /// Where to write the adapter (a .safetensors file).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long)]
-    epochs: Option<usize>,
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Target positions per optimisation step.
-    #[arg(long)]
-    batch_positions: Option<usize>,
-    #[arg(long)]
-    label_smoothing: Option<f64>,
-    /// Weight of the keep-close-to-the-base-model term.
-    #[arg(long)]
-    kl_weight: Option<f64>,
-    #[arg(long)]
-    weight_decay: Option<f64>,
-    /// Rank of the correction of the output projection.
-    #[arg(long)]
-    rank: Option<usize>,
-    /// Target tokens the base model gives less than this probability are learnt (cross-entropy);
-    /// the others are kept as the base model has them (KL). 1.0: cross-entropy everywhere.
-    #[arg(long)]
-    learn_below: Option<f64>,
+    #[command(flatten)]
+    options: FineTuneOverrides,
     /// Refuse to train when any pair is bad (default: report it and skip it).
     #[arg(long)]
     strict: bool,
@@ -89,18 +72,7 @@ fn scores(t: &Translator, pairs: &[Pair], opts: &GenerateOptions) -> Result<serd
 }
 
 pub fn run(a: FinetuneArgs) -> Result<()> {
-    let d = FineTuneOptions::default();
-    let o = FineTuneOptions {
-        epochs: a.epochs.unwrap_or(d.epochs),
-        lr: a.lr.unwrap_or(d.lr),
-        batch_positions: a.batch_positions.unwrap_or(d.batch_positions),
-        label_smoothing: a.label_smoothing.unwrap_or(d.label_smoothing),
-        kl_weight: a.kl_weight.unwrap_or(d.kl_weight),
-        weight_decay: a.weight_decay.unwrap_or(d.weight_decay),
-        rank: a.rank.unwrap_or(d.rank),
-        learn_below: a.learn_below.unwrap_or(d.learn_below),
-        ..d
-    };
+    let o = FineTuneOptions::with_overrides(&a.options);
     o.validate()?;
 
     let all = read_pairs(&a.pairs, a.strict)?;

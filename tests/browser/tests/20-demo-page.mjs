@@ -10,21 +10,12 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitStatus } from '../lib/demo.mjs';
 
 export const timeoutS = 300;
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..', '..');
-
-/** @param {import('playwright-core').Page} page @param {RegExp} re */
-async function waitStatus(page, re) {
-  await page.waitForFunction(
-    (src) => new RegExp(src).test(document.getElementById('status')?.textContent ?? '') || /Error/.test(document.getElementById('status')?.textContent ?? ''),
-    re.source,
-    { timeout: 120_000 },
-  );
-  return (await page.locator('#status').textContent()) ?? '';
-}
 
 /** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void, dirs: Record<string, string>, env: Record<string, string | undefined> }} ctx */
 export async function run({ page, baseUrl, assert, log, dirs, env }) {

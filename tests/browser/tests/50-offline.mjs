@@ -1,17 +1,9 @@
 // Offline: after a first visit, the demo opens and translates with the network off. The service
 // worker (www/sw.js) serves the app shell and the wasm; the model store serves the model.
 
-export const timeoutS = 240;
+import { waitStatus } from '../lib/demo.mjs';
 
-/** @param {import('playwright-core').Page} page @param {RegExp} re */
-async function waitStatus(page, re) {
-  await page.waitForFunction(
-    (src) => new RegExp(src).test(document.getElementById('status')?.textContent ?? '') || /Error/.test(document.getElementById('status')?.textContent ?? ''),
-    re.source,
-    { timeout: 120_000 },
-  );
-  return (await page.locator('#status').textContent()) ?? '';
-}
+export const timeoutS = 240;
 
 /** @param {import('playwright-core').Page} page */
 async function translate(page) {
