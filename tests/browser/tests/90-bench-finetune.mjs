@@ -1,8 +1,11 @@
 // Benchmark, not a test (skipped unless MARIAN_BENCH=1): fine-tuning 500 Multi30k pairs for 3
 // epochs on the opus-mt-en-fr-shaped q8 package (random weights: the work does not depend on the
 // values) in headless Chromium, wasm in the worker. Prints seconds (features, training, total).
-//   MARIAN_BENCH=1 MARIAN_BENCH_PKG=target/bench/pkg-q8 node tests/browser/run.mjs 90-bench
-// The package is made as in BENCHMARKS.md; it is served from /bench/ by this test's own route.
+//   MARIAN_BENCH=1 MARIAN_BENCH_PKG=target/bench/pkg-q8 MARIAN_TEST_PACKAGES=target/bench \
+//     node tests/browser/run.mjs 90-bench
+// The package is made as in BENCHMARKS.md and served by the test server from /packages/ (its
+// folder must be in MARIAN_TEST_PACKAGES): fulfilling its 80 MB model file through page.route
+// closed the browser.
 
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -13,29 +16,28 @@ export const timeoutS = 900;
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..', '..');
 
-/** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void, skip: (why: string) => never }} ctx */
-export async function run({ page, baseUrl, assert, log, skip }) {
+/** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void, skip: (why: string) => never, dirs: Record<string, string> }} ctx */
+export async function run({ page, baseUrl, assert, log, skip, dirs }) {
   if (process.env.MARIAN_BENCH !== '1') skip('benchmark: set MARIAN_BENCH=1');
   const pkg = path.resolve(ROOT, process.env.MARIAN_BENCH_PKG || 'target/bench/pkg-q8');
   if (!existsSync(path.join(pkg, 'manifest.json'))) skip(`${pkg} missing (see BENCHMARKS.md)`);
+  if (path.resolve(dirs.packages) !== path.dirname(pkg)) {
+    skip(`set MARIAN_TEST_PACKAGES=${path.dirname(pkg)} so the test server serves ${path.basename(pkg)}`);
+  }
   const data = path.resolve(ROOT, process.env.MARIAN_DATA || '../shared/data', 'multi30k');
   const en = readFileSync(path.join(data, 'train.en'), 'utf8').split('\n');
   const fr = readFileSync(path.join(data, 'train.fr'), 'utf8').split('\n');
   const pairs = Array.from({ length: 500 }, (_, i) => ({ source: en[i * 50], target: fr[i * 50] }));
-  await page.route('**/bench/**', (route) => {
-    const name = new URL(route.request().url()).pathname.split('/').pop() ?? '';
-    route.fulfill({ status: 200, body: readFileSync(path.join(pkg, name)), headers: { 'content-type': 'application/octet-stream' } });
-  });
   await page.goto(`${baseUrl}/test-pages/blank.html`);
-  const r = await page.evaluate(async (pairs) => {
+  const r = await page.evaluate(async ([pairs, name]) => {
     const m = await import('/marian-wasm.js');
-    const t = await m.MarianTranslator.create({ model: '/bench/', store: false });
+    const t = await m.MarianTranslator.create({ model: `/packages/${name}/`, store: false });
     const t0 = performance.now();
     const res = await t.fineTune(pairs, { epochs: 3, valFraction: 0 });
     const ms = performance.now() - t0;
     t.destroy();
     return { ms, report: res.report };
-  }, pairs);
+  }, /** @type {const} */ ([pairs, path.basename(pkg)]));
   log(
     `Chromium wasm, ${path.basename(pkg)}: 500 pairs x 3 epochs in ${(r.ms / 1000).toFixed(1)} s ` +
       `(features ${r.report.feature_seconds.toFixed(1)} s, training ${r.report.train_seconds.toFixed(1)} s, ` +
