@@ -224,7 +224,8 @@ fn auto_without_a_hardware_gpu_uses_the_cpu_and_says_why() {
 /// times leaves the device's allocations where they were after the first round.
 #[test]
 fn repeated_create_and_destroy_does_not_grow_gpu_memory() {
-    let ctx = gpu();
+    // A device of its own: the other tests allocate on the shared one concurrently.
+    let ctx = ready(GpuContext::open(true)).unwrap();
     let fx = fixtures().into_iter().next().unwrap();
     let (_dir, pkg) = package(&fx, Quant::Q8);
     let t = Translator::new(&pkg).unwrap();
