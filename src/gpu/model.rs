@@ -490,13 +490,26 @@ impl GpuMarian {
         let slice = buffer.slice(..bytes);
         let (done, wait) = oneshot();
         slice.map_async(wgpu::MapMode::Read, move |r| done.send(r));
+        // Natively, wait on the device here, so the future never suspends. With a device shared
+        // by several threads, another thread's poll may be the one running our callback: poll
+        // until it has run.
         #[cfg(not(target_arch = "wasm32"))]
-        self.ctx
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| self.ctx.fail(format!("GPU device stopped answering: {e}")))?;
-        wait.await
-            .map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?;
+        let mapped = loop {
+            if let Some(v) = wait.try_take() {
+                break v;
+            }
+            self.ctx
+                .device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| self.ctx.fail(format!("GPU device stopped answering: {e}")))?;
+            if let Some(v) = wait.try_take() {
+                break v;
+            }
+            std::thread::yield_now();
+        };
+        #[cfg(target_arch = "wasm32")]
+        let mapped = wait.await;
+        mapped.map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?;
         let data = slice
             .get_mapped_range()
             .map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?
@@ -935,6 +948,14 @@ impl Sender {
         if let Some(w) = s.waker.take() {
             w.wake();
         }
+    }
+}
+
+impl Receiver {
+    /// The value, if it has been sent.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    fn try_take(&self) -> Option<MapResult> {
+        self.0.lock().unwrap().value.take()
     }
 }
 
