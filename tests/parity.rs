@@ -260,3 +260,76 @@ fn quantized_packages_stay_within_measured_bounds() {
         }
     }
 }
+
+/// Fine-tuning's one-pass teacher forcing (causal mask over whole targets, several lengths in
+/// one padded batch) gives the hidden states step-by-step decoding gives, and the output
+/// projection restricted to a few rows gives those columns of the full logits.
+#[test]
+fn teacher_forced_pass_matches_step_by_step_decoding() {
+    for fx in fixtures() {
+        let exp = expected(&fx);
+        for quant in [Quant::F32, Quant::Q8] {
+            let t = translator(&fx, quant);
+            // The f32 math fine-tuning runs (a q8 package widened).
+            let model = t.model.widened().unwrap();
+            let sents = sentences(&exp);
+            let srcs: Vec<Vec<u32>> = sents.iter().map(|s| ids(&s["src_ids"])).collect();
+            let outs: Vec<Vec<u32>> = sents.iter().map(|s| ids(&s["greedy"])).collect();
+            let start = t.generation.decoder_start_token_id;
+            // Decoder inputs: the generated ids minus their last (they begin with the start id).
+            let inputs: Vec<Vec<u32>> = outs
+                .iter()
+                .map(|o| {
+                    assert_eq!(o[0], start);
+                    o[..o.len() - 1].to_vec()
+                })
+                .collect();
+            assert!(inputs.iter().map(|x| x.len()).min() < inputs.iter().map(|x| x.len()).max());
+            let (enc, mask) = model.encode(&srcs).unwrap();
+            let whole = model.decode_teacher_forced(&enc, &mask, &inputs).unwrap();
+            let mut state = model.start_decoding(&enc, &mask, 1).unwrap();
+            let steps = inputs.iter().map(|x| x.len()).max().unwrap();
+            let mut worst = 0f32;
+            for step in 0..steps {
+                let tokens: Vec<u32> = inputs.iter().map(|x| *x.get(step).unwrap_or(&0)).collect();
+                let h = model.decode_hidden(&mut state, &tokens).unwrap();
+                for (r, inp) in inputs.iter().enumerate() {
+                    if step >= inp.len() {
+                        continue;
+                    }
+                    let a = h.get(r).unwrap().to_vec1::<f32>().unwrap();
+                    let b = whole
+                        .get(r)
+                        .unwrap()
+                        .get(step)
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap();
+                    for (x, y) in a.iter().zip(&b) {
+                        worst = worst.max((x - y).abs());
+                    }
+                }
+            }
+            assert!(worst < 1e-4, "{} {quant:?}: max |diff| {worst}", name(&fx));
+
+            // Head rows: the package's own (unwidened) projection, q8 rows copied as stored.
+            let h = whole.get(0).unwrap();
+            let full = t.model.base_logits(&h).unwrap().to_vec2::<f32>().unwrap();
+            let v = t.model.target_vocab_size() as u32;
+            let pick = [v - 1, 0, 7, v / 2, 3];
+            let rows = t.model.head_rows(&pick).unwrap().logits(&h).unwrap();
+            let rows = rows.to_vec2::<f32>().unwrap();
+            for (p, row) in full.iter().enumerate() {
+                for (j, &id) in pick.iter().enumerate() {
+                    let d = (row[id as usize] - rows[p][j]).abs();
+                    assert!(
+                        d <= 1e-5,
+                        "{} {quant:?}: head row {id} differs by {d}",
+                        name(&fx)
+                    );
+                }
+            }
+            assert!(t.model.head_rows(&[v]).is_err());
+        }
+    }
+}

@@ -37,7 +37,7 @@ pub mod pairs;
 
 use crate::adapter::{Adapter, AdapterManifest, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION};
 use crate::error::{Error, Result};
-use crate::generate::{top_k_of_row, Select};
+use crate::model::Marian;
 use crate::translator::Translator;
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
@@ -268,6 +268,10 @@ pub struct FineTuneReport {
     /// Every roll-back after a non-finite loss, with what was done.
     pub rollbacks: Vec<String>,
     pub feature_seconds: f64,
+    /// Of `feature_seconds`: widening the frozen model, running its encoder and decoder ...
+    pub frozen_model_seconds: f64,
+    /// ... and the full-vocabulary logits with their per-position summaries (top-k, normaliser).
+    pub vocabulary_seconds: f64,
     pub train_seconds: f64,
 }
 
@@ -291,10 +295,10 @@ struct Features {
     n_learn: usize,
 }
 
-/// What the frozen model says at every target position of a set of pairs.
+/// What the frozen model says at every target position of a set of pairs, in pair order.
 struct Positions {
-    /// Decoder hidden states, in chunks of rows.
-    hidden: Vec<Tensor>,
+    /// [N, D] decoder hidden states (the output projection's input).
+    hidden: Tensor,
     /// Target token per position.
     labels: Vec<u32>,
     /// The base model's top-k tokens per position (k a row).
@@ -305,68 +309,204 @@ struct Positions {
     y_logit: Vec<f32>,
     /// The previous target token of the same pair (None at its first position).
     prev: Vec<Option<u32>>,
+    /// Over the whole vocabulary, per position: the largest logit, Σ exp(logit − largest) and
+    /// Σ logit — enough to get the normaliser of the logits outside any set S exactly later,
+    /// from S's logits alone, without a second pass over the vocabulary.
+    max: Vec<f32>,
+    exp_sum: Vec<f64>,
+    logit_sum: Vec<f64>,
 }
 
-/// Run the frozen model over pairs with teacher forcing (None when cancelled).
+/// One vocabulary row's summary: top-k ids (best first), max, Σ exp(z − max), Σ z.
+fn row_summary(row: &[f32], k: usize, top: &mut Vec<u32>) -> (f32, f64, f64) {
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    for (i, &z) in row.iter().enumerate() {
+        if best.len() == k && z <= best[k - 1].1 {
+            continue;
+        }
+        // Ties keep the lower id first, as generation's top-k does.
+        let pos = best.partition_point(|&(_, b)| b >= z);
+        best.insert(pos, (i as u32, z));
+        best.truncate(k);
+    }
+    let max = best.first().map_or(f32::NEG_INFINITY, |b| b.1);
+    top.extend(best.iter().map(|b| b.0));
+    // Eight f32 lanes per block (so the compiler vectorises), blocks summed in f64.
+    let (mut exp_sum, mut sum) = (0f64, 0f64);
+    for block in row.chunks(1024) {
+        let (mut e, mut s) = ([0f32; 8], [0f32; 8]);
+        let lanes = block.chunks_exact(8);
+        let tail = lanes.remainder();
+        for c in lanes {
+            for l in 0..8 {
+                e[l] += exp_nonpositive(c[l] - max);
+                s[l] += c[l];
+            }
+        }
+        for &z in tail {
+            e[0] += exp_nonpositive(z - max);
+            s[0] += z;
+        }
+        exp_sum += e.iter().map(|&x| x as f64).sum::<f64>();
+        sum += s.iter().map(|&x| x as f64).sum::<f64>();
+    }
+    (max, exp_sum, sum)
+}
+
+/// e^x for x ≤ 0 to f32 precision (relative error ≈ 2e-7), written out so that the row sums
+/// above vectorise (libm's expf is a call per element): 2^n · e^r with n = round(x / ln 2),
+/// r split off in two parts (Cody–Waite) and a degree-6 Taylor polynomial on |r| ≤ ln2 / 2.
+/// Below −87 it returns e^−87 ≈ 1.6e−38 (< 2^−126 relative to the row's maximum: nothing).
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.max(-87.0);
+    let n = (x * LOG2_E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r / 720.0)))));
+    f32::from_bits(((n as i32 + 127) << 23) as u32) * p
+}
+
+/// Where the features pass spends its time (reported, for the benchmark).
+#[derive(Default)]
+struct FeatureClock {
+    model: f64,
+    vocabulary: f64,
+}
+
+/// Pairs per encoder/decoder batch are bounded by this many (padded) target positions.
+const TOKENS_PER_BATCH: usize = 1024;
+/// Rows per full-vocabulary logits block (a block is rows × vocabulary f32s).
+const LOGIT_ROWS: usize = 256;
+
+/// Run the frozen model over pairs with teacher forcing, one causal-masked decoder pass per
+/// batch of targets, and the full-vocabulary logits once per position (None when cancelled).
 fn hidden_states(
     t: &Translator,
+    model: &Marian,
     pairs: &[(Vec<u32>, Vec<u32>)],
     top_k: usize,
+    clock: &mut FeatureClock,
     on_pair: &mut dyn FnMut(usize) -> Control,
 ) -> Result<Option<Positions>> {
-    let model = &t.model;
     let start = t.generation.decoder_start_token_id;
-    let pad = model.config.pad_token_id;
+    // Batches of similar length waste little on padding; results go back to pair order below.
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&i| (pairs[i].1.len(), pairs[i].0.len()));
+    let mut batches: Vec<&[usize]> = Vec::new();
+    let mut rest = order.as_slice();
+    while !rest.is_empty() {
+        let longest = |n: usize| {
+            rest[..n]
+                .iter()
+                .map(|&i| pairs[i].1.len())
+                .max()
+                .unwrap_or(1)
+        };
+        let mut n = 1;
+        while n < rest.len() && (n + 1) * longest(n + 1).max(1) <= TOKENS_PER_BATCH {
+            n += 1;
+        }
+        batches.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    // Per position (in batch order): its pair and step, for putting pair order back.
+    let mut key: Vec<(usize, usize)> = Vec::new();
     let mut hidden = Vec::new();
     let mut labels = Vec::new();
     let mut top = Vec::new();
-    let mut p_target = Vec::new();
+    let (mut max, mut exp_sum, mut logit_sum) = (Vec::new(), Vec::new(), Vec::new());
     let mut y_logit = Vec::new();
-    let mut prev = Vec::new();
     let mut done = 0;
-    for chunk in pairs.chunks(16) {
-        let src: Vec<Vec<u32>> = chunk.iter().map(|p| p.0.clone()).collect();
+    for batch in batches {
+        let src: Vec<Vec<u32>> = batch.iter().map(|&i| pairs[i].0.clone()).collect();
+        let inputs: Vec<Vec<u32>> = batch
+            .iter()
+            .map(|&i| {
+                let y = &pairs[i].1;
+                std::iter::once(start)
+                    .chain(y[..y.len().saturating_sub(1)].iter().copied())
+                    .collect()
+            })
+            .collect();
+        let t_model = Instant::now();
         let (enc, mask) = model.encode(&src)?;
-        let mut state = model.start_decoding(&enc, &mask, 1)?;
-        let steps = chunk.iter().map(|p| p.1.len()).max().unwrap_or(0);
-        for step in 0..steps {
-            let tokens: Vec<u32> = chunk
-                .iter()
-                .map(|p| match step {
-                    0 => start,
-                    s => p.1.get(s - 1).copied().unwrap_or(pad),
-                })
-                .collect();
-            let h = model.decode_hidden(&mut state, &tokens)?;
-            let live: Vec<u32> = (0..chunk.len() as u32)
-                .filter(|&r| step < chunk[r as usize].1.len())
-                .collect();
-            let h = h.index_select(&Tensor::new(live.as_slice(), &Device::Cpu)?, 0)?;
-            let logits = model.base_logits(&h)?.to_vec2::<f32>()?;
-            let select = Select {
-                k: top_k,
-                log_softmax: false,
-                banned: &[],
-                forced: None,
-            };
-            for (i, &r) in live.iter().enumerate() {
-                let y = chunk[r as usize].1[step];
-                let row = &logits[i];
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum: f64 = row.iter().map(|&x| ((x - max) as f64).exp()).sum();
-                p_target.push((((row[y as usize] - max) as f64).exp() / sum) as f32);
-                y_logit.push(row[y as usize]);
-                prev.push(step.checked_sub(1).map(|s| chunk[r as usize].1[s]));
-                labels.push(y);
-                top.extend(top_k_of_row(row, &select).into_iter().map(|x| x.0));
+        let h = model.decode_teacher_forced(&enc, &mask, &inputs)?;
+        clock.model += t_model.elapsed().as_secs_f64();
+        let t_vocab = Instant::now();
+        let (b, steps, d) = h.dims3()?;
+        let mut live = Vec::new();
+        for (r, &i) in batch.iter().enumerate() {
+            for step in 0..pairs[i].1.len() {
+                live.push((r * steps + step) as u32);
+                key.push((i, step));
+                labels.push(pairs[i].1[step]);
             }
-            hidden.push(h);
         }
-        done += chunk.len();
+        let h = h
+            .reshape((b * steps, d))?
+            .index_select(&Tensor::new(live.as_slice(), &Device::Cpu)?, 0)?;
+        let first = y_logit.len();
+        for from in (0..live.len()).step_by(LOGIT_ROWS) {
+            let rows = LOGIT_ROWS.min(live.len() - from);
+            let logits = model.base_logits(&h.narrow(0, from, rows)?)?;
+            let v = logits.dim(1)?;
+            let flat = logits.flatten_all()?.to_vec1::<f32>()?;
+            for (j, row) in flat.chunks_exact(v).enumerate() {
+                let (m, e, s) = row_summary(row, top_k, &mut top);
+                max.push(m);
+                exp_sum.push(e);
+                logit_sum.push(s);
+                y_logit.push(row[labels[first + from + j] as usize]);
+            }
+        }
+        hidden.push(h);
+        clock.vocabulary += t_vocab.elapsed().as_secs_f64();
+        done += batch.len();
         if on_pair(done) == Control::Cancel {
             return Ok(None);
         }
     }
+    // Back to pair order (positions of a pair in step order): shuffling and reports see the
+    // pairs as given.
+    let mut perm: Vec<u32> = (0..key.len() as u32).collect();
+    perm.sort_by_key(|&p| key[p as usize]);
+    let pick = |v: &[f32]| perm.iter().map(|&p| v[p as usize]).collect::<Vec<_>>();
+    let pick64 = |v: &[f64]| perm.iter().map(|&p| v[p as usize]).collect::<Vec<_>>();
+    let labels: Vec<u32> = perm.iter().map(|&p| labels[p as usize]).collect();
+    let top: Vec<u32> = perm
+        .iter()
+        .flat_map(|&p| {
+            top[p as usize * top_k..(p as usize + 1) * top_k]
+                .iter()
+                .copied()
+        })
+        .collect();
+    let prev = perm
+        .iter()
+        .map(|&p| {
+            let (i, step) = key[p as usize];
+            step.checked_sub(1).map(|s| pairs[i].1[s])
+        })
+        .collect();
+    let max = pick(&max);
+    let exp_sum = pick64(&exp_sum);
+    let y_logit = pick(&y_logit);
+    let p_target = y_logit
+        .iter()
+        .zip(&max)
+        .zip(&exp_sum)
+        .map(|((&y, &m), &e)| (((y - m) as f64).exp() / e) as f32)
+        .collect();
+    let hidden = if hidden.is_empty() {
+        Tensor::zeros((0, model.config.d_model), DType::F32, &Device::Cpu)?
+    } else {
+        Tensor::cat(&hidden, 0)?.index_select(&Tensor::new(perm.as_slice(), &Device::Cpu)?, 0)?
+    };
     Ok(Some(Positions {
         hidden,
         labels,
@@ -374,6 +514,9 @@ fn hidden_states(
         p_target,
         y_logit,
         prev,
+        max,
+        exp_sum,
+        logit_sum: pick64(&logit_sum),
     }))
 }
 
@@ -386,45 +529,42 @@ fn is_learn(o: &FineTuneOptions, taught: &BTreeSet<u32>, pos: &Positions, i: usi
 }
 
 fn features(
-    t: &Translator,
+    model: &Marian,
     pos: Positions,
     o: &FineTuneOptions,
     taught: &BTreeSet<u32>,
     set: &[u32],
 ) -> Result<Features> {
     let labels = &pos.labels;
-    let v = t.model.target_vocab_size();
-    let set_t = Tensor::new(set, &Device::Cpu)?;
-    let mut outside = vec![0f32; v];
-    for &i in set {
-        outside[i as usize] = f32::NEG_INFINITY;
-    }
-    let outside_mask = Tensor::from_vec(outside.clone(), (1, v), &Device::Cpu)?;
-    let outside_keep = Tensor::from_vec(
-        outside
-            .iter()
-            .map(|&x| if x == 0.0 { 1f32 } else { 0.0 })
-            .collect(),
-        (1, v),
-        &Device::Cpu,
-    )?;
-    let hidden = Tensor::cat(&pos.hidden, 0)?;
+    let v = model.target_vocab_size();
+    let head = model.head_rows(set)?;
+    let hidden = pos.hidden.clone();
     let n = hidden.dim(0)?;
     let mut ext = Vec::new();
-    let mut rest_sum = Vec::new();
-    for start in (0..n).step_by(512) {
-        let len = 512.min(n - start);
-        let logits = t.model.base_logits(&hidden.narrow(0, start, len)?)?;
-        let on_set = logits.index_select(&set_t, 1)?;
-        // With S the whole vocabulary there is no rest: a finite stand-in for log(0) keeps the
-        // KL term free of 0·(-inf).
-        let lse_rest = if set.len() == v {
-            Tensor::full(-1e4f32, len, &Device::Cpu)?
-        } else {
-            logits.broadcast_add(&outside_mask)?.log_sum_exp(1)?
-        };
-        rest_sum.push(logits.broadcast_mul(&outside_keep)?.sum(1)?);
-        ext.push(Tensor::cat(&[on_set, lse_rest.unsqueeze(1)?], 1)?);
+    let mut rest_sum = Vec::with_capacity(n);
+    for from in (0..n).step_by(4096) {
+        let rows = 4096.min(n - from);
+        let on_set = head.logits(&hidden.narrow(0, from, rows)?)?;
+        let z = on_set.to_vec2::<f32>()?;
+        let mut lse_rest = Vec::with_capacity(rows);
+        for (j, zs) in z.iter().enumerate() {
+            let i = from + j;
+            let m = pos.max[i];
+            let in_s: f64 = zs.iter().map(|&x| exp_nonpositive(x - m) as f64).sum();
+            // The logits outside S: the whole row's mass minus S's (the same f32 values, so
+            // exact up to rounding); floored so rounding cannot make it vanish or go negative.
+            // With S the whole vocabulary there is no rest: a finite stand-in for log(0)
+            // keeps the KL term free of 0·(-inf).
+            lse_rest.push(if set.len() == v {
+                -1e4f32
+            } else {
+                let rest = (pos.exp_sum[i] - in_s).max(pos.exp_sum[i] * 1e-9);
+                m + rest.ln() as f32
+            });
+            rest_sum.push((pos.logit_sum[i] - zs.iter().map(|&x| x as f64).sum::<f64>()) as f32);
+        }
+        let lse_rest = Tensor::from_vec(lse_rest, (rows, 1), &Device::Cpu)?;
+        ext.push(Tensor::cat(&[on_set, lse_rest], 1)?);
     }
     let learn: Vec<f32> = (0..n)
         .map(|i| {
@@ -454,12 +594,16 @@ fn features(
     let label = Tensor::from_vec(label, n, &Device::Cpu)?;
     let label_in_s = Tensor::from_vec(label_in_s, n, &Device::Cpu)?;
     let label_logit = Tensor::from_vec(pos.y_logit.clone(), n, &Device::Cpu)?;
-    let base_ext = Tensor::cat(&ext, 0)?;
+    let base_ext = if ext.is_empty() {
+        Tensor::zeros((0, set.len() + 1), DType::F32, &Device::Cpu)?
+    } else {
+        Tensor::cat(&ext, 0)?
+    };
     let n_learn = learn.iter().filter(|&&x| x > 0.0).count();
     Ok(Features {
         hidden,
         base_ext,
-        rest_sum: Tensor::cat(&rest_sum, 0)?,
+        rest_sum: Tensor::from_vec(rest_sum, n, &Device::Cpu)?,
         label,
         label_in_s,
         label_logit,
@@ -652,11 +796,18 @@ pub fn fine_tune(
                 * (total_pairs - offset - done) as f64,
         })
     };
-    let Some(p_train) = hidden_states(t, &train_ids, o.top_k, &mut |d| feature_progress(d, 0))?
+    // The frozen model in f32 for these passes over many rows at once (candle's f32 GEMM is
+    // about 3× its quantized kernels there; measured in BENCHMARKS.md); dropped after them.
+    let mut clock = FeatureClock::default();
+    let frozen = t.model.widened()?;
+    clock.model = t0.elapsed().as_secs_f64();
+    let Some(p_train) = hidden_states(t, &frozen, &train_ids, o.top_k, &mut clock, &mut |d| {
+        feature_progress(d, 0)
+    })?
     else {
         return Err(Error::Input("fine-tuning cancelled".into()));
     };
-    let Some(p_val) = hidden_states(t, &val_ids, o.top_k, &mut |d| {
+    let Some(p_val) = hidden_states(t, &frozen, &val_ids, o.top_k, &mut clock, &mut |d| {
         feature_progress(d, train_ids.len())
     })?
     else {
@@ -700,12 +851,13 @@ pub fn fine_tune(
     }
     let set: Vec<u32> = s_set.into_iter().collect();
     let has_val = !p_val.labels.is_empty();
-    let f_train = features(t, p_train, o, &taught, &set)?;
+    let f_train = features(&frozen, p_train, o, &taught, &set)?;
     let f_val = if has_val {
-        Some(features(t, p_val, o, &taught, &set)?)
+        Some(features(&frozen, p_val, o, &taught, &set)?)
     } else {
         None
     };
+    drop(frozen);
     let feature_seconds = t0.elapsed().as_secs_f64();
 
     let d = t.model.config.d_model;
@@ -865,6 +1017,8 @@ pub fn fine_tune(
         cancelled,
         rollbacks,
         feature_seconds,
+        frozen_model_seconds: clock.model,
+        vocabulary_seconds: clock.vocabulary,
         train_seconds: t_train.elapsed().as_secs_f64(),
     };
     let adapter = Adapter {
@@ -931,4 +1085,42 @@ pub fn held_out_scores(
         bleu: crate::metrics::corpus_bleu(&hyps, &refs)?.score,
         chrf: crate::metrics::corpus_chrf(&hyps, &refs)?.score,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_nonpositive_matches_std() {
+        let mut worst = 0f64;
+        for i in 0..=200_000 {
+            let x = -(i as f32) * 87.0 / 200_000.0;
+            let want = (x as f64).exp();
+            let got = exp_nonpositive(x) as f64;
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn row_summary_is_exact_enough() {
+        let row: Vec<f32> = (0..5000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 9.0)
+            .collect();
+        let mut top = Vec::new();
+        let (max, exp_sum, sum) = row_summary(&row, 3, &mut top);
+        let m = row.iter().copied().fold(f32::MIN, f32::max);
+        assert_eq!(max, m);
+        let want: f64 = row.iter().map(|&z| ((z - m) as f64).exp()).sum();
+        assert!(((exp_sum - want) / want).abs() < 1e-6);
+        let want_sum: f64 = row.iter().map(|&z| z as f64).sum();
+        assert!((sum - want_sum).abs() < 1e-3);
+        // Top-3 by value, lower id first on ties.
+        let mut ids: Vec<u32> = (0..row.len() as u32).collect();
+        ids.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+        assert_eq!(top, ids[..3]);
+    }
 }

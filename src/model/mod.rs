@@ -11,10 +11,12 @@ use crate::config::{Activation, MarianConfig};
 use crate::error::{Error, Result};
 use crate::package::quant::{Matrix, WeightFile};
 use crate::package::Package;
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
 use layout::{DECODER_EMBEDDING, ENCODER_EMBEDDING, FINAL_LOGITS_BIAS, LM_HEAD, SHARED_EMBEDDING};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 pub(crate) const LAYER_NORM_EPS: f64 = 1e-5;
 
@@ -32,7 +34,30 @@ fn qmatmul(m: &Matrix) -> QMatMul {
     }
 }
 
+/// The same matrix with quantized values widened to f32 (candle's f32 GEMM is several times
+/// faster than its quantized kernels when many rows are multiplied at once).
+fn widen_qmatmul(m: &QMatMul) -> Result<QMatMul> {
+    Ok(match m {
+        QMatMul::QTensor(q) => QMatMul::Tensor(q.dequantize(&Device::Cpu)?),
+        other => other.clone(),
+    })
+}
+
+fn widen_matrix(m: &Matrix) -> Result<Matrix> {
+    Ok(match m {
+        Matrix::Quantized(q) => Matrix::Dense(q.dequantize(&Device::Cpu)?),
+        dense => dense.clone(),
+    })
+}
+
 impl Linear {
+    fn widened(&self) -> Result<Self> {
+        Ok(Linear {
+            weight: widen_qmatmul(&self.weight)?,
+            bias: self.bias.clone(),
+        })
+    }
+
     fn load(w: &WeightFile, prefix: &str, rows: usize, cols: usize) -> Result<Self> {
         Ok(Linear {
             weight: qmatmul(&w.matrix(&format!("{prefix}.weight"), rows, cols)?),
@@ -71,6 +96,10 @@ pub struct Embedding {
 }
 
 impl Embedding {
+    fn widened(&self) -> Result<Self> {
+        Ok(Embedding::new(widen_matrix(&self.matrix)?))
+    }
+
     fn new(matrix: Matrix) -> Self {
         let as_linear = qmatmul(&matrix);
         Embedding { matrix, as_linear }
@@ -88,6 +117,60 @@ impl Embedding {
     }
     fn project(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.as_linear.forward(x)?)
+    }
+
+    /// Whether both hold the same stored matrix (shared or tied embeddings).
+    fn matrix_is(&self, other: &Embedding) -> bool {
+        match (&self.matrix, &other.matrix) {
+            (Matrix::Quantized(a), Matrix::Quantized(b)) => Arc::ptr_eq(a, b),
+            (Matrix::Dense(a), Matrix::Dense(b)) => a.id() == b.id(),
+            _ => false,
+        }
+    }
+
+    /// The projection onto the rows `ids` only, computed as `project` computes those columns
+    /// (quantized rows are copied as stored, so candle's kernel does the same arithmetic).
+    fn rows(&self, ids: &[u32]) -> Result<QMatMul> {
+        Ok(match &self.matrix {
+            Matrix::Dense(t) => QMatMul::Tensor(t.index_select(&Tensor::new(ids, t.device())?, 0)?),
+            Matrix::Quantized(q) => {
+                let (rows, cols) = q.shape().dims2()?;
+                let dtype = q.dtype();
+                let row_bytes = cols / dtype.block_size() * dtype.type_size();
+                let data = q.data()?;
+                let mut out = Vec::with_capacity(ids.len() * row_bytes);
+                for &i in ids {
+                    let i = i as usize;
+                    if i >= rows {
+                        return Err(Error::Input(format!(
+                            "token {i} is beyond the output projection's {rows} rows"
+                        )));
+                    }
+                    out.extend_from_slice(&data[i * row_bytes..(i + 1) * row_bytes]);
+                }
+                let storage = QStorage::from_data(Cow::Owned(out), &Device::Cpu, dtype)?;
+                QMatMul::from_qtensor(QTensor::new(storage, (ids.len(), cols))?)?
+            }
+        })
+    }
+}
+
+/// The package's output projection (with final_logits_bias) restricted to a few target tokens:
+/// their base logits at the cost of |ids| rows instead of the vocabulary.
+pub struct HeadRows {
+    proj: QMatMul,
+    bias: Tensor,
+}
+
+impl HeadRows {
+    /// Logits [R, |ids|] (f32) of decoder hidden states [R, D]: the columns `ids` of
+    /// `Marian::base_logits`.
+    pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
+        Ok(self
+            .proj
+            .forward(h)?
+            .broadcast_add(&self.bias)?
+            .to_dtype(DType::F32)?)
     }
 }
 
@@ -127,6 +210,16 @@ struct Attention {
 }
 
 impl Attention {
+    fn widened(&self) -> Result<Self> {
+        Ok(Attention {
+            q: self.q.widened()?,
+            k: self.k.widened()?,
+            v: self.v.widened()?,
+            out: self.out.widened()?,
+            ..self.clone()
+        })
+    }
+
     fn load(w: &WeightFile, prefix: &str, d: usize, heads: usize) -> Result<Self> {
         let head_dim = d / heads;
         Ok(Attention {
@@ -155,7 +248,8 @@ impl Attention {
         ))
     }
 
-    /// Attend from x [B, T, D] over k, v [B, H, S, hd]; `mask` is additive, [B, 1, 1, S].
+    /// Attend from x [B, T, D] over k, v [B, H, S, hd]; `mask` is additive, broadcast to
+    /// [B, H, T, S] ([B, 1, 1, S] padding, [1, 1, T, T] causal).
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let q = self.split_heads(&(self.q.forward(x)? * self.scaling)?)?;
@@ -177,6 +271,14 @@ struct FeedForward {
 }
 
 impl FeedForward {
+    fn widened(&self) -> Result<Self> {
+        Ok(FeedForward {
+            fc1: self.fc1.widened()?,
+            fc2: self.fc2.widened()?,
+            act: self.act,
+        })
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.fc2
             .forward(&activate(self.act, &self.fc1.forward(x)?)?)
@@ -337,6 +439,53 @@ impl Marian {
         })
     }
 
+    /// A copy with every quantized matrix widened to f32: for passes over many rows at once
+    /// (fine-tuning's teacher forcing), where candle's f32 GEMM outruns its quantized kernels.
+    /// Costs the f32 size of the model while it lives.
+    pub fn widened(&self) -> Result<Self> {
+        let shared_embed = self.decoder_embed.matrix_is(&self.encoder_embed);
+        let decoder_embed = self.decoder_embed.widened()?;
+        let encoder_embed = if shared_embed {
+            decoder_embed.clone()
+        } else {
+            self.encoder_embed.widened()?
+        };
+        let lm_head = if self.lm_head.matrix_is(&self.decoder_embed) {
+            decoder_embed.clone()
+        } else {
+            self.lm_head.widened()?
+        };
+        Ok(Marian {
+            encoder_embed,
+            decoder_embed,
+            lm_head,
+            encoder: self
+                .encoder
+                .iter()
+                .map(|l| {
+                    Ok(EncoderLayer {
+                        self_attn: l.self_attn.widened()?,
+                        ffn: l.ffn.widened()?,
+                        ..l.clone()
+                    })
+                })
+                .collect::<Result<_>>()?,
+            decoder: self
+                .decoder
+                .iter()
+                .map(|l| {
+                    Ok(DecoderLayer {
+                        self_attn: l.self_attn.widened()?,
+                        cross_attn: l.cross_attn.widened()?,
+                        ffn: l.ffn.widened()?,
+                        ..l.clone()
+                    })
+                })
+                .collect::<Result<_>>()?,
+            ..self.clone()
+        })
+    }
+
     /// Apply (or, with `None`, remove) a correction of the output projection.
     pub fn set_head_delta(&mut self, delta: Option<HeadDelta>) -> Result<()> {
         if let Some(d) = &delta {
@@ -465,6 +614,52 @@ impl Marian {
             .project(h)?
             .broadcast_add(&self.final_logits_bias)?
             .to_dtype(DType::F32)?)
+    }
+
+    /// The output projection restricted to `ids` (sorted or not; columns come in that order).
+    pub fn head_rows(&self, ids: &[u32]) -> Result<HeadRows> {
+        Ok(HeadRows {
+            proj: self.lm_head.rows(ids)?,
+            bias: self
+                .final_logits_bias
+                .index_select(&Tensor::new(ids, &Device::Cpu)?, 0)?,
+        })
+    }
+
+    /// Teacher forcing in one pass: decoder hidden states [B, T, D] for each row's whole input
+    /// sequence (decoder start token, then the target shifted right), right-padded, under a
+    /// causal mask — what `decode_hidden` gives step by step, without T sequential steps.
+    /// Outputs at padded positions are meaningless; the caller drops them.
+    pub fn decode_teacher_forced(
+        &self,
+        encoded: &Tensor,
+        mask: &Tensor,
+        inputs: &[Vec<u32>],
+    ) -> Result<Tensor> {
+        let b = inputs.len();
+        let t = inputs.iter().map(|x| x.len()).max().unwrap_or(0).max(1);
+        let pad = self.config.pad_token_id;
+        let ids: Vec<u32> = inputs
+            .iter()
+            .flat_map(|seq| (0..t).map(move |i| seq.get(i).copied().unwrap_or(pad)))
+            .collect();
+        let ids = Tensor::from_vec(ids, (b, t), &Device::Cpu)?;
+        let causal: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let causal = Tensor::from_vec(causal, (1, 1, t, t), &Device::Cpu)?;
+        let mut x = self.embed(&self.decoder_embed, &ids, 0)?;
+        for layer in &self.decoder {
+            let (k, v) = layer.self_attn.keys_values(&x)?;
+            let h = layer.self_attn.attend(&x, &k, &v, Some(&causal))?;
+            x = layer.self_attn_norm.forward(&(x + h)?)?;
+            let (ck, cv) = layer.cross_attn.keys_values(encoded)?;
+            let h = layer.cross_attn.attend(&x, &ck, &cv, Some(mask))?;
+            x = layer.cross_attn_norm.forward(&(x + h)?)?;
+            let h = layer.ffn.forward(&x)?;
+            x = layer.final_norm.forward(&(x + h)?)?;
+        }
+        Ok(x)
     }
 
     /// Decoder hidden states [R, D] after one step (the input of the output projection).

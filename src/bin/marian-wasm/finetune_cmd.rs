@@ -189,12 +189,14 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         eprintln!("held-out before: {}", fmt(&before));
         eprintln!("held-out after:  {}", fmt(&after));
         eprintln!(
-            "wrote {} ({:.1} KB: {} target tokens, best epoch {}); features {:.1} s, training {:.1} s",
+            "wrote {} ({:.1} KB: {} target tokens, best epoch {}); features {:.1} s (frozen model {:.1} s, vocabulary {:.1} s), training {:.1} s",
             a.out.display(),
             size as f64 / 1024.0,
             report.trained_tokens,
             report.best_epoch,
             report.feature_seconds,
+            report.frozen_model_seconds,
+            report.vocabulary_seconds,
             report.train_seconds
         );
     }

@@ -40,7 +40,8 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
   }, /** @type {const} */ ([pairs, path.basename(pkg)]));
   log(
     `Chromium wasm, ${path.basename(pkg)}: 500 pairs x 3 epochs in ${(r.ms / 1000).toFixed(1)} s ` +
-      `(features ${r.report.feature_seconds.toFixed(1)} s, training ${r.report.train_seconds.toFixed(1)} s, ` +
+      `(features ${r.report.feature_seconds.toFixed(1)} s: frozen model ` +
+      `${r.report.frozen_model_seconds.toFixed(1)} s, vocabulary ${r.report.vocabulary_seconds.toFixed(1)} s; training ${r.report.train_seconds.toFixed(1)} s, ` +
       `${r.report.train_positions} positions, ${r.report.trained_tokens} tokens)`,
   );
   assert.equal(r.report.epochs.length, 3);
