@@ -22,19 +22,22 @@ fn validate_shaders(manifest_dir: &str) {
         std::fs::read_to_string(dir.join(name))
             .unwrap_or_else(|e| panic!("src/gpu/shaders/{name}: {e}"))
     };
-    let common = read(compose::COMMON_FILE);
+    let module = |kernel: &'static str, format: Option<compose::WeightFormat>| {
+        let texts: Vec<String> = compose::module_files(kernel, format)
+            .into_iter()
+            .map(read)
+            .collect();
+        compose::compose(&texts.iter().map(String::as_str).collect::<Vec<_>>())
+    };
     let mut modules = Vec::new();
     for kernel in compose::WEIGHT_KERNELS {
         for format in compose::WeightFormat::ALL {
-            let src = compose::compose(&common, Some(&read(format.dequant_file())), &read(kernel));
-            modules.push((format!("{kernel} + {}", format.dequant_file()), src));
+            let name = format!("{kernel} + {}", format.dequant_file());
+            modules.push((name, module(kernel, Some(format))));
         }
     }
     for kernel in compose::PLAIN_KERNELS {
-        modules.push((
-            kernel.to_string(),
-            compose::compose(&common, None, &read(kernel)),
-        ));
+        modules.push((kernel.to_string(), module(kernel, None)));
     }
     for (name, src) in modules {
         let module = naga::front::wgsl::parse_str(&src)

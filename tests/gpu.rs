@@ -13,7 +13,7 @@ use marian_wasm::generate::{generate, ready, Backend, GenerateOptions, Select};
 use marian_wasm::gpu::{GpuContext, GpuMarian};
 use marian_wasm::model::Marian;
 use marian_wasm::package::quant::Quant;
-use marian_wasm::{Package, Translator};
+use marian_wasm::Translator;
 use std::sync::{Arc, OnceLock};
 
 fn gpu() -> Arc<GpuContext> {
@@ -158,9 +158,6 @@ fn gpu_applies_a_fine_tuning_adapter_like_the_cpu() {
     assert_ne!(want, plain, "the test delta must change something");
     assert_eq!(generate(&g_model, &srcs, &g).unwrap(), want);
 }
-
-#[allow(dead_code)]
-fn _uses(_: &Package) {}
 
 /// A device lost in the middle of a translation: the batch is translated again on the CPU,
 /// the caller is told, and later calls stay on the CPU.

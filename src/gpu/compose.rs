@@ -40,17 +40,31 @@ pub const PLAIN_KERNELS: [&str; 5] = [
 ];
 /// Functions every kernel may use (activations).
 pub const COMMON_FILE: &str = "common.wgsl";
+/// The parameter struct of the matrix-product kernels.
+pub const MATMUL_PARAMS_FILE: &str = "matmul_params.wgsl";
+/// Kernels that take `MATMUL_PARAMS_FILE`.
+pub const MATMUL_KERNELS: [&str; 2] = ["matvec.wgsl", "matmul_tiled.wgsl"];
+/// Block scales of the GGML formats (Q8_0, Q4_0).
+pub const BLOCK_SCALES_FILE: &str = "block_scales.wgsl";
 
-/// The WGSL source of a kernel: common functions, the format's dequantization (if any), then
-/// the kernel itself.
-pub fn compose(common: &str, dequant: Option<&str>, kernel: &str) -> String {
-    let mut s = String::with_capacity(common.len() + kernel.len() + 1024);
-    s.push_str(common);
-    s.push('\n');
-    if let Some(d) = dequant {
-        s.push_str(d);
-        s.push('\n');
+/// The files, in order, whose concatenation is the module of `kernel` reading weights stored
+/// as `format` (None: a kernel over f32 activations only).
+pub fn module_files(kernel: &'static str, format: Option<WeightFormat>) -> Vec<&'static str> {
+    let mut files = vec![COMMON_FILE];
+    if let Some(f) = format {
+        if matches!(f, WeightFormat::Q8 | WeightFormat::Q4) {
+            files.push(BLOCK_SCALES_FILE);
+        }
+        files.push(f.dequant_file());
     }
-    s.push_str(kernel);
-    s
+    if MATMUL_KERNELS.contains(&kernel) {
+        files.push(MATMUL_PARAMS_FILE);
+    }
+    files.push(kernel);
+    files
+}
+
+/// A module's WGSL source from its files' texts, in `module_files` order.
+pub fn compose(sources: &[&str]) -> String {
+    sources.join("\n")
 }

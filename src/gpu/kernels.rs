@@ -11,8 +11,10 @@ macro_rules! shader {
     };
 }
 
-const SOURCES: [(&str, &str); 13] = [
+const SOURCES: [(&str, &str); 15] = [
     shader!("common.wgsl"),
+    shader!("matmul_params.wgsl"),
+    shader!("block_scales.wgsl"),
     shader!("dequant_f32.wgsl"),
     shader!("dequant_f16.wgsl"),
     shader!("dequant_q8.wgsl"),
@@ -113,7 +115,10 @@ fn kernel(device: &wgpu::Device, name: &str, src: String, slots: &[(u32, Slot)])
 impl Kernels {
     pub fn new(device: &wgpu::Device) -> Self {
         use Slot::*;
-        let common = source(compose::COMMON_FILE);
+        let module = |file: &'static str, format: Option<WeightFormat>| {
+            let files = compose::module_files(file, format);
+            compose::compose(&files.into_iter().map(source).collect::<Vec<_>>())
+        };
         let weight_slots = [
             (0, Uniform),
             (1, Read),
@@ -122,23 +127,19 @@ impl Kernels {
             (4, Read),
             (5, Write),
         ];
-        let family = |file: &str| -> HashMap<WeightFormat, Kernel> {
+        let family = |file: &'static str| -> HashMap<WeightFormat, Kernel> {
             WeightFormat::ALL
                 .iter()
                 .map(|&f| {
-                    let src =
-                        compose::compose(common, Some(source(f.dequant_file())), source(file));
-                    (f, kernel(device, file, src, &weight_slots))
+                    (
+                        f,
+                        kernel(device, file, module(file, Some(f)), &weight_slots),
+                    )
                 })
                 .collect()
         };
-        let plain = |file: &str, slots: &[(u32, Slot)]| {
-            kernel(
-                device,
-                file,
-                compose::compose(common, None, source(file)),
-                slots,
-            )
+        let plain = |file: &'static str, slots: &[(u32, Slot)]| {
+            kernel(device, file, module(file, None), slots)
         };
         Kernels {
             matvec: family("matvec.wgsl"),

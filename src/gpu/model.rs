@@ -9,8 +9,9 @@ use super::weights::{scratch, upload_f32, upload_u32, GpuMatrix};
 use crate::config::{Activation, MarianConfig};
 use crate::error::{Error, Result};
 use crate::generate::{top_k_of_row, Backend, Select};
-use crate::model::layout::{
-    DECODER_EMBEDDING, ENCODER_EMBEDDING, FINAL_LOGITS_BIAS, LM_HEAD, SHARED_EMBEDDING,
+use crate::model::weights::{
+    DecoderLayerWeights, EncoderLayerWeights, LinearWeights, MarianWeights, NormWeights,
+    WeightSource,
 };
 use crate::model::{sinusoidal_table, HeadDelta, LAYER_NORM_EPS};
 use crate::package::quant::WeightFile;
@@ -92,42 +93,11 @@ fn act_code(a: Activation) -> u32 {
     }
 }
 
-struct Linear {
-    w: GpuMatrix,
-    b: wgpu::Buffer,
-}
-
-struct Norm {
-    gamma: wgpu::Buffer,
-    beta: wgpu::Buffer,
-}
-
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    heads: usize,
-    scaling: f32,
-}
-
-struct EncoderLayer {
-    self_attn: Attention,
-    self_attn_norm: Norm,
-    fc1: Linear,
-    fc2: Linear,
-    final_norm: Norm,
-}
-
-struct DecoderLayer {
-    self_attn: Attention,
-    self_attn_norm: Norm,
-    cross_attn: Attention,
-    cross_attn_norm: Norm,
-    fc1: Linear,
-    fc2: Linear,
-    final_norm: Norm,
-}
+// The model's structure is the CPU model's (crate::model::weights); only the storage differs.
+type Linear = LinearWeights<GpuMatrix, wgpu::Buffer>;
+type Norm = NormWeights<wgpu::Buffer>;
+type EncoderLayer = EncoderLayerWeights<GpuMatrix, wgpu::Buffer>;
+type DecoderLayer = DecoderLayerWeights<GpuMatrix, wgpu::Buffer>;
 
 struct Delta {
     ids: wgpu::Buffer,
@@ -149,14 +119,20 @@ pub struct GpuMarian {
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
     delta: Mutex<Option<Arc<Delta>>>,
+    /// The banned-token list last uploaded, shared by every batch (it changes only with the
+    /// generation settings).
+    banned: Mutex<Option<(Vec<u32>, wgpu::Buffer)>>,
 }
 
+/// Package tensors uploaded as stored.
 struct Loader<'a, 'b> {
     ctx: &'a GpuContext,
     w: &'a WeightFile<'b>,
 }
 
-impl Loader<'_, '_> {
+impl WeightSource for Loader<'_, '_> {
+    type Matrix = GpuMatrix;
+    type Vector = wgpu::Buffer;
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<GpuMatrix> {
         GpuMatrix::upload(
             self.ctx,
@@ -166,35 +142,26 @@ impl Loader<'_, '_> {
             cols,
         )
     }
-    fn vector(&self, name: &str, len: usize) -> Result<wgpu::Buffer> {
-        let t = self.w.float(name, &[len])?;
+    fn vector(&self, name: &str, shape: &[usize]) -> Result<wgpu::Buffer> {
+        let t = self.w.float(name, shape)?.flatten_all()?;
         upload_f32(self.ctx, name, &t.to_vec1::<f32>()?)
-    }
-    fn linear(&self, p: &str, rows: usize, cols: usize) -> Result<Linear> {
-        Ok(Linear {
-            w: self.matrix(&format!("{p}.weight"), rows, cols)?,
-            b: self.vector(&format!("{p}.bias"), rows)?,
-        })
-    }
-    fn norm(&self, p: &str, d: usize) -> Result<Norm> {
-        Ok(Norm {
-            gamma: self.vector(&format!("{p}.weight"), d)?,
-            beta: self.vector(&format!("{p}.bias"), d)?,
-        })
-    }
-    fn attention(&self, p: &str, d: usize, heads: usize) -> Result<Attention> {
-        Ok(Attention {
-            q: self.linear(&format!("{p}.q_proj"), d, d)?,
-            k: self.linear(&format!("{p}.k_proj"), d, d)?,
-            v: self.linear(&format!("{p}.v_proj"), d, d)?,
-            out: self.linear(&format!("{p}.out_proj"), d, d)?,
-            heads,
-            scaling: ((d / heads) as f64).powf(-0.5) as f32,
-        })
     }
 }
 
 impl GpuMarian {
+    /// The banned-token list on the device, uploaded once per distinct list.
+    fn banned_buffer(&self, ids: &[u32]) -> Result<wgpu::Buffer> {
+        let mut cache = self.banned.lock().unwrap();
+        if let Some((host, buffer)) = cache.as_ref() {
+            if host == ids {
+                return Ok(buffer.clone());
+            }
+        }
+        let buffer = upload_u32(&self.ctx, "banned tokens", ids)?;
+        *cache = Some((ids.to_vec(), buffer.clone()));
+        Ok(buffer)
+    }
+
     pub fn from_package(pkg: &Package, ctx: Arc<GpuContext>) -> Result<Self> {
         let cfg = pkg.manifest.model.clone();
         if cfg.max_position_embeddings > MAX_KEYS {
@@ -212,69 +179,13 @@ impl GpuMarian {
             }
         }
         let w = WeightFile::parse(&pkg.manifest.weights, pkg.file(&pkg.manifest.weights)?)?;
-        let l = Loader { ctx: &ctx, w: &w };
         let d = cfg.d_model;
-        let tv = cfg.target_vocab_size();
-        let (encoder_embed, decoder_embed) = if cfg.share_encoder_decoder_embeddings {
-            let shared = Arc::new(l.matrix(SHARED_EMBEDDING, cfg.vocab_size, d)?);
-            (shared.clone(), shared)
-        } else {
-            (
-                Arc::new(l.matrix(ENCODER_EMBEDDING, cfg.vocab_size, d)?),
-                Arc::new(l.matrix(DECODER_EMBEDDING, tv, d)?),
-            )
-        };
-        let lm_head = if cfg.tie_word_embeddings {
-            decoder_embed.clone()
-        } else {
-            Arc::new(l.matrix(LM_HEAD, tv, d)?)
-        };
-        let flb = w
-            .float(FINAL_LOGITS_BIAS, &[1, tv])?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let final_logits_bias = upload_f32(&ctx, FINAL_LOGITS_BIAS, &flb)?;
+        let weights = MarianWeights::load(&cfg, &Loader { ctx: &ctx, w: &w })?;
         let positions = upload_f32(
             &ctx,
             "positions",
             &sinusoidal_table(cfg.max_position_embeddings, d),
         )?;
-        let mut encoder = Vec::with_capacity(cfg.encoder_layers);
-        for i in 0..cfg.encoder_layers {
-            let p = format!("encoder.layers.{i}");
-            encoder.push(EncoderLayer {
-                self_attn: l.attention(
-                    &format!("{p}.self_attn"),
-                    d,
-                    cfg.encoder_attention_heads,
-                )?,
-                self_attn_norm: l.norm(&format!("{p}.self_attn_layer_norm"), d)?,
-                fc1: l.linear(&format!("{p}.fc1"), cfg.encoder_ffn_dim, d)?,
-                fc2: l.linear(&format!("{p}.fc2"), d, cfg.encoder_ffn_dim)?,
-                final_norm: l.norm(&format!("{p}.final_layer_norm"), d)?,
-            });
-        }
-        let mut decoder = Vec::with_capacity(cfg.decoder_layers);
-        for i in 0..cfg.decoder_layers {
-            let p = format!("decoder.layers.{i}");
-            decoder.push(DecoderLayer {
-                self_attn: l.attention(
-                    &format!("{p}.self_attn"),
-                    d,
-                    cfg.decoder_attention_heads,
-                )?,
-                self_attn_norm: l.norm(&format!("{p}.self_attn_layer_norm"), d)?,
-                cross_attn: l.attention(
-                    &format!("{p}.encoder_attn"),
-                    d,
-                    cfg.decoder_attention_heads,
-                )?,
-                cross_attn_norm: l.norm(&format!("{p}.encoder_attn_layer_norm"), d)?,
-                fc1: l.linear(&format!("{p}.fc1"), cfg.decoder_ffn_dim, d)?,
-                fc2: l.linear(&format!("{p}.fc2"), d, cfg.decoder_ffn_dim)?,
-                final_norm: l.norm(&format!("{p}.final_layer_norm"), d)?,
-            });
-        }
         ctx.check()?;
         Ok(GpuMarian {
             embed_scale: if cfg.scale_embedding {
@@ -284,14 +195,15 @@ impl GpuMarian {
             },
             act: act_code(cfg.activation_function),
             config: cfg,
-            encoder_embed,
-            decoder_embed,
-            lm_head,
-            final_logits_bias,
+            encoder_embed: weights.encoder_embed,
+            decoder_embed: weights.decoder_embed,
+            lm_head: weights.lm_head,
+            final_logits_bias: weights.final_logits_bias,
             positions,
-            encoder,
-            decoder,
+            encoder: weights.encoder,
+            decoder: weights.decoder,
             delta: Mutex::new(None),
+            banned: Mutex::new(None),
             ctx,
         })
     }
@@ -380,7 +292,18 @@ impl GpuMarian {
         act: u32,
         scale: f32,
     ) {
-        self.linear(rec, &l.w, Some(&l.b), x, rows, y, 0, l.w.rows, act, scale);
+        self.linear(
+            rec,
+            &l.weight,
+            Some(&l.bias),
+            x,
+            rows,
+            y,
+            0,
+            l.weight.rows,
+            act,
+            scale,
+        );
     }
 
     #[allow(clippy::too_many_arguments)] // a kernel launch: its parameters, spelled out
@@ -614,7 +537,7 @@ impl Backend for GpuMarian {
         self.embed(&mut rec, &self.encoder_embed, &enc_ids, n, s, 0, &ex);
         for layer in &self.encoder {
             let a = &layer.self_attn;
-            self.dense(&mut rec, &a.q, &ex, n, &eq, 0, a.scaling);
+            self.dense(&mut rec, &a.q, &ex, n, &eq, 0, a.scaling() as f32);
             self.dense(&mut rec, &a.k, &ex, n, &ek, 0, 1.0);
             self.dense(&mut rec, &a.v, &ex, n, &ev, 0, 1.0);
             self.attend(
@@ -717,14 +640,14 @@ impl Backend for GpuMarian {
             )));
         }
         let tv = cfg.target_vocab_size();
-        let k = select.k.min(tv).min(MAX_K);
+        let k = select.k.min(tv);
         if select.k > MAX_K {
             return Err(Error::Input(format!(
                 "at most {MAX_K} candidates per row on the GPU"
             )));
         }
         if select.banned != st.banned_host.as_slice() {
-            st.banned = upload_u32(&self.ctx, "banned tokens", select.banned)?;
+            st.banned = self.banned_buffer(select.banned)?;
             st.banned_host = select.banned.to_vec();
         }
         self.ctx
@@ -736,12 +659,12 @@ impl Backend for GpuMarian {
         self.embed(&mut rec, &self.decoder_embed, &st.tokens, r, 1, t, &st.x);
         for (i, layer) in self.decoder.iter().enumerate() {
             let a = &layer.self_attn;
-            self.dense(&mut rec, &a.q, &st.x, r, &st.q, 0, a.scaling);
+            self.dense(&mut rec, &a.q, &st.x, r, &st.q, 0, a.scaling() as f32);
             // K and V of the new token go straight into the cache at position t.
             self.linear(
                 &mut rec,
-                &a.k.w,
-                Some(&a.k.b),
+                &a.k.weight,
+                Some(&a.k.bias),
                 &st.x,
                 r,
                 &st.self_k[i],
@@ -752,8 +675,8 @@ impl Backend for GpuMarian {
             );
             self.linear(
                 &mut rec,
-                &a.v.w,
-                Some(&a.v.b),
+                &a.v.weight,
+                Some(&a.v.bias),
                 &st.x,
                 r,
                 &st.self_v[i],
@@ -779,7 +702,7 @@ impl Backend for GpuMarian {
             self.dense(&mut rec, &a.out, &st.ctx_buf, r, &st.h, 0, 1.0);
             self.norm(&mut rec, &layer.self_attn_norm, &st.x, &st.h, r);
             let c = &layer.cross_attn;
-            self.dense(&mut rec, &c.q, &st.x, r, &st.q, 0, c.scaling);
+            self.dense(&mut rec, &c.q, &st.x, r, &st.q, 0, c.scaling() as f32);
             self.attend(
                 &mut rec,
                 c.heads,

@@ -6,6 +6,7 @@
 //! stored in the package (GGML Q8_0/Q4_0 through candle's `QMatMul`).
 
 pub mod layout;
+pub mod weights;
 
 use crate::config::{Activation, MarianConfig};
 use crate::error::{Error, Result};
@@ -14,7 +15,19 @@ use crate::package::Package;
 use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
-use layout::{DECODER_EMBEDDING, ENCODER_EMBEDDING, FINAL_LOGITS_BIAS, LM_HEAD, SHARED_EMBEDDING};
+use weights::{AttentionWeights, LinearWeights, MarianWeights, NormWeights, WeightSource};
+
+/// The CPU model's weights come straight from the package's weight file.
+impl WeightSource for WeightFile<'_> {
+    type Matrix = Matrix;
+    type Vector = Tensor;
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        WeightFile::matrix(self, name, rows, cols)
+    }
+    fn vector(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        Ok(self.float(name, shape)?.flatten_all()?)
+    }
+}
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -58,23 +71,19 @@ impl Linear {
         })
     }
 
-    fn load(w: &WeightFile, prefix: &str, rows: usize, cols: usize) -> Result<Self> {
-        Ok(Linear {
-            weight: qmatmul(&w.matrix(&format!("{prefix}.weight"), rows, cols)?),
-            bias: w.float(&format!("{prefix}.bias"), &[rows])?,
-        })
+    fn from_weights(l: LinearWeights<Matrix, Tensor>) -> Self {
+        Linear {
+            weight: qmatmul(&l.weight),
+            bias: l.bias,
+        }
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.weight.forward(x)?.broadcast_add(&self.bias)?)
     }
 }
 
-fn layer_norm(w: &WeightFile, prefix: &str, d: usize) -> Result<LayerNorm> {
-    Ok(LayerNorm::new(
-        w.float(&format!("{prefix}.weight"), &[d])?,
-        w.float(&format!("{prefix}.bias"), &[d])?,
-        LAYER_NORM_EPS,
-    ))
+fn layer_norm(n: NormWeights<Tensor>) -> LayerNorm {
+    LayerNorm::new(n.gamma, n.beta, LAYER_NORM_EPS)
 }
 
 fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
@@ -220,17 +229,17 @@ impl Attention {
         })
     }
 
-    fn load(w: &WeightFile, prefix: &str, d: usize, heads: usize) -> Result<Self> {
-        let head_dim = d / heads;
-        Ok(Attention {
-            q: Linear::load(w, &format!("{prefix}.q_proj"), d, d)?,
-            k: Linear::load(w, &format!("{prefix}.k_proj"), d, d)?,
-            v: Linear::load(w, &format!("{prefix}.v_proj"), d, d)?,
-            out: Linear::load(w, &format!("{prefix}.out_proj"), d, d)?,
-            heads,
-            head_dim,
-            scaling: (head_dim as f64).powf(-0.5),
-        })
+    fn from_weights(a: AttentionWeights<Matrix, Tensor>) -> Self {
+        let scaling = a.scaling();
+        Attention {
+            q: Linear::from_weights(a.q),
+            k: Linear::from_weights(a.k),
+            v: Linear::from_weights(a.v),
+            out: Linear::from_weights(a.out),
+            heads: a.heads,
+            head_dim: a.head_dim,
+            scaling,
+        }
     }
 
     /// [B, T, D] -> [B, H, T, hd]
@@ -303,14 +312,6 @@ struct DecoderLayer {
     final_norm: LayerNorm,
 }
 
-fn ffn(w: &WeightFile, p: &str, d: usize, ffn_dim: usize, act: Activation) -> Result<FeedForward> {
-    Ok(FeedForward {
-        fc1: Linear::load(w, &format!("{p}.fc1"), ffn_dim, d)?,
-        fc2: Linear::load(w, &format!("{p}.fc2"), d, ffn_dim)?,
-        act,
-    })
-}
-
 /// A learned correction of the output projection on a few target tokens (what a fine-tuning
 /// adapter holds): `logits[ids] += h · weight^T + bias`. The package's weights are untouched.
 #[derive(Debug, Clone)]
@@ -367,60 +368,41 @@ impl Marian {
         let mut w = WeightFile::parse(&pkg.manifest.weights, pkg.file(&pkg.manifest.weights)?)?;
         w.dequantize = dequantize;
         let d = cfg.d_model;
-        let tv = cfg.target_vocab_size();
-        let (encoder_embed, decoder_embed) = if cfg.share_encoder_decoder_embeddings {
-            let shared = Embedding::new(w.matrix(SHARED_EMBEDDING, cfg.vocab_size, d)?);
-            (shared.clone(), shared)
-        } else {
-            (
-                Embedding::new(w.matrix(ENCODER_EMBEDDING, cfg.vocab_size, d)?),
-                Embedding::new(w.matrix(DECODER_EMBEDDING, tv, d)?),
-            )
-        };
-        let lm_head = if cfg.tie_word_embeddings {
-            decoder_embed.clone()
-        } else {
-            Embedding::new(w.matrix(LM_HEAD, tv, d)?)
-        };
-        let final_logits_bias = w.float(FINAL_LOGITS_BIAS, &[1, tv])?.reshape(tv)?;
+        let weights = MarianWeights::load(&cfg, &w)?;
+        let embedding = |m: &Arc<Matrix>| Embedding::new(m.as_ref().clone());
+        let encoder_embed = embedding(&weights.encoder_embed);
+        let decoder_embed = embedding(&weights.decoder_embed);
+        let lm_head = embedding(&weights.lm_head);
+        let final_logits_bias = weights.final_logits_bias;
         let act = cfg.activation_function;
-        let mut encoder = Vec::with_capacity(cfg.encoder_layers);
-        for i in 0..cfg.encoder_layers {
-            let p = format!("encoder.layers.{i}");
-            encoder.push(EncoderLayer {
-                self_attn: Attention::load(
-                    &w,
-                    &format!("{p}.self_attn"),
-                    d,
-                    cfg.encoder_attention_heads,
-                )?,
-                self_attn_norm: layer_norm(&w, &format!("{p}.self_attn_layer_norm"), d)?,
-                ffn: ffn(&w, &p, d, cfg.encoder_ffn_dim, act)?,
-                final_norm: layer_norm(&w, &format!("{p}.final_layer_norm"), d)?,
-            });
-        }
-        let mut decoder = Vec::with_capacity(cfg.decoder_layers);
-        for i in 0..cfg.decoder_layers {
-            let p = format!("decoder.layers.{i}");
-            decoder.push(DecoderLayer {
-                self_attn: Attention::load(
-                    &w,
-                    &format!("{p}.self_attn"),
-                    d,
-                    cfg.decoder_attention_heads,
-                )?,
-                self_attn_norm: layer_norm(&w, &format!("{p}.self_attn_layer_norm"), d)?,
-                cross_attn: Attention::load(
-                    &w,
-                    &format!("{p}.encoder_attn"),
-                    d,
-                    cfg.decoder_attention_heads,
-                )?,
-                cross_attn_norm: layer_norm(&w, &format!("{p}.encoder_attn_layer_norm"), d)?,
-                ffn: ffn(&w, &p, d, cfg.decoder_ffn_dim, act)?,
-                final_norm: layer_norm(&w, &format!("{p}.final_layer_norm"), d)?,
-            });
-        }
+        let ffn =
+            |fc1: LinearWeights<Matrix, Tensor>, fc2: LinearWeights<Matrix, Tensor>| FeedForward {
+                fc1: Linear::from_weights(fc1),
+                fc2: Linear::from_weights(fc2),
+                act,
+            };
+        let encoder = weights
+            .encoder
+            .into_iter()
+            .map(|l| EncoderLayer {
+                self_attn: Attention::from_weights(l.self_attn),
+                self_attn_norm: layer_norm(l.self_attn_norm),
+                ffn: ffn(l.fc1, l.fc2),
+                final_norm: layer_norm(l.final_norm),
+            })
+            .collect();
+        let decoder = weights
+            .decoder
+            .into_iter()
+            .map(|l| DecoderLayer {
+                self_attn: Attention::from_weights(l.self_attn),
+                self_attn_norm: layer_norm(l.self_attn_norm),
+                cross_attn: Attention::from_weights(l.cross_attn),
+                cross_attn_norm: layer_norm(l.cross_attn_norm),
+                ffn: ffn(l.fc1, l.fc2),
+                final_norm: layer_norm(l.final_norm),
+            })
+            .collect();
         Ok(Marian {
             positions: sinusoidal_positions(cfg.max_position_embeddings, d)?,
             embed_scale: if cfg.scale_embedding {

@@ -3,10 +3,7 @@
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> scales: array<u32>;
 
-fn block_scale(block: u32) -> f32 {
-    let pair = unpack_halves(scales[block / 2u]);
-    return select(pair.x, pair.y, (block & 1u) == 1u);
-}
+// block_scale: block_scales.wgsl.
 
 fn weight4(row: u32, k4: u32, cols: u32) -> vec4<f32> {
     let col = k4 * 4u;

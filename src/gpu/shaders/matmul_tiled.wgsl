@@ -2,20 +2,7 @@
 // batches): 64x64 output tiles, 16 threads x 16 threads each computing 4x4, K in steps of 16,
 // weights dequantized once per tile as they are loaded into workgroup memory.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    x_base: u32,     // in vec4s
-    x_stride: u32,   // in vec4s
-    y_base: u32,
-    y_stride: u32,
-    act: u32,
-    scale: f32,
-    has_bias: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// Params: matmul_params.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;

@@ -2,20 +2,7 @@
 // sentence or beam while decoding). One workgroup per output column n: the weight row is read
 // once for all rows, the rows' partial sums are reduced in workgroup memory.
 
-struct Params {
-    m: u32,          // rows of x (at most MAX_ROWS)
-    n: u32,          // output columns = weight rows
-    k: u32,          // inner size = weight columns (a multiple of 4)
-    x_base: u32,     // in vec4s
-    x_stride: u32,   // in vec4s
-    y_base: u32,     // in floats
-    y_stride: u32,   // in floats
-    act: u32,
-    scale: f32,
-    has_bias: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
+// Params: matmul_params.wgsl (m is at most MAX_ROWS here).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;

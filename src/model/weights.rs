@@ -1,0 +1,158 @@
+//! Which weights a Marian model has and how they are shared, walked once for both backends:
+//! the CPU model (candle) and the GPU model (wgpu buffers) build from the same
+//! `MarianWeights`, generic over how a backend holds a matrix and a vector.
+
+use super::layout::{
+    DECODER_EMBEDDING, ENCODER_EMBEDDING, FINAL_LOGITS_BIAS, LM_HEAD, SHARED_EMBEDDING,
+};
+use crate::config::MarianConfig;
+use crate::error::Result;
+use std::sync::Arc;
+
+/// Where a backend gets its weights from (a package's weight file, uploaded or not).
+pub trait WeightSource {
+    type Matrix;
+    type Vector;
+    /// A matrix [rows, cols] as stored (quantized or not).
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Self::Matrix>;
+    /// An f32 tensor of `shape`, flattened.
+    fn vector(&self, name: &str, shape: &[usize]) -> Result<Self::Vector>;
+}
+
+pub struct LinearWeights<M, V> {
+    pub weight: M,
+    pub bias: V,
+}
+
+pub struct NormWeights<V> {
+    pub gamma: V,
+    pub beta: V,
+}
+
+pub struct AttentionWeights<M, V> {
+    pub q: LinearWeights<M, V>,
+    pub k: LinearWeights<M, V>,
+    pub v: LinearWeights<M, V>,
+    pub out: LinearWeights<M, V>,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+impl<M, V> AttentionWeights<M, V> {
+    /// The query scaling, head_dim^-0.5 (as transformers computes it, in f64).
+    pub fn scaling(&self) -> f64 {
+        (self.head_dim as f64).powf(-0.5)
+    }
+}
+
+pub struct EncoderLayerWeights<M, V> {
+    pub self_attn: AttentionWeights<M, V>,
+    pub self_attn_norm: NormWeights<V>,
+    pub fc1: LinearWeights<M, V>,
+    pub fc2: LinearWeights<M, V>,
+    pub final_norm: NormWeights<V>,
+}
+
+pub struct DecoderLayerWeights<M, V> {
+    pub self_attn: AttentionWeights<M, V>,
+    pub self_attn_norm: NormWeights<V>,
+    pub cross_attn: AttentionWeights<M, V>,
+    pub cross_attn_norm: NormWeights<V>,
+    pub fc1: LinearWeights<M, V>,
+    pub fc2: LinearWeights<M, V>,
+    pub final_norm: NormWeights<V>,
+}
+
+pub struct MarianWeights<M, V> {
+    /// The same `Arc` when the package shares one embedding between encoder and decoder ...
+    pub encoder_embed: Arc<M>,
+    pub decoder_embed: Arc<M>,
+    /// ... and when the output projection is tied to the decoder's embedding.
+    pub lm_head: Arc<M>,
+    pub final_logits_bias: V,
+    pub encoder: Vec<EncoderLayerWeights<M, V>>,
+    pub decoder: Vec<DecoderLayerWeights<M, V>>,
+}
+
+impl<M, V> MarianWeights<M, V> {
+    pub fn load<S: WeightSource<Matrix = M, Vector = V>>(
+        cfg: &MarianConfig,
+        s: &S,
+    ) -> Result<Self> {
+        let d = cfg.d_model;
+        let tv = cfg.target_vocab_size();
+        let (encoder_embed, decoder_embed) = if cfg.share_encoder_decoder_embeddings {
+            let shared = Arc::new(s.matrix(SHARED_EMBEDDING, cfg.vocab_size, d)?);
+            (shared.clone(), shared)
+        } else {
+            (
+                Arc::new(s.matrix(ENCODER_EMBEDDING, cfg.vocab_size, d)?),
+                Arc::new(s.matrix(DECODER_EMBEDDING, tv, d)?),
+            )
+        };
+        let lm_head = if cfg.tie_word_embeddings {
+            decoder_embed.clone()
+        } else {
+            Arc::new(s.matrix(LM_HEAD, tv, d)?)
+        };
+        let linear = |p: &str, rows: usize, cols: usize| -> Result<LinearWeights<M, V>> {
+            Ok(LinearWeights {
+                weight: s.matrix(&format!("{p}.weight"), rows, cols)?,
+                bias: s.vector(&format!("{p}.bias"), &[rows])?,
+            })
+        };
+        let norm = |p: &str| -> Result<NormWeights<V>> {
+            Ok(NormWeights {
+                gamma: s.vector(&format!("{p}.weight"), &[d])?,
+                beta: s.vector(&format!("{p}.bias"), &[d])?,
+            })
+        };
+        let attention = |p: &str, heads: usize| -> Result<AttentionWeights<M, V>> {
+            Ok(AttentionWeights {
+                q: linear(&format!("{p}.q_proj"), d, d)?,
+                k: linear(&format!("{p}.k_proj"), d, d)?,
+                v: linear(&format!("{p}.v_proj"), d, d)?,
+                out: linear(&format!("{p}.out_proj"), d, d)?,
+                heads,
+                head_dim: d / heads,
+            })
+        };
+        let encoder = (0..cfg.encoder_layers)
+            .map(|i| {
+                let p = format!("encoder.layers.{i}");
+                Ok(EncoderLayerWeights {
+                    self_attn: attention(&format!("{p}.self_attn"), cfg.encoder_attention_heads)?,
+                    self_attn_norm: norm(&format!("{p}.self_attn_layer_norm"))?,
+                    fc1: linear(&format!("{p}.fc1"), cfg.encoder_ffn_dim, d)?,
+                    fc2: linear(&format!("{p}.fc2"), d, cfg.encoder_ffn_dim)?,
+                    final_norm: norm(&format!("{p}.final_layer_norm"))?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let decoder = (0..cfg.decoder_layers)
+            .map(|i| {
+                let p = format!("decoder.layers.{i}");
+                Ok(DecoderLayerWeights {
+                    self_attn: attention(&format!("{p}.self_attn"), cfg.decoder_attention_heads)?,
+                    self_attn_norm: norm(&format!("{p}.self_attn_layer_norm"))?,
+                    cross_attn: attention(
+                        &format!("{p}.encoder_attn"),
+                        cfg.decoder_attention_heads,
+                    )?,
+                    cross_attn_norm: norm(&format!("{p}.encoder_attn_layer_norm"))?,
+                    fc1: linear(&format!("{p}.fc1"), cfg.decoder_ffn_dim, d)?,
+                    fc2: linear(&format!("{p}.fc2"), d, cfg.decoder_ffn_dim)?,
+                    final_norm: norm(&format!("{p}.final_layer_norm"))?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(MarianWeights {
+            encoder_embed,
+            decoder_embed,
+            lm_head,
+            final_logits_bias: s.vector(FINAL_LOGITS_BIAS, &[1, tv])?,
+            encoder,
+            decoder,
+        })
+    }
+}
