@@ -78,7 +78,12 @@ pub fn top_k_of_row(logits: &[f32], select: &Select) -> Vec<(u32, f32)> {
             *s = f32::NEG_INFINITY;
         }
     }
-    let k = select.k.min(scores.len());
+    best_k(&scores, select.k)
+}
+
+/// The k highest scores of a row with their ids, best first; ties keep the lower id first.
+pub fn best_k(scores: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let k = k.min(scores.len());
     let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     for (i, &s) in scores.iter().enumerate() {
         if best.len() == k && s <= best[k - 1].1 {

@@ -37,6 +37,7 @@ pub mod pairs;
 
 use crate::adapter::{Adapter, AdapterManifest, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION};
 use crate::error::{Error, Result};
+use crate::generate::best_k;
 use crate::model::Marian;
 use crate::translator::Translator;
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -319,16 +320,7 @@ struct Positions {
 
 /// One vocabulary row's summary: top-k ids (best first), max, Σ exp(z − max), Σ z.
 fn row_summary(row: &[f32], k: usize, top: &mut Vec<u32>) -> (f32, f64, f64) {
-    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
-    for (i, &z) in row.iter().enumerate() {
-        if best.len() == k && z <= best[k - 1].1 {
-            continue;
-        }
-        // Ties keep the lower id first, as generation's top-k does.
-        let pos = best.partition_point(|&(_, b)| b >= z);
-        best.insert(pos, (i as u32, z));
-        best.truncate(k);
-    }
+    let best = best_k(row, k);
     let max = best.first().map_or(f32::NEG_INFINITY, |b| b.1);
     top.extend(best.iter().map(|b| b.0));
     // Eight f32 lanes per block (so the compiler vectorises), blocks summed in f64.
