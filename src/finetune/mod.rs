@@ -512,7 +512,6 @@ fn hidden_states(
     }))
 }
 
-/// Base logits restricted to S plus the exact log-sum-exp of the rest, per position.
 /// Whether position `i` carries cross-entropy: its target is a taught token the base model
 /// finds unlikely, or (`learn_after_term`) it follows a taught token.
 fn is_learn(o: &FineTuneOptions, taught: &BTreeSet<u32>, pos: &Positions, i: usize) -> bool {
@@ -520,6 +519,8 @@ fn is_learn(o: &FineTuneOptions, taught: &BTreeSet<u32>, pos: &Positions, i: usi
     after_term || ((pos.p_target[i] as f64) < o.learn_below && taught.contains(&pos.labels[i]))
 }
 
+/// Base logits restricted to S plus the exact log-sum-exp of the rest, per position, from the
+/// cached hidden states (S's rows of the projection only) and the whole-row summaries.
 fn features(
     model: &Marian,
     pos: Positions,
