@@ -318,11 +318,14 @@ struct Positions {
     logit_sum: Vec<f64>,
 }
 
-/// One vocabulary row's summary: top-k ids (best first), max, Σ exp(z − max), Σ z.
-fn row_summary(row: &[f32], k: usize, top: &mut Vec<u32>) -> (f32, f64, f64) {
-    let best = best_k(row, k);
+/// One vocabulary row's summary: its top-k ids (best first) into `top`, and max,
+/// Σ exp(z − max), Σ z.
+fn row_summary(row: &[f32], top: &mut [u32]) -> (f32, f64, f64) {
+    let best = best_k(row, top.len());
     let max = best.first().map_or(f32::NEG_INFINITY, |b| b.1);
-    top.extend(best.iter().map(|b| b.0));
+    for (slot, b) in top.iter_mut().zip(&best) {
+        *slot = b.0;
+    }
     // Eight f32 lanes per block (so the compiler vectorises), blocks summed in f64.
     let (mut exp_sum, mut sum) = (0f64, 0f64);
     for block in row.chunks(1024) {
@@ -386,7 +389,23 @@ fn hidden_states(
     on_pair: &mut dyn FnMut(usize) -> Control,
 ) -> Result<Option<Positions>> {
     let start = t.generation.decoder_start_token_id;
-    // Batches of similar length waste little on padding; results go back to pair order below.
+    // Every output is written at its position's place in pair order (pairs as given, a pair's
+    // positions in step order), whatever order the batches run in.
+    let mut offsets = Vec::with_capacity(pairs.len());
+    let mut n = 0;
+    for p in pairs {
+        offsets.push(n);
+        n += p.1.len();
+    }
+    let labels: Vec<u32> = pairs.iter().flat_map(|p| p.1.iter().copied()).collect();
+    let prev: Vec<Option<u32>> = pairs
+        .iter()
+        .flat_map(|p| (0..p.1.len()).map(|s| s.checked_sub(1).map(|s| p.1[s])))
+        .collect();
+    let mut top = vec![0u32; n * top_k];
+    let (mut max, mut y_logit) = (vec![0f32; n], vec![0f32; n]);
+    let (mut exp_sum, mut logit_sum) = (vec![0f64; n], vec![0f64; n]);
+    // Batches of similar length waste little on padding.
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     order.sort_by_key(|&i| (pairs[i].1.len(), pairs[i].0.len()));
     let mut batches: Vec<&[usize]> = Vec::new();
@@ -406,13 +425,9 @@ fn hidden_states(
         batches.push(&rest[..n]);
         rest = &rest[n..];
     }
-    // Per position (in batch order): its pair and step, for putting pair order back.
-    let mut key: Vec<(usize, usize)> = Vec::new();
+    // The place in pair order of each hidden-state row, in the order the batches produce them.
+    let mut places: Vec<u32> = Vec::with_capacity(n);
     let mut hidden = Vec::new();
-    let mut labels = Vec::new();
-    let mut top = Vec::new();
-    let (mut max, mut exp_sum, mut logit_sum) = (Vec::new(), Vec::new(), Vec::new());
-    let mut y_logit = Vec::new();
     let mut done = 0;
     for batch in batches {
         let src: Vec<Vec<u32>> = batch.iter().map(|&i| pairs[i].0.clone()).collect();
@@ -431,29 +446,29 @@ fn hidden_states(
         clock.model += t_model.elapsed().as_secs_f64();
         let t_vocab = Instant::now();
         let (b, steps, d) = h.dims3()?;
+        let first = places.len();
         let mut live = Vec::new();
         for (r, &i) in batch.iter().enumerate() {
             for step in 0..pairs[i].1.len() {
                 live.push((r * steps + step) as u32);
-                key.push((i, step));
-                labels.push(pairs[i].1[step]);
+                places.push((offsets[i] + step) as u32);
             }
         }
         let h = h
             .reshape((b * steps, d))?
             .index_select(&Tensor::new(live.as_slice(), &Device::Cpu)?, 0)?;
-        let first = y_logit.len();
         for from in (0..live.len()).step_by(LOGIT_ROWS) {
             let rows = LOGIT_ROWS.min(live.len() - from);
             let logits = model.base_logits(&h.narrow(0, from, rows)?)?;
             let v = logits.dim(1)?;
             let flat = logits.flatten_all()?.to_vec1::<f32>()?;
             for (j, row) in flat.chunks_exact(v).enumerate() {
-                let (m, e, s) = row_summary(row, top_k, &mut top);
-                max.push(m);
-                exp_sum.push(e);
-                logit_sum.push(s);
-                y_logit.push(row[labels[first + from + j] as usize]);
+                let at = places[first + from + j] as usize;
+                let (m, e, s) = row_summary(row, &mut top[at * top_k..(at + 1) * top_k]);
+                max[at] = m;
+                exp_sum[at] = e;
+                logit_sum[at] = s;
+                y_logit[at] = row[labels[at] as usize];
             }
         }
         hidden.push(h);
@@ -463,31 +478,6 @@ fn hidden_states(
             return Ok(None);
         }
     }
-    // Back to pair order (positions of a pair in step order): shuffling and reports see the
-    // pairs as given.
-    let mut perm: Vec<u32> = (0..key.len() as u32).collect();
-    perm.sort_by_key(|&p| key[p as usize]);
-    let pick = |v: &[f32]| perm.iter().map(|&p| v[p as usize]).collect::<Vec<_>>();
-    let pick64 = |v: &[f64]| perm.iter().map(|&p| v[p as usize]).collect::<Vec<_>>();
-    let labels: Vec<u32> = perm.iter().map(|&p| labels[p as usize]).collect();
-    let top: Vec<u32> = perm
-        .iter()
-        .flat_map(|&p| {
-            top[p as usize * top_k..(p as usize + 1) * top_k]
-                .iter()
-                .copied()
-        })
-        .collect();
-    let prev = perm
-        .iter()
-        .map(|&p| {
-            let (i, step) = key[p as usize];
-            step.checked_sub(1).map(|s| pairs[i].1[s])
-        })
-        .collect();
-    let max = pick(&max);
-    let exp_sum = pick64(&exp_sum);
-    let y_logit = pick(&y_logit);
     let p_target = y_logit
         .iter()
         .zip(&max)
@@ -497,7 +487,13 @@ fn hidden_states(
     let hidden = if hidden.is_empty() {
         Tensor::zeros((0, model.config.d_model), DType::F32, &Device::Cpu)?
     } else {
-        Tensor::cat(&hidden, 0)?.index_select(&Tensor::new(perm.as_slice(), &Device::Cpu)?, 0)?
+        // Row r of the batches' output holds place places[r]; gather them back in place order.
+        let mut row_of_place = vec![0u32; n];
+        for (r, &at) in places.iter().enumerate() {
+            row_of_place[at as usize] = r as u32;
+        }
+        Tensor::cat(&hidden, 0)?
+            .index_select(&Tensor::new(row_of_place.as_slice(), &Device::Cpu)?, 0)?
     };
     Ok(Some(Positions {
         hidden,
@@ -508,7 +504,7 @@ fn hidden_states(
         prev,
         max,
         exp_sum,
-        logit_sum: pick64(&logit_sum),
+        logit_sum,
     }))
 }
 
@@ -791,9 +787,12 @@ pub fn fine_tune(
     };
     // The frozen model in f32 for these passes over many rows at once (candle's f32 GEMM is
     // about 3× its quantized kernels there; measured in BENCHMARKS.md); dropped after them.
-    let mut clock = FeatureClock::default();
+    let t_widen = Instant::now();
     let frozen = t.model.widened()?;
-    clock.model = t0.elapsed().as_secs_f64();
+    let mut clock = FeatureClock {
+        model: t_widen.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
     let Some(p_train) = hidden_states(t, &frozen, &train_ids, o.top_k, &mut clock, &mut |d| {
         feature_progress(d, 0)
     })?
@@ -1103,8 +1102,8 @@ mod tests {
         let row: Vec<f32> = (0..5000)
             .map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 9.0)
             .collect();
-        let mut top = Vec::new();
-        let (max, exp_sum, sum) = row_summary(&row, 3, &mut top);
+        let mut top = [0u32; 3];
+        let (max, exp_sum, sum) = row_summary(&row, &mut top);
         let m = row.iter().copied().fold(f32::MIN, f32::max);
         assert_eq!(max, m);
         let want: f64 = row.iter().map(|&z| ((z - m) as f64).exp()).sum();

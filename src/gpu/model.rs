@@ -418,9 +418,6 @@ impl GpuMarian {
         // until it has run.
         #[cfg(not(target_arch = "wasm32"))]
         let mapped = loop {
-            if let Some(v) = wait.try_take() {
-                break v;
-            }
             self.ctx
                 .device
                 .poll(wgpu::PollType::wait_indefinitely())

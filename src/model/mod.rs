@@ -15,7 +15,11 @@ use crate::package::Package;
 use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
+use std::borrow::Cow;
+use std::sync::Arc;
 use weights::{AttentionWeights, LinearWeights, MarianWeights, NormWeights, WeightSource};
+
+pub(crate) const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// The CPU model's weights come straight from the package's weight file.
 impl WeightSource for WeightFile<'_> {
@@ -28,10 +32,6 @@ impl WeightSource for WeightFile<'_> {
         Ok(self.float(name, shape)?.flatten_all()?)
     }
 }
-use std::borrow::Cow;
-use std::sync::Arc;
-
-pub(crate) const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// A linear layer whose weight may be quantized.
 #[derive(Debug, Clone)]
@@ -126,15 +126,6 @@ impl Embedding {
     }
     fn project(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.as_linear.forward(x)?)
-    }
-
-    /// Whether both hold the same stored matrix (shared or tied embeddings).
-    fn matrix_is(&self, other: &Embedding) -> bool {
-        match (&self.matrix, &other.matrix) {
-            (Matrix::Quantized(a), Matrix::Quantized(b)) => Arc::ptr_eq(a, b),
-            (Matrix::Dense(a), Matrix::Dense(b)) => a.id() == b.id(),
-            _ => false,
-        }
     }
 
     /// The projection onto the rows `ids` only, computed as `project` computes those columns
@@ -425,14 +416,14 @@ impl Marian {
     /// (fine-tuning's teacher forcing), where candle's f32 GEMM outruns its quantized kernels.
     /// Costs the f32 size of the model while it lives.
     pub fn widened(&self) -> Result<Self> {
-        let shared_embed = self.decoder_embed.matrix_is(&self.encoder_embed);
+        // Shared and tied matrices stay shared, as `MarianWeights::load` decided them.
         let decoder_embed = self.decoder_embed.widened()?;
-        let encoder_embed = if shared_embed {
+        let encoder_embed = if self.config.share_encoder_decoder_embeddings {
             decoder_embed.clone()
         } else {
             self.encoder_embed.widened()?
         };
-        let lm_head = if self.lm_head.matrix_is(&self.decoder_embed) {
+        let lm_head = if self.config.tie_word_embeddings {
             decoder_embed.clone()
         } else {
             self.lm_head.widened()?
