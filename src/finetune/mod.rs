@@ -765,6 +765,14 @@ pub fn fine_tune(
     on_progress: &mut dyn FnMut(&Progress) -> Control,
 ) -> Result<(Adapter, FineTuneReport)> {
     o.validate()?;
+    let vocab = t.model.target_vocab_size();
+    if o.top_k > vocab {
+        // Every position keeps exactly top_k candidates.
+        return Err(Error::Input(format!(
+            "top-k {} exceeds the target vocabulary ({vocab})",
+            o.top_k
+        )));
+    }
     if train.is_empty() {
         return Err(Error::Input("no training pairs".into()));
     }
@@ -854,7 +862,6 @@ pub fn fine_tune(
 
     let d = t.model.config.d_model;
     let k = set.len();
-    let vocab = t.model.target_vocab_size();
     let r = o.rank.min(d).min(k);
     let head = Head {
         u: Var::zeros((k, r), DType::F32, &Device::Cpu)?,
