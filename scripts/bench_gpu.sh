@@ -3,12 +3,13 @@
 # --tokens target tokens per sentence, batch 1 and batch 32, native wgpu (Vulkan) vs the CPU path of
 # the same machine. Prints one JSON line per run and a Markdown table for BENCHMARKS.md.
 #   scripts/bench_gpu.sh [PKG_DIR] [TOKENS]      (default target/bench/pkg-q8, 32)
-# The package is made as BENCHMARKS.md says. MARIAN_GPU_ADAPTER=<part of a name> picks an adapter.
+# The package is made as BENCHMARKS.md says. MARIAN_GPU_ADAPTER=<part of a name> picks an adapter;
+# MARIAN_BIN=<path> uses a prebuilt binary (e.g. one copied to a GPU machine without cargo).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PKG="${1:-$ROOT/target/bench/pkg-q8}"
 TOKENS="${2:-32}"
-BIN="$ROOT/target/release/marian-wasm"
+BIN="${MARIAN_BIN:-$ROOT/target/release/marian-wasm}"
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release --bin marian-wasm)
 [ -f "$PKG/manifest.json" ] || { echo "no package at $PKG (see BENCHMARKS.md)" >&2; exit 1; }
 rows=()
