@@ -289,3 +289,97 @@ fn adapter_round_trips_and_refuses_another_base() {
     let err = fine_tune(&t, &pairs, &[], &opts, &mut |_| Control::Cancel);
     assert!(err.is_err());
 }
+
+/// The features pass split over workers (as the browser does): shards computed separately,
+/// passed as bytes, joined in order, train the same adapter as the pass in one piece; shards
+/// that are not the run's are refused.
+#[test]
+fn sharded_features_train_the_same_adapter() {
+    use marian_wasm::finetune::{prepare, train_adapter, FeatureShard};
+    let t = default_translator();
+    let car = |s: &str| has_word(s, &["car", "cars"]);
+    let pairs: Vec<Pair> = lines("train.en")
+        .into_iter()
+        .zip(lines("train.fr"))
+        .enumerate()
+        .filter(|(_, (e, f))| car(e) && has_word(f, &["voiture", "voitures"]))
+        .take(120)
+        .map(|(i, (source, target))| Pair {
+            source,
+            target: house_style(&target),
+            line: i + 1,
+        })
+        .collect();
+    let (train, val) = pairs.split_at(100);
+    let opts = FineTuneOptions {
+        epochs: 2,
+        ..Default::default()
+    };
+    let go = &mut |_: &marian_wasm::finetune::Progress| Control::Continue;
+    let (whole, whole_report) = fine_tune(&t, train, val, &opts, go).unwrap();
+
+    let prepared = prepare(&t, train, val, &opts).unwrap();
+    let plan = prepared.shard_plan(3);
+    assert!(plan.len() >= 2, "{} shards", plan.len());
+    let mut covered: Vec<usize> = plan.iter().flatten().copied().collect();
+    covered.sort();
+    assert_eq!(covered, (0..120).collect::<Vec<_>>(), "every pair once");
+    let bytes: Vec<Vec<u8>> = plan
+        .iter()
+        .map(|which| {
+            FeatureShard::compute(&t, &prepared.pairs_of(which), opts.top_k, &mut |_| {
+                Control::Continue
+            })
+            .unwrap()
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+        })
+        .collect();
+    let read = |b: &[Vec<u8>]| -> Vec<FeatureShard> {
+        b.iter()
+            .map(|x| FeatureShard::from_bytes(x).unwrap())
+            .collect()
+    };
+    let (sharded, report) = train_adapter(&t, &prepared, &plan, read(&bytes), &opts, go).unwrap();
+    assert_eq!(report.feature_shards, plan.len());
+    assert_eq!(report.train_positions, whole_report.train_positions);
+    assert_eq!(report.learn_positions, whole_report.learn_positions);
+    assert_eq!(sharded.ids, whole.ids, "the same trained token set");
+    // Batches differ between the two runs (padding), so hidden states agree to rounding, not
+    // bit for bit.
+    let worst = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    let scale = whole.delta_u.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(scale > 0.0, "the run learned something");
+    assert!(worst(&sharded.delta_u, &whole.delta_u) <= 1e-3 * scale);
+    assert!(worst(&sharded.delta_v, &whole.delta_v) <= 1e-3);
+    assert!(worst(&sharded.delta_bias, &whole.delta_bias) <= 1e-3 * scale.max(1.0));
+
+    // Shards out of order, missing, or from another top-k are not this run's.
+    let mut swapped = bytes.clone();
+    swapped.swap(0, 1);
+    let err = train_adapter(&t, &prepared, &plan, read(&swapped), &opts, go)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("this run"), "{err}");
+    let fewer = &bytes[..bytes.len() - 1];
+    assert!(train_adapter(&t, &prepared, &plan, read(fewer), &opts, go).is_err());
+    let other_k = FineTuneOptions {
+        top_k: opts.top_k + 1,
+        ..opts.clone()
+    };
+    let err = train_adapter(&t, &prepared, &plan, read(&bytes), &other_k, go)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("top-k"), "{err}");
+    // Damaged bytes are refused.
+    let mut cut = bytes[0].clone();
+    cut.truncate(cut.len() - 9);
+    assert!(FeatureShard::from_bytes(&cut).is_err());
+    assert!(FeatureShard::from_bytes(b"not a shard").is_err());
+}

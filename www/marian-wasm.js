@@ -30,11 +30,11 @@ export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', imp
  * @typedef {{ epochs?: number, lr?: number, rank?: number, klWeight?: number, labelSmoothing?: number,
  *   weightDecay?: number, batchPositions?: number, learnBelow?: number, minTaught?: number,
  *   minTaughtShare?: number, trainBias?: boolean, klLearnWeight?: number, topK?: number,
- *   learnAfterTerm?: boolean, valFraction?: number, beams?: number,
+ *   learnAfterTerm?: boolean, valFraction?: number, beams?: number, workers?: number,
  *   onProgress?: (p: FineTuneProgress) => void, signal?: AbortSignal }} FineTuneOptions
  * @typedef {{ adapter: Uint8Array, manifest: import('./adapters.js').AdapterManifest, report: any,
  *   issues: { index: number, reason: string }[], valBefore: { bleu: number, chrf: number } | null,
- *   valAfter: { bleu: number, chrf: number } | null, ms: number }} FineTuneResult
+ *   valAfter: { bleu: number, chrf: number } | null, ms: number, featureWorkers: number }} FineTuneResult
  */
 
 /**
@@ -193,6 +193,7 @@ export class MarianTranslator {
       );
       const t = new MarianTranslator(client, model, info);
       t.device_ = device;
+      t.store = options.store !== false;
       if (options.adapter) t.adapterBytes = options.adapter;
       return t;
     } catch (e) {
@@ -227,6 +228,8 @@ export class MarianTranslator {
     this.adapterBytes = null;
     /** @private @type {Device} */
     this.device_ = 'auto';
+    /** Whether packages are kept in the model store (helper workers load from it). @private */
+    this.store = true;
     /** Whether the package came from the model store (no download). */
     this.fromCache = info.fromCache;
     /** Milliseconds to load the package and build the model. */
@@ -331,29 +334,102 @@ export class MarianTranslator {
   /**
    * Fine-tune the decoder head on sentence pairs, in the worker; the resulting adapter is put on
    * at once (keep it with saveAdapter, take it off with useAdapter(null)). Bad pairs are skipped
-   * and listed in `issues` (1-based index). Aborting the signal stops the training at once: the
-   * worker is replaced and the model reloaded from the store, with the adapter used before.
+   * and listed in `issues` (1-based index). The frozen model's pass over the pairs — nearly all
+   * of the time — is shared among `workers` Web Workers (default: one per core, at most 4, for
+   * 64 pairs or more), each holding a copy of the model while it runs. Aborting the signal stops
+   * the training at once: the workers are stopped and the model reloaded from the store, with
+   * the adapter used before.
    * @param {{ source: string, target: string }[]} pairs
    * @param {FineTuneOptions} [options]
    * @returns {Promise<FineTuneResult>}
    */
   async fineTune(pairs, options = {}) {
     if (!Array.isArray(pairs)) throw new TypeError('fineTune() takes an array of { source, target }');
-    const { onProgress, signal, ...rest } = options;
+    const { onProgress, signal, workers, ...rest } = options;
     const client = this.live();
-    // The request's own abort handler (registered first) rejects it with AbortError; then the
-    // busy worker is replaced.
-    const pending = client.request(
-      { type: 'finetune', pairs, options: rest },
-      { signal, onMessage: (m) => m.type === 'ftprogress' && onProgress?.(m) },
-    );
-    const onAbort = () => this.restart();
+    const n = featureWorkers(workers, pairs.length);
+    /** @type {WorkerClient[]} */
+    const helpers = [];
+    /** The helpers' shares, settled or not (awaited in order below). @type {Promise<any>[]} */
+    let onHelpers = [];
+    // On abort the busy workers are stopped and the translator's worker replaced; the call
+    // rejects with the signal's reason (AbortError), whichever request noticed first.
+    const onAbort = () => {
+      for (const h of helpers) h.terminate();
+      this.restart();
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
+    const relay = (/** @type {any} */ m) => m.type === 'ftprogress' && onProgress?.(progressOf(m));
     try {
-      const r = await pending;
+      /** @type {any} */
+      let r;
+      let used = 1;
+      if (n <= 1) {
+        r = await client.request({ type: 'finetune', pairs, options: rest }, { signal, onMessage: relay });
+      } else {
+        const t0 = performance.now();
+        // The pass is cut into several chunks per worker (whole batches of pairs); each worker
+        // takes the next chunk when it is free, so helpers that start late (they load the model
+        // first) or run slower just take fewer.
+        const plan = await client.request({ type: 'ftplan', pairs, options: rest, workers: 4 * n }, { signal });
+        /** @type {Uint8Array[] | null} */
+        let shards = null;
+        if (plan.shards.length > 1) {
+          const chunks = plan.shards.length;
+          const done = new Array(chunks).fill(0);
+          const report = (/** @type {number} */ i, /** @type {any} */ m) => {
+            if (m.type !== 'ftprogress') return;
+            done[i] = m.step;
+            const d = done.reduce((a, b) => a + b, 0);
+            const s = (performance.now() - t0) / 1000;
+            onProgress?.({ phase: 'features', epoch: 0, epochs: rest.epochs ?? 0, step: d, steps: plan.pairs, loss: NaN, etaSeconds: d > 0 ? (s / d) * (plan.pairs - d) : NaN });
+          };
+          /** @type {(Uint8Array | undefined)[]} */
+          const results = new Array(chunks);
+          const queue = [...Array(chunks).keys()];
+          const features = (/** @type {WorkerClient} */ c, /** @type {number} */ i) =>
+            c.request({ type: 'ftfeatures', inputs: plan.shards[i], topK: plan.topK }, { signal, onMessage: (m) => report(i, m) });
+          const drain = async (/** @type {WorkerClient} */ c) => {
+            for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
+              try {
+                results[i] = await features(c, i);
+              } catch (e) {
+                queue.unshift(i);
+                throw e;
+              }
+            }
+          };
+          for (let i = 1; i < Math.min(n, chunks); i++) helpers.push(startWorker());
+          onHelpers = helpers.map((h, j) =>
+            h
+              .request({ type: 'create', model: this.model, device: 'wasm', store: this.store }, { signal })
+              .then(() => drain(h))
+              .catch((e) => {
+                if (signal?.aborted) throw e;
+                // A helper that cannot load the model (memory, say) or fails: its chunks run elsewhere.
+                console.warn(`marian-wasm: fine-tuning helper ${j + 1} failed (${e?.message ?? e}); its share runs on the other workers`);
+              }),
+          );
+          used += helpers.length;
+          await drain(client);
+          await Promise.all(onHelpers);
+          // Chunks a failing helper gave back after the main worker had finished.
+          for (let i = 0; i < chunks; i++) results[i] ??= await features(client, i);
+          for (const h of helpers.splice(0)) h.terminate();
+          shards = /** @type {Uint8Array[]} */ (results);
+        }
+        r = await client.request({ type: 'ftrun', shards }, { signal, onMessage: relay });
+        r.ms = performance.now() - t0;
+      }
       this.adapterBytes = r.adapter;
-      return { ...r, manifest: readAdapterManifest(r.adapter) };
+      return { ...r, featureWorkers: used, manifest: readAdapterManifest(r.adapter) };
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason ?? domError('AbortError', 'aborted');
+      throw e;
     } finally {
+      for (const h of helpers) h.terminate();
+      // Shares left behind by a failure or an abort reject on their own: already reported.
+      for (const p of onHelpers) p.catch(() => {});
       signal?.removeEventListener('abort', onAbort);
     }
   }
@@ -388,6 +464,27 @@ export class MarianTranslator {
     this.destroyed = true;
     this.client.terminate();
   }
+}
+
+/**
+ * How many workers share a fine-tuning run's features pass.
+ * @param {number | undefined} asked
+ * @param {number} pairs
+ */
+function featureWorkers(asked, pairs) {
+  if (asked !== undefined) {
+    if (!Number.isInteger(asked) || asked < 1) throw new TypeError(`workers must be a positive integer, not ${asked}`);
+    return Math.min(asked, 16);
+  }
+  // Each helper holds a copy of the model and loads it first: worth it from a few dozen pairs.
+  if (pairs < 64) return 1;
+  return Math.max(1, Math.min(globalThis.navigator?.hardwareConcurrency ?? 1, 4));
+}
+
+/** A worker's progress message as the public FineTuneProgress. @param {any} m */
+function progressOf(m) {
+  const { type, id, ...p } = m;
+  return p;
 }
 
 /** @param {string} a @param {string} b */

@@ -9,6 +9,12 @@
 //                                                      request and aborts a download in progress
 //   { type: 'finetune',  id, pairs, options }         -> 'ftprogress' messages, then
 //                                                      { adapter, report, issues, valBefore, valAfter }
+//   { type: 'ftplan',    id, pairs, options, workers } check, split and tokenize the pairs; keep the
+//                                                      job here -> { shards, topK, pairs }
+//   { type: 'ftfeatures', id, inputs, topK }          the features pass over one shard (any worker
+//                                                      with the model) -> 'ftprogress', then bytes
+//   { type: 'ftrun',     id, shards | null }          train the kept job on the shards' bytes (null:
+//                                                      run the features pass here) -> as 'finetune'
 //   { type: 'adapter',   id, bytes | null }           put an adapter on (or take it off)
 //   { type: 'destroy',   id }                         free the model's memory
 // Replies (worker -> page):
@@ -30,6 +36,8 @@ let translator = null;
 const cancelled = new Set();
 /** Downloads in progress, by request id. @type {Map<number, AbortController>} */
 const downloads = new Map();
+/** The fine-tuning job between 'ftplan' and 'ftrun'. @type {import('./pkg/marian_wasm.js').FineTuneJob | null} */
+let job = null;
 
 /** @param {Record<string, unknown>} msg */
 const post = (msg) => self.postMessage(msg);
@@ -132,6 +140,40 @@ function fineTune(msg) {
 }
 
 /** @param {any} msg */
+function fineTunePlan(msg) {
+  const t = needModel();
+  job?.free();
+  job = null;
+  job = t.fineTuneJob(msg.pairs, msg.options ?? {});
+  return { shards: Array.from(job.shardInputs(msg.workers ?? 1)), topK: job.topK, pairs: job.pairs };
+}
+
+/** @param {any} msg */
+function fineTuneFeatures(msg) {
+  const bytes = needModel().fineTuneFeatures(msg.inputs, msg.topK, (/** @type {any} */ p) => {
+    post({ type: 'ftprogress', id: msg.id, ...p });
+  });
+  return bytes;
+}
+
+/** @param {any} msg */
+function fineTuneRun(msg) {
+  const t = needModel();
+  if (!job) throw namedError('InvalidStateError', 'no fine-tuning job (ftplan) on this worker');
+  const t0 = performance.now();
+  try {
+    const out = t.fineTuneRun(job, msg.shards ?? undefined, (/** @type {any} */ p) => {
+      post({ type: 'ftprogress', id: msg.id, ...p });
+    });
+    out.ms = performance.now() - t0;
+    return out;
+  } finally {
+    job.free();
+    job = null;
+  }
+}
+
+/** @param {any} msg */
 async function handle(msg) {
   switch (msg.type) {
     case 'create':
@@ -142,6 +184,12 @@ async function handle(msg) {
       return stream(msg);
     case 'finetune':
       return fineTune(msg);
+    case 'ftplan':
+      return fineTunePlan(msg);
+    case 'ftfeatures':
+      return fineTuneFeatures(msg);
+    case 'ftrun':
+      return fineTuneRun(msg);
     case 'adapter':
       return needModel().setAdapter(msg.bytes ?? undefined) ?? null;
     case 'destroy':
@@ -168,7 +216,9 @@ self.addEventListener('message', (/** @type {MessageEvent<any>} */ ev) => {
     }
     try {
       const value = await handle(msg);
-      post({ type: 'result', id: msg.id, value });
+      // A features shard (megabytes) moves to the page instead of being copied.
+      const transfer = value instanceof Uint8Array ? [value.buffer] : [];
+      self.postMessage({ type: 'result', id: msg.id, value }, transfer);
     } catch (e) {
       const err = /** @type {any} */ (e);
       post({ type: 'error', id: msg.id, name: err?.name ?? 'Error', message: String(err?.message ?? err) });

@@ -152,6 +152,9 @@ async fn fetch_bytes(url: &str, mut on_chunk: impl FnMut(usize)) -> Result<Vec<u
 pub struct Translator {
     inner: crate::Translator,
     manifest: Manifest,
+    /// The model widened to f32 while this worker runs fine-tuning feature shards (dropped
+    /// when training starts; a helper worker is terminated after its shards).
+    frozen: Option<crate::model::Marian>,
 }
 
 #[wasm_bindgen]
@@ -284,6 +287,7 @@ impl Translator {
         Ok(Translator {
             inner,
             manifest: pkg.manifest,
+            frozen: None,
         })
     }
 
@@ -296,6 +300,7 @@ impl Translator {
         Ok(Translator {
             inner,
             manifest: pkg.manifest,
+            frozen: None,
         })
     }
 
@@ -382,6 +387,7 @@ impl Translator {
     /// `onProgress({phase, epoch, epochs, step, steps, loss, etaSeconds})` is called as it runs.
     /// Bad pairs are skipped and reported by index (1-based). The adapter is put on at once;
     /// returns `{adapter: Uint8Array, report, issues, valBefore, valAfter}`.
+    /// The same as `fineTuneJob` then `fineTuneRun` without shards (all on this thread).
     #[wasm_bindgen(js_name = fineTune)]
     pub fn fine_tune(
         &mut self,
@@ -389,8 +395,18 @@ impl Translator {
         options: JsValue,
         on_progress: Option<Function>,
     ) -> Result<JsValue, JsError> {
+        let job = self.fine_tune_job(pairs, options)?;
+        self.fine_tune_run(&job, None, on_progress)
+    }
+
+    /// The first part of a fine-tuning run: pairs checked (bad ones listed), split into
+    /// training and validation, tokenized. Its features pass can be shared among workers:
+    /// `job.shardInputs(n)` → `fineTuneFeatures` on each (any worker holding this model) →
+    /// `fineTuneRun(job, shards)` here.
+    #[wasm_bindgen(js_name = fineTuneJob)]
+    pub fn fine_tune_job(&self, pairs: JsValue, options: JsValue) -> Result<FineTuneJob, JsError> {
         use crate::finetune::pairs::{check_pairs, split_validation};
-        use crate::finetune::{Control, FineTuneOptions};
+        use crate::finetune::FineTuneOptions;
         let raw: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(pairs)
             .map_err(|e| js_err(format!("pairs must be an array of {{source, target}}: {e}")))?;
         let mut issues = Vec::new();
@@ -421,49 +437,157 @@ impl Translator {
             return Err(js_err("no usable pairs"));
         }
         let (train, val) = split_validation(set.pairs, o.val_fraction.unwrap_or(0.1));
+        let prepared =
+            crate::finetune::prepare(&self.inner, &train, &val, &opts).map_err(js_err)?;
+        Ok(FineTuneJob {
+            prepared,
+            val,
+            issues,
+            opts,
+            beams: o.beams,
+            plan: Default::default(),
+        })
+    }
+
+    /// The features pass over one shard of a job's pairs (a `job.shardInputs` entry), on this
+    /// worker: returns the shard's bytes for `fineTuneRun` on the job's worker.
+    /// `onProgress({phase: "features", step, steps, ...})` after every batch.
+    #[wasm_bindgen(js_name = fineTuneFeatures)]
+    pub fn fine_tune_features(
+        &mut self,
+        inputs: Vec<u32>,
+        top_k: usize,
+        on_progress: Option<Function>,
+    ) -> Result<Vec<u8>, JsError> {
+        let pairs = decode_shard_inputs(&inputs).map_err(js_err)?;
+        let total = pairs.len();
+        let t0 = web_time::Instant::now();
+        let mut on_pair = |done: usize| {
+            let p = crate::finetune::Progress {
+                phase: "features",
+                epoch: 0,
+                epochs: 0,
+                step: done,
+                steps: total,
+                loss: f64::NAN,
+                eta_seconds: t0.elapsed().as_secs_f64() / done.max(1) as f64
+                    * (total - done) as f64,
+            };
+            notify(&on_progress, &p)
+        };
+        if self.frozen.is_none() {
+            self.frozen = Some(self.inner.model.widened().map_err(js_err)?);
+        }
+        let frozen = self.frozen.as_ref().expect("widened above");
+        let shard = crate::finetune::FeatureShard::compute_with(
+            &self.inner,
+            frozen,
+            &pairs,
+            top_k,
+            &mut on_pair,
+        )
+        .map_err(js_err)?
+        .ok_or_else(|| js_err("fine-tuning cancelled"))?;
+        shard.to_bytes().map_err(js_err)
+    }
+
+    /// The rest of a fine-tuning run: the features pass on this thread unless `shards` (the
+    /// bytes `fineTuneFeatures` returned for `job.shardInputs(n)`, in order) are given, then
+    /// training; validation scores before and after; the adapter put on. Returns
+    /// `{adapter: Uint8Array, report, issues, valBefore, valAfter}`.
+    #[wasm_bindgen(js_name = fineTuneRun)]
+    pub fn fine_tune_run(
+        &mut self,
+        job: &FineTuneJob,
+        shards: Option<js_sys::Array>,
+        on_progress: Option<Function>,
+    ) -> Result<JsValue, JsError> {
+        use crate::finetune::{FeatureShard, Progress};
         let gen = GenerateOptions {
-            num_beams: o.beams,
+            num_beams: job.beams,
             ..Default::default()
         };
+        let val = &job.val;
         let score = |t: &crate::Translator| -> Result<Option<HeldOutScores>, JsError> {
             if val.is_empty() {
                 return Ok(None);
             }
-            held_out_scores(t, &val, &gen).map(Some).map_err(js_err)
+            held_out_scores(t, val, &gen).map(Some).map_err(js_err)
+        };
+        self.frozen = None;
+        let mut progress = |p: &Progress| notify(&on_progress, p);
+        let whole = job.prepared.whole();
+        let plan = match (&shards, job.plan.borrow().clone()) {
+            (Some(_), Some(plan)) => plan,
+            (Some(_), None) => {
+                return Err(js_err("shards given but job.shardInputs was not called"))
+            }
+            (None, _) => whole.clone(),
+        };
+        let shards: Vec<FeatureShard> = match shards {
+            Some(list) => list
+                .iter()
+                .map(|b| FeatureShard::from_bytes(&Uint8Array::new(&b).to_vec()))
+                .collect::<crate::Result<_>>()
+                .map_err(js_err)?,
+            None => {
+                let n = job.prepared.len();
+                let t0 = web_time::Instant::now();
+                let mut on_pair = |done: usize| {
+                    progress(&Progress {
+                        phase: "features",
+                        epoch: 0,
+                        epochs: job.opts.epochs,
+                        step: done,
+                        steps: n,
+                        loss: f64::NAN,
+                        eta_seconds: t0.elapsed().as_secs_f64() / done.max(1) as f64
+                            * (n - done) as f64,
+                    })
+                };
+                let shard = FeatureShard::compute(
+                    &self.inner,
+                    &job.prepared.pairs_of(&whole[0]),
+                    job.opts.top_k,
+                    &mut on_pair,
+                )
+                .map_err(js_err)?
+                .ok_or_else(|| js_err("fine-tuning cancelled"))?;
+                vec![shard]
+            }
         };
         self.inner.set_adapter(None).map_err(js_err)?;
         let val_before = score(&self.inner)?;
-        let mut notify = |p: &crate::finetune::Progress| {
-            if let Some(cb) = &on_progress {
-                if let Ok(v) = p.serialize(&serde_wasm_bindgen::Serializer::json_compatible()) {
-                    let _ = cb.call1(&JsValue::NULL, &v);
-                }
-            }
-            Control::Continue
-        };
-        let (mut adapter, report) =
-            crate::finetune::fine_tune(&self.inner, &train, &val, &opts, &mut notify)
-                .map_err(js_err)?;
+        let (mut adapter, report) = crate::finetune::train_adapter(
+            &self.inner,
+            &job.prepared,
+            &plan,
+            shards,
+            &job.opts,
+            &mut progress,
+        )
+        .map_err(js_err)?;
         self.inner.set_adapter(Some(&adapter)).map_err(js_err)?;
         let val_after = score(&self.inner)?;
         if let serde_json::Value::Object(m) = &mut adapter.manifest.metrics {
             m.insert(
                 "val_before".into(),
-                serde_json::to_value(&val_before).unwrap_or_default(),
+                serde_json::to_value(val_before).unwrap_or_default(),
             );
             m.insert(
                 "val_after".into(),
-                serde_json::to_value(&val_after).unwrap_or_default(),
+                serde_json::to_value(val_after).unwrap_or_default(),
             );
         }
         let bytes = adapter.to_bytes().map_err(js_err)?;
         let out = FineTuneResult {
             report,
-            issues: issues
-                .into_iter()
+            issues: job
+                .issues
+                .iter()
                 .map(|i| IssueJs {
                     index: i.line,
-                    reason: i.reason,
+                    reason: i.reason.clone(),
                 })
                 .collect(),
             val_before,
@@ -518,4 +642,92 @@ impl Translator {
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsError> {
         self.inner.tokenizer.encode(text).map_err(js_err)
     }
+}
+
+/// A fine-tuning run between `Translator.fineTuneJob` and `Translator.fineTuneRun`.
+#[wasm_bindgen]
+pub struct FineTuneJob {
+    prepared: crate::finetune::PreparedPairs,
+    val: Vec<crate::finetune::pairs::Pair>,
+    issues: Vec<crate::finetune::pairs::PairIssue>,
+    opts: crate::finetune::FineTuneOptions,
+    beams: Option<usize>,
+    /// The shard plan `shardInputs` handed out (what `fineTuneRun`'s shards follow).
+    plan: std::cell::RefCell<Option<Vec<Vec<usize>>>>,
+}
+
+#[wasm_bindgen]
+impl FineTuneJob {
+    /// Usable pairs (training and validation).
+    #[wasm_bindgen(getter)]
+    pub fn pairs(&self) -> usize {
+        self.prepared.len()
+    }
+
+    /// The top-k the shards must be computed with.
+    #[wasm_bindgen(getter, js_name = topK)]
+    pub fn top_k(&self) -> usize {
+        self.opts.top_k
+    }
+
+    /// The token ids of at most `n` shards of about equal work, in order, each a Uint32Array
+    /// for `fineTuneFeatures`: [pairs, then per pair: source length, source ids, target
+    /// length, target ids]. `fineTuneRun` takes their results in this order.
+    #[wasm_bindgen(js_name = shardInputs)]
+    pub fn shard_inputs(&self, n: usize) -> js_sys::Array {
+        let plan = self.prepared.shard_plan(n);
+        let out = plan
+            .iter()
+            .map(|which| {
+                let pairs = self.prepared.pairs_of(which);
+                let mut flat = vec![pairs.len() as u32];
+                for (s, t) in &pairs {
+                    flat.push(s.len() as u32);
+                    flat.extend(s.iter().copied());
+                    flat.push(t.len() as u32);
+                    flat.extend(t.iter().copied());
+                }
+                JsValue::from(js_sys::Uint32Array::from(&flat[..]))
+            })
+            .collect();
+        *self.plan.borrow_mut() = Some(plan);
+        out
+    }
+}
+
+/// Read `FineTuneJob::shard_inputs`' encoding back.
+fn decode_shard_inputs(flat: &[u32]) -> crate::Result<Vec<(Vec<u32>, Vec<u32>)>> {
+    let bad = || crate::Error::Input("malformed fine-tuning shard inputs".into());
+    let mut it = flat.iter().copied();
+    let n = it.next().ok_or_else(bad)? as usize;
+    let take = |it: &mut std::iter::Copied<std::slice::Iter<u32>>| -> crate::Result<Vec<u32>> {
+        let len = it.next().ok_or_else(bad)? as usize;
+        let v: Vec<u32> = it.by_ref().take(len).collect();
+        if v.len() == len {
+            Ok(v)
+        } else {
+            Err(bad())
+        }
+    };
+    let mut pairs = Vec::with_capacity(n.min(flat.len()));
+    for _ in 0..n {
+        let s = take(&mut it)?;
+        let t = take(&mut it)?;
+        pairs.push((s, t));
+    }
+    if it.next().is_some() {
+        return Err(bad());
+    }
+    Ok(pairs)
+}
+
+/// Hand a progress report to the page's callback (always goes on: the page cancels by
+/// terminating the worker).
+fn notify(cb: &Option<Function>, p: &crate::finetune::Progress) -> crate::finetune::Control {
+    if let Some(cb) = cb {
+        if let Ok(v) = p.serialize(&serde_wasm_bindgen::Serializer::json_compatible()) {
+            let _ = cb.call1(&JsValue::NULL, &v);
+        }
+    }
+    crate::finetune::Control::Continue
 }

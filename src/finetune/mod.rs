@@ -34,15 +34,18 @@
 //! Training runs on candle's autograd with its AdamW.
 
 pub mod pairs;
+mod positions;
+
+pub use positions::FeatureShard;
 
 use crate::adapter::{Adapter, AdapterManifest, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION};
 use crate::error::{Error, Result};
-use crate::generate::best_k;
-use crate::model::Marian;
+use crate::model::HeadRows;
 use crate::translator::Translator;
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use pairs::Pair;
+use positions::{exp_nonpositive, FeatureClock, Positions};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use web_time::Instant;
@@ -268,8 +271,11 @@ pub struct FineTuneReport {
     pub cancelled: bool,
     /// Every roll-back after a non-finite loss, with what was done.
     pub rollbacks: Vec<String>,
+    /// From the start of the run (tokenizing) to the features of every pair at hand (wall time).
     pub feature_seconds: f64,
-    /// Of `feature_seconds`: widening the frozen model, running its encoder and decoder ...
+    /// How many shards the features pass was cut into (1: in one piece).
+    pub feature_shards: usize,
+    /// Summed over the workers: widening the frozen model, running its encoder and decoder ...
     pub frozen_model_seconds: f64,
     /// ... and the full-vocabulary logits with their per-position summaries (top-k, normaliser).
     pub vocabulary_seconds: f64,
@@ -296,218 +302,6 @@ struct Features {
     n_learn: usize,
 }
 
-/// What the frozen model says at every target position of a set of pairs, in pair order.
-struct Positions {
-    /// [N, D] decoder hidden states (the output projection's input).
-    hidden: Tensor,
-    /// Target token per position.
-    labels: Vec<u32>,
-    /// The base model's top-k tokens per position (k a row).
-    top: Vec<u32>,
-    /// The base model's probability of the target token per position.
-    p_target: Vec<f32>,
-    /// The base model's logit of the target token per position.
-    y_logit: Vec<f32>,
-    /// The previous target token of the same pair (None at its first position).
-    prev: Vec<Option<u32>>,
-    /// Over the whole vocabulary, per position: the largest logit, Σ exp(logit − largest) and
-    /// Σ logit — enough to get the normaliser of the logits outside any set S exactly later,
-    /// from S's logits alone, without a second pass over the vocabulary.
-    max: Vec<f32>,
-    exp_sum: Vec<f64>,
-    logit_sum: Vec<f64>,
-}
-
-/// One vocabulary row's summary: its top-k ids (best first) into `top`, and max,
-/// Σ exp(z − max), Σ z.
-fn row_summary(row: &[f32], top: &mut [u32]) -> (f32, f64, f64) {
-    let best = best_k(row, top.len());
-    let max = best.first().map_or(f32::NEG_INFINITY, |b| b.1);
-    for (slot, b) in top.iter_mut().zip(&best) {
-        *slot = b.0;
-    }
-    // Eight f32 lanes per block (so the compiler vectorises), blocks summed in f64.
-    let (mut exp_sum, mut sum) = (0f64, 0f64);
-    for block in row.chunks(1024) {
-        let (mut e, mut s) = ([0f32; 8], [0f32; 8]);
-        let lanes = block.chunks_exact(8);
-        let tail = lanes.remainder();
-        for c in lanes {
-            for l in 0..8 {
-                e[l] += exp_nonpositive(c[l] - max);
-                s[l] += c[l];
-            }
-        }
-        for &z in tail {
-            e[0] += exp_nonpositive(z - max);
-            s[0] += z;
-        }
-        exp_sum += e.iter().map(|&x| x as f64).sum::<f64>();
-        sum += s.iter().map(|&x| x as f64).sum::<f64>();
-    }
-    (max, exp_sum, sum)
-}
-
-/// e^x for x ≤ 0 to f32 precision (relative error ≈ 2e-7), written out so that the row sums
-/// above vectorise (libm's expf is a call per element): 2^n · e^r with n = round(x / ln 2),
-/// r split off in two parts (Cody–Waite) and a degree-6 Taylor polynomial on |r| ≤ ln2 / 2.
-/// Below −87 it returns e^−87 ≈ 1.6e−38 (< 2^−126 relative to the row's maximum: nothing).
-#[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
-    const LOG2_E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.max(-87.0);
-    let n = (x * LOG2_E + 0.5).floor();
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r / 720.0)))));
-    f32::from_bits(((n as i32 + 127) << 23) as u32) * p
-}
-
-/// Where the features pass spends its time (reported, for the benchmark).
-#[derive(Default)]
-struct FeatureClock {
-    model: f64,
-    vocabulary: f64,
-}
-
-/// Pairs per encoder/decoder batch are bounded by this many (padded) target positions.
-const TOKENS_PER_BATCH: usize = 1024;
-/// Rows per full-vocabulary logits block (a block is rows × vocabulary f32s).
-const LOGIT_ROWS: usize = 256;
-
-/// Run the frozen model over pairs with teacher forcing, one causal-masked decoder pass per
-/// batch of targets, and the full-vocabulary logits once per position (None when cancelled).
-fn hidden_states(
-    t: &Translator,
-    model: &Marian,
-    pairs: &[(Vec<u32>, Vec<u32>)],
-    top_k: usize,
-    clock: &mut FeatureClock,
-    on_pair: &mut dyn FnMut(usize) -> Control,
-) -> Result<Option<Positions>> {
-    let start = t.generation.decoder_start_token_id;
-    // Every output is written at its position's place in pair order (pairs as given, a pair's
-    // positions in step order), whatever order the batches run in.
-    let mut offsets = Vec::with_capacity(pairs.len());
-    let mut n = 0;
-    for p in pairs {
-        offsets.push(n);
-        n += p.1.len();
-    }
-    let labels: Vec<u32> = pairs.iter().flat_map(|p| p.1.iter().copied()).collect();
-    let prev: Vec<Option<u32>> = pairs
-        .iter()
-        .flat_map(|p| (0..p.1.len()).map(|s| s.checked_sub(1).map(|s| p.1[s])))
-        .collect();
-    let mut top = vec![0u32; n * top_k];
-    let (mut max, mut y_logit) = (vec![0f32; n], vec![0f32; n]);
-    let (mut exp_sum, mut logit_sum) = (vec![0f64; n], vec![0f64; n]);
-    // Batches of similar length waste little on padding.
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.sort_by_key(|&i| (pairs[i].1.len(), pairs[i].0.len()));
-    let mut batches: Vec<&[usize]> = Vec::new();
-    let mut rest = order.as_slice();
-    while !rest.is_empty() {
-        let longest = |n: usize| {
-            rest[..n]
-                .iter()
-                .map(|&i| pairs[i].1.len())
-                .max()
-                .unwrap_or(1)
-        };
-        let mut n = 1;
-        while n < rest.len() && (n + 1) * longest(n + 1).max(1) <= TOKENS_PER_BATCH {
-            n += 1;
-        }
-        batches.push(&rest[..n]);
-        rest = &rest[n..];
-    }
-    // The place in pair order of each hidden-state row, in the order the batches produce them.
-    let mut places: Vec<u32> = Vec::with_capacity(n);
-    let mut hidden = Vec::new();
-    let mut done = 0;
-    for batch in batches {
-        let src: Vec<Vec<u32>> = batch.iter().map(|&i| pairs[i].0.clone()).collect();
-        let inputs: Vec<Vec<u32>> = batch
-            .iter()
-            .map(|&i| {
-                let y = &pairs[i].1;
-                std::iter::once(start)
-                    .chain(y[..y.len().saturating_sub(1)].iter().copied())
-                    .collect()
-            })
-            .collect();
-        let t_model = Instant::now();
-        let (enc, mask) = model.encode(&src)?;
-        let h = model.decode_teacher_forced(&enc, &mask, &inputs)?;
-        clock.model += t_model.elapsed().as_secs_f64();
-        let t_vocab = Instant::now();
-        let (b, steps, d) = h.dims3()?;
-        let first = places.len();
-        let mut live = Vec::new();
-        for (r, &i) in batch.iter().enumerate() {
-            for step in 0..pairs[i].1.len() {
-                live.push((r * steps + step) as u32);
-                places.push((offsets[i] + step) as u32);
-            }
-        }
-        let h = h
-            .reshape((b * steps, d))?
-            .index_select(&Tensor::new(live.as_slice(), &Device::Cpu)?, 0)?;
-        for from in (0..live.len()).step_by(LOGIT_ROWS) {
-            let rows = LOGIT_ROWS.min(live.len() - from);
-            let logits = model.base_logits(&h.narrow(0, from, rows)?)?;
-            let v = logits.dim(1)?;
-            let flat = logits.flatten_all()?.to_vec1::<f32>()?;
-            for (j, row) in flat.chunks_exact(v).enumerate() {
-                let at = places[first + from + j] as usize;
-                let (m, e, s) = row_summary(row, &mut top[at * top_k..(at + 1) * top_k]);
-                max[at] = m;
-                exp_sum[at] = e;
-                logit_sum[at] = s;
-                y_logit[at] = row[labels[at] as usize];
-            }
-        }
-        hidden.push(h);
-        clock.vocabulary += t_vocab.elapsed().as_secs_f64();
-        done += batch.len();
-        if on_pair(done) == Control::Cancel {
-            return Ok(None);
-        }
-    }
-    let p_target = y_logit
-        .iter()
-        .zip(&max)
-        .zip(&exp_sum)
-        .map(|((&y, &m), &e)| (((y - m) as f64).exp() / e) as f32)
-        .collect();
-    let hidden = if hidden.is_empty() {
-        Tensor::zeros((0, model.config.d_model), DType::F32, &Device::Cpu)?
-    } else {
-        // Row r of the batches' output holds place places[r]; gather them back in place order.
-        let mut row_of_place = vec![0u32; n];
-        for (r, &at) in places.iter().enumerate() {
-            row_of_place[at as usize] = r as u32;
-        }
-        Tensor::cat(&hidden, 0)?
-            .index_select(&Tensor::new(row_of_place.as_slice(), &Device::Cpu)?, 0)?
-    };
-    Ok(Some(Positions {
-        hidden,
-        labels,
-        top,
-        p_target,
-        y_logit,
-        prev,
-        max,
-        exp_sum,
-        logit_sum,
-    }))
-}
-
 /// Whether position `i` carries cross-entropy: its target is a taught token the base model
 /// finds unlikely, or (`learn_after_term`) it follows a taught token.
 fn is_learn(o: &FineTuneOptions, taught: &BTreeSet<u32>, pos: &Positions, i: usize) -> bool {
@@ -518,15 +312,14 @@ fn is_learn(o: &FineTuneOptions, taught: &BTreeSet<u32>, pos: &Positions, i: usi
 /// Base logits restricted to S plus the exact log-sum-exp of the rest, per position, from the
 /// cached hidden states (S's rows of the projection only) and the whole-row summaries.
 fn features(
-    model: &Marian,
+    head: &HeadRows,
+    v: usize,
     pos: Positions,
     o: &FineTuneOptions,
     taught: &BTreeSet<u32>,
     set: &[u32],
 ) -> Result<Features> {
     let labels = &pos.labels;
-    let v = model.target_vocab_size();
-    let head = model.head_rows(set)?;
     let hidden = pos.hidden.clone();
     let n = hidden.dim(0)?;
     let mut ext = Vec::new();
@@ -754,16 +547,71 @@ fn encode_pairs(t: &Translator, pairs: &[Pair]) -> Result<Vec<(Vec<u32>, Vec<u32
         .collect()
 }
 
-/// Train an adapter on `train` (selecting on `val` when given). `on_progress` is called after
-/// every step (and during feature extraction) and may cancel; a cancelled run returns the best
-/// correction so far (or an error when there is none).
-pub fn fine_tune(
+/// A run's pairs, checked and tokenized: the training pairs, then the validation pairs. The
+/// features pass runs over them in one piece or in shards (`shard_ranges`), on one worker or
+/// several; `train_adapter` takes the shards back.
+pub struct PreparedPairs {
+    ids: Vec<(Vec<u32>, Vec<u32>)>,
+    n_train: usize,
+    started: Instant,
+}
+
+impl PreparedPairs {
+    /// Pairs in all (training and validation).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Source and target token ids of the pairs `which` (a shard of `shard_plan`), in that order.
+    pub fn pairs_of(&self, which: &[usize]) -> Vec<(Vec<u32>, Vec<u32>)> {
+        which.iter().map(|&i| self.ids[i].clone()).collect()
+    }
+
+    /// The features pass cut into at most `n` shards of about equal work, each a list of pair
+    /// indices: whole batches of the pass in one piece (pairs sorted by target length), so a
+    /// shard batches its pairs exactly as the pass in one piece would. A target token costs
+    /// about three source tokens (decoder layers with cross-attention, then the 59514-wide
+    /// projection, against the encoder's layers).
+    pub fn shard_plan(&self, n: usize) -> Vec<Vec<usize>> {
+        let batches = positions::length_batches(self.ids.len(), |i| self.ids[i].1.len());
+        let cost = |b: &Vec<usize>| -> f64 {
+            b.iter()
+                .map(|&i| (self.ids[i].0.len() + 3 * self.ids[i].1.len()) as f64)
+                .sum()
+        };
+        let total: f64 = batches.iter().map(cost).sum();
+        let n = n.clamp(1, batches.len().max(1));
+        let mut plan: Vec<Vec<usize>> = vec![Vec::new()];
+        let mut acc = 0.0;
+        let last = batches.len().saturating_sub(1);
+        for (j, b) in batches.iter().enumerate() {
+            acc += cost(b);
+            plan.last_mut().expect("one shard at least").extend(b);
+            if acc >= total * plan.len() as f64 / n as f64 && plan.len() < n && j < last {
+                plan.push(Vec::new());
+            }
+        }
+        plan
+    }
+
+    /// The plan of the pass in one piece: every pair, in order.
+    pub fn whole(&self) -> Vec<Vec<usize>> {
+        vec![(0..self.ids.len()).collect()]
+    }
+}
+
+/// The start of a run: check the options, tokenize the pairs (a pair longer than the model
+/// takes is an error naming its line).
+pub fn prepare(
     t: &Translator,
     train: &[Pair],
     val: &[Pair],
     o: &FineTuneOptions,
-    on_progress: &mut dyn FnMut(&Progress) -> Control,
-) -> Result<(Adapter, FineTuneReport)> {
+) -> Result<PreparedPairs> {
     o.validate()?;
     let vocab = t.model.target_vocab_size();
     if o.top_k > vocab {
@@ -776,43 +624,149 @@ pub fn fine_tune(
     if train.is_empty() {
         return Err(Error::Input("no training pairs".into()));
     }
+    let started = Instant::now();
+    let mut ids = encode_pairs(t, train)?;
+    ids.extend(encode_pairs(t, val)?);
+    Ok(PreparedPairs {
+        ids,
+        n_train: train.len(),
+        started,
+    })
+}
+
+/// Train an adapter on `train` (selecting on `val` when given), the features pass on this
+/// thread. `on_progress` is called after every step (and during feature extraction) and may
+/// cancel; a cancelled run returns the best correction so far (or an error when there is none).
+pub fn fine_tune(
+    t: &Translator,
+    train: &[Pair],
+    val: &[Pair],
+    o: &FineTuneOptions,
+    on_progress: &mut dyn FnMut(&Progress) -> Control,
+) -> Result<(Adapter, FineTuneReport)> {
+    let prepared = prepare(t, train, val, o)?;
+    let total = prepared.len();
     let t0 = Instant::now();
-    let train_ids = encode_pairs(t, train)?;
-    let val_ids = encode_pairs(t, val)?;
-    let total_pairs = train_ids.len() + val_ids.len();
-    let mut cancelled = false;
-    let mut feature_progress = |done: usize, offset: usize| {
+    let mut on_pair = |done: usize| {
         on_progress(&Progress {
             phase: "features",
             epoch: 0,
             epochs: o.epochs,
-            step: offset + done,
-            steps: total_pairs,
+            step: done,
+            steps: total,
             loss: f64::NAN,
-            eta_seconds: t0.elapsed().as_secs_f64() / (offset + done) as f64
-                * (total_pairs - offset - done) as f64,
+            eta_seconds: t0.elapsed().as_secs_f64() / done.max(1) as f64 * (total - done) as f64,
         })
     };
-    // The frozen model in f32 for these passes over many rows at once (candle's f32 GEMM is
-    // about 3× its quantized kernels there; measured in BENCHMARKS.md); dropped after them.
-    let t_widen = Instant::now();
-    let frozen = t.model.widened()?;
-    let mut clock = FeatureClock {
-        model: t_widen.elapsed().as_secs_f64(),
-        ..Default::default()
-    };
-    let Some(p_train) = hidden_states(t, &frozen, &train_ids, o.top_k, &mut clock, &mut |d| {
-        feature_progress(d, 0)
-    })?
+    let plan = prepared.whole();
+    let Some(shard) =
+        FeatureShard::compute(t, &prepared.pairs_of(&plan[0]), o.top_k, &mut on_pair)?
     else {
         return Err(Error::Input("fine-tuning cancelled".into()));
     };
-    let Some(p_val) = hidden_states(t, &frozen, &val_ids, o.top_k, &mut clock, &mut |d| {
-        feature_progress(d, train_ids.len())
-    })?
-    else {
-        return Err(Error::Input("fine-tuning cancelled".into()));
-    };
+    train_adapter(t, &prepared, &plan, vec![shard], o, on_progress)
+}
+
+/// Join the shards of `plan` (one per entry, in order) into pair order after checking that
+/// they are this run's: same model, top-k and width, and exactly its pairs' targets.
+fn join_shards(
+    t: &Translator,
+    prepared: &PreparedPairs,
+    plan: &[Vec<usize>],
+    shards: Vec<FeatureShard>,
+    o: &FineTuneOptions,
+) -> Result<(Positions, FeatureClock)> {
+    let vocab = t.model.target_vocab_size() as u32;
+    let d = t.model.config.d_model;
+    let mut clock = FeatureClock::default();
+    if shards.len() != plan.len() {
+        return Err(Error::Input(format!(
+            "{} feature shards for a plan of {}",
+            shards.len(),
+            plan.len()
+        )));
+    }
+    for (i, s) in shards.iter().enumerate() {
+        let why = if s.pairs != plan[i].len() {
+            Some(format!(
+                "it covers {} pairs, the plan {}",
+                s.pairs,
+                plan[i].len()
+            ))
+        } else if s.model_sha256 != t.model_sha256 {
+            Some("it was computed by another model".to_string())
+        } else if s.top_k != o.top_k {
+            Some(format!("its top-k is {}, the run's {}", s.top_k, o.top_k))
+        } else if s.positions.hidden.dim(1)? != d {
+            Some(format!("its hidden states are not {d} wide"))
+        } else if s.positions.top.iter().any(|&x| x >= vocab) {
+            Some("it names tokens outside the vocabulary".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::Input(format!(
+                "feature shard {i} does not fit this run: {why}"
+            )));
+        }
+        clock.model += s.clock.model;
+        clock.vocabulary += s.clock.vocabulary;
+    }
+    // Row of each pair's first position in the shards joined as they come.
+    let mut first_row = vec![usize::MAX; prepared.len()];
+    let mut row = 0;
+    for &i in plan.iter().flatten() {
+        if i >= prepared.len() || first_row[i] != usize::MAX {
+            return Err(Error::Input(
+                "the shard plan names a pair twice or one beyond the run".into(),
+            ));
+        }
+        first_row[i] = row;
+        row += prepared.ids[i].1.len();
+    }
+    let joined = Positions::concat(shards.into_iter().map(|s| s.positions).collect())?;
+    if first_row.contains(&usize::MAX) || joined.len() != row {
+        return Err(Error::Input(format!(
+            "the feature shards cover {} positions, not this run's {row} positions of {} pairs",
+            joined.len(),
+            prepared.len()
+        )));
+    }
+    let rows: Vec<u32> = prepared
+        .ids
+        .iter()
+        .zip(&first_row)
+        .flat_map(|(p, &r)| (r..r + p.1.len()).map(|x| x as u32))
+        .collect();
+    let positions = joined.gather(&rows)?;
+    let targets = prepared.ids.iter().flat_map(|p| p.1.iter().copied());
+    if !positions.labels.iter().copied().eq(targets) {
+        return Err(Error::Input(
+            "the feature shards are not this run's pairs in the plan's order".into(),
+        ));
+    }
+    Ok((positions, clock))
+}
+
+/// The training part of a run, on features computed by `FeatureShard::compute` over the
+/// pairs of each entry of `plan` (`prepared.whole()`, or `prepared.shard_plan(n)`), in order.
+pub fn train_adapter(
+    t: &Translator,
+    prepared: &PreparedPairs,
+    plan: &[Vec<usize>],
+    shards: Vec<FeatureShard>,
+    o: &FineTuneOptions,
+    on_progress: &mut dyn FnMut(&Progress) -> Control,
+) -> Result<(Adapter, FineTuneReport)> {
+    let vocab = t.model.target_vocab_size();
+    let feature_shards = shards.len();
+    let (positions, clock) = join_shards(t, prepared, plan, shards, o)?;
+    let train_positions: usize = prepared.ids[..prepared.n_train]
+        .iter()
+        .map(|p| p.1.len())
+        .sum();
+    let (p_train, p_val) = positions.split_at(train_positions)?;
+    let mut cancelled = false;
     // S: the tokens the pairs teach (targets at learn positions) and those they displace (the
     // base model's top-k there). Every other row of the output projection stays as it is.
     // A token is taught when the training pairs want it consistently where the model says
@@ -851,14 +805,15 @@ pub fn fine_tune(
     }
     let set: Vec<u32> = s_set.into_iter().collect();
     let has_val = !p_val.labels.is_empty();
-    let f_train = features(&frozen, p_train, o, &taught, &set)?;
+    // S's rows of the projection in f32, as the features pass used them.
+    let head_rows = t.model.head_rows(&set)?.widened()?;
+    let f_train = features(&head_rows, vocab, p_train, o, &taught, &set)?;
     let f_val = if has_val {
-        Some(features(&frozen, p_val, o, &taught, &set)?)
+        Some(features(&head_rows, vocab, p_val, o, &taught, &set)?)
     } else {
         None
     };
-    drop(frozen);
-    let feature_seconds = t0.elapsed().as_secs_f64();
+    let feature_seconds = prepared.started.elapsed().as_secs_f64();
 
     let d = t.model.config.d_model;
     let k = set.len();
@@ -1005,8 +960,8 @@ pub fn fine_tune(
     }
     let (u, v, db) = (&best.2[0], &best.2[1], &best.2[2]);
     let report = FineTuneReport {
-        train_pairs: train.len(),
-        val_pairs: val.len(),
+        train_pairs: prepared.n_train,
+        val_pairs: prepared.len() - prepared.n_train,
         train_positions: f_train.n,
         learn_positions: f_train.n_learn,
         trained_tokens: k,
@@ -1016,6 +971,7 @@ pub fn fine_tune(
         cancelled,
         rollbacks,
         feature_seconds,
+        feature_shards,
         frozen_model_seconds: clock.model,
         vocabulary_seconds: clock.vocabulary,
         train_seconds: t_train.elapsed().as_secs_f64(),
@@ -1084,42 +1040,4 @@ pub fn held_out_scores(
         bleu: crate::metrics::corpus_bleu(&hyps, &refs)?.score,
         chrf: crate::metrics::corpus_chrf(&hyps, &refs)?.score,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exp_nonpositive_matches_std() {
-        let mut worst = 0f64;
-        for i in 0..=200_000 {
-            let x = -(i as f32) * 87.0 / 200_000.0;
-            let want = (x as f64).exp();
-            let got = exp_nonpositive(x) as f64;
-            worst = worst.max(((got - want) / want).abs());
-        }
-        assert!(worst < 5e-7, "worst relative error {worst}");
-        assert_eq!(exp_nonpositive(0.0), 1.0);
-        assert!(exp_nonpositive(-1000.0) < 1e-37);
-    }
-
-    #[test]
-    fn row_summary_is_exact_enough() {
-        let row: Vec<f32> = (0..5000)
-            .map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 9.0)
-            .collect();
-        let mut top = [0u32; 3];
-        let (max, exp_sum, sum) = row_summary(&row, &mut top);
-        let m = row.iter().copied().fold(f32::MIN, f32::max);
-        assert_eq!(max, m);
-        let want: f64 = row.iter().map(|&z| ((z - m) as f64).exp()).sum();
-        assert!(((exp_sum - want) / want).abs() < 1e-6);
-        let want_sum: f64 = row.iter().map(|&z| z as f64).sum();
-        assert!((sum - want_sum).abs() < 1e-3);
-        // Top-3 by value, lower id first on ties.
-        let mut ids: Vec<u32> = (0..row.len() as u32).collect();
-        ids.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
-        assert_eq!(top, ids[..3]);
-    }
 }

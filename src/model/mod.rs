@@ -172,6 +172,15 @@ impl HeadRows {
             .broadcast_add(&self.bias)?
             .to_dtype(DType::F32)?)
     }
+
+    /// The same rows in f32 (quantized rows dequantized): logits equal to the columns of a
+    /// `Marian::widened` model's `base_logits`, without widening the whole model.
+    pub fn widened(&self) -> Result<HeadRows> {
+        Ok(HeadRows {
+            proj: widen_qmatmul(&self.proj)?,
+            bias: self.bias.clone(),
+        })
+    }
 }
 
 /// Static sinusoidal positions exactly as transformers' MarianSinusoidalPositionalEmbedding:

@@ -4,6 +4,7 @@
 //  - the adapter round-trips through IndexedDB (survives a reload) and through a file's bytes,
 //    is refused by another base model, and can be taken off (back to the base output exactly);
 //  - cancelling stops at once and leaves a working translator;
+//  - the features pass shared among Web Workers trains the same adapter as one worker;
 //  - the demo's fine-tuning panel trains, charts the loss, shows before/after, keeps the adapter,
 //    and re-applies it after a reload.
 
@@ -72,6 +73,38 @@ export async function run({ page, baseUrl, assert, log }) {
       const afterCancel = await t.translate(held);
       await t.useAdapter(null);
       const off = await t.translate(held);
+      // The features pass shared among three workers trains the same adapter as one worker.
+      const small = pairs.slice(0, 70);
+      const one = await t.fineTune(small, { epochs: 2, workers: 1 });
+      const three = await t.fineTune(small, { epochs: 2, workers: 3 });
+      await t.useAdapter(null);
+      /** @param {Uint8Array} b safetensors -> { name: typed array } */
+      const tensorsOf = (b) => {
+        const n = Number(new DataView(b.buffer, b.byteOffset).getBigUint64(0, true));
+        const header = JSON.parse(new TextDecoder().decode(b.subarray(8, 8 + n)));
+        /** @type {Record<string, Float32Array | Uint32Array>} */
+        const out = {};
+        for (const [k, v] of Object.entries(header)) {
+          if (k === '__metadata__') continue;
+          const bytes = b.slice(8 + n + v.data_offsets[0], 8 + n + v.data_offsets[1]);
+          out[k] = v.dtype === 'U32' ? new Uint32Array(bytes.buffer) : new Float32Array(bytes.buffer);
+        }
+        return out;
+      };
+      const [ta, tb] = [tensorsOf(one.adapter), tensorsOf(three.adapter)];
+      const worst = (/** @type {string} */ k) => ta[k].reduce((w, x, i) => Math.max(w, Math.abs(x - tb[k][i])), 0);
+      const sharding = {
+        workers: [one.featureWorkers, three.featureWorkers],
+        shards: [one.report.feature_shards, three.report.feature_shards],
+        positions: [one.report.train_positions, three.report.train_positions],
+        sameIds: ta.ids.length > 0 && ta.ids.length === tb.ids.length && ta.ids.every((x, i) => x === tb.ids[i]),
+        scale: ta.delta_u.reduce((w, x) => Math.max(w, Math.abs(x)), 0),
+        du: worst('delta_u'),
+        dv: worst('delta_v'),
+        db: worst('delta_bias'),
+        mainWorkers: res.featureWorkers,
+        cores: navigator.hardwareConcurrency,
+      };
       t.destroy();
       // Another base model refuses it.
       const other = await m.MarianTranslator.create({ model: '/packages/tiny-opus-q8/' });
@@ -100,6 +133,7 @@ export async function run({ page, baseUrl, assert, log }) {
         size: res.adapter.length,
         cancelError,
         refused,
+        sharding,
       };
     },
     /** @type {[any, any, string[]]} */ ([pairs, bad, held]),
@@ -126,6 +160,15 @@ export async function run({ page, baseUrl, assert, log }) {
   assert.deepEqual(r.afterCancel, r.after, 'after a cancel the translator works, with the adapter it had');
   assert.deepEqual(r.off, r.before, 'taking the adapter off gives the base model back exactly');
   assert.match(r.refused, /another base model/);
+  const sh = r.sharding;
+  log(`features pass on ${sh.mainWorkers} workers (${sh.cores} cores); 1 vs 3 workers (${sh.shards[1]} chunks): same ids ${sh.sameIds}, worst |Δ| u ${sh.du.toExponential(2)} (scale ${sh.scale.toFixed(3)}), v ${sh.dv.toExponential(2)}, bias ${sh.db.toExponential(2)}`);
+  assert.equal(sh.mainWorkers, Math.min(Math.max(sh.cores, 1), 4), 'by default one features worker per core (at most 4)');
+  assert.deepEqual(sh.workers, [1, 3]);
+  assert.ok(sh.shards[0] === 1 && sh.shards[1] >= 2, `shards ${sh.shards}`);
+  assert.equal(sh.positions[0], sh.positions[1]);
+  assert.ok(sh.sameIds, 'sharded and unsharded runs train the same token set');
+  // Shards batch differently (padding), so the two agree to rounding, not bit for bit.
+  assert.ok(sh.scale > 0 && sh.du <= 1e-3 * sh.scale && sh.dv <= 1e-3 && sh.db <= 1e-3 * Math.max(sh.scale, 1), 'sharded and unsharded adapters agree');
 
   // IndexedDB: survives a reload; the stored bytes give the same translations.
   await page.reload();

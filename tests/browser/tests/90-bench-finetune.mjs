@@ -36,11 +36,11 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
     const res = await t.fineTune(pairs, { epochs: 3, valFraction: 0 });
     const ms = performance.now() - t0;
     t.destroy();
-    return { ms, report: res.report };
+    return { ms, report: res.report, workers: res.featureWorkers };
   }, /** @type {const} */ ([pairs, path.basename(pkg)]));
   log(
     `Chromium wasm, ${path.basename(pkg)}: 500 pairs x 3 epochs in ${(r.ms / 1000).toFixed(1)} s ` +
-      `(features ${r.report.feature_seconds.toFixed(1)} s: frozen model ` +
+      `(features ${r.report.feature_seconds.toFixed(1)} s wall on ${r.workers} workers in ${r.report.feature_shards} chunks; summed over them: frozen model ` +
       `${r.report.frozen_model_seconds.toFixed(1)} s, vocabulary ${r.report.vocabulary_seconds.toFixed(1)} s; training ${r.report.train_seconds.toFixed(1)} s, ` +
       `${r.report.train_positions} positions, ${r.report.trained_tokens} tokens)`,
   );

@@ -1,0 +1,601 @@
+//! The frozen model's view of the training pairs, one entry per target position: the decoder's
+//! hidden state (the head's input) and a summary of the full-vocabulary logits (top-k, maximum,
+//! normaliser, sum) — all that training needs from the 59514-wide softmax.
+//!
+//! This pass is nearly all of a run's cost, and it splits by pairs: a `FeatureShard` holds the
+//! positions of a range of pairs, computed on one worker (in the browser, several Web Workers
+//! each run a range; their shards travel as bytes and are joined in pair order).
+
+use super::Control;
+use crate::error::{Error, Result};
+use crate::generate::best_k;
+use crate::model::Marian;
+use crate::translator::Translator;
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use web_time::Instant;
+
+/// What the frozen model says at every target position of a set of pairs, in pair order.
+pub(super) struct Positions {
+    /// [N, D] decoder hidden states (the output projection's input).
+    pub(super) hidden: Tensor,
+    /// Target token per position.
+    pub(super) labels: Vec<u32>,
+    /// The base model's top-k tokens per position (k a row).
+    pub(super) top: Vec<u32>,
+    /// The base model's probability of the target token per position.
+    pub(super) p_target: Vec<f32>,
+    /// The base model's logit of the target token per position.
+    pub(super) y_logit: Vec<f32>,
+    /// The previous target token of the same pair (None at its first position).
+    pub(super) prev: Vec<Option<u32>>,
+    /// Over the whole vocabulary, per position: the largest logit, Σ exp(logit − largest) and
+    /// Σ logit — enough to get the normaliser of the logits outside any set S exactly later,
+    /// from S's logits alone, without a second pass over the vocabulary.
+    pub(super) max: Vec<f32>,
+    pub(super) exp_sum: Vec<f64>,
+    pub(super) logit_sum: Vec<f64>,
+}
+
+/// One vocabulary row's summary: its top-k ids (best first) into `top`, and max,
+/// Σ exp(z − max), Σ z.
+fn row_summary(row: &[f32], top: &mut [u32]) -> (f32, f64, f64) {
+    let best = best_k(row, top.len());
+    let max = best.first().map_or(f32::NEG_INFINITY, |b| b.1);
+    for (slot, b) in top.iter_mut().zip(&best) {
+        *slot = b.0;
+    }
+    // Eight f32 lanes per block (so the compiler vectorises), blocks summed in f64.
+    let (mut exp_sum, mut sum) = (0f64, 0f64);
+    for block in row.chunks(1024) {
+        let (mut e, mut s) = ([0f32; 8], [0f32; 8]);
+        let lanes = block.chunks_exact(8);
+        let tail = lanes.remainder();
+        for c in lanes {
+            for l in 0..8 {
+                e[l] += exp_nonpositive(c[l] - max);
+                s[l] += c[l];
+            }
+        }
+        for &z in tail {
+            e[0] += exp_nonpositive(z - max);
+            s[0] += z;
+        }
+        exp_sum += e.iter().map(|&x| x as f64).sum::<f64>();
+        sum += s.iter().map(|&x| x as f64).sum::<f64>();
+    }
+    (max, exp_sum, sum)
+}
+
+/// e^x for x ≤ 0 to f32 precision (relative error ≈ 2e-7), written out so that the row sums
+/// above vectorise (libm's expf is a call per element): 2^n · e^r with n = round(x / ln 2),
+/// r split off in two parts (Cody–Waite) and a degree-6 Taylor polynomial on |r| ≤ ln2 / 2.
+/// Below −87 it returns e^−87 ≈ 1.6e−38 (< 2^−126 relative to the row's maximum: nothing).
+#[inline(always)]
+pub(super) fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.max(-87.0);
+    let n = (x * LOG2_E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r / 720.0)))));
+    f32::from_bits(((n as i32 + 127) << 23) as u32) * p
+}
+
+/// Where the features pass spends its time (reported, for the benchmark).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct FeatureClock {
+    pub(super) model: f64,
+    pub(super) vocabulary: f64,
+}
+
+/// A batch of the features pass holds at most this many padded positions (source for the
+/// encoder, target for the decoder): large enough for efficient matrix products, small enough
+/// that a run cuts into several chunks per worker.
+const TOKENS_PER_BATCH: usize = 512;
+/// Rows per full-vocabulary logits block (a block is rows × vocabulary f32s).
+const LOGIT_ROWS: usize = 256;
+
+/// Pairs (by index) in batches for one model pass: sorted by `len` (stable, so equal lengths
+/// keep their order), each batch at most `TOKENS_PER_BATCH` padded positions (one pair at least).
+pub(super) fn length_batches(n: usize, len: impl Fn(usize) -> usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| len(i));
+    let mut batches = Vec::new();
+    let mut rest = order.as_slice();
+    while !rest.is_empty() {
+        // Sorted ascending: a batch's longest is its last.
+        let mut take = 1;
+        while take < rest.len() && (take + 1) * len(rest[take]).max(1) <= TOKENS_PER_BATCH {
+            take += 1;
+        }
+        batches.push(rest[..take].to_vec());
+        rest = &rest[take..];
+    }
+    batches
+}
+
+impl Positions {
+    /// Run the frozen model over pairs with teacher forcing, one causal-masked decoder pass per
+    /// batch of targets, and the full-vocabulary logits once per position (None when cancelled).
+    pub(super) fn of_pairs(
+        t: &Translator,
+        model: &Marian,
+        pairs: &[(Vec<u32>, Vec<u32>)],
+        top_k: usize,
+        clock: &mut FeatureClock,
+        on_pair: &mut dyn FnMut(usize) -> Control,
+    ) -> Result<Option<Positions>> {
+        let start = t.generation.decoder_start_token_id;
+        // Every output is written at its position's place in pair order (pairs as given, a pair's
+        // positions in step order), whatever order the batches run in.
+        let mut offsets = Vec::with_capacity(pairs.len());
+        let mut n = 0;
+        for p in pairs {
+            offsets.push(n);
+            n += p.1.len();
+        }
+        let labels: Vec<u32> = pairs.iter().flat_map(|p| p.1.iter().copied()).collect();
+        let prev: Vec<Option<u32>> = pairs
+            .iter()
+            .flat_map(|p| (0..p.1.len()).map(|s| s.checked_sub(1).map(|s| p.1[s])))
+            .collect();
+        let mut top = vec![0u32; n * top_k];
+        let (mut max, mut y_logit) = (vec![0f32; n], vec![0f32; n]);
+        let (mut exp_sum, mut logit_sum) = (vec![0f64; n], vec![0f64; n]);
+        // The encoder over the pairs sorted by source length and the decoder over them sorted by
+        // target length: batches of similar lengths waste little on padding.
+        let d_model = model.config.d_model;
+        let t_model = Instant::now();
+        let mut encoded: Vec<Option<Tensor>> = vec![None; pairs.len()];
+        for batch in length_batches(pairs.len(), |i| pairs[i].0.len()) {
+            let src: Vec<Vec<u32>> = batch.iter().map(|&i| pairs[i].0.clone()).collect();
+            let (enc, _) = model.encode(&src)?;
+            for (r, &i) in batch.iter().enumerate() {
+                encoded[i] = Some(enc.get(r)?.narrow(0, 0, pairs[i].0.len())?);
+            }
+        }
+        clock.model += t_model.elapsed().as_secs_f64();
+        // The place in pair order of each hidden-state row, in the order the batches produce them.
+        let mut places: Vec<u32> = Vec::with_capacity(n);
+        let mut hidden = Vec::new();
+        let mut done = 0;
+        for batch in length_batches(pairs.len(), |i| pairs[i].1.len()) {
+            let t_model = Instant::now();
+            // This batch's encoder outputs, right-padded to its longest source, and their mask.
+            let longest = batch.iter().map(|&i| pairs[i].0.len()).max().unwrap_or(1);
+            let mut rows = Vec::with_capacity(batch.len());
+            let mut mask = Vec::with_capacity(batch.len() * longest);
+            for &i in &batch {
+                let e = encoded[i].take().expect("every pair is encoded once");
+                let len = e.dim(0)?;
+                rows.push(if len < longest {
+                    let pad = Tensor::zeros((longest - len, d_model), DType::F32, &Device::Cpu)?;
+                    Tensor::cat(&[e, pad], 0)?
+                } else {
+                    e
+                });
+                mask.extend((0..longest).map(|j| if j < len { 0f32 } else { f32::NEG_INFINITY }));
+            }
+            let enc = Tensor::stack(&rows, 0)?;
+            let mask = Tensor::from_vec(mask, (batch.len(), 1, 1, longest), &Device::Cpu)?;
+            let inputs: Vec<Vec<u32>> = batch
+                .iter()
+                .map(|&i| {
+                    let y = &pairs[i].1;
+                    std::iter::once(start)
+                        .chain(y[..y.len().saturating_sub(1)].iter().copied())
+                        .collect()
+                })
+                .collect();
+            let h = model.decode_teacher_forced(&enc, &mask, &inputs)?;
+            clock.model += t_model.elapsed().as_secs_f64();
+            let t_vocab = Instant::now();
+            let (b, steps, d) = h.dims3()?;
+            let first = places.len();
+            let mut live = Vec::new();
+            for (r, &i) in batch.iter().enumerate() {
+                for step in 0..pairs[i].1.len() {
+                    live.push((r * steps + step) as u32);
+                    places.push((offsets[i] + step) as u32);
+                }
+            }
+            let h = h
+                .reshape((b * steps, d))?
+                .index_select(&Tensor::new(live.as_slice(), &Device::Cpu)?, 0)?;
+            for from in (0..live.len()).step_by(LOGIT_ROWS) {
+                let rows = LOGIT_ROWS.min(live.len() - from);
+                let logits = model.base_logits(&h.narrow(0, from, rows)?)?;
+                let v = logits.dim(1)?;
+                let flat = logits.flatten_all()?.to_vec1::<f32>()?;
+                for (j, row) in flat.chunks_exact(v).enumerate() {
+                    let at = places[first + from + j] as usize;
+                    let (m, e, s) = row_summary(row, &mut top[at * top_k..(at + 1) * top_k]);
+                    max[at] = m;
+                    exp_sum[at] = e;
+                    logit_sum[at] = s;
+                    y_logit[at] = row[labels[at] as usize];
+                }
+            }
+            hidden.push(h);
+            clock.vocabulary += t_vocab.elapsed().as_secs_f64();
+            done += batch.len();
+            if on_pair(done) == Control::Cancel {
+                return Ok(None);
+            }
+        }
+        let p_target = y_logit
+            .iter()
+            .zip(&max)
+            .zip(&exp_sum)
+            .map(|((&y, &m), &e)| (((y - m) as f64).exp() / e) as f32)
+            .collect();
+        let hidden = if hidden.is_empty() {
+            Tensor::zeros((0, model.config.d_model), DType::F32, &Device::Cpu)?
+        } else {
+            // Row r of the batches' output holds place places[r]; gather them back in place order.
+            let mut row_of_place = vec![0u32; n];
+            for (r, &at) in places.iter().enumerate() {
+                row_of_place[at as usize] = r as u32;
+            }
+            Tensor::cat(&hidden, 0)?
+                .index_select(&Tensor::new(row_of_place.as_slice(), &Device::Cpu)?, 0)?
+        };
+        Ok(Some(Positions {
+            hidden,
+            labels,
+            top,
+            p_target,
+            y_logit,
+            prev,
+            max,
+            exp_sum,
+            logit_sum,
+        }))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Join the positions of consecutive ranges of pairs, in order.
+    pub(super) fn concat(parts: Vec<Positions>) -> Result<Positions> {
+        let hidden: Vec<Tensor> = parts.iter().map(|p| p.hidden.clone()).collect();
+        let hidden = Tensor::cat(&hidden, 0)?;
+        let mut out = Positions {
+            hidden,
+            labels: Vec::new(),
+            top: Vec::new(),
+            p_target: Vec::new(),
+            y_logit: Vec::new(),
+            prev: Vec::new(),
+            max: Vec::new(),
+            exp_sum: Vec::new(),
+            logit_sum: Vec::new(),
+        };
+        for p in parts {
+            out.labels.extend(p.labels);
+            out.top.extend(p.top);
+            out.p_target.extend(p.p_target);
+            out.y_logit.extend(p.y_logit);
+            out.prev.extend(p.prev);
+            out.max.extend(p.max);
+            out.exp_sum.extend(p.exp_sum);
+            out.logit_sum.extend(p.logit_sum);
+        }
+        Ok(out)
+    }
+
+    /// The positions at `rows`, in that order.
+    pub(super) fn gather(&self, rows: &[u32]) -> Result<Positions> {
+        let k = self.top.len().checked_div(self.len()).unwrap_or(0);
+        let pick = |v: &[f32]| rows.iter().map(|&r| v[r as usize]).collect::<Vec<_>>();
+        let pick64 = |v: &[f64]| rows.iter().map(|&r| v[r as usize]).collect::<Vec<_>>();
+        Ok(Positions {
+            hidden: self
+                .hidden
+                .index_select(&Tensor::new(rows, &Device::Cpu)?, 0)?,
+            labels: rows.iter().map(|&r| self.labels[r as usize]).collect(),
+            top: rows
+                .iter()
+                .flat_map(|&r| {
+                    self.top[r as usize * k..(r as usize + 1) * k]
+                        .iter()
+                        .copied()
+                })
+                .collect(),
+            p_target: pick(&self.p_target),
+            y_logit: pick(&self.y_logit),
+            prev: rows.iter().map(|&r| self.prev[r as usize]).collect(),
+            max: pick(&self.max),
+            exp_sum: pick64(&self.exp_sum),
+            logit_sum: pick64(&self.logit_sum),
+        })
+    }
+
+    /// The first `at` positions and the rest.
+    pub(super) fn split_at(self, at: usize) -> Result<(Positions, Positions)> {
+        let n = self.len();
+        let k = self.top.len().checked_div(n).unwrap_or(0);
+        let part = |from: usize, to: usize| -> Result<Positions> {
+            Ok(Positions {
+                hidden: self.hidden.narrow(0, from, to - from)?,
+                labels: self.labels[from..to].to_vec(),
+                top: self.top[from * k..to * k].to_vec(),
+                p_target: self.p_target[from..to].to_vec(),
+                y_logit: self.y_logit[from..to].to_vec(),
+                prev: self.prev[from..to].to_vec(),
+                max: self.max[from..to].to_vec(),
+                exp_sum: self.exp_sum[from..to].to_vec(),
+                logit_sum: self.logit_sum[from..to].to_vec(),
+            })
+        };
+        Ok((part(0, at)?, part(at, n)?))
+    }
+}
+
+/// The positions of a range of a fine-tuning run's pairs, as one worker computed them, with what
+/// is needed to check that they belong to the run they are handed to.
+pub struct FeatureShard {
+    pub(super) positions: Positions,
+    /// How many pairs (consecutive, in the run's order) it covers.
+    pub(super) pairs: usize,
+    pub(super) top_k: usize,
+    /// sha256 of the weights of the model that computed it.
+    pub(super) model_sha256: String,
+    pub(super) clock: FeatureClock,
+}
+
+/// The safetensors metadata key of a shard's header.
+const SHARD_KEY: &str = "marian_wasm_feature_shard";
+const SHARD_FORMAT_VERSION: u32 = 1;
+/// `prev` of a pair's first position (no previous target token).
+const NO_PREV: u32 = u32::MAX;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ShardHeader {
+    format_version: u32,
+    pairs: usize,
+    top_k: usize,
+    d_model: usize,
+    model_sha256: String,
+    model_seconds: f64,
+    vocabulary_seconds: f64,
+}
+
+impl FeatureShard {
+    /// Run the frozen model over `pairs` (source and target token ids): None when `on_pair`
+    /// (called with the pairs done after every batch) cancels. The model is widened to f32 for
+    /// the pass (candle's f32 GEMM is about 3× its quantized kernels over many rows; measured
+    /// in BENCHMARKS.md) and the widened copy dropped after it.
+    pub fn compute(
+        t: &Translator,
+        pairs: &[(Vec<u32>, Vec<u32>)],
+        top_k: usize,
+        on_pair: &mut dyn FnMut(usize) -> Control,
+    ) -> Result<Option<FeatureShard>> {
+        let vocab = t.model.target_vocab_size();
+        if top_k == 0 || top_k > vocab {
+            // Every position keeps exactly top_k candidates.
+            return Err(Error::Input(format!(
+                "top-k {top_k} must be between 1 and the target vocabulary ({vocab})"
+            )));
+        }
+        let t_widen = Instant::now();
+        let frozen = t.model.widened()?;
+        let widening = t_widen.elapsed().as_secs_f64();
+        let mut shard = Self::compute_with(t, &frozen, pairs, top_k, on_pair)?;
+        if let Some(s) = &mut shard {
+            s.clock.model += widening;
+        }
+        Ok(shard)
+    }
+
+    /// `compute` with the widened model at hand (`Marian::widened` of the translator's model):
+    /// a worker that runs several shards widens once.
+    pub fn compute_with(
+        t: &Translator,
+        frozen: &Marian,
+        pairs: &[(Vec<u32>, Vec<u32>)],
+        top_k: usize,
+        on_pair: &mut dyn FnMut(usize) -> Control,
+    ) -> Result<Option<FeatureShard>> {
+        let vocab = t.model.target_vocab_size();
+        if top_k == 0 || top_k > vocab {
+            return Err(Error::Input(format!(
+                "top-k {top_k} must be between 1 and the target vocabulary ({vocab})"
+            )));
+        }
+        let mut clock = FeatureClock::default();
+        let Some(positions) = Positions::of_pairs(t, frozen, pairs, top_k, &mut clock, on_pair)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(FeatureShard {
+            positions,
+            pairs: pairs.len(),
+            top_k,
+            model_sha256: t.model_sha256.clone(),
+            clock,
+        }))
+    }
+
+    /// Pairs covered.
+    pub fn pairs(&self) -> usize {
+        self.pairs
+    }
+
+    /// Target positions covered.
+    pub fn positions(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// The shard as a safetensors file (≈ 2 KB per position for d_model 512), to hand to the
+    /// worker that trains.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let p = &self.positions;
+        let (n, d) = p.hidden.dims2()?;
+        let hidden = p.hidden.flatten_all()?.to_vec1::<f32>()?;
+        let prev: Vec<u32> = p.prev.iter().map(|x| x.unwrap_or(NO_PREV)).collect();
+        let f32s = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let u32s = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let f64s = |v: &[f64]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        use safetensors::Dtype::{F32, F64, U32};
+        let data: Vec<(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)> = vec![
+            ("hidden", F32, vec![n, d], f32s(&hidden)),
+            ("labels", U32, vec![n], u32s(&p.labels)),
+            ("top", U32, vec![n, self.top_k], u32s(&p.top)),
+            ("p_target", F32, vec![n], f32s(&p.p_target)),
+            ("y_logit", F32, vec![n], f32s(&p.y_logit)),
+            ("prev", U32, vec![n], u32s(&prev)),
+            ("max", F32, vec![n], f32s(&p.max)),
+            ("exp_sum", F64, vec![n], f64s(&p.exp_sum)),
+            ("logit_sum", F64, vec![n], f64s(&p.logit_sum)),
+        ];
+        let mut views = Vec::with_capacity(data.len());
+        for (name, dtype, shape, bytes) in &data {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                .map_err(|e| Error::corrupt("feature shard", e.to_string()))?;
+            views.push((*name, view));
+        }
+        let header = ShardHeader {
+            format_version: SHARD_FORMAT_VERSION,
+            pairs: self.pairs,
+            top_k: self.top_k,
+            d_model: d,
+            model_sha256: self.model_sha256.clone(),
+            model_seconds: self.clock.model,
+            vocabulary_seconds: self.clock.vocabulary,
+        };
+        let meta = HashMap::from([(
+            SHARD_KEY.to_string(),
+            serde_json::to_string(&header).expect("shard header serializes"),
+        )]);
+        safetensors::tensor::serialize(views, Some(meta))
+            .map_err(|e| Error::corrupt("feature shard", e.to_string()))
+    }
+
+    /// Read a shard; every shape and count is checked (it crossed a worker boundary).
+    pub fn from_bytes(bytes: &[u8]) -> Result<FeatureShard> {
+        let corrupt = |msg: String| Error::corrupt("feature shard", msg);
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| corrupt(format!("not a safetensors file ({e})")))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| corrupt(format!("unreadable header ({e})")))?;
+        let json = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(SHARD_KEY))
+            .ok_or_else(|| corrupt("no feature-shard header".into()))?;
+        let h: ShardHeader =
+            serde_json::from_str(json).map_err(|e| corrupt(format!("bad header ({e})")))?;
+        if h.format_version != SHARD_FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format version {} (this build reads {SHARD_FORMAT_VERSION})",
+                h.format_version
+            )));
+        }
+        let n = st
+            .tensor("labels")
+            .map_err(|_| corrupt("tensor labels missing".into()))?
+            .shape()
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let get = |name: &str, dtype: safetensors::Dtype, shape: Vec<usize>| {
+            let t = st
+                .tensor(name)
+                .map_err(|_| corrupt(format!("tensor {name} missing")))?;
+            if t.dtype() != dtype || t.shape() != shape.as_slice() {
+                return Err(corrupt(format!(
+                    "tensor {name} is {:?} {:?}, expected {dtype:?} {shape:?}",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            Ok(t.data().to_vec())
+        };
+        let words4 = |b: Vec<u8>| -> Vec<[u8; 4]> {
+            b.chunks_exact(4)
+                .map(|c| [c[0], c[1], c[2], c[3]])
+                .collect()
+        };
+        let f32s =
+            |b: Vec<u8>| -> Vec<f32> { words4(b).into_iter().map(f32::from_le_bytes).collect() };
+        let u32s =
+            |b: Vec<u8>| -> Vec<u32> { words4(b).into_iter().map(u32::from_le_bytes).collect() };
+        let f64s = |b: Vec<u8>| -> Vec<f64> {
+            b.chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect()
+        };
+        use safetensors::Dtype::{F32, F64, U32};
+        let (d, k) = (h.d_model, h.top_k);
+        let hidden = f32s(get("hidden", F32, vec![n, d])?);
+        let positions = Positions {
+            hidden: Tensor::from_vec(hidden, (n, d), &Device::Cpu)?,
+            labels: u32s(get("labels", U32, vec![n])?),
+            top: u32s(get("top", U32, vec![n, k])?),
+            p_target: f32s(get("p_target", F32, vec![n])?),
+            y_logit: f32s(get("y_logit", F32, vec![n])?),
+            prev: u32s(get("prev", U32, vec![n])?)
+                .into_iter()
+                .map(|x| (x != NO_PREV).then_some(x))
+                .collect(),
+            max: f32s(get("max", F32, vec![n])?),
+            exp_sum: f64s(get("exp_sum", F64, vec![n])?),
+            logit_sum: f64s(get("logit_sum", F64, vec![n])?),
+        };
+        Ok(FeatureShard {
+            positions,
+            pairs: h.pairs,
+            top_k: k,
+            model_sha256: h.model_sha256,
+            clock: FeatureClock {
+                model: h.model_seconds,
+                vocabulary: h.vocabulary_seconds,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_nonpositive_matches_std() {
+        let mut worst = 0f64;
+        for i in 0..=200_000 {
+            let x = -(i as f32) * 87.0 / 200_000.0;
+            let want = (x as f64).exp();
+            let got = exp_nonpositive(x) as f64;
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn row_summary_is_exact_enough() {
+        let row: Vec<f32> = (0..5000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 9.0)
+            .collect();
+        let mut top = [0u32; 3];
+        let (max, exp_sum, sum) = row_summary(&row, &mut top);
+        let m = row.iter().copied().fold(f32::MIN, f32::max);
+        assert_eq!(max, m);
+        let want: f64 = row.iter().map(|&z| ((z - m) as f64).exp()).sum();
+        assert!(((exp_sum - want) / want).abs() < 1e-6);
+        let want_sum: f64 = row.iter().map(|&z| z as f64).sum();
+        assert!((sum - want_sum).abs() < 1e-3);
+        // Top-3 by value, lower id first on ties.
+        let mut ids: Vec<u32> = (0..row.len() as u32).collect();
+        ids.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+        assert_eq!(top, ids[..3]);
+    }
+}
