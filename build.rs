@@ -39,15 +39,29 @@ fn validate_shaders(manifest_dir: &str) {
     for kernel in compose::PLAIN_KERNELS {
         modules.push((kernel.to_string(), module(kernel, None)));
     }
-    for (name, src) in modules {
+    let subgroup_modules: Vec<(String, String)> = compose::SUBGROUP_KERNELS
+        .into_iter()
+        .flat_map(|kernel| {
+            compose::WeightFormat::ALL.into_iter().map(move |format| {
+                (
+                    format!("{kernel} + {}", format.dequant_file()),
+                    module(kernel, Some(format)),
+                )
+            })
+        })
+        .collect();
+    let plain = modules
+        .into_iter()
+        .map(|m| (m, naga::valid::Capabilities::empty()));
+    let subgroup = subgroup_modules
+        .into_iter()
+        .map(|m| (m, naga::valid::Capabilities::SUBGROUP));
+    for ((name, src), capabilities) in plain.chain(subgroup) {
         let module = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("WGSL {name} does not parse:\n{}", e.emit_to_string(&src)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("WGSL {name} is invalid:\n{}", e.emit_to_string(&src)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("WGSL {name} is invalid:\n{}", e.emit_to_string(&src)));
     }
 }
 

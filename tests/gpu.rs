@@ -42,8 +42,26 @@ const QUANTS: [Quant; 4] = [Quant::F32, Quant::F16, Quant::Q8, Quant::Q4];
 fn gpu_generates_the_same_tokens_as_the_cpu() {
     let ctx = gpu();
     eprintln!("GPU adapter: {}", ctx.describe());
+    same_tokens_as_the_cpu(&ctx, &QUANTS);
+}
+
+/// The path that needs no optional feature (what adapters without subgroups run) against the
+/// CPU too; on an adapter that offers subgroups, the test above ran the subgroup kernels.
+#[test]
+fn plain_kernels_generate_the_same_tokens_as_the_cpu() {
+    let plain = ready(GpuContext::open_with(true, false)).unwrap();
+    assert!(!plain.subgroups);
+    eprintln!(
+        "GPU adapter: {} (the default context: {})",
+        plain.describe(),
+        gpu().describe()
+    );
+    same_tokens_as_the_cpu(&plain, &[Quant::F32, Quant::Q8]);
+}
+
+fn same_tokens_as_the_cpu(ctx: &Arc<GpuContext>, quants: &[Quant]) {
     for fx in fixtures() {
-        for quant in QUANTS {
+        for &quant in quants {
             let (_dir, pkg) = package(&fx, quant);
             let t = Translator::new(&pkg).unwrap();
             let reference = Marian::from_package_dequantized(&pkg).unwrap();

@@ -30,6 +30,12 @@ impl WeightFormat {
 
 /// Kernels that read a stored matrix (one module per weight format).
 pub const WEIGHT_KERNELS: [&str; 3] = ["matvec.wgsl", "matmul_tiled.wgsl", "embed.wgsl"];
+/// Variants of weight kernels that use subgroup operations, for adapters that offer them
+/// (the plain kernel is the path that needs none). Native only for now: wgpu 30's WebGPU
+/// backend does not pass the browser's "subgroups" feature through, so in the browser the
+/// adapter never offers it (and naga 30 refuses the `enable subgroups;` directive the browser
+/// would want, so these files carry none).
+pub const SUBGROUP_KERNELS: [&str; 1] = ["matvec_subgroup.wgsl"];
 /// Kernels over f32 activations only.
 pub const PLAIN_KERNELS: [&str; 5] = [
     "layer_norm.wgsl",
@@ -43,7 +49,7 @@ pub const COMMON_FILE: &str = "common.wgsl";
 /// The parameter struct of the matrix-product kernels.
 pub const MATMUL_PARAMS_FILE: &str = "matmul_params.wgsl";
 /// Kernels that take `MATMUL_PARAMS_FILE`.
-pub const MATMUL_KERNELS: [&str; 2] = ["matvec.wgsl", "matmul_tiled.wgsl"];
+pub const MATMUL_KERNELS: [&str; 3] = ["matvec.wgsl", "matvec_subgroup.wgsl", "matmul_tiled.wgsl"];
 /// Block scales of the GGML formats (Q8_0, Q4_0).
 pub const BLOCK_SCALES_FILE: &str = "block_scales.wgsl";
 

@@ -15,6 +15,9 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub kernels: Kernels,
+    /// Whether the kernels use subgroup operations (the adapter offers them and they were not
+    /// turned off).
+    pub subgroups: bool,
     failure: Failure,
     /// Steps until a simulated device loss (0: none planned).
     lose_in: AtomicUsize,
@@ -60,16 +63,30 @@ impl GpuContext {
     /// SwiftShader) when `allow_software` is set. `MARIAN_GPU_ADAPTER` (native) picks an
     /// adapter by a part of its name.
     pub async fn open(allow_software: bool) -> Result<Arc<Self>> {
+        let plain = std::env::var_os("MARIAN_GPU_PLAIN").is_some_and(|v| !v.is_empty());
+        Self::open_with(allow_software, !plain).await
+    }
+
+    /// `open`, choosing whether the kernels may use optional adapter features (subgroups);
+    /// without them the kernels need only core WebGPU. `MARIAN_GPU_PLAIN=1` makes `open`
+    /// pass false (to measure or rule out the feature paths).
+    pub async fn open_with(allow_software: bool, use_features: bool) -> Result<Arc<Self>> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pick_adapter(&instance, allow_software).await?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         check_kernel_limits(&info, &limits)?;
+        let wanted = if use_features {
+            wgpu::Features::SUBGROUP
+        } else {
+            wgpu::Features::empty()
+        };
+        let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("marian-wasm"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -88,23 +105,28 @@ impl GpuContext {
             let mut f = failed.lock().unwrap();
             f.get_or_insert(format!("GPU error: {e}"));
         }));
-        let kernels = Kernels::new(&device);
+        let subgroups = features.contains(wgpu::Features::SUBGROUP);
+        let kernels = Kernels::new(&device, subgroups);
         Ok(Arc::new(GpuContext {
             device,
             queue,
             info,
             limits,
             kernels,
+            subgroups,
             failure,
             lose_in: AtomicUsize::new(0),
         }))
     }
 
-    /// A human-readable adapter description, e.g. "llvmpipe (Vulkan, Cpu)".
+    /// A human-readable adapter description, e.g. "llvmpipe (Vulkan, Cpu, subgroups)".
     pub fn describe(&self) -> String {
         format!(
-            "{} ({:?}, {:?})",
-            self.info.name, self.info.backend, self.info.device_type
+            "{} ({:?}, {:?}{})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            if self.subgroups { ", subgroups" } else { "" }
         )
     }
 

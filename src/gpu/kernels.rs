@@ -11,7 +11,7 @@ macro_rules! shader {
     };
 }
 
-const SOURCES: [(&str, &str); 15] = [
+const SOURCES: [(&str, &str); 16] = [
     shader!("common.wgsl"),
     shader!("matmul_params.wgsl"),
     shader!("block_scales.wgsl"),
@@ -20,6 +20,7 @@ const SOURCES: [(&str, &str); 15] = [
     shader!("dequant_q8.wgsl"),
     shader!("dequant_q4.wgsl"),
     shader!("matvec.wgsl"),
+    shader!("matvec_subgroup.wgsl"),
     shader!("matmul_tiled.wgsl"),
     shader!("embed.wgsl"),
     shader!("layer_norm.wgsl"),
@@ -113,7 +114,9 @@ fn kernel(device: &wgpu::Device, name: &str, src: String, slots: &[(u32, Slot)])
 }
 
 impl Kernels {
-    pub fn new(device: &wgpu::Device) -> Self {
+    /// Compile every kernel; `subgroups`: the device has the subgroup feature, so the
+    /// matrix-vector kernel reduces with subgroup operations.
+    pub fn new(device: &wgpu::Device, subgroups: bool) -> Self {
         use Slot::*;
         let module = |file: &'static str, format: Option<WeightFormat>| {
             let files = compose::module_files(file, format);
@@ -142,7 +145,11 @@ impl Kernels {
             kernel(device, file, module(file, None), slots)
         };
         Kernels {
-            matvec: family("matvec.wgsl"),
+            matvec: family(if subgroups {
+                "matvec_subgroup.wgsl"
+            } else {
+                "matvec.wgsl"
+            }),
             matmul_tiled: family("matmul_tiled.wgsl"),
             embed: family("embed.wgsl"),
             layer_norm: plain(
