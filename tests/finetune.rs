@@ -214,23 +214,27 @@ fn terminology_is_adopted_without_collateral_damage() {
     );
 }
 
-#[test]
-fn adapter_round_trips_and_refuses_another_base() {
-    let t = default_translator();
-    // Pairs with something consistent to learn (the house style's "auto").
+/// The first `n` training pairs about cars in the house style: something consistent to learn.
+fn car_pairs(n: usize) -> Vec<Pair> {
     let car = |s: &str| has_word(s, &["car", "cars"]);
-    let pairs: Vec<Pair> = lines("train.en")
+    lines("train.en")
         .into_iter()
         .zip(lines("train.fr"))
         .enumerate()
         .filter(|(_, (e, f))| car(e) && has_word(f, &["voiture", "voitures"]))
-        .take(30)
+        .take(n)
         .map(|(i, (source, target))| Pair {
             source,
             target: house_style(&target),
             line: i + 1,
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn adapter_round_trips_and_refuses_another_base() {
+    let t = default_translator();
+    let pairs = car_pairs(30);
     let opts = FineTuneOptions {
         epochs: 2,
         ..Default::default()
@@ -297,19 +301,7 @@ fn adapter_round_trips_and_refuses_another_base() {
 fn sharded_features_train_the_same_adapter() {
     use marian_wasm::finetune::{prepare, train_adapter, FeatureShard};
     let t = default_translator();
-    let car = |s: &str| has_word(s, &["car", "cars"]);
-    let pairs: Vec<Pair> = lines("train.en")
-        .into_iter()
-        .zip(lines("train.fr"))
-        .enumerate()
-        .filter(|(_, (e, f))| car(e) && has_word(f, &["voiture", "voitures"]))
-        .take(120)
-        .map(|(i, (source, target))| Pair {
-            source,
-            target: house_style(&target),
-            line: i + 1,
-        })
-        .collect();
+    let pairs = car_pairs(120);
     let (train, val) = pairs.split_at(100);
     let opts = FineTuneOptions {
         epochs: 2,

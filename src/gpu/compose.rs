@@ -50,6 +50,10 @@ pub const COMMON_FILE: &str = "common.wgsl";
 pub const MATMUL_PARAMS_FILE: &str = "matmul_params.wgsl";
 /// Kernels that take `MATMUL_PARAMS_FILE`.
 pub const MATMUL_KERNELS: [&str; 3] = ["matvec.wgsl", "matvec_subgroup.wgsl", "matmul_tiled.wgsl"];
+/// What the matrix-vector kernels share (bindings, partial sums, the store).
+pub const MATVEC_COMMON_FILE: &str = "matvec_common.wgsl";
+/// Kernels that take `MATVEC_COMMON_FILE`.
+pub const MATVEC_KERNELS: [&str; 2] = ["matvec.wgsl", "matvec_subgroup.wgsl"];
 /// Block scales of the GGML formats (Q8_0, Q4_0).
 pub const BLOCK_SCALES_FILE: &str = "block_scales.wgsl";
 
@@ -65,6 +69,9 @@ pub fn module_files(kernel: &'static str, format: Option<WeightFormat>) -> Vec<&
     }
     if MATMUL_KERNELS.contains(&kernel) {
         files.push(MATMUL_PARAMS_FILE);
+    }
+    if MATVEC_KERNELS.contains(&kernel) {
+        files.push(MATVEC_COMMON_FILE);
     }
     files.push(kernel);
     files
