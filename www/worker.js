@@ -128,13 +128,14 @@ async function stream(msg) {
   };
 }
 
+/** Fine-tuning progress reports of request `id`, relayed to the page. @param {number} id */
+const progressTo = (id) => (/** @type {any} */ p) => post({ type: 'ftprogress', id, ...p });
+
 /** @param {any} msg */
 function fineTune(msg) {
   const t = needModel();
   const t0 = performance.now();
-  const out = t.fineTune(msg.pairs, msg.options ?? {}, (/** @type {any} */ p) => {
-    post({ type: 'ftprogress', id: msg.id, ...p });
-  });
+  const out = t.fineTune(msg.pairs, msg.options ?? {}, progressTo(msg.id));
   out.ms = performance.now() - t0;
   return out;
 }
@@ -150,10 +151,7 @@ function fineTunePlan(msg) {
 
 /** @param {any} msg */
 function fineTuneFeatures(msg) {
-  const bytes = needModel().fineTuneFeatures(msg.inputs, msg.topK, (/** @type {any} */ p) => {
-    post({ type: 'ftprogress', id: msg.id, ...p });
-  });
-  return bytes;
+  return needModel().fineTuneFeatures(msg.inputs, msg.topK, progressTo(msg.id));
 }
 
 /** @param {any} msg */
@@ -162,9 +160,7 @@ function fineTuneRun(msg) {
   if (!job) throw namedError('InvalidStateError', 'no fine-tuning job (ftplan) on this worker');
   const t0 = performance.now();
   try {
-    const out = t.fineTuneRun(job, msg.shards ?? undefined, (/** @type {any} */ p) => {
-      post({ type: 'ftprogress', id: msg.id, ...p });
-    });
+    const out = t.fineTuneRun(job, msg.shards ?? undefined, progressTo(msg.id));
     out.ms = performance.now() - t0;
     return out;
   } finally {

@@ -377,13 +377,6 @@ impl FeatureShard {
         top_k: usize,
         on_pair: &mut dyn FnMut(usize) -> Control,
     ) -> Result<Option<FeatureShard>> {
-        let vocab = t.model.target_vocab_size();
-        if top_k == 0 || top_k > vocab {
-            // Every position keeps exactly top_k candidates.
-            return Err(Error::Input(format!(
-                "top-k {top_k} must be between 1 and the target vocabulary ({vocab})"
-            )));
-        }
         let t_widen = Instant::now();
         let frozen = t.model.widened()?;
         let widening = t_widen.elapsed().as_secs_f64();
@@ -405,6 +398,7 @@ impl FeatureShard {
     ) -> Result<Option<FeatureShard>> {
         let vocab = t.model.target_vocab_size();
         if top_k == 0 || top_k > vocab {
+            // Every position keeps exactly top_k candidates.
             return Err(Error::Input(format!(
                 "top-k {top_k} must be between 1 and the target vocabulary ({vocab})"
             )));
