@@ -4,7 +4,8 @@
 # opus-mt-en-fr-shaped benchmark, GPU against that machine's CPU path (scripts/bench_gpu.sh).
 # Needs: a prebuilt binary (MARIAN_BIN, default target/release/marian-wasm), a Vulkan driver, and a
 # python3 with torch + transformers to make the random-weights checkpoint. Writes its work under
-# WORK (default /tmp/real-gpu-check) and a copy of its results to OUT when OUT is set.
+# WORK (default /tmp/real-gpu-check) and a copy of its results to OUT when OUT is set. With FT_PAIRS
+# (a pairs TSV made as BENCHMARKS.md says) it also times fine-tuning, features on the GPU vs the CPU.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${MARIAN_BIN:-$ROOT/target/release/marian-wasm}"
@@ -44,5 +45,9 @@ t0=$(date +%s)
 echo "  made in $(( $(date +%s) - t0 )) s"
 echo "== benchmark: GPU vs CPU, batch 1 and 32, 32 tokens"
 bash "$ROOT/scripts/bench_gpu.sh" "$WORK/pkg-q8" 32 | tee "$WORK/bench_q8.txt"
+if [ -n "${FT_PAIRS:-}" ]; then
+  echo "== fine-tuning: 500 pairs x 3 epochs, features pass on the GPU vs the CPU ($FT_PAIRS)"
+  WORK="$WORK/finetune" bash "$ROOT/scripts/bench_finetune.sh" "$WORK/pkg-q8" "$FT_PAIRS" gpu cpu | tee "$WORK/bench_finetune.txt"
+fi
 if [ -n "${OUT:-}" ]; then cp "$WORK"/bench_*.txt "$OUT"/ 2>/dev/null || true; fi
 exit $fail

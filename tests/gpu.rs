@@ -272,3 +272,128 @@ fn repeated_create_and_destroy_does_not_grow_gpu_memory() {
         "GPU allocations grew from {first} to {last} bytes"
     );
 }
+
+/// Read tensor `name` of a feature shard's bytes as f64 values (f32, f64 or u32 stored).
+fn shard_tensor(bytes: &[u8], name: &str) -> Vec<f64> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    let words = |n: usize| t.data().chunks_exact(n);
+    match t.dtype() {
+        safetensors::Dtype::F32 => words(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        safetensors::Dtype::U32 => words(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        safetensors::Dtype::F64 => words(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        other => panic!("{name}: unexpected {other:?}"),
+    }
+}
+
+/// Pairs for fine-tuning from a fixture: each source with the CPU translation of the next
+/// source as its target (real target-side tokens, many of them unlikely where they stand).
+fn fixture_pairs(t: &Translator, fx: &std::path::Path) -> Vec<marian_wasm::finetune::pairs::Pair> {
+    let exp = expected(fx);
+    let srcs: Vec<String> = exp["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["src"].as_str().unwrap().to_string())
+        .collect();
+    let refs: Vec<&str> = srcs.iter().map(String::as_str).collect();
+    let out = t.translate(&refs, &GenerateOptions::default(), 8).unwrap();
+    (0..srcs.len())
+        .map(|i| marian_wasm::finetune::pairs::Pair {
+            source: srcs[i].clone(),
+            target: out[(i + 1) % srcs.len()].text.clone(),
+            line: i + 1,
+        })
+        .collect()
+}
+
+/// Fine-tuning's features pass on the GPU (teacher forcing + the row-summary kernel) against
+/// the CPU pass over the same stored weights: hidden states, logit summaries and top-k.
+#[test]
+fn gpu_fine_tuning_features_match_the_cpu() {
+    use marian_wasm::finetune::{prepare, Control, FeatureShard, FineTuneOptions};
+    use marian_wasm::translator::DeviceChoice;
+    let fx = fixtures().into_iter().next().unwrap();
+    for quant in [Quant::F32, Quant::Q8] {
+        let (_dir, pkg) = package(&fx, quant);
+        let t = ready(Translator::with_device(&pkg, DeviceChoice::Gpu)).unwrap();
+        let pairs = fixture_pairs(&t, &fx);
+        let prepared = prepare(&t, &pairs, &[], &FineTuneOptions::default()).unwrap();
+        let ids = prepared.pairs_of(&prepared.whole()[0]);
+        let top_k = 8;
+        let go = &mut |_| Control::Continue;
+        let cpu = FeatureShard::compute(&t, &ids, top_k, go).unwrap().unwrap();
+        let gpu = ready(FeatureShard::compute_on_gpu(&t, &ids, top_k, go))
+            .unwrap()
+            .unwrap();
+        assert!(gpu.on_gpu() && !cpu.on_gpu());
+        assert_eq!(gpu.positions(), cpu.positions());
+        let (c, g) = (cpu.to_bytes().unwrap(), gpu.to_bytes().unwrap());
+        let worst = |name: &str, relative: bool| -> f64 {
+            let (a, b) = (shard_tensor(&c, name), shard_tensor(&g, name));
+            assert_eq!(a.len(), b.len(), "{name}");
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs() / if relative { x.abs().max(1.0) } else { 1.0 })
+                .fold(0.0, f64::max)
+        };
+        for (name, bound, relative) in [
+            ("hidden", 1e-4, false),
+            ("max", 1e-4, false),
+            ("y_logit", 1e-4, false),
+            ("p_target", 1e-5, false),
+            ("exp_sum", 1e-5, true),
+            ("logit_sum", 1e-5, true),
+        ] {
+            let w = worst(name, relative);
+            eprintln!("{quant:?} {name}: worst difference {w:.2e}");
+            assert!(w < bound, "{quant:?} {name}: {w} ≥ {bound}");
+        }
+        assert_eq!(shard_tensor(&c, "labels"), shard_tensor(&g, "labels"));
+        // Top-k ids: identical but where two logits are within float noise of each other.
+        let (a, b) = (shard_tensor(&c, "top"), shard_tensor(&g, "top"));
+        let differing = a
+            .chunks_exact(top_k)
+            .zip(b.chunks_exact(top_k))
+            .filter(|(x, y)| x != y)
+            .count();
+        let n = a.len() / top_k;
+        eprintln!("{quant:?} top-{top_k}: {differing} of {n} positions differ");
+        assert!(differing * 50 <= n, "{differing} of {n} positions");
+        assert_eq!(
+            a.iter().step_by(top_k).collect::<Vec<_>>(),
+            b.iter().step_by(top_k).collect::<Vec<_>>(),
+            "the best token of every position"
+        );
+    }
+}
+
+/// `fine_tune` on a GPU translator runs its features pass there; when the device is lost
+/// during the pass, the pass runs on the CPU and the run completes.
+#[test]
+fn fine_tuning_uses_the_gpu_and_survives_losing_it() {
+    use marian_wasm::finetune::{fine_tune, Control, FineTuneOptions};
+    use marian_wasm::translator::{Device, DeviceChoice};
+    let fx = fixtures().into_iter().next().unwrap();
+    let (_dir, pkg) = package(&fx, Quant::Q8);
+    let t = ready(Translator::with_device(&pkg, DeviceChoice::Gpu)).unwrap();
+    let pairs = fixture_pairs(&t, &fx);
+    let o = FineTuneOptions {
+        epochs: 2,
+        ..Default::default()
+    };
+    let go = &mut |_: &marian_wasm::finetune::Progress| Control::Continue;
+    let (_, on_gpu) = fine_tune(&t, &pairs, &[], &o, go).unwrap();
+    assert_eq!(on_gpu.feature_device, "gpu");
+    t.gpu.as_ref().unwrap().context().simulate_loss_after(2);
+    let (_, after) = fine_tune(&t, &pairs, &[], &o, go).unwrap();
+    assert_eq!(after.feature_device, "cpu");
+    assert_eq!(t.device(), Device::Cpu);
+    assert_eq!(after.train_positions, on_gpu.train_positions);
+}

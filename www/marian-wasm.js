@@ -336,7 +336,9 @@ export class MarianTranslator {
    * at once (keep it with saveAdapter, take it off with useAdapter(null)). Bad pairs are skipped
    * and listed in `issues` (1-based index). The frozen model's pass over the pairs — nearly all
    * of the time — is shared among `workers` Web Workers (default: one per core, at most 4, for
-   * 64 pairs or more), each holding a copy of the model while it runs. Aborting the signal stops
+   * 64 pairs or more), each holding a copy of the model while it runs; on a WebGPU translator it
+   * runs on the GPU instead, in the translator's worker (falling back to the CPU there if the
+   * device is lost; `report.feature_device` says which ran it). Aborting the signal stops
    * the training at once: the workers are stopped and the model reloaded from the store, with
    * the adapter used before.
    * @param {{ source: string, target: string }[]} pairs
@@ -347,7 +349,8 @@ export class MarianTranslator {
     if (!Array.isArray(pairs)) throw new TypeError('fineTune() takes an array of { source, target }');
     const { onProgress, signal, workers, ...rest } = options;
     const client = this.live();
-    const n = featureWorkers(workers, pairs.length);
+    const onGpu = this.device === 'webgpu';
+    const n = onGpu ? 1 : featureWorkers(workers, pairs.length);
     /** @type {WorkerClient[]} */
     const helpers = [];
     /** The helpers' shares, settled or not (awaited in order below). @type {Promise<any>[]} */
@@ -364,7 +367,17 @@ export class MarianTranslator {
       /** @type {any} */
       let r;
       let used = 1;
-      if (n <= 1) {
+      if (onGpu) {
+        const t0 = performance.now();
+        const plan = await client.request({ type: 'ftplan', pairs, options: rest, workers: 1 }, { signal });
+        const features = (/** @type {any} */ m) => relay({ ...m, epochs: rest.epochs ?? 0 });
+        const shard = await client.request(
+          { type: 'ftfeatures', inputs: plan.shards[0], topK: plan.topK, gpu: true },
+          { signal, onMessage: features },
+        );
+        r = await client.request({ type: 'ftrun', shards: [shard] }, { signal, onMessage: relay });
+        r.ms = performance.now() - t0;
+      } else if (n <= 1) {
         r = await client.request({ type: 'finetune', pairs, options: rest }, { signal, onMessage: relay });
       } else {
         const t0 = performance.now();

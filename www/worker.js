@@ -11,7 +11,7 @@
 //                                                      { adapter, report, issues, valBefore, valAfter }
 //   { type: 'ftplan',    id, pairs, options, workers } check, split and tokenize the pairs; keep the
 //                                                      job here -> { shards, topK, pairs }
-//   { type: 'ftfeatures', id, inputs, topK }          the features pass over one shard (any worker
+//   { type: 'ftfeatures', id, inputs, topK, gpu }     the features pass over one shard (any worker
 //                                                      with the model) -> 'ftprogress', then bytes
 //   { type: 'ftrun',     id, shards | null }          train the kept job on the shards' bytes (null:
 //                                                      run the features pass here) -> as 'finetune'
@@ -151,7 +151,10 @@ function fineTunePlan(msg) {
 
 /** @param {any} msg */
 function fineTuneFeatures(msg) {
-  return needModel().fineTuneFeatures(msg.inputs, msg.topK, progressTo(msg.id));
+  const t = needModel();
+  // On the GPU (WebGPU) when asked: the worker's own translator is then on it.
+  if (msg.gpu) return t.fineTuneFeaturesGpu(msg.inputs, msg.topK, progressTo(msg.id));
+  return t.fineTuneFeatures(msg.inputs, msg.topK, progressTo(msg.id));
 }
 
 /** @param {any} msg */

@@ -463,16 +463,7 @@ impl Translator {
         let total = pairs.len();
         let t0 = web_time::Instant::now();
         let mut on_pair = |done: usize| {
-            let p = crate::finetune::Progress {
-                phase: "features",
-                epoch: 0,
-                epochs: 0,
-                step: done,
-                steps: total,
-                loss: f64::NAN,
-                eta_seconds: t0.elapsed().as_secs_f64() / done.max(1) as f64
-                    * (total - done) as f64,
-            };
+            let p = crate::finetune::Progress::features(done, total, 0, t0.elapsed().as_secs_f64());
             notify(&on_progress, &p)
         };
         if self.frozen.is_none() {
@@ -487,6 +478,43 @@ impl Translator {
             &mut on_pair,
         )
         .map_err(js_err)?
+        .ok_or_else(|| js_err("fine-tuning cancelled"))?;
+        shard.to_bytes().map_err(js_err)
+    }
+
+    /// `fineTuneFeatures` on this translator's GPU (WebGPU): the frozen model's teacher-forced
+    /// pass and the full-vocabulary summaries run as compute shaders. When the translator is
+    /// not on a GPU, or the device is lost during the pass, the pass runs on the CPU instead
+    /// (the shard says which ran it: `report.feature_device` after `fineTuneRun`).
+    #[wasm_bindgen(js_name = fineTuneFeaturesGpu)]
+    pub async fn fine_tune_features_gpu(
+        &self,
+        inputs: Vec<u32>,
+        top_k: usize,
+        on_progress: Option<Function>,
+    ) -> Result<Vec<u8>, JsError> {
+        use crate::finetune::{FeatureShard, Progress};
+        let pairs = decode_shard_inputs(&inputs).map_err(js_err)?;
+        let total = pairs.len();
+        let t0 = web_time::Instant::now();
+        let mut on_pair = |done: usize| {
+            let p = Progress::features(done, total, 0, t0.elapsed().as_secs_f64());
+            notify(&on_progress, &p)
+        };
+        let on_gpu = if self.inner.device() == crate::translator::Device::Gpu {
+            match FeatureShard::compute_on_gpu(&self.inner, &pairs, top_k, &mut on_pair).await {
+                Err(crate::Error::DeviceLost(_)) => None,
+                other => Some(other.map_err(js_err)?),
+            }
+        } else {
+            None
+        };
+        let shard = match on_gpu {
+            Some(shard) => shard,
+            None => {
+                FeatureShard::compute(&self.inner, &pairs, top_k, &mut on_pair).map_err(js_err)?
+            }
+        }
         .ok_or_else(|| js_err("fine-tuning cancelled"))?;
         shard.to_bytes().map_err(js_err)
     }
@@ -534,16 +562,12 @@ impl Translator {
                 let n = job.prepared.len();
                 let t0 = web_time::Instant::now();
                 let mut on_pair = |done: usize| {
-                    progress(&Progress {
-                        phase: "features",
-                        epoch: 0,
-                        epochs: job.opts.epochs,
-                        step: done,
-                        steps: n,
-                        loss: f64::NAN,
-                        eta_seconds: t0.elapsed().as_secs_f64() / done.max(1) as f64
-                            * (n - done) as f64,
-                    })
+                    progress(&Progress::features(
+                        done,
+                        n,
+                        job.opts.epochs,
+                        t0.elapsed().as_secs_f64(),
+                    ))
                 };
                 let shard = FeatureShard::compute(
                     &self.inner,

@@ -242,6 +242,22 @@ pub struct Progress {
     pub eta_seconds: f64,
 }
 
+impl Progress {
+    /// The features pass, `done` of `total` pairs after `elapsed` seconds (ETA by the rate so
+    /// far).
+    pub fn features(done: usize, total: usize, epochs: usize, elapsed: f64) -> Progress {
+        Progress {
+            phase: "features",
+            epoch: 0,
+            epochs,
+            step: done,
+            steps: total,
+            loss: f64::NAN,
+            eta_seconds: elapsed / done.max(1) as f64 * total.saturating_sub(done) as f64,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     Continue,
@@ -275,6 +291,8 @@ pub struct FineTuneReport {
     pub feature_seconds: f64,
     /// How many shards the features pass was cut into (1: in one piece).
     pub feature_shards: usize,
+    /// Where the features pass ran: "gpu" or "cpu".
+    pub feature_device: &'static str,
     /// Summed over the workers: widening the frozen model, running its encoder and decoder ...
     pub frozen_model_seconds: f64,
     /// ... and the full-vocabulary logits with their per-position summaries (top-k, normaliser).
@@ -577,7 +595,12 @@ impl PreparedPairs {
     /// about three source tokens (decoder layers with cross-attention, then the 59514-wide
     /// projection, against the encoder's layers).
     pub fn shard_plan(&self, n: usize) -> Vec<Vec<usize>> {
-        let batches = positions::length_batches(self.ids.len(), |i| self.ids[i].1.len());
+        let batches = positions::length_batches(
+            self.ids.len(),
+            positions::TOKENS_PER_BATCH,
+            usize::MAX,
+            |i| self.ids[i].1.len(),
+        );
         let cost = |b: &Vec<usize>| -> f64 {
             b.iter()
                 .map(|&i| (self.ids[i].0.len() + 3 * self.ids[i].1.len()) as f64)
@@ -648,20 +671,36 @@ pub fn fine_tune(
     let total = prepared.len();
     let t0 = Instant::now();
     let mut on_pair = |done: usize| {
-        on_progress(&Progress {
-            phase: "features",
-            epoch: 0,
-            epochs: o.epochs,
-            step: done,
-            steps: total,
-            loss: f64::NAN,
-            eta_seconds: t0.elapsed().as_secs_f64() / done.max(1) as f64 * (total - done) as f64,
-        })
+        on_progress(&Progress::features(
+            done,
+            total,
+            o.epochs,
+            t0.elapsed().as_secs_f64(),
+        ))
     };
     let plan = prepared.whole();
-    let Some(shard) =
-        FeatureShard::compute(t, &prepared.pairs_of(&plan[0]), o.top_k, &mut on_pair)?
-    else {
+    let pairs = prepared.pairs_of(&plan[0]);
+    // On the GPU when the translator is on one (natively its calls never suspend); a device
+    // lost mid-way sends the pass to the CPU, as translation does.
+    let on_gpu = match t.device() {
+        crate::translator::Device::Gpu => {
+            match crate::generate::ready(FeatureShard::compute_on_gpu(
+                t,
+                &pairs,
+                o.top_k,
+                &mut on_pair,
+            )) {
+                Err(Error::DeviceLost(_)) => None,
+                other => Some(other?),
+            }
+        }
+        crate::translator::Device::Cpu => None,
+    };
+    let shard = match on_gpu {
+        Some(shard) => shard,
+        None => FeatureShard::compute(t, &pairs, o.top_k, &mut on_pair)?,
+    };
+    let Some(shard) = shard else {
         return Err(Error::Input("fine-tuning cancelled".into()));
     };
     train_adapter(t, &prepared, &plan, vec![shard], o, on_progress)
@@ -760,6 +799,11 @@ pub fn train_adapter(
 ) -> Result<(Adapter, FineTuneReport)> {
     let vocab = t.model.target_vocab_size();
     let feature_shards = shards.len();
+    let feature_device = if shards.iter().any(FeatureShard::on_gpu) {
+        "gpu"
+    } else {
+        "cpu"
+    };
     let (positions, clock) = join_shards(t, prepared, plan, shards, o)?;
     let train_positions: usize = prepared.ids[..prepared.n_train]
         .iter()
@@ -972,6 +1016,7 @@ pub fn train_adapter(
         rollbacks,
         feature_seconds,
         feature_shards,
+        feature_device,
         frozen_model_seconds: clock.model,
         vocabulary_seconds: clock.vocabulary,
         train_seconds: t_train.elapsed().as_secs_f64(),

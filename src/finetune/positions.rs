@@ -95,13 +95,19 @@ pub(super) struct FeatureClock {
 /// A batch of the features pass holds at most this many padded positions (source for the
 /// encoder, target for the decoder): large enough for efficient matrix products, small enough
 /// that a run cuts into several chunks per worker.
-const TOKENS_PER_BATCH: usize = 512;
+pub(super) const TOKENS_PER_BATCH: usize = 512;
 /// Rows per full-vocabulary logits block (a block is rows × vocabulary f32s).
 const LOGIT_ROWS: usize = 256;
 
 /// Pairs (by index) in batches for one model pass: sorted by `len` (stable, so equal lengths
-/// keep their order), each batch at most `TOKENS_PER_BATCH` padded positions (one pair at least).
-pub(super) fn length_batches(n: usize, len: impl Fn(usize) -> usize) -> Vec<Vec<usize>> {
+/// keep their order), each batch at most `tokens` padded positions and `rows` pairs (one pair
+/// at least).
+pub(super) fn length_batches(
+    n: usize,
+    tokens: usize,
+    rows: usize,
+    len: impl Fn(usize) -> usize,
+) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| len(i));
     let mut batches = Vec::new();
@@ -109,13 +115,99 @@ pub(super) fn length_batches(n: usize, len: impl Fn(usize) -> usize) -> Vec<Vec<
     while !rest.is_empty() {
         // Sorted ascending: a batch's longest is its last.
         let mut take = 1;
-        while take < rest.len() && (take + 1) * len(rest[take]).max(1) <= TOKENS_PER_BATCH {
+        while take < rest.len().min(rows) && (take + 1) * len(rest[take]).max(1) <= tokens {
             take += 1;
         }
         batches.push(rest[..take].to_vec());
         rest = &rest[take..];
     }
     batches
+}
+
+/// The outputs of a features pass, each written at its position's place in pair order (pairs
+/// as given, a pair's positions in step order) whatever order the batches run in.
+struct PositionsBuilder {
+    d: usize,
+    top_k: usize,
+    /// Place of each pair's first position.
+    offsets: Vec<usize>,
+    hidden: Vec<f32>,
+    labels: Vec<u32>,
+    prev: Vec<Option<u32>>,
+    top: Vec<u32>,
+    max: Vec<f32>,
+    y_logit: Vec<f32>,
+    exp_sum: Vec<f64>,
+    logit_sum: Vec<f64>,
+}
+
+impl PositionsBuilder {
+    fn new(pairs: &[(Vec<u32>, Vec<u32>)], top_k: usize, d: usize) -> Self {
+        let mut offsets = Vec::with_capacity(pairs.len());
+        let mut n = 0;
+        for p in pairs {
+            offsets.push(n);
+            n += p.1.len();
+        }
+        PositionsBuilder {
+            d,
+            top_k,
+            offsets,
+            hidden: vec![0f32; n * d],
+            labels: pairs.iter().flat_map(|p| p.1.iter().copied()).collect(),
+            prev: pairs
+                .iter()
+                .flat_map(|p| (0..p.1.len()).map(|s| s.checked_sub(1).map(|s| p.1[s])))
+                .collect(),
+            top: vec![0u32; n * top_k],
+            max: vec![0f32; n],
+            y_logit: vec![0f32; n],
+            exp_sum: vec![0f64; n],
+            logit_sum: vec![0f64; n],
+        }
+    }
+
+    /// The place of position `step` of pair `pair`.
+    fn place(&self, pair: usize, step: usize) -> usize {
+        self.offsets[pair] + step
+    }
+
+    fn hidden_mut(&mut self, at: usize) -> &mut [f32] {
+        &mut self.hidden[at * self.d..(at + 1) * self.d]
+    }
+
+    fn top_mut(&mut self, at: usize) -> &mut [u32] {
+        &mut self.top[at * self.top_k..(at + 1) * self.top_k]
+    }
+
+    fn finish(self) -> Result<Positions> {
+        let n = self.labels.len();
+        let p_target = self
+            .y_logit
+            .iter()
+            .zip(&self.max)
+            .zip(&self.exp_sum)
+            .map(|((&y, &m), &e)| (((y - m) as f64).exp() / e) as f32)
+            .collect();
+        Ok(Positions {
+            hidden: Tensor::from_vec(self.hidden, (n, self.d), &Device::Cpu)?,
+            labels: self.labels,
+            top: self.top,
+            p_target,
+            y_logit: self.y_logit,
+            prev: self.prev,
+            max: self.max,
+            exp_sum: self.exp_sum,
+            logit_sum: self.logit_sum,
+        })
+    }
+}
+
+/// Teacher-forced decoder inputs of a pair: the start token, then its target but the last.
+fn decoder_inputs(start: u32, target: &[u32]) -> Vec<u32> {
+    std::iter::once(start)
+        .chain(target[..target.len().saturating_sub(1)].iter().copied())
+        .collect()
 }
 
 impl Positions {
@@ -130,28 +222,15 @@ impl Positions {
         on_pair: &mut dyn FnMut(usize) -> Control,
     ) -> Result<Option<Positions>> {
         let start = t.generation.decoder_start_token_id;
-        // Every output is written at its position's place in pair order (pairs as given, a pair's
-        // positions in step order), whatever order the batches run in.
-        let mut offsets = Vec::with_capacity(pairs.len());
-        let mut n = 0;
-        for p in pairs {
-            offsets.push(n);
-            n += p.1.len();
-        }
-        let labels: Vec<u32> = pairs.iter().flat_map(|p| p.1.iter().copied()).collect();
-        let prev: Vec<Option<u32>> = pairs
-            .iter()
-            .flat_map(|p| (0..p.1.len()).map(|s| s.checked_sub(1).map(|s| p.1[s])))
-            .collect();
-        let mut top = vec![0u32; n * top_k];
-        let (mut max, mut y_logit) = (vec![0f32; n], vec![0f32; n]);
-        let (mut exp_sum, mut logit_sum) = (vec![0f64; n], vec![0f64; n]);
+        let d_model = model.config.d_model;
+        let mut out = PositionsBuilder::new(pairs, top_k, d_model);
         // The encoder over the pairs sorted by source length and the decoder over them sorted by
         // target length: batches of similar lengths waste little on padding.
-        let d_model = model.config.d_model;
         let t_model = Instant::now();
         let mut encoded: Vec<Option<Tensor>> = vec![None; pairs.len()];
-        for batch in length_batches(pairs.len(), |i| pairs[i].0.len()) {
+        for batch in length_batches(pairs.len(), TOKENS_PER_BATCH, usize::MAX, |i| {
+            pairs[i].0.len()
+        }) {
             let src: Vec<Vec<u32>> = batch.iter().map(|&i| pairs[i].0.clone()).collect();
             let (enc, _) = model.encode(&src)?;
             for (r, &i) in batch.iter().enumerate() {
@@ -159,11 +238,10 @@ impl Positions {
             }
         }
         clock.model += t_model.elapsed().as_secs_f64();
-        // The place in pair order of each hidden-state row, in the order the batches produce them.
-        let mut places: Vec<u32> = Vec::with_capacity(n);
-        let mut hidden = Vec::new();
         let mut done = 0;
-        for batch in length_batches(pairs.len(), |i| pairs[i].1.len()) {
+        for batch in length_batches(pairs.len(), TOKENS_PER_BATCH, usize::MAX, |i| {
+            pairs[i].1.len()
+        }) {
             let t_model = Instant::now();
             // This batch's encoder outputs, right-padded to its longest source, and their mask.
             let longest = batch.iter().map(|&i| pairs[i].0.len()).max().unwrap_or(1);
@@ -184,77 +262,98 @@ impl Positions {
             let mask = Tensor::from_vec(mask, (batch.len(), 1, 1, longest), &Device::Cpu)?;
             let inputs: Vec<Vec<u32>> = batch
                 .iter()
-                .map(|&i| {
-                    let y = &pairs[i].1;
-                    std::iter::once(start)
-                        .chain(y[..y.len().saturating_sub(1)].iter().copied())
-                        .collect()
-                })
+                .map(|&i| decoder_inputs(start, &pairs[i].1))
                 .collect();
             let h = model.decode_teacher_forced(&enc, &mask, &inputs)?;
             clock.model += t_model.elapsed().as_secs_f64();
             let t_vocab = Instant::now();
             let (b, steps, d) = h.dims3()?;
-            let first = places.len();
+            // The live rows (steps within their pair's target) and their places.
             let mut live = Vec::new();
+            let mut places = Vec::new();
             for (r, &i) in batch.iter().enumerate() {
                 for step in 0..pairs[i].1.len() {
                     live.push((r * steps + step) as u32);
-                    places.push((offsets[i] + step) as u32);
+                    places.push(out.place(i, step));
                 }
             }
             let h = h
                 .reshape((b * steps, d))?
                 .index_select(&Tensor::new(live.as_slice(), &Device::Cpu)?, 0)?;
+            for (row, &at) in h.to_vec2::<f32>()?.iter().zip(&places) {
+                out.hidden_mut(at).copy_from_slice(row);
+            }
             for from in (0..live.len()).step_by(LOGIT_ROWS) {
                 let rows = LOGIT_ROWS.min(live.len() - from);
                 let logits = model.base_logits(&h.narrow(0, from, rows)?)?;
                 let v = logits.dim(1)?;
                 let flat = logits.flatten_all()?.to_vec1::<f32>()?;
-                for (j, row) in flat.chunks_exact(v).enumerate() {
-                    let at = places[first + from + j] as usize;
-                    let (m, e, s) = row_summary(row, &mut top[at * top_k..(at + 1) * top_k]);
-                    max[at] = m;
-                    exp_sum[at] = e;
-                    logit_sum[at] = s;
-                    y_logit[at] = row[labels[at] as usize];
+                for (row, &at) in flat.chunks_exact(v).zip(&places[from..]) {
+                    let (m, e, s) = row_summary(row, out.top_mut(at));
+                    out.max[at] = m;
+                    out.exp_sum[at] = e;
+                    out.logit_sum[at] = s;
+                    out.y_logit[at] = row[out.labels[at] as usize];
                 }
             }
-            hidden.push(h);
             clock.vocabulary += t_vocab.elapsed().as_secs_f64();
             done += batch.len();
             if on_pair(done) == Control::Cancel {
                 return Ok(None);
             }
         }
-        let p_target = y_logit
-            .iter()
-            .zip(&max)
-            .zip(&exp_sum)
-            .map(|((&y, &m), &e)| (((y - m) as f64).exp() / e) as f32)
-            .collect();
-        let hidden = if hidden.is_empty() {
-            Tensor::zeros((0, model.config.d_model), DType::F32, &Device::Cpu)?
-        } else {
-            // Row r of the batches' output holds place places[r]; gather them back in place order.
-            let mut row_of_place = vec![0u32; n];
-            for (r, &at) in places.iter().enumerate() {
-                row_of_place[at as usize] = r as u32;
+        out.finish().map(Some)
+    }
+
+    /// `of_pairs` on the GPU: the same teacher-forced positions and summaries, computed by
+    /// `GpuMarian::teacher_forced` (the vocabulary work happens inside it: all time counts as
+    /// the model's).
+    pub(super) async fn of_pairs_on_gpu(
+        t: &Translator,
+        gpu: &crate::gpu::GpuMarian,
+        pairs: &[(Vec<u32>, Vec<u32>)],
+        top_k: usize,
+        clock: &mut FeatureClock,
+        on_pair: &mut dyn FnMut(usize) -> Control,
+    ) -> Result<Option<Positions>> {
+        let start = t.generation.decoder_start_token_id;
+        let d = gpu.config.d_model;
+        let mut out = PositionsBuilder::new(pairs, top_k, d);
+        let mut done = 0;
+        let rows = gpu.teacher_forced_rows();
+        for batch in length_batches(pairs.len(), usize::MAX, rows, |i| pairs[i].1.len()) {
+            let t_model = Instant::now();
+            let sources: Vec<Vec<u32>> = batch.iter().map(|&i| pairs[i].0.clone()).collect();
+            let inputs: Vec<Vec<u32>> = batch
+                .iter()
+                .map(|&i| decoder_inputs(start, &pairs[i].1))
+                .collect();
+            let labels: Vec<Vec<u32>> = batch.iter().map(|&i| pairs[i].1.clone()).collect();
+            let tf = gpu
+                .teacher_forced(&sources, &inputs, &labels, top_k)
+                .await?;
+            for (r, &i) in batch.iter().enumerate() {
+                for step in 0..pairs[i].1.len() {
+                    let at = out.place(i, step);
+                    let j = step * tf.rows + r;
+                    out.hidden_mut(at)
+                        .copy_from_slice(&tf.hidden[j * d..(j + 1) * d]);
+                    out.top_mut(at)
+                        .copy_from_slice(&tf.top[j * top_k..(j + 1) * top_k]);
+                    let [m, e, s, y] = tf.summary[j];
+                    out.max[at] = m;
+                    out.exp_sum[at] = e as f64;
+                    out.logit_sum[at] = s as f64;
+                    out.y_logit[at] = y;
+                }
             }
-            Tensor::cat(&hidden, 0)?
-                .index_select(&Tensor::new(row_of_place.as_slice(), &Device::Cpu)?, 0)?
-        };
-        Ok(Some(Positions {
-            hidden,
-            labels,
-            top,
-            p_target,
-            y_logit,
-            prev,
-            max,
-            exp_sum,
-            logit_sum,
-        }))
+            clock.model += t_model.elapsed().as_secs_f64();
+            done += batch.len();
+            if on_pair(done) == Control::Cancel {
+                return Ok(None);
+            }
+        }
+        out.finish().map(Some)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -347,6 +446,8 @@ pub struct FeatureShard {
     /// sha256 of the weights of the model that computed it.
     pub(super) model_sha256: String,
     pub(super) clock: FeatureClock,
+    /// Computed by the GPU backend (reported: where the pass ran).
+    pub(super) on_gpu: bool,
 }
 
 /// The safetensors metadata key of a shard's header.
@@ -364,6 +465,19 @@ struct ShardHeader {
     model_sha256: String,
     model_seconds: f64,
     vocabulary_seconds: f64,
+    #[serde(default)]
+    on_gpu: bool,
+}
+
+/// Every position keeps exactly `top_k` candidates.
+fn check_top_k(t: &Translator, top_k: usize) -> Result<()> {
+    let vocab = t.model.target_vocab_size();
+    if top_k == 0 || top_k > vocab {
+        return Err(Error::Input(format!(
+            "top-k {top_k} must be between 1 and the target vocabulary ({vocab})"
+        )));
+    }
+    Ok(())
 }
 
 impl FeatureShard {
@@ -396,13 +510,7 @@ impl FeatureShard {
         top_k: usize,
         on_pair: &mut dyn FnMut(usize) -> Control,
     ) -> Result<Option<FeatureShard>> {
-        let vocab = t.model.target_vocab_size();
-        if top_k == 0 || top_k > vocab {
-            // Every position keeps exactly top_k candidates.
-            return Err(Error::Input(format!(
-                "top-k {top_k} must be between 1 and the target vocabulary ({vocab})"
-            )));
-        }
+        check_top_k(t, top_k)?;
         let mut clock = FeatureClock::default();
         let Some(positions) = Positions::of_pairs(t, frozen, pairs, top_k, &mut clock, on_pair)?
         else {
@@ -414,7 +522,43 @@ impl FeatureShard {
             top_k,
             model_sha256: t.model_sha256.clone(),
             clock,
+            on_gpu: false,
         }))
+    }
+
+    /// `compute` on the translator's GPU (its frozen base model, weights as stored; the
+    /// adapter is not applied). Fails when the translator has no GPU; a device lost mid-way
+    /// fails with `Error::DeviceLost`, and the caller may compute on the CPU instead.
+    pub async fn compute_on_gpu(
+        t: &Translator,
+        pairs: &[(Vec<u32>, Vec<u32>)],
+        top_k: usize,
+        on_pair: &mut dyn FnMut(usize) -> Control,
+    ) -> Result<Option<FeatureShard>> {
+        check_top_k(t, top_k)?;
+        let gpu = t
+            .gpu
+            .as_ref()
+            .ok_or_else(|| Error::Input("this translator has no GPU".into()))?;
+        let mut clock = FeatureClock::default();
+        let Some(positions) =
+            Positions::of_pairs_on_gpu(t, gpu, pairs, top_k, &mut clock, on_pair).await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(FeatureShard {
+            positions,
+            pairs: pairs.len(),
+            top_k,
+            model_sha256: t.model_sha256.clone(),
+            clock,
+            on_gpu: true,
+        }))
+    }
+
+    /// Whether the GPU backend computed it.
+    pub fn on_gpu(&self) -> bool {
+        self.on_gpu
     }
 
     /// Pairs covered.
@@ -463,6 +607,7 @@ impl FeatureShard {
             model_sha256: self.model_sha256.clone(),
             model_seconds: self.clock.model,
             vocabulary_seconds: self.clock.vocabulary,
+            on_gpu: self.on_gpu,
         };
         let meta = HashMap::from([(
             SHARD_KEY.to_string(),
@@ -552,6 +697,7 @@ impl FeatureShard {
                 model: h.model_seconds,
                 vocabulary: h.vocabulary_seconds,
             },
+            on_gpu: h.on_gpu,
         })
     }
 }

@@ -37,10 +37,11 @@ pub const WEIGHT_KERNELS: [&str; 3] = ["matvec.wgsl", "matmul_tiled.wgsl", "embe
 /// would want, so these files carry none).
 pub const SUBGROUP_KERNELS: [&str; 1] = ["matvec_subgroup.wgsl"];
 /// Kernels over f32 activations only.
-pub const PLAIN_KERNELS: [&str; 5] = [
+pub const PLAIN_KERNELS: [&str; 6] = [
     "layer_norm.wgsl",
     "attention.wgsl",
     "top_k.wgsl",
+    "row_summary.wgsl",
     "gather_rows.wgsl",
     "head_delta.wgsl",
 ];

@@ -11,7 +11,7 @@ macro_rules! shader {
     };
 }
 
-const SOURCES: [(&str, &str); 17] = [
+const SOURCES: [(&str, &str); 18] = [
     shader!("common.wgsl"),
     shader!("matmul_params.wgsl"),
     shader!("block_scales.wgsl"),
@@ -27,6 +27,7 @@ const SOURCES: [(&str, &str); 17] = [
     shader!("layer_norm.wgsl"),
     shader!("attention.wgsl"),
     shader!("top_k.wgsl"),
+    shader!("row_summary.wgsl"),
     shader!("gather_rows.wgsl"),
     shader!("head_delta.wgsl"),
 ];
@@ -64,6 +65,7 @@ pub struct Kernels {
     pub layer_norm: Kernel,
     pub attention: Kernel,
     pub top_k: Kernel,
+    pub row_summary: Kernel,
     pub gather_rows: Kernel,
     pub head_delta: Kernel,
 }
@@ -172,6 +174,10 @@ impl Kernels {
             top_k: plain(
                 "top_k.wgsl",
                 &[(0, Uniform), (1, Read), (5, Write), (6, Write)],
+            ),
+            row_summary: plain(
+                "row_summary.wgsl",
+                &[(0, Uniform), (1, Read), (2, Read), (5, Write)],
             ),
             gather_rows: plain(
                 "gather_rows.wgsl",

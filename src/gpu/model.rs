@@ -17,7 +17,11 @@ use crate::model::{sinusoidal_table, HeadDelta, LAYER_NORM_EPS};
 use crate::package::quant::WeightFile;
 use crate::package::Package;
 use bytemuck::{bytes_of, Pod, Zeroable};
+mod teacher_forced;
+
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
+pub use teacher_forced::TeacherForced;
 
 /// Keys one attention row can see (the kernel's workgroup array).
 const MAX_KEYS: usize = 1024;
@@ -104,6 +108,28 @@ struct Delta {
     weight: wgpu::Buffer,
     bias: wgpu::Buffer,
     k: usize,
+}
+
+/// A buffer-to-buffer copy recorded after a submission's dispatches.
+struct BufferCopy<'b> {
+    from: &'b wgpu::Buffer,
+    from_offset: u64,
+    to: &'b wgpu::Buffer,
+    to_offset: u64,
+    bytes: u64,
+}
+
+impl<'b> BufferCopy<'b> {
+    /// The first `bytes` of `from` to the start of `to`.
+    fn whole(from: &'b wgpu::Buffer, to: &'b wgpu::Buffer, bytes: u64) -> Self {
+        BufferCopy {
+            from,
+            from_offset: 0,
+            to,
+            to_offset: 0,
+            bytes,
+        }
+    }
 }
 
 pub struct GpuMarian {
@@ -396,15 +422,15 @@ impl GpuMarian {
         );
     }
 
-    /// Submit recorded work (and, optionally, copies) as one command buffer.
-    fn submit(&self, rec: Recorder<'_>, copy: Option<(&wgpu::Buffer, &wgpu::Buffer, u64)>) {
+    /// Submit recorded work and then `copies` as one command buffer.
+    fn submit(&self, rec: Recorder<'_>, copies: &[BufferCopy<'_>]) {
         let mut encoder = self
             .ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         rec.finish(&self.ctx.queue, &mut encoder);
-        if let Some((src, dst, bytes)) = copy {
-            encoder.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+        for c in copies {
+            encoder.copy_buffer_to_buffer(c.from, c.from_offset, c.to, c.to_offset, c.bytes);
         }
         self.ctx.queue.submit([encoder.finish()]);
     }
@@ -437,6 +463,145 @@ impl GpuMarian {
         buffer.unmap();
         self.ctx.check()?;
         Ok(data)
+    }
+
+    /// Record one decoding step up to the last layer norm, for `r` rows at position `t`: the
+    /// embedding of `st.tokens`, every decoder layer (the new token's K/V go into the cache),
+    /// the rows' hidden states left in `st.x`.
+    fn record_decoder_step<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        st: &GpuState,
+        r: usize,
+        t: usize,
+    ) {
+        let d = self.config.d_model;
+        let kv_stride = st.capacity * d;
+        self.embed(rec, &self.decoder_embed, &st.tokens, r, 1, t, &st.x);
+        for (i, layer) in self.decoder.iter().enumerate() {
+            let a = &layer.self_attn;
+            self.dense(rec, &a.q, &st.x, r, &st.q, 0, a.scaling() as f32);
+            // K and V of the new token go straight into the cache at position t.
+            self.linear(
+                rec,
+                &a.k.weight,
+                Some(&a.k.bias),
+                &st.x,
+                r,
+                &st.self_k[i],
+                t * d,
+                kv_stride,
+                0,
+                1.0,
+            );
+            self.linear(
+                rec,
+                &a.v.weight,
+                Some(&a.v.bias),
+                &st.x,
+                r,
+                &st.self_v[i],
+                t * d,
+                kv_stride,
+                0,
+                1.0,
+            );
+            self.attend(
+                rec,
+                a.heads,
+                &st.q,
+                r,
+                1,
+                &st.self_k[i],
+                &st.self_v[i],
+                &st.identity,
+                &st.src_lens,
+                kv_stride,
+                t + 1,
+                &st.ctx_buf,
+            );
+            self.dense(rec, &a.out, &st.ctx_buf, r, &st.h, 0, 1.0);
+            self.norm(rec, &layer.self_attn_norm, &st.x, &st.h, r);
+            let c = &layer.cross_attn;
+            self.dense(rec, &c.q, &st.x, r, &st.q, 0, c.scaling() as f32);
+            self.attend(
+                rec,
+                c.heads,
+                &st.q,
+                r,
+                1,
+                &st.cross_k[i],
+                &st.cross_v[i],
+                &st.row_block,
+                &st.src_lens,
+                st.src_len * d,
+                0,
+                &st.ctx_buf,
+            );
+            self.dense(rec, &c.out, &st.ctx_buf, r, &st.h, 0, 1.0);
+            self.norm(rec, &layer.cross_attn_norm, &st.x, &st.h, r);
+            self.dense(rec, &layer.fc1, &st.x, r, &st.ffn, self.act, 1.0);
+            self.dense(rec, &layer.fc2, &st.ffn, r, &st.h, 0, 1.0);
+            self.norm(rec, &layer.final_norm, &st.x, &st.h, r);
+        }
+    }
+
+    /// Record the head of a generation step: logits (with the fine-tuning adapter, if any),
+    /// then each row's best `k` into `st.best`.
+    fn record_head<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        st: &GpuState,
+        r: usize,
+        k: usize,
+        select: &Select<'_>,
+    ) {
+        let (d, tv) = (self.config.d_model, self.config.target_vocab_size());
+        let delta = self.delta.lock().unwrap().clone();
+        self.linear(
+            rec,
+            &self.lm_head,
+            Some(&self.final_logits_bias),
+            &st.x,
+            r,
+            &st.logits,
+            0,
+            tv,
+            0,
+            1.0,
+        );
+        if let Some(delta) = &delta {
+            let params = Quad {
+                a: r as u32,
+                b: delta.k as u32,
+                c: d as u32,
+                d: tv as u32,
+            };
+            rec.dispatch(
+                &self.ctx.kernels.head_delta,
+                bytes_of(&params),
+                &[
+                    (1, &st.x),
+                    (2, &delta.weight),
+                    (3, &delta.bias),
+                    (4, &delta.ids),
+                    (5, &st.logits),
+                ],
+                [delta.k.div_ceil(64) as u32, r as u32, 1],
+            );
+        }
+        let params = Quad {
+            a: tv as u32,
+            b: k as u32,
+            c: select.log_softmax as u32,
+            d: select.banned.len() as u32,
+        };
+        rec.dispatch(
+            &self.ctx.kernels.top_k,
+            bytes_of(&params),
+            &[(1, &st.banned), (5, &st.logits), (6, &st.best)],
+            [r as u32, 1, 1],
+        );
     }
 
     fn steps_slots(&self) -> usize {
@@ -472,7 +637,9 @@ pub struct GpuState {
     banned_host: Vec<u32>,
     best: wgpu::Buffer,
     staging: wgpu::Buffer,
-    step_program: Program,
+    /// A step's dispatches (in a cell: a step records from the state's buffers while its
+    /// program is borrowed mutably).
+    step_program: RefCell<Program>,
     reorder_program: Program,
 }
 
@@ -562,7 +729,7 @@ impl Backend for GpuMarian {
             self.dense(&mut rec, &a.k, &ex, n, &cross_k[i], 0, 1.0);
             self.dense(&mut rec, &a.v, &ex, n, &cross_v[i], 0, 1.0);
         }
-        self.submit(rec, None);
+        self.submit(rec, &[]);
 
         let mut self_k = Vec::new();
         let mut self_v = Vec::new();
@@ -605,7 +772,7 @@ impl Backend for GpuMarian {
             banned_host: Vec::new(),
             best: scratch(ctx, "best tokens", rows * MAX_K * 2)?,
             staging,
-            step_program: Program::new(&ctx.device, self.steps_slots()),
+            step_program: RefCell::new(Program::new(&ctx.device, self.steps_slots())),
             reorder_program: Program::new(&ctx.device, 4 * self.decoder.len() + 2),
         };
         ctx.check()?;
@@ -621,7 +788,6 @@ impl Backend for GpuMarian {
         self.ctx.tick();
         self.ctx.check()?;
         let cfg = &self.config;
-        let d = cfg.d_model;
         let r = tokens.len();
         if r != st.rows {
             return Err(Error::Input(format!(
@@ -650,129 +816,25 @@ impl Backend for GpuMarian {
         self.ctx
             .queue
             .write_buffer(&st.tokens, 0, bytemuck::cast_slice(tokens));
-        let kv_stride = st.capacity * d;
-        let delta = self.delta.lock().unwrap().clone();
-        let mut rec = Recorder::new(&self.ctx.device, &mut st.step_program);
-        self.embed(&mut rec, &self.decoder_embed, &st.tokens, r, 1, t, &st.x);
-        for (i, layer) in self.decoder.iter().enumerate() {
-            let a = &layer.self_attn;
-            self.dense(&mut rec, &a.q, &st.x, r, &st.q, 0, a.scaling() as f32);
-            // K and V of the new token go straight into the cache at position t.
-            self.linear(
-                &mut rec,
-                &a.k.weight,
-                Some(&a.k.bias),
-                &st.x,
-                r,
-                &st.self_k[i],
-                t * d,
-                kv_stride,
-                0,
-                1.0,
-            );
-            self.linear(
-                &mut rec,
-                &a.v.weight,
-                Some(&a.v.bias),
-                &st.x,
-                r,
-                &st.self_v[i],
-                t * d,
-                kv_stride,
-                0,
-                1.0,
-            );
-            self.attend(
-                &mut rec,
-                a.heads,
-                &st.q,
-                r,
-                1,
-                &st.self_k[i],
-                &st.self_v[i],
-                &st.identity,
-                &st.src_lens,
-                kv_stride,
-                t + 1,
-                &st.ctx_buf,
-            );
-            self.dense(&mut rec, &a.out, &st.ctx_buf, r, &st.h, 0, 1.0);
-            self.norm(&mut rec, &layer.self_attn_norm, &st.x, &st.h, r);
-            let c = &layer.cross_attn;
-            self.dense(&mut rec, &c.q, &st.x, r, &st.q, 0, c.scaling() as f32);
-            self.attend(
-                &mut rec,
-                c.heads,
-                &st.q,
-                r,
-                1,
-                &st.cross_k[i],
-                &st.cross_v[i],
-                &st.row_block,
-                &st.src_lens,
-                st.src_len * d,
-                0,
-                &st.ctx_buf,
-            );
-            self.dense(&mut rec, &c.out, &st.ctx_buf, r, &st.h, 0, 1.0);
-            self.norm(&mut rec, &layer.cross_attn_norm, &st.x, &st.h, r);
-            self.dense(&mut rec, &layer.fc1, &st.x, r, &st.ffn, self.act, 1.0);
-            self.dense(&mut rec, &layer.fc2, &st.ffn, r, &st.h, 0, 1.0);
-            self.norm(&mut rec, &layer.final_norm, &st.x, &st.h, r);
+        let bytes = (r * k * 8) as u64;
+        // Forced EOS: the step only has to fill the cache; nothing to choose.
+        let choose = select.forced.is_none();
+        {
+            let mut program = st.step_program.borrow_mut();
+            let mut rec = Recorder::new(&self.ctx.device, &mut program);
+            self.record_decoder_step(&mut rec, st, r, t);
+            if choose {
+                self.record_head(&mut rec, st, r, k, select);
+                self.submit(rec, &[BufferCopy::whole(&st.best, &st.staging, bytes)]);
+            } else {
+                self.submit(rec, &[]);
+            }
         }
         st.length += 1;
-        if select.forced.is_some() {
-            // Forced EOS: the step only has to fill the cache; nothing to choose.
-            self.submit(rec, None);
+        if !choose {
             self.ctx.check()?;
             return Ok(tokens.iter().map(|_| top_k_of_row(&[], select)).collect());
         }
-        self.linear(
-            &mut rec,
-            &self.lm_head,
-            Some(&self.final_logits_bias),
-            &st.x,
-            r,
-            &st.logits,
-            0,
-            tv,
-            0,
-            1.0,
-        );
-        if let Some(delta) = &delta {
-            let params = Quad {
-                a: r as u32,
-                b: delta.k as u32,
-                c: d as u32,
-                d: tv as u32,
-            };
-            rec.dispatch(
-                &self.ctx.kernels.head_delta,
-                bytes_of(&params),
-                &[
-                    (1, &st.x),
-                    (2, &delta.weight),
-                    (3, &delta.bias),
-                    (4, &delta.ids),
-                    (5, &st.logits),
-                ],
-                [delta.k.div_ceil(64) as u32, r as u32, 1],
-            );
-        }
-        let params = Quad {
-            a: tv as u32,
-            b: k as u32,
-            c: select.log_softmax as u32,
-            d: select.banned.len() as u32,
-        };
-        rec.dispatch(
-            &self.ctx.kernels.top_k,
-            bytes_of(&params),
-            &[(1, &st.banned), (5, &st.logits), (6, &st.best)],
-            [r as u32, 1, 1],
-        );
-        let bytes = (r * k * 8) as u64;
-        self.submit(rec, Some((&st.best, &st.staging, bytes)));
         let data = self.read_back(&st.staging, bytes).await?;
         let words: &[u32] = bytemuck::cast_slice(&data);
         Ok(words
@@ -828,7 +890,7 @@ impl Backend for GpuMarian {
                     groups,
                 );
             }
-            self.submit(rec, None);
+            self.submit(rec, &[]);
         }
         st.row_block_host = rows
             .iter()

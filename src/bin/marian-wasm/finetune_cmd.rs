@@ -40,6 +40,10 @@ pub struct FinetuneArgs {
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Where the frozen model runs over the pairs (and the held-out pairs are translated);
+    /// training itself runs on the CPU.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: crate::cli::DeviceArg,
 }
 
 fn read_pairs(path: &Path, strict: bool) -> Result<Vec<Pair>> {
@@ -90,7 +94,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
             ""
         }
     );
-    let mut translator = crate::cli::load_translator(a.model.as_deref(), None)?;
+    let mut translator = crate::cli::load_translator_on(a.model.as_deref(), None, a.device)?;
     let gen = GenerateOptions {
         num_beams: a.beams,
         ..Default::default()
@@ -189,12 +193,13 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         eprintln!("held-out before: {}", fmt(&before));
         eprintln!("held-out after:  {}", fmt(&after));
         eprintln!(
-            "wrote {} ({:.1} KB: {} target tokens, best epoch {}); features {:.1} s (frozen model {:.1} s, vocabulary {:.1} s), training {:.1} s",
+            "wrote {} ({:.1} KB: {} target tokens, best epoch {}); features {:.1} s on the {} (frozen model {:.1} s, vocabulary {:.1} s), training {:.1} s",
             a.out.display(),
             size as f64 / 1024.0,
             report.trained_tokens,
             report.best_epoch,
             report.feature_seconds,
+            report.feature_device.to_uppercase(),
             report.frozen_model_seconds,
             report.vocabulary_seconds,
             report.train_seconds

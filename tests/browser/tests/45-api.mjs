@@ -1,7 +1,7 @@
 // MarianTranslator's contract in the page, on a small test package:
 // availability before/after, streaming == one-shot, arrays, empty text, abort, destroy, bad input.
 
-export const timeoutS = 180;
+export const timeoutS = 300;
 
 /** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void }} ctx */
 export async function run({ page, baseUrl, assert, log }) {
@@ -28,7 +28,26 @@ export async function run({ page, baseUrl, assert, log }) {
     out.badDevice = await caught(() => MarianTranslator.create({ model, device: /** @type {any} */ ('tpu') }));
     const gpu = await MarianTranslator.create({ model, device: 'webgpu', store: false });
     out.webgpu = { device: gpu.device, adapter: gpu.gpuAdapter, text: await gpu.translate('Hello world.') };
+    // Fine-tuning on a WebGPU translator: the features pass runs on the GPU; the same run on
+    // the CPU trains on the same positions to the same losses.
+    const ftPairs = [
+      { source: 'A man is riding a bicycle.', target: 'Un homme fait du vélo.' },
+      { source: 'Two dogs play in the snow.', target: 'Deux chiens jouent dans la neige.' },
+      { source: 'The girl reads a book.', target: 'La fille lit un livre.' },
+      { source: 'A woman is cooking dinner.', target: 'Une femme prépare le dîner.' },
+    ];
+    const ftOptions = { epochs: 2, valFraction: 0 };
+    const summary = (/** @type {any} */ r) => ({
+      device: r.report.feature_device,
+      workers: r.featureWorkers,
+      positions: r.report.train_positions,
+      losses: r.report.epochs.map((/** @type {any} */ e) => e.train_loss),
+    });
+    out.ftGpu = summary(await gpu.fineTune(ftPairs, ftOptions));
     gpu.destroy();
+    const cpuTuner = await MarianTranslator.create({ model, store: false });
+    out.ftCpu = summary(await cpuTuner.fineTune(ftPairs, ftOptions));
+    cpuTuner.destroy();
     out.missing = await caught(() => MarianTranslator.create({ model: '/packages/no-such-package/' }));
     /** @type {number[]} */
     const progress = [];
@@ -69,6 +88,16 @@ export async function run({ page, baseUrl, assert, log }) {
   const webgpu = /** @type {{ device: string, adapter: string, text: string }} */ (r.webgpu);
   assert.equal(webgpu.device, 'webgpu', 'device "webgpu" runs on WebGPU');
   assert.ok(webgpu.text.length > 0);
+  const [ftGpu, ftCpu] = /** @type {any[]} */ ([r.ftGpu, r.ftCpu]);
+  log(`fine-tuning features on ${ftGpu.device} / ${ftCpu.device}: losses ${ftGpu.losses} / ${ftCpu.losses}`);
+  assert.equal(ftGpu.device, 'gpu', 'a WebGPU translator runs the features pass on the GPU');
+  assert.equal(ftGpu.workers, 1);
+  assert.equal(ftCpu.device, 'cpu');
+  assert.equal(ftGpu.positions, ftCpu.positions);
+  assert.equal(ftGpu.losses.length, ftCpu.losses.length);
+  ftGpu.losses.forEach((/** @type {number} */ l, /** @type {number} */ i) =>
+    assert.ok(Math.abs(l - ftCpu.losses[i]) < 1e-3, `epoch ${i + 1} loss ${l} on GPU features, ${ftCpu.losses[i]} on CPU`),
+  );
   assert.match(String(r.missing), /no-such-package\/manifest\.json: HTTP 404/);
   assert.equal(r.progressMonotonic, true);
   assert.equal(r.progressEnds, 1);
