@@ -8,9 +8,9 @@
 
 use crate::error::{Error, Result};
 use crate::model::HeadDelta;
+use crate::tensor_file::{self, Array};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 pub const ADAPTER_FORMAT: &str = "marian-wasm-adapter";
 pub const ADAPTER_FORMAT_VERSION: u32 = 1;
@@ -44,10 +44,6 @@ pub struct Adapter {
     /// Row-major [rank, d_model].
     pub delta_v: Vec<f32>,
     pub delta_bias: Vec<f32>,
-}
-
-fn bytes_of(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 impl Adapter {
@@ -105,95 +101,35 @@ impl Adapter {
     /// The safetensors file.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.validate()?;
-        let ids: Vec<u8> = self.ids.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let u = bytes_of(&self.delta_u);
-        let v = bytes_of(&self.delta_v);
-        let b = bytes_of(&self.delta_bias);
         let (k, r) = (self.ids.len(), self.rank);
-        let view = |dtype, shape: Vec<usize>, data| {
-            safetensors::tensor::TensorView::new(dtype, shape, data)
-                .map_err(|e| Error::corrupt("adapter", e.to_string()))
-        };
-        let tensors = vec![
-            ("ids", view(safetensors::Dtype::U32, vec![k], &ids[..])?),
-            (
-                "delta_u",
-                view(safetensors::Dtype::F32, vec![k, r], &u[..])?,
-            ),
-            (
-                "delta_v",
-                view(
-                    safetensors::Dtype::F32,
-                    vec![r, self.manifest.d_model],
-                    &v[..],
-                )?,
-            ),
-            (
-                "delta_bias",
-                view(safetensors::Dtype::F32, vec![k], &b[..])?,
-            ),
-        ];
-        let meta = HashMap::from([(
-            METADATA_KEY.to_string(),
+        tensor_file::write(
+            "adapter",
+            &[
+                Array::u32("ids", vec![k], &self.ids),
+                Array::f32("delta_u", vec![k, r], &self.delta_u),
+                Array::f32("delta_v", vec![r, self.manifest.d_model], &self.delta_v),
+                Array::f32("delta_bias", vec![k], &self.delta_bias),
+            ],
+            METADATA_KEY,
             serde_json::to_string(&self.manifest).expect("manifest serializes"),
-        )]);
-        safetensors::tensor::serialize(tensors, Some(meta))
-            .map_err(|e| Error::corrupt("adapter", e.to_string()))
+        )
     }
 
     /// Read an adapter file; every problem is reported, nothing is trusted unchecked.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let corrupt = |msg: String| Error::corrupt("adapter", msg);
-        let st = safetensors::SafeTensors::deserialize(bytes)
-            .map_err(|e| corrupt(format!("not a safetensors file ({e})")))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| corrupt(format!("unreadable header ({e})")))?;
-        let json = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(METADATA_KEY))
-            .ok_or_else(|| corrupt("no marian-wasm adapter manifest in the header".into()))?;
+        let (file, json) = tensor_file::Reader::open("adapter", bytes, METADATA_KEY)?;
         let manifest: AdapterManifest =
-            serde_json::from_str(json).map_err(|e| corrupt(format!("bad manifest ({e})")))?;
-        let get = |name: &str, dtype: safetensors::Dtype| {
-            let t = st
-                .tensor(name)
-                .map_err(|_| corrupt(format!("tensor {name} missing")))?;
-            if t.dtype() != dtype {
-                return Err(corrupt(format!("tensor {name} is {:?}", t.dtype())));
-            }
-            Ok(t.data().to_vec())
-        };
-        let rank = st
-            .tensor("delta_u")
-            .map_err(|_| corrupt("tensor delta_u missing".into()))?
-            .shape()
-            .get(1)
-            .copied()
-            .unwrap_or(0);
-        let words = |b: Vec<u8>| -> Vec<[u8; 4]> {
-            b.chunks_exact(4)
-                .map(|c| [c[0], c[1], c[2], c[3]])
-                .collect()
+            serde_json::from_str(&json).map_err(|e| file.corrupt(format!("bad manifest ({e})")))?;
+        let (k, r) = match file.shape("delta_u")?[..] {
+            [k, r] => (k, r),
+            ref other => return Err(file.corrupt(format!("delta_u has shape {other:?}"))),
         };
         let adapter = Adapter {
-            ids: words(get("ids", safetensors::Dtype::U32)?)
-                .into_iter()
-                .map(u32::from_le_bytes)
-                .collect(),
-            rank,
-            delta_u: words(get("delta_u", safetensors::Dtype::F32)?)
-                .into_iter()
-                .map(f32::from_le_bytes)
-                .collect(),
-            delta_v: words(get("delta_v", safetensors::Dtype::F32)?)
-                .into_iter()
-                .map(f32::from_le_bytes)
-                .collect(),
-            delta_bias: words(get("delta_bias", safetensors::Dtype::F32)?)
-                .into_iter()
-                .map(f32::from_le_bytes)
-                .collect(),
+            ids: file.u32s("ids", &[k])?,
+            rank: r,
+            delta_u: file.f32s("delta_u", &[k, r])?,
+            delta_v: file.f32s("delta_v", &[r, manifest.d_model])?,
+            delta_bias: file.f32s("delta_bias", &[k])?,
             manifest,
         };
         adapter.validate()?;

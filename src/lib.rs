@@ -15,6 +15,7 @@ pub mod gpu;
 pub mod metrics;
 pub mod model;
 pub mod package;
+pub mod tensor_file;
 pub mod text;
 pub mod tokenizer;
 pub mod translator;

@@ -10,9 +10,9 @@ use super::Control;
 use crate::error::{Error, Result};
 use crate::generate::best_k;
 use crate::model::Marian;
+use crate::tensor_file::{self, Array};
 use crate::translator::Translator;
 use candle_core::{DType, Device, Tensor};
-use std::collections::HashMap;
 use web_time::Instant;
 
 /// What the frozen model says at every target position of a set of pairs, in pair order.
@@ -578,27 +578,6 @@ impl FeatureShard {
         let (n, d) = p.hidden.dims2()?;
         let hidden = p.hidden.flatten_all()?.to_vec1::<f32>()?;
         let prev: Vec<u32> = p.prev.iter().map(|x| x.unwrap_or(NO_PREV)).collect();
-        let f32s = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-        let u32s = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-        let f64s = |v: &[f64]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-        use safetensors::Dtype::{F32, F64, U32};
-        let data: Vec<(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)> = vec![
-            ("hidden", F32, vec![n, d], f32s(&hidden)),
-            ("labels", U32, vec![n], u32s(&p.labels)),
-            ("top", U32, vec![n, self.top_k], u32s(&p.top)),
-            ("p_target", F32, vec![n], f32s(&p.p_target)),
-            ("y_logit", F32, vec![n], f32s(&p.y_logit)),
-            ("prev", U32, vec![n], u32s(&prev)),
-            ("max", F32, vec![n], f32s(&p.max)),
-            ("exp_sum", F64, vec![n], f64s(&p.exp_sum)),
-            ("logit_sum", F64, vec![n], f64s(&p.logit_sum)),
-        ];
-        let mut views = Vec::with_capacity(data.len());
-        for (name, dtype, shape, bytes) in &data {
-            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
-                .map_err(|e| Error::corrupt("feature shard", e.to_string()))?;
-            views.push((*name, view));
-        }
         let header = ShardHeader {
             format_version: SHARD_FORMAT_VERSION,
             pairs: self.pairs,
@@ -609,84 +588,51 @@ impl FeatureShard {
             vocabulary_seconds: self.clock.vocabulary,
             on_gpu: self.on_gpu,
         };
-        let meta = HashMap::from([(
-            SHARD_KEY.to_string(),
+        tensor_file::write(
+            "feature shard",
+            &[
+                Array::f32("hidden", vec![n, d], &hidden),
+                Array::u32("labels", vec![n], &p.labels),
+                Array::u32("top", vec![n, self.top_k], &p.top),
+                Array::f32("p_target", vec![n], &p.p_target),
+                Array::f32("y_logit", vec![n], &p.y_logit),
+                Array::u32("prev", vec![n], &prev),
+                Array::f32("max", vec![n], &p.max),
+                Array::f64("exp_sum", vec![n], &p.exp_sum),
+                Array::f64("logit_sum", vec![n], &p.logit_sum),
+            ],
+            SHARD_KEY,
             serde_json::to_string(&header).expect("shard header serializes"),
-        )]);
-        safetensors::tensor::serialize(views, Some(meta))
-            .map_err(|e| Error::corrupt("feature shard", e.to_string()))
+        )
     }
 
     /// Read a shard; every shape and count is checked (it crossed a worker boundary).
     pub fn from_bytes(bytes: &[u8]) -> Result<FeatureShard> {
-        let corrupt = |msg: String| Error::corrupt("feature shard", msg);
-        let st = safetensors::SafeTensors::deserialize(bytes)
-            .map_err(|e| corrupt(format!("not a safetensors file ({e})")))?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
-            .map_err(|e| corrupt(format!("unreadable header ({e})")))?;
-        let json = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(SHARD_KEY))
-            .ok_or_else(|| corrupt("no feature-shard header".into()))?;
+        let (file, json) = tensor_file::Reader::open("feature shard", bytes, SHARD_KEY)?;
         let h: ShardHeader =
-            serde_json::from_str(json).map_err(|e| corrupt(format!("bad header ({e})")))?;
+            serde_json::from_str(&json).map_err(|e| file.corrupt(format!("bad header ({e})")))?;
         if h.format_version != SHARD_FORMAT_VERSION {
-            return Err(corrupt(format!(
+            return Err(file.corrupt(format!(
                 "format version {} (this build reads {SHARD_FORMAT_VERSION})",
                 h.format_version
             )));
         }
-        let n = st
-            .tensor("labels")
-            .map_err(|_| corrupt("tensor labels missing".into()))?
-            .shape()
-            .first()
-            .copied()
-            .unwrap_or(0);
-        let get = |name: &str, dtype: safetensors::Dtype, shape: Vec<usize>| {
-            let t = st
-                .tensor(name)
-                .map_err(|_| corrupt(format!("tensor {name} missing")))?;
-            if t.dtype() != dtype || t.shape() != shape.as_slice() {
-                return Err(corrupt(format!(
-                    "tensor {name} is {:?} {:?}, expected {dtype:?} {shape:?}",
-                    t.dtype(),
-                    t.shape()
-                )));
-            }
-            Ok(t.data().to_vec())
-        };
-        let words4 = |b: Vec<u8>| -> Vec<[u8; 4]> {
-            b.chunks_exact(4)
-                .map(|c| [c[0], c[1], c[2], c[3]])
-                .collect()
-        };
-        let f32s =
-            |b: Vec<u8>| -> Vec<f32> { words4(b).into_iter().map(f32::from_le_bytes).collect() };
-        let u32s =
-            |b: Vec<u8>| -> Vec<u32> { words4(b).into_iter().map(u32::from_le_bytes).collect() };
-        let f64s = |b: Vec<u8>| -> Vec<f64> {
-            b.chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect()
-        };
-        use safetensors::Dtype::{F32, F64, U32};
+        let n = file.shape("labels")?.first().copied().unwrap_or(0);
         let (d, k) = (h.d_model, h.top_k);
-        let hidden = f32s(get("hidden", F32, vec![n, d])?);
         let positions = Positions {
-            hidden: Tensor::from_vec(hidden, (n, d), &Device::Cpu)?,
-            labels: u32s(get("labels", U32, vec![n])?),
-            top: u32s(get("top", U32, vec![n, k])?),
-            p_target: f32s(get("p_target", F32, vec![n])?),
-            y_logit: f32s(get("y_logit", F32, vec![n])?),
-            prev: u32s(get("prev", U32, vec![n])?)
+            hidden: Tensor::from_vec(file.f32s("hidden", &[n, d])?, (n, d), &Device::Cpu)?,
+            labels: file.u32s("labels", &[n])?,
+            top: file.u32s("top", &[n, k])?,
+            p_target: file.f32s("p_target", &[n])?,
+            y_logit: file.f32s("y_logit", &[n])?,
+            prev: file
+                .u32s("prev", &[n])?
                 .into_iter()
                 .map(|x| (x != NO_PREV).then_some(x))
                 .collect(),
-            max: f32s(get("max", F32, vec![n])?),
-            exp_sum: f64s(get("exp_sum", F64, vec![n])?),
-            logit_sum: f64s(get("logit_sum", F64, vec![n])?),
+            max: file.f32s("max", &[n])?,
+            exp_sum: file.f64s("exp_sum", &[n])?,
+            logit_sum: file.f64s("logit_sum", &[n])?,
         };
         Ok(FeatureShard {
             positions,

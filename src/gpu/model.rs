@@ -546,18 +546,10 @@ impl GpuMarian {
         }
     }
 
-    /// Record the head of a generation step: logits (with the fine-tuning adapter, if any),
-    /// then each row's best `k` into `st.best`.
-    fn record_head<'a>(
-        &'a self,
-        rec: &mut Recorder<'a>,
-        st: &GpuState,
-        r: usize,
-        k: usize,
-        select: &Select<'_>,
-    ) {
-        let (d, tv) = (self.config.d_model, self.config.target_vocab_size());
-        let delta = self.delta.lock().unwrap().clone();
+    /// Record the frozen model's logits of `r` rows (`st.x` through the output projection and
+    /// `final_logits_bias`) into `st.logits`.
+    fn record_base_logits<'a>(&'a self, rec: &mut Recorder<'a>, st: &GpuState, r: usize) {
+        let tv = self.config.target_vocab_size();
         self.linear(
             rec,
             &self.lm_head,
@@ -570,6 +562,21 @@ impl GpuMarian {
             0,
             1.0,
         );
+    }
+
+    /// Record the head of a generation step: logits (with the fine-tuning adapter, if any),
+    /// then each row's best `k` into `st.best`.
+    fn record_head<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        st: &GpuState,
+        r: usize,
+        k: usize,
+        select: &Select<'_>,
+    ) {
+        let (d, tv) = (self.config.d_model, self.config.target_vocab_size());
+        let delta = self.delta.lock().unwrap().clone();
+        self.record_base_logits(rec, st, r);
         if let Some(delta) = &delta {
             let params = Quad {
                 a: r as u32,

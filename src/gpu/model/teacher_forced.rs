@@ -102,18 +102,7 @@ impl GpuMarian {
             let mut program = st.step_program.borrow_mut();
             let mut rec = Recorder::new(&ctx.device, &mut program);
             self.record_decoder_step(&mut rec, &st, rows, t);
-            self.linear(
-                &mut rec,
-                &self.lm_head,
-                Some(&self.final_logits_bias),
-                &st.x,
-                rows,
-                &st.logits,
-                0,
-                tv,
-                0,
-                1.0,
-            );
+            self.record_base_logits(&mut rec, &st, rows);
             let at = Quad {
                 a: tv as u32,
                 b: (t * rows) as u32,
