@@ -30,11 +30,13 @@ export async function run({ page, baseUrl, assert, log }) {
     out.webgpu = { device: gpu.device, adapter: gpu.gpuAdapter, text: await gpu.translate('Hello world.') };
     // Fine-tuning on a WebGPU translator: the features pass runs on the GPU; the same run on
     // the CPU trains on the same positions to the same losses.
+    // The user's word for "car" is "zorb": a term the pairs use consistently (something to learn).
     const ftPairs = [
-      { source: 'A man is riding a bicycle.', target: 'Un homme fait du vélo.' },
+      { source: 'A man drives a red car.', target: 'Un homme conduit une zorb rouge.' },
+      { source: 'Two cars in the street.', target: 'Deux zorb dans la rue.' },
+      { source: 'The car is old.', target: 'La zorb est vieille.' },
+      { source: 'A woman washes her car.', target: 'Une femme lave sa zorb.' },
       { source: 'Two dogs play in the snow.', target: 'Deux chiens jouent dans la neige.' },
-      { source: 'The girl reads a book.', target: 'La fille lit un livre.' },
-      { source: 'A woman is cooking dinner.', target: 'Une femme prépare le dîner.' },
     ];
     const ftOptions = { epochs: 2, valFraction: 0 };
     const summary = (/** @type {any} */ r) => ({
