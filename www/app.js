@@ -327,7 +327,8 @@ async function fineTune() {
     $('ft-result').textContent =
       `Held-out pairs: ${fmt(r.valBefore)} before → ${fmt(r.valAfter)} after. ` +
       `${r.report.train_pairs} pairs trained, ${r.report.val_pairs} held out, best epoch ${r.report.best_epoch}` +
-      `${r.report.stopped_early ? ' (stopped early)' : ''}; ${((performance.now() - t0) / 1000).toFixed(1)} s.`;
+      `${r.report.stopped_early ? ' (stopped early)' : ''}; ${((performance.now() - t0) / 1000).toFixed(1)} s` +
+      ` (the model's pass over the pairs on ${r.report.feature_device === 'gpu' ? 'the GPU' : `${r.featureWorkers} CPU worker${r.featureWorkers > 1 ? 's' : ''}`}).`;
     $('ft-progress').value = 1;
     $('ft-status').textContent = 'Fine-tuned. The adapter is in use; keep it to find it again after a reload.';
     showActive('(not kept yet)');

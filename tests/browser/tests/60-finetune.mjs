@@ -194,6 +194,8 @@ export async function run({ page, baseUrl, assert, log }) {
   const result = (await page.locator('#ft-result').textContent()) ?? '';
   log('panel:', result);
   assert.match(result, /Held-out pairs: BLEU [\d.]+, chrF [\d.]+ before → BLEU [\d.]+, chrF [\d.]+ after/);
+  // 60 pairs (< 64): one worker, on the CPU (the demo's default device here is the CPU).
+  assert.match(result, /on 1 CPU worker\)\.$/);
   assert.match((await page.locator('#ft-issues summary').textContent()) ?? '', /Skipped pairs \(1\)/);
   const inked = await page.evaluate(() => {
     const c = /** @type {HTMLCanvasElement} */ (document.getElementById('ft-chart'));
