@@ -460,12 +460,7 @@ impl Translator {
         on_progress: Option<Function>,
     ) -> Result<Vec<u8>, JsError> {
         let pairs = decode_shard_inputs(&inputs).map_err(js_err)?;
-        let total = pairs.len();
-        let t0 = web_time::Instant::now();
-        let mut on_pair = |done: usize| {
-            let p = crate::finetune::Progress::features(done, total, 0, t0.elapsed().as_secs_f64());
-            notify(&on_progress, &p)
-        };
+        let mut on_pair = features_progress(&on_progress, pairs.len());
         if self.frozen.is_none() {
             self.frozen = Some(self.inner.model.widened().map_err(js_err)?);
         }
@@ -482,10 +477,10 @@ impl Translator {
         shard.to_bytes().map_err(js_err)
     }
 
-    /// `fineTuneFeatures` on this translator's GPU (WebGPU): the frozen model's teacher-forced
-    /// pass and the full-vocabulary summaries run as compute shaders. When the translator is
-    /// not on a GPU, or the device is lost during the pass, the pass runs on the CPU instead
-    /// (the shard says which ran it: `report.feature_device` after `fineTuneRun`).
+    /// `fineTuneFeatures` on this translator's device: on its GPU (WebGPU) the frozen model's
+    /// teacher-forced pass and the full-vocabulary summaries run as compute shaders. When the
+    /// translator is not on a GPU, or the device is lost during the pass, the pass runs on the
+    /// CPU instead (the shard says which ran it: `report.feature_device` after `fineTuneRun`).
     #[wasm_bindgen(js_name = fineTuneFeaturesGpu)]
     pub async fn fine_tune_features_gpu(
         &self,
@@ -493,29 +488,13 @@ impl Translator {
         top_k: usize,
         on_progress: Option<Function>,
     ) -> Result<Vec<u8>, JsError> {
-        use crate::finetune::{FeatureShard, Progress};
+        use crate::finetune::FeatureShard;
         let pairs = decode_shard_inputs(&inputs).map_err(js_err)?;
-        let total = pairs.len();
-        let t0 = web_time::Instant::now();
-        let mut on_pair = |done: usize| {
-            let p = Progress::features(done, total, 0, t0.elapsed().as_secs_f64());
-            notify(&on_progress, &p)
-        };
-        let on_gpu = if self.inner.device() == crate::translator::Device::Gpu {
-            match FeatureShard::compute_on_gpu(&self.inner, &pairs, top_k, &mut on_pair).await {
-                Err(crate::Error::DeviceLost(_)) => None,
-                other => Some(other.map_err(js_err)?),
-            }
-        } else {
-            None
-        };
-        let shard = match on_gpu {
-            Some(shard) => shard,
-            None => {
-                FeatureShard::compute(&self.inner, &pairs, top_k, &mut on_pair).map_err(js_err)?
-            }
-        }
-        .ok_or_else(|| js_err("fine-tuning cancelled"))?;
+        let mut on_pair = features_progress(&on_progress, pairs.len());
+        let shard = FeatureShard::compute_on_device(&self.inner, &pairs, top_k, &mut on_pair)
+            .await
+            .map_err(js_err)?
+            .ok_or_else(|| js_err("fine-tuning cancelled"))?;
         shard.to_bytes().map_err(js_err)
     }
 
@@ -747,6 +726,19 @@ fn decode_shard_inputs(flat: &[u32]) -> crate::Result<Vec<(Vec<u32>, Vec<u32>)>>
 
 /// Hand a progress report to the page's callback (always goes on: the page cancels by
 /// terminating the worker).
+/// Progress of a features pass over `total` pairs, reported to `cb` (a shard's worker does not
+/// know the run's epochs: 0).
+fn features_progress(
+    cb: &Option<Function>,
+    total: usize,
+) -> impl FnMut(usize) -> crate::finetune::Control + '_ {
+    let t0 = web_time::Instant::now();
+    move |done| {
+        let p = crate::finetune::Progress::features(done, total, 0, t0.elapsed().as_secs_f64());
+        notify(cb, &p)
+    }
+}
+
 fn notify(cb: &Option<Function>, p: &crate::finetune::Progress) -> crate::finetune::Control {
     if let Some(cb) = cb {
         if let Ok(v) = p.serialize(&serde_wasm_bindgen::Serializer::json_compatible()) {

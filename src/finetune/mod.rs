@@ -680,26 +680,12 @@ pub fn fine_tune(
     };
     let plan = prepared.whole();
     let pairs = prepared.pairs_of(&plan[0]);
-    // On the GPU when the translator is on one (natively its calls never suspend); a device
-    // lost mid-way sends the pass to the CPU, as translation does.
-    let on_gpu = match t.device() {
-        crate::translator::Device::Gpu => {
-            match crate::generate::ready(FeatureShard::compute_on_gpu(
-                t,
-                &pairs,
-                o.top_k,
-                &mut on_pair,
-            )) {
-                Err(Error::DeviceLost(_)) => None,
-                other => Some(other?),
-            }
-        }
-        crate::translator::Device::Cpu => None,
-    };
-    let shard = match on_gpu {
-        Some(shard) => shard,
-        None => FeatureShard::compute(t, &pairs, o.top_k, &mut on_pair)?,
-    };
+    let shard = crate::generate::ready(FeatureShard::compute_on_device(
+        t,
+        &pairs,
+        o.top_k,
+        &mut on_pair,
+    ))?;
     let Some(shard) = shard else {
         return Err(Error::Input("fine-tuning cancelled".into()));
     };

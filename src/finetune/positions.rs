@@ -512,18 +512,26 @@ impl FeatureShard {
     ) -> Result<Option<FeatureShard>> {
         check_top_k(t, top_k)?;
         let mut clock = FeatureClock::default();
-        let Some(positions) = Positions::of_pairs(t, frozen, pairs, top_k, &mut clock, on_pair)?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(FeatureShard {
+        let positions = Positions::of_pairs(t, frozen, pairs, top_k, &mut clock, on_pair)?;
+        Ok(positions.map(|p| Self::of(t, p, pairs.len(), top_k, clock, false)))
+    }
+
+    fn of(
+        t: &Translator,
+        positions: Positions,
+        pairs: usize,
+        top_k: usize,
+        clock: FeatureClock,
+        on_gpu: bool,
+    ) -> FeatureShard {
+        FeatureShard {
             positions,
-            pairs: pairs.len(),
+            pairs,
             top_k,
             model_sha256: t.model_sha256.clone(),
             clock,
-            on_gpu: false,
-        }))
+            on_gpu,
+        }
     }
 
     /// `compute` on the translator's GPU (its frozen base model, weights as stored; the
@@ -541,19 +549,27 @@ impl FeatureShard {
             .as_ref()
             .ok_or_else(|| Error::Input("this translator has no GPU".into()))?;
         let mut clock = FeatureClock::default();
-        let Some(positions) =
-            Positions::of_pairs_on_gpu(t, gpu, pairs, top_k, &mut clock, on_pair).await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(FeatureShard {
-            positions,
-            pairs: pairs.len(),
-            top_k,
-            model_sha256: t.model_sha256.clone(),
-            clock,
-            on_gpu: true,
-        }))
+        let positions =
+            Positions::of_pairs_on_gpu(t, gpu, pairs, top_k, &mut clock, on_pair).await?;
+        Ok(positions.map(|p| Self::of(t, p, pairs.len(), top_k, clock, true)))
+    }
+
+    /// `compute` on the translator's device: on its GPU when it is on one, and on the CPU when
+    /// not or when the device is lost during the pass (as translation falls back). Natively
+    /// this future never suspends (`generate::ready` runs it).
+    pub async fn compute_on_device(
+        t: &Translator,
+        pairs: &[(Vec<u32>, Vec<u32>)],
+        top_k: usize,
+        on_pair: &mut dyn FnMut(usize) -> Control,
+    ) -> Result<Option<FeatureShard>> {
+        if t.device() == crate::translator::Device::Gpu {
+            match Self::compute_on_gpu(t, pairs, top_k, on_pair).await {
+                Err(Error::DeviceLost(_)) => {}
+                other => return other,
+            }
+        }
+        Self::compute(t, pairs, top_k, on_pair)
     }
 
     /// Whether the GPU backend computed it.
