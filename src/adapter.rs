@@ -5,6 +5,10 @@
 //! Tensors: `ids` U32 [K] (sorted, distinct target token ids), `delta_u` F32 [K, r],
 //! `delta_v` F32 [r, D], `delta_bias` F32 [K]. Applied as
 //! `logits[ids] += (h · delta_vᵀ) · delta_uᵀ + delta_bias` (a rank-r correction).
+//!
+//! Optionally (format version 2) a low-rank adapter on the last decoder layer's fc2:
+//! `last_fc2_a` F32 [r2, ffn], `last_fc2_b` F32 [D, r2]; the layer's fc2 weight becomes
+//! `fc2 + last_fc2_b · last_fc2_a` (merged once when the adapter is put on).
 
 use crate::error::{Error, Result};
 use crate::model::HeadDelta;
@@ -13,7 +17,10 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub const ADAPTER_FORMAT: &str = "marian-wasm-adapter";
-pub const ADAPTER_FORMAT_VERSION: u32 = 1;
+/// Version 1: the head correction only; version 2 adds the last-layer adapter (written only
+/// when an adapter has one, so head-only adapters stay readable by older builds).
+pub const ADAPTER_FORMAT_VERSION: u32 = 2;
+const HEAD_ONLY_FORMAT_VERSION: u32 = 1;
 const METADATA_KEY: &str = "marian_wasm_adapter";
 
 /// What an adapter says about itself (kept in the safetensors metadata as JSON).
@@ -25,6 +32,9 @@ pub struct AdapterManifest {
     pub base_model_sha256: String,
     pub d_model: usize,
     pub target_vocab_size: usize,
+    /// The decoder's FFN width (the last-layer adapter's input); 0 in head-only adapters.
+    #[serde(default)]
+    pub decoder_ffn_dim: usize,
     /// Human-readable: which parameters were trained.
     pub trained: String,
     /// Hyper-parameters and data figures of the run (free-form JSON object).
@@ -44,6 +54,17 @@ pub struct Adapter {
     /// Row-major [rank, d_model].
     pub delta_v: Vec<f32>,
     pub delta_bias: Vec<f32>,
+    pub last_layer: Option<LastLayerAdapter>,
+}
+
+/// A low-rank correction of the last decoder layer's fc2 weight [D, ffn]: `b · a`.
+#[derive(Debug, Clone)]
+pub struct LastLayerAdapter {
+    pub rank: usize,
+    /// Row-major [rank, ffn].
+    pub a: Vec<f32>,
+    /// Row-major [d_model, rank].
+    pub b: Vec<f32>,
 }
 
 impl Adapter {
@@ -55,11 +76,30 @@ impl Adapter {
         if m.format != ADAPTER_FORMAT {
             return bad(format!("format {:?} is not {ADAPTER_FORMAT:?}", m.format));
         }
-        if m.format_version != ADAPTER_FORMAT_VERSION {
+        if !(HEAD_ONLY_FORMAT_VERSION..=ADAPTER_FORMAT_VERSION).contains(&m.format_version) {
             return bad(format!(
-                "format version {} is not supported (this build reads {ADAPTER_FORMAT_VERSION})",
+                "format version {} is not supported (this build reads {HEAD_ONLY_FORMAT_VERSION} to {ADAPTER_FORMAT_VERSION})",
                 m.format_version
             ));
+        }
+        if let Some(l) = &self.last_layer {
+            if l.rank == 0
+                || m.decoder_ffn_dim == 0
+                || l.a.len() != l.rank * m.decoder_ffn_dim
+                || l.b.len() != m.d_model * l.rank
+            {
+                return bad(format!(
+                    "last-layer adapter sizes do not match: rank {}, {} + {} values (d_model {}, ffn {})",
+                    l.rank,
+                    l.a.len(),
+                    l.b.len(),
+                    m.d_model,
+                    m.decoder_ffn_dim
+                ));
+            }
+            if !l.a.iter().chain(&l.b).all(|x| x.is_finite()) {
+                return bad("non-finite values in the last-layer adapter".into());
+            }
         }
         if self.rank == 0
             || self.delta_u.len() != k * self.rank
@@ -101,17 +141,26 @@ impl Adapter {
     /// The safetensors file.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.validate()?;
-        let (k, r) = (self.ids.len(), self.rank);
+        let (k, r, d) = (self.ids.len(), self.rank, self.manifest.d_model);
+        let mut arrays = vec![
+            Array::u32("ids", vec![k], &self.ids),
+            Array::f32("delta_u", vec![k, r], &self.delta_u),
+            Array::f32("delta_v", vec![r, d], &self.delta_v),
+            Array::f32("delta_bias", vec![k], &self.delta_bias),
+        ];
+        let mut manifest = self.manifest.clone();
+        manifest.format_version = HEAD_ONLY_FORMAT_VERSION;
+        if let Some(l) = &self.last_layer {
+            let f = manifest.decoder_ffn_dim;
+            arrays.push(Array::f32("last_fc2_a", vec![l.rank, f], &l.a));
+            arrays.push(Array::f32("last_fc2_b", vec![d, l.rank], &l.b));
+            manifest.format_version = ADAPTER_FORMAT_VERSION;
+        }
         tensor_file::write(
             "adapter",
-            &[
-                Array::u32("ids", vec![k], &self.ids),
-                Array::f32("delta_u", vec![k, r], &self.delta_u),
-                Array::f32("delta_v", vec![r, self.manifest.d_model], &self.delta_v),
-                Array::f32("delta_bias", vec![k], &self.delta_bias),
-            ],
+            &arrays,
             METADATA_KEY,
-            serde_json::to_string(&self.manifest).expect("manifest serializes"),
+            serde_json::to_string(&manifest).expect("manifest serializes"),
         )
     }
 
@@ -124,7 +173,27 @@ impl Adapter {
             [k, r] => (k, r),
             ref other => return Err(file.corrupt(format!("delta_u has shape {other:?}"))),
         };
+        let last_layer = if manifest.format_version >= 2 {
+            let (r2, f) = match file.shape("last_fc2_a")?[..] {
+                [r2, f] => (r2, f),
+                ref other => return Err(file.corrupt(format!("last_fc2_a has shape {other:?}"))),
+            };
+            if f != manifest.decoder_ffn_dim {
+                return Err(file.corrupt(format!(
+                    "last_fc2_a is {f} wide, the manifest's ffn {}",
+                    manifest.decoder_ffn_dim
+                )));
+            }
+            Some(LastLayerAdapter {
+                rank: r2,
+                a: file.f32s("last_fc2_a", &[r2, f])?,
+                b: file.f32s("last_fc2_b", &[manifest.d_model, r2])?,
+            })
+        } else {
+            None
+        };
         let adapter = Adapter {
+            last_layer,
             ids: file.u32s("ids", &[k])?,
             rank: r,
             delta_u: file.f32s("delta_u", &[k, r])?,
@@ -153,7 +222,13 @@ impl Adapter {
     }
 
     /// Refuse an adapter made for another base model.
-    pub fn check_base(&self, model_sha256: &str, d_model: usize, vocab: usize) -> Result<()> {
+    pub fn check_base(
+        &self,
+        model_sha256: &str,
+        d_model: usize,
+        vocab: usize,
+        ffn: usize,
+    ) -> Result<()> {
         let m = &self.manifest;
         if m.base_model_sha256 != model_sha256 {
             return Err(Error::Input(format!(
@@ -168,7 +243,24 @@ impl Adapter {
                 m.d_model, m.target_vocab_size
             )));
         }
+        if self.last_layer.is_some() && m.decoder_ffn_dim != ffn {
+            return Err(Error::Input(format!(
+                "adapter's last-layer part is {} wide; the model's decoder FFN is {ffn}",
+                m.decoder_ffn_dim
+            )));
+        }
         Ok(())
+    }
+
+    /// The last-layer correction of fc2 [D, ffn] (`b · a`), when the adapter has one.
+    pub fn last_layer_delta(&self) -> Result<Option<Tensor>> {
+        let Some(l) = &self.last_layer else {
+            return Ok(None);
+        };
+        let (d, f) = (self.manifest.d_model, self.manifest.decoder_ffn_dim);
+        let a = Tensor::from_vec(l.a.clone(), (l.rank, f), &Device::Cpu)?;
+        let b = Tensor::from_vec(l.b.clone(), (d, l.rank), &Device::Cpu)?;
+        Ok(Some(b.matmul(&a)?))
     }
 
     /// The correction as the model applies it (the product U·V formed once, [K, D]).

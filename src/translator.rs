@@ -145,21 +145,28 @@ impl Translator {
     /// Put a fine-tuning adapter on (or, with `None`, take it off). An adapter made for
     /// another base model is refused.
     pub fn set_adapter(&mut self, adapter: Option<&Adapter>) -> Result<()> {
-        let delta = match adapter {
-            None => None,
+        let (delta, last) = match adapter {
+            None => (None, None),
             Some(a) => {
                 a.check_base(
                     &self.model_sha256,
                     self.model.config.d_model,
                     self.model.target_vocab_size(),
+                    self.model.config.decoder_ffn_dim,
                 )?;
-                Some(a.head_delta()?)
+                (Some(a.head_delta()?), a.last_layer_delta()?)
             }
         };
+        // On a copy: a failure half-way leaves the translator as it was.
+        let mut model = self.model.clone();
+        model.set_head_delta(delta.clone())?;
+        model.set_last_layer_delta(last.as_ref())?;
         if let Some(gpu) = &self.gpu {
             gpu.set_head_delta(delta.as_ref())?;
+            gpu.set_last_fc2(model.last_fc2_weight()?.as_ref())?;
         }
-        self.model.set_head_delta(delta)
+        self.model = model;
+        Ok(())
     }
 
     /// Source chunks the model can take: the whole text when it fits in

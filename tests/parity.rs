@@ -286,7 +286,26 @@ fn teacher_forced_pass_matches_step_by_step_decoding() {
                 .collect();
             assert!(inputs.iter().map(|x| x.len()).min() < inputs.iter().map(|x| x.len()).max());
             let (enc, mask) = model.encode(&srcs).unwrap();
-            let whole = model.decode_teacher_forced(&enc, &mask, &inputs).unwrap();
+            let (whole, ffn_input) = model.decode_teacher_forced(&enc, &mask, &inputs).unwrap();
+            // The last layer's FFN input through the frozen tail (what a last-layer adapter
+            // trains through) gives the same hidden states.
+            let tail = model.frozen_tail().unwrap();
+            let (_, pre) = tail.ffn(&ffn_input).unwrap();
+            let again =
+                candle_nn::ops::layer_norm(&pre, &tail.norm_weight, &tail.norm_bias, 1e-5).unwrap();
+            let gap = (again - &whole)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                gap < 1e-4,
+                "{} {quant:?}: frozen tail differs by {gap}",
+                name(&fx)
+            );
             let mut state = model.start_decoding(&enc, &mask, 1).unwrap();
             let steps = inputs.iter().map(|x| x.len()).max().unwrap();
             let mut worst = 0f32;

@@ -11,7 +11,7 @@ const STORE = 'adapters';
 
 /**
  * @typedef {{ format: string, format_version: number, base_model_sha256: string, d_model: number,
- *   target_vocab_size: number, trained: string, hyperparameters: Record<string, unknown>,
+ *   target_vocab_size: number, decoder_ffn_dim?: number, trained: string, hyperparameters: Record<string, unknown>,
  *   metrics: Record<string, any>, created_by: string }} AdapterManifest
  * @typedef {{ name: string, bytes: Uint8Array, manifest: AdapterManifest, baseModelSha256: string,
  *   created: number, size: number }} StoredAdapter

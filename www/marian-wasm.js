@@ -27,7 +27,8 @@ export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', imp
  *   monitor?: (m: EventTarget) => void, adapter?: Uint8Array }} CreateOptions
  * @typedef {{ phase: 'features' | 'train', epoch: number, epochs: number, step: number,
  *   steps: number, loss: number, etaSeconds: number }} FineTuneProgress
- * @typedef {{ epochs?: number, lr?: number, rank?: number, klWeight?: number, labelSmoothing?: number,
+ * @typedef {{ epochs?: number, lr?: number, rank?: number, lastLayerRank?: number,
+ *   klWeight?: number, labelSmoothing?: number,
  *   weightDecay?: number, batchPositions?: number, learnBelow?: number, minTaught?: number,
  *   minTaughtShare?: number, trainBias?: boolean, klLearnWeight?: number, topK?: number,
  *   learnAfterTerm?: boolean, valFraction?: number, beams?: number, workers?: number,

@@ -381,9 +381,9 @@ impl Translator {
     }
 
     /// Fine-tune the decoder head on `pairs` (an array of `{source, target}`); options
-    /// `{epochs, lr, batchPositions, labelSmoothing, klWeight, weightDecay, rank, learnBelow,
-    /// minTaught, minTaughtShare, trainBias, klLearnWeight, topK, learnAfterTerm, valFraction,
-    /// beams}` (the fields of `FineTuneOverrides`, camelCase).
+    /// `{epochs, lr, batchPositions, labelSmoothing, klWeight, weightDecay, rank, lastLayerRank,
+    /// learnBelow, minTaught, minTaughtShare, trainBias, klLearnWeight, topK, learnAfterTerm,
+    /// valFraction, beams}` (the fields of `FineTuneOverrides`, camelCase).
     /// `onProgress({phase, epoch, epochs, step, steps, loss, etaSeconds})` is called as it runs.
     /// Bad pairs are skipped and reported by index (1-based). The adapter is put on at once;
     /// returns `{adapter: Uint8Array, report, issues, valBefore, valAfter}`.

@@ -33,17 +33,21 @@
 //!
 //! Training runs on candle's autograd with its AdamW.
 
+mod last_layer;
 pub mod pairs;
 mod positions;
 
 pub use positions::FeatureShard;
 
-use crate::adapter::{Adapter, AdapterManifest, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION};
+use crate::adapter::{
+    Adapter, AdapterManifest, LastLayerAdapter, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION,
+};
 use crate::error::{Error, Result};
 use crate::model::HeadRows;
 use crate::translator::Translator;
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use last_layer::{HeadParams, LastLayer, LastLayerFeatures, Tail};
 use pairs::Pair;
 use positions::{exp_nonpositive, FeatureClock, Positions};
 use serde::Serialize;
@@ -69,6 +73,10 @@ pub struct FineTuneOptions {
     pub learn_below: f64,
     /// Rank of the correction of the output projection (a LoRA-style product U·Vᵀ).
     pub rank: usize,
+    /// Rank of a low-rank adapter on the last decoder layer's fc2, trained with the head
+    /// (0: none). Exact over the full vocabulary, so an epoch costs two V-wide products per
+    /// position (see `last_layer`).
+    pub last_layer_rank: usize,
     /// A token is taught (joins S with what it displaces) only when it is the target of at
     /// least this many learn positions of the training pairs...
     pub min_taught: usize,
@@ -105,6 +113,7 @@ impl Default for FineTuneOptions {
             top_k: 4,
             learn_below: 0.1,
             rank: 8,
+            last_layer_rank: 0,
             min_taught: 3,
             min_taught_share: 0.5,
             train_bias: true,
@@ -142,6 +151,10 @@ pub struct FineTuneOverrides {
     /// Rank of the correction of the output projection.
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub rank: Option<usize>,
+    /// Also train a low-rank adapter of this rank on the last decoder layer's fc2 (0: off).
+    /// Slower: every step then runs over the whole vocabulary.
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub last_layer_rank: Option<usize>,
     /// Target tokens the base model gives less than this probability are learnt (cross-entropy);
     /// the others are kept as the base model has them (KL). 1.0: cross-entropy everywhere.
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
@@ -178,6 +191,7 @@ impl FineTuneOptions {
             kl_weight: o.kl_weight.unwrap_or(d.kl_weight),
             weight_decay: o.weight_decay.unwrap_or(d.weight_decay),
             rank: o.rank.unwrap_or(d.rank),
+            last_layer_rank: o.last_layer_rank.unwrap_or(d.last_layer_rank),
             learn_below: o.learn_below.unwrap_or(d.learn_below),
             min_taught: o.min_taught.unwrap_or(d.min_taught),
             min_taught_share: o.min_taught_share.unwrap_or(d.min_taught_share),
@@ -205,6 +219,15 @@ impl FineTuneOptions {
         }
         if self.batch_positions == 0 || self.top_k == 0 || self.rank == 0 || self.rank > 256 {
             return bad("batch size and top-k must be positive, rank in 1..=256".into());
+        }
+        if self.last_layer_rank > 256 {
+            return bad(format!(
+                "last_layer_rank must be in 0..=256, got {}",
+                self.last_layer_rank
+            ));
+        }
+        if self.last_layer_rank > 0 && self.kl_learn_weight > 0.0 {
+            return bad("kl_learn_weight is not available with last_layer_rank".into());
         }
         if !(self.learn_below > 0.0 && self.learn_below <= 1.0) {
             return bad(format!(
@@ -316,6 +339,8 @@ struct Features {
     label_logit: Tensor,
     /// [N] 1.0 where the target is something to learn (cross-entropy), 0.0 where it is kept (KL).
     learn: Tensor,
+    /// With a last-layer adapter: its per-position inputs and base-distribution constants.
+    last: Option<LastLayerFeatures>,
     n: usize,
     n_learn: usize,
 }
@@ -336,6 +361,7 @@ fn features(
     o: &FineTuneOptions,
     taught: &BTreeSet<u32>,
     set: &[u32],
+    tail: Option<&Tail>,
 ) -> Result<Features> {
     let labels = &pos.labels;
     let hidden = pos.hidden.clone();
@@ -408,6 +434,10 @@ fn features(
         label_in_s,
         label_logit,
         learn: Tensor::from_vec(learn, n, &Device::Cpu)?,
+        last: match tail {
+            Some(tail) => Some(LastLayerFeatures::of(tail, &pos)?),
+            None => None,
+        },
         n,
         n_learn,
     })
@@ -419,9 +449,57 @@ struct Head {
     u: Var,
     v: Var,
     db: Var,
+    /// The optional last-layer adapter.
+    last: Option<LastLayer>,
+}
+
+/// Mean cross-entropy over the learn positions + `kl_weight` × mean KL over the others.
+pub(super) fn combine(ce: &Tensor, kl: &Tensor, learn: &Tensor, kl_weight: f64) -> Result<Tensor> {
+    let keep = (1.0 - learn)?;
+    let n_learn = learn.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
+    let n_keep = keep.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
+    let ce_term = ((ce * learn)?.sum_all()? / n_learn)?;
+    let kl_term = ((kl * &keep)?.sum_all()? / n_keep)?;
+    Ok((ce_term + (kl_term * kl_weight)?)?)
 }
 
 impl Head {
+    /// The loss over all positions of `f`, without gradients, in blocks (the last-layer path
+    /// holds a vocabulary-wide block per position).
+    fn loss_value(&self, f: &Features, o: &FineTuneOptions, vocab: usize) -> Result<f64> {
+        let Some(last) = &self.last else {
+            let idx = Tensor::arange(0u32, f.n as u32, &Device::Cpu)?;
+            return Ok(self.loss(f, &idx, o, vocab)?.to_scalar::<f32>()? as f64);
+        };
+        let x = f.last.as_ref().expect("last-layer features");
+        let (mut ce, mut kl) = (Vec::new(), Vec::new());
+        for from in (0..f.n).step_by(256) {
+            let to = (from + 256).min(f.n);
+            let idx = Tensor::arange(from as u32, to as u32, &Device::Cpu)?;
+            let (c, k) = last.per_position(&self.params(), f, x, &idx, o, vocab)?;
+            ce.push(c.detach());
+            kl.push(k.detach());
+        }
+        if ce.is_empty() {
+            return Ok(0.0);
+        }
+        let loss = combine(
+            &Tensor::cat(&ce, 0)?,
+            &Tensor::cat(&kl, 0)?,
+            &f.learn,
+            o.kl_weight,
+        )?;
+        Ok(loss.to_scalar::<f32>()? as f64)
+    }
+
+    fn params(&self) -> HeadParams<'_> {
+        HeadParams {
+            u: &self.u,
+            v: &self.v,
+            db: &self.db,
+        }
+    }
+
     /// Loss over the positions `idx` of `f` (mean CE over learn positions + kl_weight × mean
     /// KL over the others).
     fn loss(
@@ -431,6 +509,10 @@ impl Head {
         o: &FineTuneOptions,
         vocab: usize,
     ) -> Result<Tensor> {
+        if let (Some(last), Some(x)) = (&self.last, &f.last) {
+            let (ce, kl) = last.per_position(&self.params(), f, x, idx, o, vocab)?;
+            return combine(&ce, &kl, &f.learn.index_select(idx, 0)?, o.kl_weight);
+        }
         let h = f.hidden.index_select(idx, 0)?;
         let base = f.base_ext.index_select(idx, 0)?;
         let label = f.label.index_select(idx, 0)?;
@@ -492,15 +574,15 @@ impl Head {
             let kl_term = ((kl * &keep)?.sum_all()? / n_keep)?;
             return Ok(((ce_term + (kl_term * o.kl_weight)?)? + extra)?);
         }
-        let n_learn = learn.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
-        let n_keep = keep.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
-        let ce_term = ((ce * &learn)?.sum_all()? / n_learn)?;
-        let kl_term = ((kl * &keep)?.sum_all()? / n_keep)?;
-        Ok((ce_term + (kl_term * o.kl_weight)?)?)
+        combine(&ce, &kl, &learn, o.kl_weight)
     }
 
-    fn vars(&self) -> [&Var; 3] {
-        [&self.u, &self.v, &self.db]
+    fn vars(&self) -> Vec<&Var> {
+        let mut vars = vec![&self.u, &self.v, &self.db];
+        if let Some(last) = &self.last {
+            vars.extend([&last.a, &last.b]);
+        }
+        vars
     }
 
     fn snapshot(&self) -> Result<Vec<Tensor>> {
@@ -837,9 +919,22 @@ pub fn train_adapter(
     let has_val = !p_val.labels.is_empty();
     // S's rows of the projection in f32, as the features pass used them.
     let head_rows = t.model.head_rows(&set)?.widened()?;
-    let f_train = features(&head_rows, vocab, p_train, o, &taught, &set)?;
+    let tail = if o.last_layer_rank > 0 {
+        Some(Tail::new(t.model.frozen_tail()?, &set)?)
+    } else {
+        None
+    };
+    let f_train = features(&head_rows, vocab, p_train, o, &taught, &set, tail.as_ref())?;
     let f_val = if has_val {
-        Some(features(&head_rows, vocab, p_val, o, &taught, &set)?)
+        Some(features(
+            &head_rows,
+            vocab,
+            p_val,
+            o,
+            &taught,
+            &set,
+            tail.as_ref(),
+        )?)
     } else {
         None
     };
@@ -848,16 +943,33 @@ pub fn train_adapter(
     let d = t.model.config.d_model;
     let k = set.len();
     let r = o.rank.min(d).min(k);
+    let ffn = t.model.config.decoder_ffn_dim;
+    let r_last = o.last_layer_rank.min(d).min(ffn);
+    let last = match tail {
+        None => None,
+        // B at zero (the base model exactly), A random, as in LoRA.
+        Some(tail) => Some(LastLayer {
+            a: Var::from_tensor(&seeded_normal(
+                o.seed ^ 0xA11,
+                (r_last, ffn),
+                1.0 / (ffn as f64).sqrt(),
+            )?)?,
+            b: Var::zeros((d, r_last), DType::F32, &Device::Cpu)?,
+            tail,
+        }),
+    };
     let head = Head {
         u: Var::zeros((k, r), DType::F32, &Device::Cpu)?,
         v: Var::from_tensor(&seeded_normal(o.seed, (d, r), 1.0 / (d as f64).sqrt())?)?,
         db: Var::zeros(k, DType::F32, &Device::Cpu)?,
+        last,
     };
-    let trained: Vec<Var> = if o.train_bias {
-        head.vars().into_iter().cloned().collect()
-    } else {
-        vec![head.u.clone(), head.v.clone()]
-    };
+    let trained: Vec<Var> = head
+        .vars()
+        .into_iter()
+        .filter(|v| o.train_bias || !std::ptr::eq(*v, &head.db))
+        .cloned()
+        .collect();
     let mut opt = AdamW::new(
         trained.clone(),
         ParamsAdamW {
@@ -878,10 +990,7 @@ pub fn train_adapter(
     };
     let val_loss = |head: &Head| -> Result<Option<f64>> {
         let Some(f) = &f_val else { return Ok(None) };
-        let idx = Tensor::arange(0u32, f.n as u32, &Device::Cpu)?;
-        Ok(Some(
-            head.loss(f, &idx, o, vocab)?.to_scalar::<f32>()? as f64
-        ))
+        Ok(Some(head.loss_value(f, o, vocab)?))
     };
     let mut best = (
         val_loss(&head)?.unwrap_or(f64::INFINITY),
@@ -989,6 +1098,14 @@ pub fn train_adapter(
         best = (f64::NAN, 0, head.snapshot()?);
     }
     let (u, v, db) = (&best.2[0], &best.2[1], &best.2[2]);
+    let last_layer = match &best.2[3..] {
+        [a, b] => Some(LastLayerAdapter {
+            rank: r_last,
+            a: a.flatten_all()?.to_vec1::<f32>()?,
+            b: b.flatten_all()?.to_vec1::<f32>()?,
+        }),
+        _ => None,
+    };
     let report = FineTuneReport {
         train_pairs: prepared.n_train,
         val_pairs: prepared.len() - prepared.n_train,
@@ -1014,9 +1131,16 @@ pub fn train_adapter(
             base_model_sha256: t.model_sha256.clone(),
             d_model: d,
             target_vocab_size: vocab,
-            trained: format!(
-                "rank-{r} correction of the output projection and a final_logits_bias correction on {k} target tokens (decoder head; encoder, decoder and shared embeddings frozen)"
-            ),
+            decoder_ffn_dim: ffn,
+            trained: if last_layer.is_some() {
+                format!(
+                    "rank-{r} correction of the output projection and a final_logits_bias correction on {k} target tokens, and a rank-{r_last} adapter on the last decoder layer's fc2 (encoder, the other decoder weights and shared embeddings frozen)"
+                )
+            } else {
+                format!(
+                    "rank-{r} correction of the output projection and a final_logits_bias correction on {k} target tokens (decoder head; encoder, decoder and shared embeddings frozen)"
+                )
+            },
             hyperparameters: serde_json::to_value(o).expect("options serialize"),
             metrics: serde_json::to_value(&report).expect("report serializes"),
             created_by: format!("marian-wasm {}", env!("CARGO_PKG_VERSION")),
@@ -1026,12 +1150,13 @@ pub fn train_adapter(
         delta_u: u.flatten_all()?.to_vec1::<f32>()?,
         delta_v: v.t()?.flatten_all()?.to_vec1::<f32>()?,
         delta_bias: db.to_vec1::<f32>()?,
+        last_layer,
     };
     Ok((adapter, report))
 }
 
 /// Normal(0, std) values from a seed (Box-Muller over SplitMix64): reproducible runs.
-fn seeded_normal(seed: u64, shape: (usize, usize), std: f64) -> Result<Tensor> {
+pub(super) fn seeded_normal(seed: u64, shape: (usize, usize), std: f64) -> Result<Tensor> {
     let mut g = Shuffle(seed ^ 0x5EED);
     let n = shape.0 * shape.1;
     let mut out = Vec::with_capacity(n + 1);

@@ -19,6 +19,8 @@ use web_time::Instant;
 pub(super) struct Positions {
     /// [N, D] decoder hidden states (the output projection's input).
     pub(super) hidden: Tensor,
+    /// [N, D] the last decoder layer's FFN input (what a last-layer adapter trains on).
+    pub(super) ffn_input: Tensor,
     /// Target token per position.
     pub(super) labels: Vec<u32>,
     /// The base model's top-k tokens per position (k a row).
@@ -132,6 +134,7 @@ struct PositionsBuilder {
     /// Place of each pair's first position.
     offsets: Vec<usize>,
     hidden: Vec<f32>,
+    ffn_input: Vec<f32>,
     labels: Vec<u32>,
     prev: Vec<Option<u32>>,
     top: Vec<u32>,
@@ -154,6 +157,7 @@ impl PositionsBuilder {
             top_k,
             offsets,
             hidden: vec![0f32; n * d],
+            ffn_input: vec![0f32; n * d],
             labels: pairs.iter().flat_map(|p| p.1.iter().copied()).collect(),
             prev: pairs
                 .iter()
@@ -176,6 +180,10 @@ impl PositionsBuilder {
         &mut self.hidden[at * self.d..(at + 1) * self.d]
     }
 
+    fn ffn_input_mut(&mut self, at: usize) -> &mut [f32] {
+        &mut self.ffn_input[at * self.d..(at + 1) * self.d]
+    }
+
     fn top_mut(&mut self, at: usize) -> &mut [u32] {
         &mut self.top[at * self.top_k..(at + 1) * self.top_k]
     }
@@ -191,6 +199,7 @@ impl PositionsBuilder {
             .collect();
         Ok(Positions {
             hidden: Tensor::from_vec(self.hidden, (n, self.d), &Device::Cpu)?,
+            ffn_input: Tensor::from_vec(self.ffn_input, (n, self.d), &Device::Cpu)?,
             labels: self.labels,
             top: self.top,
             p_target,
@@ -264,7 +273,7 @@ impl Positions {
                 .iter()
                 .map(|&i| decoder_inputs(start, &pairs[i].1))
                 .collect();
-            let h = model.decode_teacher_forced(&enc, &mask, &inputs)?;
+            let (h, ffn_input) = model.decode_teacher_forced(&enc, &mask, &inputs)?;
             clock.model += t_model.elapsed().as_secs_f64();
             let t_vocab = Instant::now();
             let (b, steps, d) = h.dims3()?;
@@ -277,14 +286,21 @@ impl Positions {
                     places.push(out.place(i, step));
                 }
             }
-            let h = h
-                .reshape((b * steps, d))?
-                .index_select(&Tensor::new(live.as_slice(), &Device::Cpu)?, 0)?;
-            for (row, &at) in h.to_vec2::<f32>()?.iter().zip(&places) {
-                out.hidden_mut(at).copy_from_slice(row);
+            let live = Tensor::new(live.as_slice(), &Device::Cpu)?;
+            let h = h.reshape((b * steps, d))?.index_select(&live, 0)?;
+            let ffn_input = ffn_input.reshape((b * steps, d))?.index_select(&live, 0)?;
+            let (h_rows, x_rows) = (
+                h.flatten_all()?.to_vec1::<f32>()?,
+                ffn_input.flatten_all()?.to_vec1::<f32>()?,
+            );
+            for (j, &at) in places.iter().enumerate() {
+                out.hidden_mut(at)
+                    .copy_from_slice(&h_rows[j * d..(j + 1) * d]);
+                out.ffn_input_mut(at)
+                    .copy_from_slice(&x_rows[j * d..(j + 1) * d]);
             }
-            for from in (0..live.len()).step_by(LOGIT_ROWS) {
-                let rows = LOGIT_ROWS.min(live.len() - from);
+            for from in (0..places.len()).step_by(LOGIT_ROWS) {
+                let rows = LOGIT_ROWS.min(places.len() - from);
                 let logits = model.base_logits(&h.narrow(0, from, rows)?)?;
                 let v = logits.dim(1)?;
                 let flat = logits.flatten_all()?.to_vec1::<f32>()?;
@@ -338,6 +354,8 @@ impl Positions {
                     let j = step * tf.rows + r;
                     out.hidden_mut(at)
                         .copy_from_slice(&tf.hidden[j * d..(j + 1) * d]);
+                    out.ffn_input_mut(at)
+                        .copy_from_slice(&tf.ffn_input[j * d..(j + 1) * d]);
                     out.top_mut(at)
                         .copy_from_slice(&tf.top[j * top_k..(j + 1) * top_k]);
                     let [m, e, s, y] = tf.summary[j];
@@ -363,9 +381,10 @@ impl Positions {
     /// Join the positions of consecutive ranges of pairs, in order.
     pub(super) fn concat(parts: Vec<Positions>) -> Result<Positions> {
         let hidden: Vec<Tensor> = parts.iter().map(|p| p.hidden.clone()).collect();
-        let hidden = Tensor::cat(&hidden, 0)?;
+        let ffn_input: Vec<Tensor> = parts.iter().map(|p| p.ffn_input.clone()).collect();
         let mut out = Positions {
-            hidden,
+            hidden: Tensor::cat(&hidden, 0)?,
+            ffn_input: Tensor::cat(&ffn_input, 0)?,
             labels: Vec::new(),
             top: Vec::new(),
             p_target: Vec::new(),
@@ -393,10 +412,10 @@ impl Positions {
         let k = self.top.len().checked_div(self.len()).unwrap_or(0);
         let pick = |v: &[f32]| rows.iter().map(|&r| v[r as usize]).collect::<Vec<_>>();
         let pick64 = |v: &[f64]| rows.iter().map(|&r| v[r as usize]).collect::<Vec<_>>();
+        let index = Tensor::new(rows, &Device::Cpu)?;
         Ok(Positions {
-            hidden: self
-                .hidden
-                .index_select(&Tensor::new(rows, &Device::Cpu)?, 0)?,
+            hidden: self.hidden.index_select(&index, 0)?,
+            ffn_input: self.ffn_input.index_select(&index, 0)?,
             labels: rows.iter().map(|&r| self.labels[r as usize]).collect(),
             top: rows
                 .iter()
@@ -422,6 +441,7 @@ impl Positions {
         let part = |from: usize, to: usize| -> Result<Positions> {
             Ok(Positions {
                 hidden: self.hidden.narrow(0, from, to - from)?,
+                ffn_input: self.ffn_input.narrow(0, from, to - from)?,
                 labels: self.labels[from..to].to_vec(),
                 top: self.top[from * k..to * k].to_vec(),
                 p_target: self.p_target[from..to].to_vec(),
@@ -452,7 +472,7 @@ pub struct FeatureShard {
 
 /// The safetensors metadata key of a shard's header.
 const SHARD_KEY: &str = "marian_wasm_feature_shard";
-const SHARD_FORMAT_VERSION: u32 = 1;
+const SHARD_FORMAT_VERSION: u32 = 2;
 /// `prev` of a pair's first position (no previous target token).
 const NO_PREV: u32 = u32::MAX;
 
@@ -587,12 +607,13 @@ impl FeatureShard {
         self.positions.len()
     }
 
-    /// The shard as a safetensors file (≈ 2 KB per position for d_model 512), to hand to the
+    /// The shard as a safetensors file (≈ 4 KB per position for d_model 512), to hand to the
     /// worker that trains.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let p = &self.positions;
         let (n, d) = p.hidden.dims2()?;
         let hidden = p.hidden.flatten_all()?.to_vec1::<f32>()?;
+        let ffn_input = p.ffn_input.flatten_all()?.to_vec1::<f32>()?;
         let prev: Vec<u32> = p.prev.iter().map(|x| x.unwrap_or(NO_PREV)).collect();
         let header = ShardHeader {
             format_version: SHARD_FORMAT_VERSION,
@@ -608,6 +629,7 @@ impl FeatureShard {
             "feature shard",
             &[
                 Array::f32("hidden", vec![n, d], &hidden),
+                Array::f32("ffn_input", vec![n, d], &ffn_input),
                 Array::u32("labels", vec![n], &p.labels),
                 Array::u32("top", vec![n, self.top_k], &p.top),
                 Array::f32("p_target", vec![n], &p.p_target),
@@ -637,6 +659,7 @@ impl FeatureShard {
         let (d, k) = (h.d_model, h.top_k);
         let positions = Positions {
             hidden: Tensor::from_vec(file.f32s("hidden", &[n, d])?, (n, d), &Device::Cpu)?,
+            ffn_input: Tensor::from_vec(file.f32s("ffn_input", &[n, d])?, (n, d), &Device::Cpu)?,
             labels: file.u32s("labels", &[n])?,
             top: file.u32s("top", &[n, k])?,
             p_target: file.f32s("p_target", &[n])?,

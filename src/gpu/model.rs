@@ -145,6 +145,8 @@ pub struct GpuMarian {
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
     delta: Mutex<Option<Arc<Delta>>>,
+    /// An adapter's merged fc2 of the last decoder layer (f32), in place of the package's.
+    last_fc2: Mutex<Option<Arc<GpuMatrix>>>,
     /// The banned-token list last uploaded, shared by every batch (it changes only with the
     /// generation settings).
     banned: Mutex<Option<(Vec<u32>, wgpu::Buffer)>>,
@@ -229,6 +231,7 @@ impl GpuMarian {
             encoder: weights.encoder,
             decoder: weights.decoder,
             delta: Mutex::new(None),
+            last_fc2: Mutex::new(None),
             banned: Mutex::new(None),
             ctx,
         })
@@ -260,13 +263,40 @@ impl GpuMarian {
         Ok(())
     }
 
+    /// Put (or, with `None`, take off) a last-layer adapter: `weight` is the last decoder
+    /// layer's fc2 [d_model, ffn] with the adapter's delta merged (`Marian::last_fc2_weight`).
+    pub fn set_last_fc2(&self, weight: Option<&candle_core::Tensor>) -> Result<()> {
+        let new = match weight {
+            None => None,
+            Some(w) => {
+                let (rows, cols) = w.dims2()?;
+                let values = w.flatten_all()?.to_vec1::<f32>()?;
+                let stored = crate::package::quant::StoredMatrix {
+                    form: crate::package::quant::Quant::F32,
+                    values: std::borrow::Cow::Borrowed(bytemuck::cast_slice(&values)),
+                    scales: None,
+                };
+                Some(Arc::new(GpuMatrix::upload(
+                    &self.ctx,
+                    "adapter's last fc2",
+                    &stored,
+                    rows,
+                    cols,
+                )?))
+            }
+        };
+        self.ctx.check()?;
+        *self.last_fc2.lock().unwrap() = new;
+        Ok(())
+    }
+
     /// y = act((x W^T + b) * scale) over `rows` rows of x, written at `y_base` + row * `y_stride`.
     #[allow(clippy::too_many_arguments)]
     fn linear<'a>(
         &'a self,
         rec: &mut Recorder<'a>,
-        w: &'a GpuMatrix,
-        bias: Option<&'a wgpu::Buffer>,
+        w: &GpuMatrix,
+        bias: Option<&wgpu::Buffer>,
         x: &wgpu::Buffer,
         rows: usize,
         y: &wgpu::Buffer,
@@ -467,20 +497,31 @@ impl GpuMarian {
 
     /// Record one decoding step up to the last layer norm, for `r` rows at position `t`: the
     /// embedding of `st.tokens`, every decoder layer (the new token's K/V go into the cache),
-    /// the rows' hidden states left in `st.x`.
+    /// the rows' hidden states left in `st.x`. With `base_pass` (fine-tuning's features pass)
+    /// it is the frozen base model, no adapter, and the last layer's FFN input is copied there.
     fn record_decoder_step<'a>(
         &'a self,
         rec: &mut Recorder<'a>,
         st: &GpuState,
         r: usize,
         t: usize,
+        base_pass: Option<&wgpu::Buffer>,
     ) {
         let d = self.config.d_model;
+        let last_fc2 = match base_pass {
+            Some(_) => None,
+            None => self.last_fc2.lock().unwrap().clone(),
+        };
+        let last = self.decoder.len().saturating_sub(1);
         let kv_stride = st.capacity * d;
         self.embed(rec, &self.decoder_embed, &st.tokens, r, 1, t, &st.x);
         for (i, layer) in self.decoder.iter().enumerate() {
             let a = &layer.self_attn;
             self.dense(rec, &a.q, &st.x, r, &st.q, 0, a.scaling() as f32);
+            let fc2 = match (&last_fc2, i == last) {
+                (Some(merged), true) => merged.as_ref(),
+                _ => &layer.fc2.weight,
+            };
             // K and V of the new token go straight into the cache at position t.
             self.linear(
                 rec,
@@ -540,8 +581,33 @@ impl GpuMarian {
             );
             self.dense(rec, &c.out, &st.ctx_buf, r, &st.h, 0, 1.0);
             self.norm(rec, &layer.cross_attn_norm, &st.x, &st.h, r);
+            if let (Some(keep), true) = (base_pass, i == last) {
+                let copy = Quad {
+                    a: r as u32,
+                    b: d as u32,
+                    c: d as u32,
+                    d: 0,
+                };
+                rec.dispatch(
+                    &self.ctx.kernels.gather_rows,
+                    bytes_of(&copy),
+                    &[(1, &st.identity), (2, &st.x), (5, keep)],
+                    [d.div_ceil(256) as u32, r as u32, 1],
+                );
+            }
             self.dense(rec, &layer.fc1, &st.x, r, &st.ffn, self.act, 1.0);
-            self.dense(rec, &layer.fc2, &st.ffn, r, &st.h, 0, 1.0);
+            self.linear(
+                rec,
+                fc2,
+                Some(&layer.fc2.bias),
+                &st.ffn,
+                r,
+                &st.h,
+                0,
+                fc2.rows,
+                0,
+                1.0,
+            );
             self.norm(rec, &layer.final_norm, &st.x, &st.h, r);
         }
     }
@@ -612,8 +678,9 @@ impl GpuMarian {
     }
 
     fn steps_slots(&self) -> usize {
-        // embed + 13 per decoder layer + head (logits, adapter, top-k), with room to spare.
-        4 + 13 * self.decoder.len() + 4
+        // embed + 13 per decoder layer (+1: the features pass's copy of the last FFN input) +
+        // head (logits, adapter, top-k), with room to spare.
+        4 + 13 * self.decoder.len() + 1 + 4
     }
 }
 
@@ -829,7 +896,7 @@ impl Backend for GpuMarian {
         {
             let mut program = st.step_program.borrow_mut();
             let mut rec = Recorder::new(&self.ctx.device, &mut program);
-            self.record_decoder_step(&mut rec, st, r, t);
+            self.record_decoder_step(&mut rec, st, r, t, None);
             if choose {
                 self.record_head(&mut rec, st, r, k, select);
                 self.submit(rec, &[BufferCopy::whole(&st.best, &st.staging, bytes)]);

@@ -63,6 +63,48 @@ fn widen_matrix(m: &Matrix) -> Result<Matrix> {
     })
 }
 
+/// A matrix as an f32 tensor (quantized values dequantized).
+fn dense_f32(m: &QMatMul) -> Result<Tensor> {
+    Ok(match m {
+        QMatMul::QTensor(q) => q.dequantize(&Device::Cpu)?,
+        QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.to_dtype(DType::F32)?,
+    })
+}
+
+/// The base model from the last decoder layer's FFN input to the logits, in f32:
+/// `h = LayerNorm(x + fc2(act(fc1 x)))`, `logits = h · projᵀ + bias`.
+#[derive(Clone)]
+pub struct FrozenTail {
+    /// [ffn, D], [ffn]
+    pub fc1_weight: Tensor,
+    pub fc1_bias: Tensor,
+    /// [D, ffn], [D]
+    pub fc2_weight: Tensor,
+    pub fc2_bias: Tensor,
+    pub act: Activation,
+    pub norm_weight: Tensor,
+    pub norm_bias: Tensor,
+    /// [V, D] output projection, [V] final_logits_bias.
+    pub proj: Tensor,
+    pub bias: Tensor,
+}
+
+impl FrozenTail {
+    /// The FFN activations a = act(fc1 x) [N, ffn] and the layer norm's input x + fc2(a) [N, D]
+    /// of FFN inputs x [N, D].
+    pub fn ffn(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let a = activate(
+            self.act,
+            &x.matmul(&self.fc1_weight.t()?)?
+                .broadcast_add(&self.fc1_bias)?,
+        )?;
+        let pre = (x + a
+            .matmul(&self.fc2_weight.t()?)?
+            .broadcast_add(&self.fc2_bias)?)?;
+        Ok((a, pre))
+    }
+}
+
 impl Linear {
     fn widened(&self) -> Result<Self> {
         Ok(Linear {
@@ -337,6 +379,9 @@ pub struct Marian {
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
     head_delta: Option<HeadDelta>,
+    /// The last decoder layer's fc2 as the package has it, while an adapter's merged one
+    /// (`set_last_layer_delta`) is in its place.
+    base_last_fc2: Option<Linear>,
 }
 
 /// What the decoder keeps between steps for a batch of rows.
@@ -418,13 +463,20 @@ impl Marian {
             encoder,
             decoder,
             head_delta: None,
+            base_last_fc2: None,
         })
     }
 
-    /// A copy with every quantized matrix widened to f32: for passes over many rows at once
-    /// (fine-tuning's teacher forcing), where candle's f32 GEMM outruns its quantized kernels.
-    /// Costs the f32 size of the model while it lives.
+    /// The frozen base model (no adapter) with every quantized matrix widened to f32: for
+    /// passes over many rows at once (fine-tuning's teacher forcing), where candle's f32 GEMM
+    /// outruns its quantized kernels. Costs the f32 size of the model while it lives.
     pub fn widened(&self) -> Result<Self> {
+        if self.head_delta.is_some() || self.base_last_fc2.is_some() {
+            let mut base = self.clone();
+            base.set_head_delta(None)?;
+            base.set_last_layer_delta(None)?;
+            return base.widened();
+        }
         // Shared and tied matrices stay shared, as `MarianWeights::load` decided them.
         let decoder_embed = self.decoder_embed.widened()?;
         let encoder_embed = if self.config.share_encoder_decoder_embeddings {
@@ -494,6 +546,70 @@ impl Marian {
 
     pub fn head_delta(&self) -> Option<&HeadDelta> {
         self.head_delta.as_ref()
+    }
+
+    /// Apply (or, with `None`, remove) an adapter's correction of the last decoder layer's fc2
+    /// ([d_model, decoder_ffn_dim], the low-rank product already formed): merged into the
+    /// weight, which becomes f32 (`base + delta`), so inference costs what it did.
+    pub fn set_last_layer_delta(&mut self, delta: Option<&Tensor>) -> Result<()> {
+        let (d, f) = (self.config.d_model, self.config.decoder_ffn_dim);
+        let Some(last) = self.decoder.last_mut() else {
+            return Err(Error::Input("the model has no decoder layer".into()));
+        };
+        if let Some(base) = self.base_last_fc2.take() {
+            last.ffn.fc2 = base;
+        }
+        let Some(delta) = delta else { return Ok(()) };
+        if delta.dims() != [d, f] {
+            return Err(Error::Input(format!(
+                "last-layer delta has shape {:?}; the model's fc2 is [{d}, {f}]",
+                delta.dims()
+            )));
+        }
+        let merged = Linear {
+            weight: QMatMul::Tensor((dense_f32(&last.ffn.fc2.weight)? + delta)?),
+            bias: last.ffn.fc2.bias.clone(),
+        };
+        self.base_last_fc2 = Some(std::mem::replace(&mut last.ffn.fc2, merged));
+        Ok(())
+    }
+
+    /// The last decoder layer's fc2 weight [d_model, ffn] in f32 as inference uses it (with an
+    /// adapter's delta merged, when one is on): what the GPU backend uploads in its place.
+    pub fn last_fc2_weight(&self) -> Result<Option<Tensor>> {
+        match (&self.base_last_fc2, self.decoder.last()) {
+            (Some(_), Some(last)) => Ok(Some(dense_f32(&last.ffn.fc2.weight)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The frozen part of the decoder after the last layer's FFN input, in f32: what training a
+    /// last-layer adapter runs through (the base model's, whatever adapter is on).
+    pub fn frozen_tail(&self) -> Result<FrozenTail> {
+        let last = self
+            .decoder
+            .last()
+            .ok_or_else(|| Error::Input("the model has no decoder layer".into()))?;
+        let fc2 = self.base_last_fc2.as_ref().unwrap_or(&last.ffn.fc2);
+        let proj = match &self.lm_head.matrix {
+            Matrix::Dense(t) => t.to_dtype(DType::F32)?,
+            Matrix::Quantized(q) => q.dequantize(&Device::Cpu)?,
+        };
+        Ok(FrozenTail {
+            fc1_weight: dense_f32(&last.ffn.fc1.weight)?,
+            fc1_bias: last.ffn.fc1.bias.clone(),
+            fc2_weight: dense_f32(&fc2.weight)?,
+            fc2_bias: fc2.bias.clone(),
+            act: last.ffn.act,
+            norm_weight: last.final_norm.weight().clone(),
+            norm_bias: last
+                .final_norm
+                .bias()
+                .cloned()
+                .ok_or_else(|| Error::Input("the last layer norm has no bias".into()))?,
+            proj,
+            bias: self.final_logits_bias.to_dtype(DType::F32)?,
+        })
     }
 
     fn embed(&self, table: &Embedding, ids: &Tensor, offset: usize) -> Result<Tensor> {
@@ -611,13 +727,14 @@ impl Marian {
     /// Teacher forcing in one pass: decoder hidden states [B, T, D] for each row's whole input
     /// sequence (decoder start token, then the target shifted right), right-padded, under a
     /// causal mask — what `decode_hidden` gives step by step, without T sequential steps.
-    /// Outputs at padded positions are meaningless; the caller drops them.
+    /// Outputs at padded positions are meaningless; the caller drops them. Also returns the last
+    /// layer's FFN input [B, T, D] (what a last-layer adapter is trained on).
     pub fn decode_teacher_forced(
         &self,
         encoded: &Tensor,
         mask: &Tensor,
         inputs: &[Vec<u32>],
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Tensor)> {
         let b = inputs.len();
         let t = inputs.iter().map(|x| x.len()).max().unwrap_or(0).max(1);
         let pad = self.config.pad_token_id;
@@ -631,6 +748,7 @@ impl Marian {
             .collect();
         let causal = Tensor::from_vec(causal, (1, 1, t, t), &Device::Cpu)?;
         let mut x = self.embed(&self.decoder_embed, &ids, 0)?;
+        let mut ffn_input = x.clone();
         for layer in &self.decoder {
             let (k, v) = layer.self_attn.keys_values(&x)?;
             let h = layer.self_attn.attend(&x, &k, &v, Some(&causal))?;
@@ -638,10 +756,11 @@ impl Marian {
             let (ck, cv) = layer.cross_attn.keys_values(encoded)?;
             let h = layer.cross_attn.attend(&x, &ck, &cv, Some(mask))?;
             x = layer.cross_attn_norm.forward(&(x + h)?)?;
+            ffn_input = x.clone();
             let h = layer.ffn.forward(&x)?;
             x = layer.final_norm.forward(&(x + h)?)?;
         }
-        Ok(x)
+        Ok((x, ffn_input))
     }
 
     /// Decoder hidden states [R, D] after one step (the input of the output projection).

@@ -1,7 +1,8 @@
 //! Teacher forcing on the GPU, for fine-tuning's features pass: the frozen model decodes a
 //! batch of given target prefixes with the same recorded step as generation, and keeps at
-//! every position the hidden state and a summary of the full-vocabulary logits (row_summary +
-//! top_k kernels), read back once per batch rather than once per step.
+//! every position the hidden state, the last layer's FFN input and a summary of the
+//! full-vocabulary logits (row_summary + top_k kernels), read back once per batch rather than
+//! once per step.
 
 use super::{BufferCopy, GpuMarian, Quad, MAX_K};
 use crate::error::{Error, Result};
@@ -16,6 +17,8 @@ pub struct TeacherForced {
     pub rows: usize,
     /// [steps, rows, d_model]: hidden states after the last layer norm (the head's input).
     pub hidden: Vec<f32>,
+    /// [steps, rows, d_model]: the last decoder layer's FFN input.
+    pub ffn_input: Vec<f32>,
     /// [steps, rows]: the largest logit, Σ exp(z − max), Σ z, and the label's logit.
     pub summary: Vec<[f32; 4]>,
     /// [steps, rows, k]: the k best token ids, best first (the lower id on ties).
@@ -75,6 +78,7 @@ impl GpuMarian {
                 steps: 0,
                 rows,
                 hidden: Vec::new(),
+                ffn_input: Vec::new(),
                 summary: Vec::new(),
                 top: Vec::new(),
             });
@@ -87,6 +91,8 @@ impl GpuMarian {
             .collect();
         let labels_buf = upload_u32(ctx, "labels", &step_labels)?;
         let hidden = scratch(ctx, "teacher-forced hidden states", positions * d)?;
+        let ffn_input = scratch(ctx, "teacher-forced FFN inputs", positions * d)?;
+        let ffn_step = scratch(ctx, "a step's last FFN input", rows * d)?;
         let summary = scratch(ctx, "teacher-forced summaries", positions * 4)?;
         let top = scratch(ctx, "teacher-forced top-k", positions * top_k * 2)?;
         let (hidden_bytes, top_bytes) = ((rows * d * 4) as u64, (rows * top_k * 8) as u64);
@@ -101,7 +107,7 @@ impl GpuMarian {
                 .write_buffer(&st.tokens, 0, bytemuck::cast_slice(&tokens));
             let mut program = st.step_program.borrow_mut();
             let mut rec = Recorder::new(&ctx.device, &mut program);
-            self.record_decoder_step(&mut rec, &st, rows, t);
+            self.record_decoder_step(&mut rec, &st, rows, t, Some(&ffn_step));
             self.record_base_logits(&mut rec, &st, rows);
             let at = Quad {
                 a: tv as u32,
@@ -139,6 +145,13 @@ impl GpuMarian {
                         bytes: hidden_bytes,
                     },
                     BufferCopy {
+                        from: &ffn_step,
+                        from_offset: 0,
+                        to: &ffn_input,
+                        to_offset: t as u64 * hidden_bytes,
+                        bytes: hidden_bytes,
+                    },
+                    BufferCopy {
                         from: &st.best,
                         from_offset: 0,
                         to: &top,
@@ -150,8 +163,9 @@ impl GpuMarian {
             drop(program);
             st.length += 1;
         }
-        // One read-back of all three.
+        // One read-back of all four.
         let sizes = [
+            steps as u64 * hidden_bytes,
             steps as u64 * hidden_bytes,
             (positions * 16) as u64,
             steps as u64 * top_bytes,
@@ -168,20 +182,22 @@ impl GpuMarian {
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         let mut offset = 0;
-        for (from, bytes) in [&hidden, &summary, &top].into_iter().zip(sizes) {
+        for (from, bytes) in [&hidden, &ffn_input, &summary, &top].into_iter().zip(sizes) {
             encoder.copy_buffer_to_buffer(from, 0, &staging, offset, bytes);
             offset += bytes;
         }
         ctx.queue.submit([encoder.finish()]);
         let data = self.read_back(&staging, total).await?;
         let (h, rest) = data.split_at(sizes[0] as usize);
-        let (s, tk) = rest.split_at(sizes[1] as usize);
+        let (x, rest) = rest.split_at(sizes[1] as usize);
+        let (s, tk) = rest.split_at(sizes[2] as usize);
         // The read-back bytes need not be aligned for f32 / u32: collect, do not cast in place.
         let words: Vec<u32> = bytemuck::pod_collect_to_vec(tk);
         Ok(TeacherForced {
             steps,
             rows,
             hidden: bytemuck::pod_collect_to_vec(h),
+            ffn_input: bytemuck::pod_collect_to_vec(x),
             summary: bytemuck::pod_collect_to_vec::<u8, f32>(s)
                 .chunks_exact(4)
                 .map(|c| [c[0], c[1], c[2], c[3]])

@@ -1,0 +1,364 @@
+//! The optional low-rank adapter on the last decoder layer (`last_layer_rank` > 0), trained
+//! together with the head correction.
+//!
+//! What is trained: `fc2 += B · A` in the last decoder layer (A [r, ffn], B [d_model, r], B
+//! starting at zero so training starts from the base model exactly). Its input is cached per
+//! position by the features pass (the layer's FFN input x), so an epoch runs only
+//! `h' = LayerNorm(x + fc2(act(fc1 x)) + B·A·act(fc1 x))` and the head — never the encoder or
+//! the rest of the decoder.
+//!
+//! Why it costs the vocabulary: moving h' moves every one of the V logits, so the head-only
+//! trick (logits outside S fixed, their log-sum-exp computed once) no longer holds. The loss
+//! stays exact, computed with two V-wide products per position per step instead of autograd
+//! through the V-wide graph:
+//! - the log-sum-exp over all V logits is evaluated directly, and its gradient with respect to
+//!   h' is E_p'[W] (one product P·W); it enters autograd as the linear term
+//!   `lse + (h' − h'.detach())·E_p'[W] + (δ_S − δ_S.detach())·p'_S`, which has the right value
+//!   and the right first derivative (all backpropagation needs) — candle's matmul backward would
+//!   also form the unneeded [D, V] gradient of the frozen projection;
+//! - the target's logit is W_y·h' + b_y (+ its head correction): one row of W per position;
+//! - KL(q‖p') to the base distribution q over the whole vocabulary is
+//!   `Σ q log q − q·b − (qᵀW)·h' − q_S·δ_S + LSE(z')`, where `qᵀW` and the constants are
+//!   computed once per position before training (`LastLayerFeatures::of`);
+//! - label smoothing's mean log-probability is linear in h' too (ΣW, Σb).
+
+use super::positions::Positions;
+use super::{Features, FineTuneOptions};
+use crate::error::Result;
+use crate::model::FrozenTail;
+use candle_core::{DType, Device, Tensor, Var, D};
+
+/// Rows per V-wide block (a block is rows × vocabulary f32s).
+const ROWS: usize = 256;
+
+/// The frozen tail and the vocabulary-wide constants every position shares.
+pub(super) struct Tail {
+    frozen: FrozenTail,
+    /// Σ_v W_v [D] and Σ_v b_v: label smoothing's sum of logits, linear in h'.
+    proj_sum: Tensor,
+    bias_sum: f64,
+    /// S as token ids [K] (u32).
+    set: Tensor,
+    eps: f64,
+}
+
+impl Tail {
+    pub(super) fn new(frozen: FrozenTail, set: &[u32]) -> Result<Tail> {
+        Ok(Tail {
+            proj_sum: frozen.proj.sum(0)?,
+            bias_sum: frozen.bias.sum_all()?.to_scalar::<f32>()? as f64,
+            set: Tensor::new(set, &Device::Cpu)?,
+            eps: crate::model::LAYER_NORM_EPS,
+            frozen,
+        })
+    }
+
+    fn layer_norm(&self, x: &Tensor) -> Result<Tensor> {
+        // Written out in differentiable operations (candle's fused layer norm has no backward).
+        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        Ok(normed
+            .broadcast_mul(&self.frozen.norm_weight)?
+            .broadcast_add(&self.frozen.norm_bias)?)
+    }
+
+    /// Full logits [B, V] of hidden states [B, D] (no autograd).
+    fn logits(&self, h: &Tensor) -> Result<Tensor> {
+        Ok(h.matmul(&self.frozen.proj.t()?)?
+            .broadcast_add(&self.frozen.bias)?)
+    }
+}
+
+/// What training the last layer needs per position beyond `Features`.
+pub(super) struct LastLayerFeatures {
+    /// [N, D] the last layer's FFN input.
+    ffn_input: Tensor,
+    /// [N] target token ids (vocabulary).
+    labels: Tensor,
+    /// [N, D] Σ_v q_v W_v under the base distribution q.
+    q_proj: Tensor,
+    /// [N] Σ q log q − Σ q b.
+    q_const: Tensor,
+    /// [N, K] q on S.
+    q_set: Tensor,
+}
+
+impl LastLayerFeatures {
+    /// The base distribution's constants of every position, from the cached hidden states
+    /// (one pass over the vocabulary, before training).
+    pub(super) fn of(tail: &Tail, pos: &Positions) -> Result<LastLayerFeatures> {
+        let n = pos.len();
+        let (mut q_proj, mut q_const, mut q_set) = (Vec::new(), Vec::new(), Vec::new());
+        for from in (0..n).step_by(ROWS) {
+            let rows = ROWS.min(n - from);
+            let z = tail.logits(&pos.hidden.narrow(0, from, rows)?)?;
+            let logq = candle_nn::ops::log_softmax(&z, D::Minus1)?;
+            let q = logq.exp()?;
+            q_proj.push(q.matmul(&tail.frozen.proj)?);
+            let q_log_q = (&q * &logq)?.sum(1)?;
+            let q_b = q.matmul(&tail.frozen.bias.unsqueeze(1)?)?.squeeze(1)?;
+            q_const.push((q_log_q - q_b)?);
+            q_set.push(q.index_select(&tail.set, 1)?);
+        }
+        let d = pos.hidden.dim(1)?;
+        let k = tail.set.dim(0)?;
+        let cat = |parts: Vec<Tensor>, empty: Tensor| -> Result<Tensor> {
+            Ok(if parts.is_empty() {
+                empty
+            } else {
+                Tensor::cat(&parts, 0)?
+            })
+        };
+        Ok(LastLayerFeatures {
+            ffn_input: pos.ffn_input.clone(),
+            labels: Tensor::new(pos.labels.as_slice(), &Device::Cpu)?,
+            q_proj: cat(q_proj, Tensor::zeros((0, d), DType::F32, &Device::Cpu)?)?,
+            q_const: cat(q_const, Tensor::zeros(0, DType::F32, &Device::Cpu)?)?,
+            q_set: cat(q_set, Tensor::zeros((0, k), DType::F32, &Device::Cpu)?)?,
+        })
+    }
+}
+
+/// The trainable low-rank correction of the last layer's fc2 (`B · A`) and the frozen tail it
+/// trains through.
+pub(super) struct LastLayer {
+    pub(super) a: Var,
+    pub(super) b: Var,
+    pub(super) tail: Tail,
+}
+
+/// The head correction's parameters, as `Head` holds them.
+pub(super) struct HeadParams<'a> {
+    pub(super) u: &'a Var,
+    pub(super) v: &'a Var,
+    pub(super) db: &'a Var,
+}
+
+impl LastLayer {
+    /// Per-position cross-entropy and KL to the base distribution [B] at the positions `idx`,
+    /// over the whole vocabulary (see the module's notes), tracked for autograd.
+    pub(super) fn per_position(
+        &self,
+        head: &HeadParams<'_>,
+        f: &Features,
+        x: &LastLayerFeatures,
+        idx: &Tensor,
+        o: &FineTuneOptions,
+        vocab: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        let tail = &self.tail;
+        let (act, pre) = tail.frozen.ffn(&x.ffn_input.index_select(idx, 0)?)?;
+        let delta = act
+            .matmul(&self.a.as_tensor().t()?)?
+            .matmul(&self.b.as_tensor().t()?)?;
+        let h = tail.layer_norm(&(pre + delta)?)?;
+        let ds = h
+            .matmul(head.v.as_tensor())?
+            .matmul(&head.u.as_tensor().t()?)?
+            .broadcast_add(head.db.as_tensor())?;
+        // The vocabulary-wide part, as values.
+        let (h_value, ds_value) = (h.detach(), ds.detach());
+        let z = tail.logits(&h_value)?.index_add(&tail.set, &ds_value, 1)?;
+        let lse = z.log_sum_exp(1)?;
+        let p = candle_nn::ops::softmax(&z, D::Minus1)?;
+        let grad_h = p.matmul(&tail.frozen.proj)?;
+        let p_set = p.index_select(&tail.set, 1)?;
+        drop((z, p));
+        let lse = ((lse + ((&h - &h_value)? * grad_h)?.sum(1)?)?
+            + ((&ds - &ds_value)? * p_set)?.sum(1)?)?;
+        // The target's logit: its row of the projection, and its head correction when in S.
+        let labels = x.labels.index_select(idx, 0)?;
+        let w_y = tail.frozen.proj.index_select(&labels, 0)?;
+        let b_y = tail.frozen.bias.index_select(&labels, 0)?;
+        let in_s = f.label_in_s.index_select(idx, 0)?;
+        let ds_y = ds
+            .gather(&f.label.index_select(idx, 0)?.unsqueeze(1)?, 1)?
+            .squeeze(1)?;
+        let z_y = (((&h * w_y)?.sum(1)? + b_y)? + (ds_y * in_s)?)?;
+        let mut ce = (&lse - z_y)?;
+        if o.label_smoothing > 0.0 {
+            let z_sum = ((h.matmul(&tail.proj_sum.unsqueeze(1)?)?.squeeze(1)? + tail.bias_sum)?
+                + ds.sum(1)?)?;
+            let all_logp = (z_sum - (&lse * vocab as f64)?)?;
+            let eps = o.label_smoothing;
+            ce = ((ce * (1.0 - eps))? - (all_logp * (eps / vocab as f64))?)?;
+        }
+        let kl = ((x.q_const.index_select(idx, 0)? + &lse)?
+            - (&h * x.q_proj.index_select(idx, 0)?)?.sum(1)?)?;
+        let kl = (kl - (&ds * x.q_set.index_select(idx, 0)?)?.sum(1)?)?;
+        Ok((ce, kl))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Activation;
+    use crate::finetune::{combine, seeded_normal};
+
+    fn normal(seed: u64, shape: (usize, usize), std: f64) -> Tensor {
+        seeded_normal(seed, shape, std).unwrap()
+    }
+
+    /// The loss through the linearised vocabulary terms equals the loss written out over the
+    /// whole vocabulary with plain autograd, in value and in every parameter's gradient.
+    #[test]
+    fn per_position_loss_matches_full_vocabulary_autograd() {
+        let (v, d, ffn, n) = (40, 8, 12, 7);
+        let set = [1u32, 5, 9, 20, 33];
+        let k = set.len();
+        let frozen = FrozenTail {
+            fc1_weight: normal(1, (ffn, d), 0.5),
+            fc1_bias: normal(2, (1, ffn), 0.1).squeeze(0).unwrap(),
+            fc2_weight: normal(3, (d, ffn), 0.5),
+            fc2_bias: normal(4, (1, d), 0.1).squeeze(0).unwrap(),
+            act: Activation::Swish,
+            norm_weight: (normal(5, (1, d), 0.1).squeeze(0).unwrap() + 1.0).unwrap(),
+            norm_bias: normal(6, (1, d), 0.1).squeeze(0).unwrap(),
+            proj: normal(7, (v, d), 1.0),
+            bias: normal(8, (1, v), 0.5).squeeze(0).unwrap(),
+        };
+        let tail_for_last = Tail::new(frozen.clone(), &set).unwrap();
+        let tail = Tail::new(frozen, &set).unwrap();
+        let ffn_input = normal(9, (n, d), 1.0);
+        let (_, pre0) = tail.frozen.ffn(&ffn_input).unwrap();
+        let hidden = tail.layer_norm(&pre0).unwrap();
+        // Targets: some in S, some not.
+        let labels: Vec<u32> = vec![5, 2, 33, 17, 1, 39, 9];
+        let pos = Positions {
+            hidden: hidden.clone(),
+            ffn_input: ffn_input.clone(),
+            labels: labels.clone(),
+            top: vec![0; n],
+            p_target: vec![0.0; n],
+            y_logit: vec![0.0; n],
+            prev: vec![None; n],
+            max: vec![0.0; n],
+            exp_sum: vec![1.0; n],
+            logit_sum: vec![0.0; n],
+        };
+        let x = LastLayerFeatures::of(&tail, &pos).unwrap();
+        let label_s: Vec<u32> = labels
+            .iter()
+            .map(|y| set.binary_search(y).unwrap_or(0) as u32)
+            .collect();
+        let in_s: Vec<f32> = labels
+            .iter()
+            .map(|y| set.binary_search(y).map_or(0.0, |_| 1.0))
+            .collect();
+        let learn = vec![1f32, 0., 1., 0., 0., 1., 0.];
+        let cpu = &Device::Cpu;
+        let f = Features {
+            hidden: hidden.clone(),
+            base_ext: Tensor::zeros((n, k + 1), DType::F32, cpu).unwrap(),
+            rest_sum: Tensor::zeros(n, DType::F32, cpu).unwrap(),
+            label: Tensor::new(label_s.as_slice(), cpu).unwrap(),
+            label_in_s: Tensor::new(in_s.as_slice(), cpu).unwrap(),
+            label_logit: Tensor::zeros(n, DType::F32, cpu).unwrap(),
+            learn: Tensor::new(learn.as_slice(), cpu).unwrap(),
+            last: None,
+            n,
+            n_learn: 3,
+        };
+        let var = |t: Tensor| Var::from_tensor(&t).unwrap();
+        let last = LastLayer {
+            a: var(normal(10, (3, ffn), 0.3)),
+            b: var(normal(11, (d, 3), 0.3)),
+            tail: tail_for_last,
+        };
+        let (u, w, db) = (
+            var(normal(12, (k, 2), 0.3)),
+            var(normal(13, (d, 2), 0.3)),
+            var(normal(14, (1, k), 0.3).squeeze(0).unwrap()),
+        );
+        let head = HeadParams {
+            u: &u,
+            v: &w,
+            db: &db,
+        };
+        let idx = Tensor::arange(0u32, n as u32, cpu).unwrap();
+        let vars = [&last.a, &last.b, &u, &w, &db];
+        for eps in [0.0, 0.1] {
+            let o = FineTuneOptions {
+                label_smoothing: eps,
+                kl_weight: 3.0,
+                ..Default::default()
+            };
+            let (ce, kl) = last.per_position(&head, &f, &x, &idx, &o, v).unwrap();
+            let ours = combine(&ce, &kl, &f.learn, o.kl_weight).unwrap();
+
+            // Plain autograd over all V logits.
+            let (act, pre) = tail.frozen.ffn(&ffn_input).unwrap();
+            let delta = act
+                .matmul(&last.a.as_tensor().t().unwrap())
+                .unwrap()
+                .matmul(&last.b.as_tensor().t().unwrap())
+                .unwrap();
+            let h = tail.layer_norm(&(pre + delta).unwrap()).unwrap();
+            let ds = h
+                .matmul(w.as_tensor())
+                .unwrap()
+                .matmul(&u.as_tensor().t().unwrap())
+                .unwrap()
+                .broadcast_add(db.as_tensor())
+                .unwrap();
+            let z = tail
+                .logits(&h)
+                .unwrap()
+                .index_add(&tail.set, &ds, 1)
+                .unwrap();
+            let logp = candle_nn::ops::log_softmax(&z, D::Minus1).unwrap();
+            let y = Tensor::new(labels.as_slice(), cpu).unwrap();
+            let nll = logp
+                .gather(&y.unsqueeze(1).unwrap(), 1)
+                .unwrap()
+                .squeeze(1)
+                .unwrap()
+                .neg()
+                .unwrap();
+            let ce_ref = ((nll * (1.0 - eps)).unwrap()
+                - (logp.sum(1).unwrap() * (eps / v as f64)).unwrap())
+            .unwrap();
+            let logq =
+                candle_nn::ops::log_softmax(&tail.logits(&hidden).unwrap(), D::Minus1).unwrap();
+            let kl_ref = (logq.exp().unwrap() * (logq - &logp).unwrap())
+                .unwrap()
+                .sum(1)
+                .unwrap();
+            let want = combine(&ce_ref, &kl_ref, &f.learn, o.kl_weight).unwrap();
+
+            let (a, b) = (
+                ours.to_scalar::<f32>().unwrap(),
+                want.to_scalar::<f32>().unwrap(),
+            );
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "loss {a} vs {b}");
+            let g_ours = ours.backward().unwrap();
+            let g_want = want.backward().unwrap();
+            for (i, p) in vars.iter().enumerate() {
+                let go = g_ours.get(p.as_tensor()).unwrap();
+                let gw = g_want.get(p.as_tensor()).unwrap();
+                let gap = (go - gw)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let scale = gw
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(scale > 0.0, "parameter {i} has a gradient");
+                assert!(
+                    gap <= 1e-4 * scale.max(1e-3),
+                    "eps {eps}: parameter {i}: gradient differs by {gap} (scale {scale})"
+                );
+            }
+        }
+    }
+}
