@@ -5,7 +5,8 @@
 //!     about cars use the user's word in at least 80 % of cases;
 //! (b) no collateral damage: held-out sentences without the term translate as before — BLEU of
 //!     the tuned output against the untuned output >= 90 (issue 5's two targets, asserted as
-//!     asked; measured 2026-11-26 with the defaults: 25/27 = 92.6 % adoption, BLEU 93.37).
+//!     asked; measured 2026-11-26 with the defaults: 25/27 = 92.6 % adoption, BLEU 93.37; with
+//!     the last-layer adapter (rank 8) as well: 27/27, BLEU 91.78).
 //! Plus the adapter's contract: file round trip, refusal on another base model, identity when
 //! the correction is zero.
 
@@ -131,51 +132,60 @@ fn terminology_is_adopted_without_collateral_damage() {
     let mut t = default_translator();
     let term_before = translate(&t, &term_src);
     let general_before = translate(&t, &general_src);
+    // Among held-out car sentences the base model renders with "voiture(s)"...
+    let asked: Vec<usize> = (0..term_src.len())
+        .filter(|&i| term(&term_before[i]))
+        .collect();
+    assert!(
+        asked.len() >= 15,
+        "too few held-out sentences: {}",
+        asked.len()
+    );
 
     // MARIAN_FT_* override the defaults, for experiments only (the assertions hold the defaults).
     fn env<T: std::str::FromStr>(k: &str) -> Option<T> {
         let v = std::env::var(format!("MARIAN_FT_{k}")).ok()?;
         Some(v.parse().unwrap_or_else(|_| panic!("MARIAN_FT_{k}={v}")))
     }
-    let opts = FineTuneOptions::with_overrides(&FineTuneOverrides {
-        rank: env("RANK"),
-        lr: env("LR"),
-        epochs: env("EPOCHS"),
-        kl_weight: env("KL"),
-        learn_below: env("LEARN_BELOW"),
-        weight_decay: env("WD"),
-        min_taught: env("MIN_TAUGHT"),
-        min_taught_share: env("TAUGHT_SHARE"),
-        train_bias: env("BIAS"),
-        kl_learn_weight: env("KL_LEARN"),
-        top_k: env("TOPK"),
-        learn_after_term: env("AFTER"),
-        ..Default::default()
-    });
-    let started = std::time::Instant::now();
-    let (adapter, report) = fine_tune(&t, &train, &val, &opts, &mut |_| Control::Continue).unwrap();
-    let seconds = started.elapsed().as_secs_f64();
-    t.set_adapter(Some(&adapter)).unwrap();
-    let term_after = translate(&t, &term_src);
-    let general_after = translate(&t, &general_src);
-
-    // Among held-out car sentences the base model renders with "voiture(s)"...
-    let asked: Vec<usize> = (0..term_src.len())
-        .filter(|&i| term(&term_before[i]))
-        .collect();
-    let adopted = asked
-        .iter()
-        .filter(|&&i| has_word(&term_after[i], &["auto", "autos"]))
-        .count();
-    let rate = adopted as f64 / asked.len() as f64;
-    let collateral = corpus_bleu(&general_after, &general_before).unwrap().score;
-    let unchanged = general_after
-        .iter()
-        .zip(&general_before)
-        .filter(|(a, b)| a == b)
-        .count();
-    eprintln!(
-        "fine-tuning: {:.1} s ({} positions, {} learn, {} tokens, best epoch {}, epochs {:?})",
+    // The head alone (the default), then with the last-layer adapter too.
+    for last_layer_rank in [0, 8] {
+        let opts = FineTuneOptions::with_overrides(&FineTuneOverrides {
+            rank: env("RANK"),
+            lr: env("LR"),
+            epochs: env("EPOCHS"),
+            kl_weight: env("KL"),
+            learn_below: env("LEARN_BELOW"),
+            weight_decay: env("WD"),
+            min_taught: env("MIN_TAUGHT"),
+            min_taught_share: env("TAUGHT_SHARE"),
+            train_bias: env("BIAS"),
+            kl_learn_weight: env("KL_LEARN"),
+            top_k: env("TOPK"),
+            learn_after_term: env("AFTER"),
+            last_layer_rank: Some(last_layer_rank),
+            ..Default::default()
+        });
+        let started = std::time::Instant::now();
+        let (adapter, report) =
+            fine_tune(&t, &train, &val, &opts, &mut |_| Control::Continue).unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        assert_eq!(adapter.last_layer.is_some(), last_layer_rank > 0);
+        t.set_adapter(Some(&adapter)).unwrap();
+        let term_after = translate(&t, &term_src);
+        let general_after = translate(&t, &general_src);
+        let adopted = asked
+            .iter()
+            .filter(|&&i| has_word(&term_after[i], &["auto", "autos"]))
+            .count();
+        let rate = adopted as f64 / asked.len() as f64;
+        let collateral = corpus_bleu(&general_after, &general_before).unwrap().score;
+        let unchanged = general_after
+            .iter()
+            .zip(&general_before)
+            .filter(|(a, b)| a == b)
+            .count();
+        eprintln!(
+        "last-layer rank {last_layer_rank}: fine-tuning {:.1} s ({} positions, {} learn, {} tokens, best epoch {}, epochs {:?})",
         seconds,
         report.train_positions,
         report.learn_positions,
@@ -187,31 +197,31 @@ fn terminology_is_adopted_without_collateral_damage() {
             .map(|e| (e.train_loss, e.val_loss))
             .collect::<Vec<_>>()
     );
-    eprintln!(
-        "terminology: {adopted}/{} held-out sentences use \"auto\" ({:.1} %)",
-        asked.len(),
-        rate * 100.0
-    );
-    eprintln!(
+        eprintln!(
+            "terminology: {adopted}/{} held-out sentences use \"auto\" ({:.1} %)",
+            asked.len(),
+            rate * 100.0
+        );
+        eprintln!(
         "collateral: BLEU(tuned vs untuned) {collateral:.2} on {} general sentences, {unchanged} identical",
         general_src.len()
     );
-    for i in asked.iter().take(5) {
-        eprintln!(
-            "  {} | {} | {}",
-            term_src[*i], term_before[*i], term_after[*i]
+        for i in asked.iter().take(5) {
+            eprintln!(
+                "  {} | {} | {}",
+                term_src[*i], term_before[*i], term_after[*i]
+            );
+        }
+        assert!(
+            rate >= 0.8,
+            "last-layer rank {last_layer_rank}: term adopted in only {:.1} %",
+            rate * 100.0
+        );
+        assert!(
+            collateral >= 90.0,
+            "last-layer rank {last_layer_rank}: unrelated output moved: BLEU {collateral:.2}"
         );
     }
-    assert!(
-        asked.len() >= 15,
-        "too few held-out sentences: {}",
-        asked.len()
-    );
-    assert!(rate >= 0.8, "term adopted in only {:.1} %", rate * 100.0);
-    assert!(
-        collateral >= 90.0,
-        "unrelated output moved: BLEU {collateral:.2}"
-    );
 }
 
 /// The first `n` training pairs about cars in the house style: something consistent to learn.
@@ -237,6 +247,7 @@ fn adapter_round_trips_and_refuses_another_base() {
     let pairs = car_pairs(30);
     let opts = FineTuneOptions {
         epochs: 2,
+        last_layer_rank: 4,
         ..Default::default()
     };
     let mut calls = 0;
@@ -252,6 +263,13 @@ fn adapter_round_trips_and_refuses_another_base() {
     assert_eq!(back.ids, adapter.ids);
     assert_eq!(back.delta_u, adapter.delta_u);
     assert_eq!(back.delta_v, adapter.delta_v);
+    let (l, lb) = (
+        adapter.last_layer.as_ref().unwrap(),
+        back.last_layer.as_ref().unwrap(),
+    );
+    assert_eq!((lb.rank, &lb.a, &lb.b), (4, &l.a, &l.b));
+    assert!(l.b.iter().any(|&x| x != 0.0), "the last layer was trained");
+    assert_eq!(back.manifest.format_version, 2);
     // (metrics are f64 in JSON: compared as printed, not bit for bit)
     assert_eq!(
         back.manifest.base_model_sha256,
@@ -280,14 +298,45 @@ fn adapter_round_trips_and_refuses_another_base() {
     assert!(Adapter::from_bytes(&cut).is_err());
     assert!(Adapter::from_bytes(b"not an adapter").is_err());
 
-    // A zero correction translates exactly like the base model.
+    // A head-only adapter is written as format 1 (older builds read it).
+    let mut head_only = back.clone();
+    head_only.last_layer = None;
+    let v1 = Adapter::from_bytes(&head_only.to_bytes().unwrap()).unwrap();
+    assert_eq!(v1.manifest.format_version, 1);
+    assert!(v1.last_layer.is_none());
+
+    // A zero correction translates exactly like the base model; the last layer's own
+    // correction changes it, and taking the adapter off restores the base model.
     let mut zero = back.clone();
     zero.delta_u.iter_mut().for_each(|x| *x = 0.0);
     zero.delta_bias.iter_mut().for_each(|x| *x = 0.0);
+    let mut zero_last = zero.clone();
+    let last = zero_last.last_layer.as_mut().unwrap();
+    last.b.iter_mut().for_each(|x| *x = 0.0);
     let src: Vec<String> = lines("val.en").into_iter().take(20).collect();
     let base = translate(&t2, &src);
-    t2.set_adapter(Some(&zero)).unwrap();
+    t2.set_adapter(Some(&zero_last)).unwrap();
     assert_eq!(translate(&t2, &src), base);
+    let mut strong = zero.clone();
+    strong
+        .last_layer
+        .as_mut()
+        .unwrap()
+        .b
+        .iter_mut()
+        .for_each(|x| *x *= 5.0);
+    t2.set_adapter(Some(&strong)).unwrap();
+    let moved = translate(&t2, &src[..5]);
+    assert_ne!(moved, base[..5], "the last-layer part is applied");
+    t2.set_adapter(None).unwrap();
+    assert_eq!(translate(&t2, &src), base);
+
+    // A last-layer part that does not fit the model is refused.
+    let mut wrong = back.clone();
+    wrong.manifest.decoder_ffn_dim += 4;
+    wrong.last_layer.as_mut().unwrap().a.extend([0.0; 16]);
+    let err = t2.set_adapter(Some(&wrong)).unwrap_err().to_string();
+    assert!(err.contains("FFN"), "{err}");
 
     // Cancelling stops at once.
     let err = fine_tune(&t, &pairs, &[], &opts, &mut |_| Control::Cancel);
@@ -303,8 +352,10 @@ fn sharded_features_train_the_same_adapter() {
     let t = default_translator();
     let pairs = car_pairs(120);
     let (train, val) = pairs.split_at(100);
+    // With the last-layer adapter: its inputs travel in the shards too.
     let opts = FineTuneOptions {
         epochs: 2,
+        last_layer_rank: 4,
         ..Default::default()
     };
     let go = &mut |_: &marian_wasm::finetune::Progress| Control::Continue;
@@ -351,6 +402,14 @@ fn sharded_features_train_the_same_adapter() {
     assert!(worst(&sharded.delta_u, &whole.delta_u) <= 1e-3 * scale);
     assert!(worst(&sharded.delta_v, &whole.delta_v) <= 1e-3);
     assert!(worst(&sharded.delta_bias, &whole.delta_bias) <= 1e-3 * scale.max(1.0));
+    let (ls, lw) = (
+        sharded.last_layer.as_ref().unwrap(),
+        whole.last_layer.as_ref().unwrap(),
+    );
+    let scale_b = lw.b.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(scale_b > 0.0, "the last layer learned something");
+    assert!(worst(&ls.b, &lw.b) <= 1e-3 * scale_b);
+    assert!(worst(&ls.a, &lw.a) <= 1e-3);
 
     // Shards out of order, missing, or from another top-k are not this run's.
     let mut swapped = bytes.clone();
