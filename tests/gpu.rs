@@ -177,6 +177,69 @@ fn gpu_applies_a_fine_tuning_adapter_like_the_cpu() {
     assert_eq!(generate(&g_model, &srcs, &g).unwrap(), want);
 }
 
+/// An adapter with a last-layer part (merged into the last decoder layer's fc2): the GPU
+/// translator gives the CPU translator's tokens, and taking it off restores the base output.
+#[test]
+fn gpu_applies_a_last_layer_adapter_like_the_cpu() {
+    use marian_wasm::adapter::{
+        Adapter, AdapterManifest, LastLayerAdapter, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION,
+    };
+    use marian_wasm::translator::{Device, DeviceChoice};
+    let fx = fixtures().into_iter().next().unwrap();
+    let (_dir, pkg) = package(&fx, Quant::F32);
+    let mut cpu = Translator::new(&pkg).unwrap();
+    let mut gpu = ready(Translator::with_device(&pkg, DeviceChoice::Gpu)).unwrap();
+    let cfg = cpu.model.config.clone();
+    let (d, f, r) = (cfg.d_model, cfg.decoder_ffn_dim, 2);
+    // A deterministic, strong enough correction (no head part: zero factors).
+    let wave = |n: usize, k: f32| -> Vec<f32> { (0..n).map(|i| (i as f32 * k).sin()).collect() };
+    let adapter = Adapter {
+        manifest: AdapterManifest {
+            format: ADAPTER_FORMAT.into(),
+            format_version: ADAPTER_FORMAT_VERSION,
+            base_model_sha256: cpu.model_sha256.clone(),
+            d_model: d,
+            target_vocab_size: cfg.target_vocab_size(),
+            decoder_ffn_dim: f,
+            trained: "test".into(),
+            hyperparameters: serde_json::json!({}),
+            metrics: serde_json::json!({}),
+            created_by: "tests/gpu.rs".into(),
+        },
+        ids: vec![5],
+        rank: 1,
+        delta_u: vec![0.0],
+        delta_v: vec![0.0; d],
+        delta_bias: vec![0.0],
+        last_layer: Some(LastLayerAdapter {
+            rank: r,
+            a: wave(r * f, 0.37),
+            b: wave(d * r, 0.11).iter().map(|x| x * 0.5).collect(),
+        }),
+    };
+    let texts = [
+        "A man is riding a bicycle.",
+        "Two dogs play in the snow.",
+        "A woman is reading a book in the park.",
+    ];
+    let run = |t: &Translator| -> Vec<String> {
+        let out = t.translate(&texts, &GenerateOptions::default(), 8).unwrap();
+        out.into_iter().map(|x| x.text).collect()
+    };
+    let base = run(&cpu);
+    cpu.set_adapter(Some(&adapter)).unwrap();
+    gpu.set_adapter(Some(&adapter)).unwrap();
+    let want = run(&cpu);
+    assert_ne!(want, base, "the test adapter must change something");
+    let on_gpu = gpu
+        .translate(&texts, &GenerateOptions::default(), 8)
+        .unwrap();
+    assert!(on_gpu.iter().all(|x| x.device == Device::Gpu));
+    assert_eq!(on_gpu.into_iter().map(|x| x.text).collect::<Vec<_>>(), want);
+    gpu.set_adapter(None).unwrap();
+    assert_eq!(run(&gpu), base);
+}
+
 /// A device lost in the middle of a translation: the batch is translated again on the CPU,
 /// the caller is told, and later calls stay on the CPU.
 #[test]
@@ -345,6 +408,7 @@ fn gpu_fine_tuning_features_match_the_cpu() {
         };
         for (name, bound, relative) in [
             ("hidden", 1e-4, false),
+            ("ffn_input", 1e-4, false),
             ("max", 1e-4, false),
             ("y_logit", 1e-4, false),
             ("p_target", 1e-5, false),
