@@ -5,6 +5,7 @@
 #   scripts/bench_finetune.sh PKG_DIR PAIRS_TSV [DEVICE...]      (default devices: cpu gpu)
 # The package and the pairs are made as BENCHMARKS.md says. MARIAN_BIN=<path> uses a prebuilt
 # binary (a GPU machine without cargo); WORK (default /tmp/bench-finetune) keeps the adapters.
+# FT_ARGS adds finetune flags to every run (e.g. FT_ARGS="--last-layer-rank 8"; reported).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PKG="${1:?package folder}"
@@ -20,14 +21,15 @@ mkdir -p "$WORK"
 for dev in "${DEVICES[@]}"; do
   t0=$(date +%s.%N)
   "$BIN" finetune --model "$PKG" --pairs "$PAIRS" --val-fraction 0 --epochs 3 --device "$dev" \
-    --out "$WORK/ft-$dev.safetensors" --json > "$WORK/ft-$dev.json" 2> "$WORK/ft-$dev.log"
+    --out "$WORK/ft-$dev.safetensors" --json ${FT_ARGS:-} > "$WORK/ft-$dev.json" 2> "$WORK/ft-$dev.log"
   t1=$(date +%s.%N)
-  python3 - "$WORK/ft-$dev.json" "$t0" "$t1" <<'PY'
-import json, sys
+  FT_ARGS="${FT_ARGS:-}" python3 - "$WORK/ft-$dev.json" "$t0" "$t1" <<'PY'
+import json, os, sys
 r = json.load(open(sys.argv[1]))
 rep = r["report"]
 print(json.dumps({
     "asked": sys.argv[1].rsplit("ft-", 1)[1].split(".")[0],
+    "flags": os.environ.get("FT_ARGS", ""),
     "feature_device": rep["feature_device"],
     "wall_s": round(float(sys.argv[3]) - float(sys.argv[2]), 2),
     "feature_s": round(rep["feature_seconds"], 2),
@@ -41,11 +43,11 @@ print(json.dumps({
 PY
 done | tee "$WORK/results.jsonl"
 echo
-echo "| features on | wall s | features s | training s | positions | tokens in S | loss per epoch |"
-echo "|---|---|---|---|---|---|---|"
+echo "| features on | flags | wall s | features s | training s | positions | tokens in S | loss per epoch |"
+echo "|---|---|---|---|---|---|---|---|"
 python3 -c '
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    print("| %s | %.1f | %.1f | %.1f | %d | %d | %s |" % (r["feature_device"], r["wall_s"], r["feature_s"], r["train_s"], r["positions"], r["trained_tokens"], ", ".join("%.4f" % l for l in r["losses"])))
+    print("| %s | %s | %.1f | %.1f | %.1f | %d | %d | %s |" % (r["feature_device"], r.get("flags") or "—", r["wall_s"], r["feature_s"], r["train_s"], r["positions"], r["trained_tokens"], ", ".join("%.4f" % l for l in r["losses"])))
 ' "$WORK/results.jsonl"

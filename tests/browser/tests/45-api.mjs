@@ -44,11 +44,19 @@ export async function run({ page, baseUrl, assert, log }) {
       workers: r.featureWorkers,
       positions: r.report.train_positions,
       losses: r.report.epochs.map((/** @type {any} */ e) => e.train_loss),
+      formatVersion: r.manifest.format_version,
     });
     out.ftGpu = summary(await gpu.fineTune(ftPairs, ftOptions));
+    // With the last-layer adapter too: its inputs come from the GPU pass, and the WebGPU
+    // translator runs with the merged layer afterwards.
+    const lastOptions = { ...ftOptions, lastLayerRank: 2 };
+    out.ftGpuLast = summary(await gpu.fineTune(ftPairs, lastOptions));
+    out.ftGpuLastText = await gpu.translate('A man drives a red car.');
     gpu.destroy();
     const cpuTuner = await MarianTranslator.create({ model, store: false });
     out.ftCpu = summary(await cpuTuner.fineTune(ftPairs, ftOptions));
+    out.ftCpuLast = summary(await cpuTuner.fineTune(ftPairs, lastOptions));
+    out.ftCpuLastText = await cpuTuner.translate('A man drives a red car.');
     cpuTuner.destroy();
     out.missing = await caught(() => MarianTranslator.create({ model: '/packages/no-such-package/' }));
     /** @type {number[]} */
@@ -100,6 +108,16 @@ export async function run({ page, baseUrl, assert, log }) {
   ftGpu.losses.forEach((/** @type {number} */ l, /** @type {number} */ i) =>
     assert.ok(Math.abs(l - ftCpu.losses[i]) < 1e-3, `epoch ${i + 1} loss ${l} on GPU features, ${ftCpu.losses[i]} on CPU`),
   );
+  const [lastGpu, lastCpu] = /** @type {any[]} */ ([r.ftGpuLast, r.ftCpuLast]);
+  log(`with the last-layer adapter: losses ${lastGpu.losses} / ${lastCpu.losses}; "${r.ftGpuLastText}" / "${r.ftCpuLastText}"`);
+  assert.equal(lastGpu.device, 'gpu');
+  assert.equal(lastGpu.formatVersion, 2, 'the adapter carries the last-layer part');
+  assert.equal(ftGpu.formatVersion, 1, 'a head-only adapter stays format 1');
+  assert.equal(lastGpu.positions, lastCpu.positions);
+  lastGpu.losses.forEach((/** @type {number} */ l, /** @type {number} */ i) =>
+    assert.ok(Math.abs(l - lastCpu.losses[i]) < 1e-3, `last layer: epoch ${i + 1} loss ${l} on GPU features, ${lastCpu.losses[i]} on CPU`),
+  );
+  assert.equal(r.ftGpuLastText, r.ftCpuLastText, 'the WebGPU translator with the merged last layer says what the CPU one says');
   assert.match(String(r.missing), /no-such-package\/manifest\.json: HTTP 404/);
   assert.equal(r.progressMonotonic, true);
   assert.equal(r.progressEnds, 1);
