@@ -201,6 +201,15 @@ mod tests {
         seeded_normal(seed, shape, std).unwrap()
     }
 
+    fn max_abs(t: &Tensor) -> f32 {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     /// The loss through the linearised vocabulary terms equals the loss written out over the
     /// whole vocabulary with plain autograd, in value and in every parameter's gradient.
     #[test]
@@ -338,21 +347,7 @@ mod tests {
             for (i, p) in vars.iter().enumerate() {
                 let go = g_ours.get(p.as_tensor()).unwrap();
                 let gw = g_want.get(p.as_tensor()).unwrap();
-                let gap = (go - gw)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                let scale = gw
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let (gap, scale) = (max_abs(&(go - gw).unwrap()), max_abs(gw));
                 assert!(scale > 0.0, "parameter {i} has a gradient");
                 assert!(
                     gap <= 1e-4 * scale.max(1e-3),
