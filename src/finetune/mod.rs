@@ -3,7 +3,9 @@
 //! What is trained: a correction of the output projection (tied to the embeddings in Marian, so
 //! the shared matrix is left alone) and of `final_logits_bias`, on a set S of target tokens: the
 //! tokens the pairs teach and the base model's top-k where they are taught (what they displace).
-//! No other token's logit can change.
+//! No other token's logit can change. Optionally (`last_layer_rank`) also a low-rank adapter
+//! on the last decoder layer's fc2; then every logit moves and the loss runs over the whole
+//! vocabulary (`last_layer`).
 //! The frozen encoder and decoder run once per pair (teacher forcing); their hidden states are
 //! cached, so epochs cost only the head.
 //!
