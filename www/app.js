@@ -300,6 +300,7 @@ async function fineTune() {
     const r = await translator.fineTune(pairs, {
       epochs: Number($('ft-epochs').value) || undefined,
       lr: Number($('ft-lr').value) || undefined,
+      lastLayerRank: /** @type {HTMLInputElement} */ ($('ft-last-layer')).checked ? 8 : undefined,
       signal: training.signal,
       onProgress: (p) => {
         $('ft-progress').value = p.steps ? p.step / p.steps : 0;
@@ -327,6 +328,7 @@ async function fineTune() {
     $('ft-result').textContent =
       `Held-out pairs: ${fmt(r.valBefore)} before → ${fmt(r.valAfter)} after. ` +
       `${r.report.train_pairs} pairs trained, ${r.report.val_pairs} held out, best epoch ${r.report.best_epoch}` +
+      `, ${r.manifest.format_version >= 2 ? 'the head and the last decoder layer' : 'the head'} adapted` +
       `${r.report.stopped_early ? ' (stopped early)' : ''}; ${((performance.now() - t0) / 1000).toFixed(1)} s` +
       ` (the model's pass over the pairs on ${r.report.feature_device === 'gpu' ? 'the GPU' : `${r.featureWorkers} CPU worker${r.featureWorkers > 1 ? 's' : ''}`}).`;
     $('ft-progress').value = 1;

@@ -189,6 +189,7 @@ export async function run({ page, baseUrl, assert, log }) {
   await page.waitForFunction(() => /Model ready|Error/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 120_000 });
   await page.getByLabel('Sentence pairs').fill(pairs.slice(0, 60).map((p) => `${p.source}\t${p.target}`).join('\n') + '\nno tab on this line\n');
   await page.getByLabel('Epochs').fill('3');
+  await page.getByLabel('Adapt the last layer too (slower)').check();
   await page.getByRole('button', { name: 'Train' }).click();
   await page.waitForFunction(() => /Fine-tuned|Error/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 200_000 });
   const result = (await page.locator('#ft-result').textContent()) ?? '';
@@ -196,6 +197,7 @@ export async function run({ page, baseUrl, assert, log }) {
   assert.match(result, /Held-out pairs: BLEU [\d.]+, chrF [\d.]+ before → BLEU [\d.]+, chrF [\d.]+ after/);
   // 60 pairs (< 64): one worker, on the CPU (the demo's default device here is the CPU).
   assert.match(result, /on 1 CPU worker\)\.$/);
+  assert.match(result, /the head and the last decoder layer adapted/, 'the checkbox trains the last-layer adapter');
   assert.match((await page.locator('#ft-issues summary').textContent()) ?? '', /Skipped pairs \(1\)/);
   const inked = await page.evaluate(() => {
     const c = /** @type {HTMLCanvasElement} */ (document.getElementById('ft-chart'));
