@@ -290,7 +290,9 @@ fn teacher_forced_pass_matches_step_by_step_decoding() {
             // The last layer's FFN input through the frozen tail (what a last-layer adapter
             // trains through) gives the same hidden states.
             let tail = model.frozen_tail().unwrap();
-            let (_, pre) = tail.ffn(&ffn_input).unwrap();
+            let d = ffn_input.dim(2).unwrap();
+            let (_, pre) = tail.ffn(&ffn_input.reshape(((), d)).unwrap()).unwrap();
+            let pre = pre.reshape(whole.shape()).unwrap();
             let again =
                 candle_nn::ops::layer_norm(&pre, &tail.norm_weight, &tail.norm_bias, 1e-5).unwrap();
             let gap = (again - &whole)
