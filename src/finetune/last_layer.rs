@@ -29,7 +29,7 @@ use crate::model::FrozenTail;
 use candle_core::{DType, Device, Tensor, Var, D};
 
 /// Rows per V-wide block (a block is rows × vocabulary f32s).
-const ROWS: usize = 256;
+pub(super) const ROWS: usize = 256;
 
 /// The frozen tail and the vocabulary-wide constants every position shares.
 pub(super) struct Tail {
@@ -39,7 +39,6 @@ pub(super) struct Tail {
     bias_sum: f64,
     /// S as token ids [K] (u32).
     set: Tensor,
-    eps: f64,
 }
 
 impl Tail {
@@ -48,7 +47,6 @@ impl Tail {
             proj_sum: frozen.proj.sum(0)?,
             bias_sum: frozen.bias.sum_all()?.to_scalar::<f32>()? as f64,
             set: Tensor::new(set, &Device::Cpu)?,
-            eps: crate::model::LAYER_NORM_EPS,
             frozen,
         })
     }
@@ -57,7 +55,7 @@ impl Tail {
         // Written out in differentiable operations (candle's fused layer norm has no backward).
         let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        let normed = centred.broadcast_div(&(var + crate::model::LAYER_NORM_EPS)?.sqrt()?)?;
         Ok(normed
             .broadcast_mul(&self.frozen.norm_weight)?
             .broadcast_add(&self.frozen.norm_bias)?)
@@ -228,8 +226,13 @@ mod tests {
             proj: normal(7, (v, d), 1.0),
             bias: normal(8, (1, v), 0.5).squeeze(0).unwrap(),
         };
-        let tail_for_last = Tail::new(frozen.clone(), &set).unwrap();
-        let tail = Tail::new(frozen, &set).unwrap();
+        let var = |t: Tensor| Var::from_tensor(&t).unwrap();
+        let last = LastLayer {
+            a: var(normal(10, (3, ffn), 0.3)),
+            b: var(normal(11, (d, 3), 0.3)),
+            tail: Tail::new(frozen, &set).unwrap(),
+        };
+        let tail = &last.tail;
         let ffn_input = normal(9, (n, d), 1.0);
         let (_, pre0) = tail.frozen.ffn(&ffn_input).unwrap();
         let hidden = tail.layer_norm(&pre0).unwrap();
@@ -247,7 +250,7 @@ mod tests {
             exp_sum: vec![1.0; n],
             logit_sum: vec![0.0; n],
         };
-        let x = LastLayerFeatures::of(&tail, &pos).unwrap();
+        let x = LastLayerFeatures::of(tail, &pos).unwrap();
         let label_s: Vec<u32> = labels
             .iter()
             .map(|y| set.binary_search(y).unwrap_or(0) as u32)
@@ -269,12 +272,6 @@ mod tests {
             last: None,
             n,
             n_learn: 3,
-        };
-        let var = |t: Tensor| Var::from_tensor(&t).unwrap();
-        let last = LastLayer {
-            a: var(normal(10, (3, ffn), 0.3)),
-            b: var(normal(11, (d, 3), 0.3)),
-            tail: tail_for_last,
         };
         let (u, w, db) = (
             var(normal(12, (k, 2), 0.3)),

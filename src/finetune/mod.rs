@@ -475,8 +475,8 @@ impl Head {
         };
         let x = f.last.as_ref().expect("last-layer features");
         let (mut ce, mut kl) = (Vec::new(), Vec::new());
-        for from in (0..f.n).step_by(256) {
-            let to = (from + 256).min(f.n);
+        for from in (0..f.n).step_by(last_layer::ROWS) {
+            let to = (from + last_layer::ROWS).min(f.n);
             let idx = Tensor::arange(from as u32, to as u32, &Device::Cpu)?;
             let (c, k) = last.per_position(&self.params(), f, x, &idx, o, vocab)?;
             ce.push(c.detach());

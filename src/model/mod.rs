@@ -73,7 +73,6 @@ fn dense_f32(m: &QMatMul) -> Result<Tensor> {
 
 /// The base model from the last decoder layer's FFN input to the logits, in f32:
 /// `h = LayerNorm(x + fc2(act(fc1 x)))`, `logits = h · projᵀ + bias`.
-#[derive(Clone)]
 pub struct FrozenTail {
     /// [ffn, D], [ffn]
     pub fc1_weight: Tensor,
@@ -591,10 +590,6 @@ impl Marian {
             .last()
             .ok_or_else(|| Error::Input("the model has no decoder layer".into()))?;
         let fc2 = self.base_last_fc2.as_ref().unwrap_or(&last.ffn.fc2);
-        let proj = match &self.lm_head.matrix {
-            Matrix::Dense(t) => t.to_dtype(DType::F32)?,
-            Matrix::Quantized(q) => q.dequantize(&Device::Cpu)?,
-        };
         Ok(FrozenTail {
             fc1_weight: dense_f32(&last.ffn.fc1.weight)?,
             fc1_bias: last.ffn.fc1.bias.clone(),
@@ -607,7 +602,7 @@ impl Marian {
                 .bias()
                 .cloned()
                 .ok_or_else(|| Error::Input("the last layer norm has no bias".into()))?,
-            proj,
+            proj: dense_f32(&self.lm_head.as_linear)?,
             bias: self.final_logits_bias.to_dtype(DType::F32)?,
         })
     }
