@@ -22,7 +22,7 @@
 //!   computed once per position before training (`LastLayerFeatures::of`);
 //! - label smoothing's mean log-probability is linear in h' too (ΣW, Σb).
 
-use super::positions::Positions;
+use super::positions::{exp_nonpositive, Positions};
 use super::{Features, FineTuneOptions};
 use crate::error::Result;
 use crate::model::FrozenTail;
@@ -39,6 +39,65 @@ pub(super) struct Tail {
     bias_sum: f64,
     /// S as token ids [K] (u32).
     set: Tensor,
+    set_ids: Vec<u32>,
+    /// The output bias as values, added inside the vocabulary pass.
+    bias_values: Vec<f32>,
+}
+
+/// A block of rows over the whole vocabulary, from one fused pass: the softmax's numerators
+/// e = exp(z − max z) per row (p = e / Σe), and per row what the loss needs of the rest.
+struct VocabularyRows {
+    /// [B, V] exp(z − max z).
+    e: Tensor,
+    /// [B] log Σ exp(z).
+    lse: Tensor,
+    /// [B, 1] 1 / Σ e.
+    inv_sum: Tensor,
+    /// [B] Σ p log p.
+    p_log_p: Tensor,
+}
+
+/// Row `row` of logits in place: adds `bias`, then becomes exp(z − max z). Returns max z,
+/// Σ exp(z − max) and Σ exp(z − max)·(z − max). Two passes over the row, eight f32 lanes a
+/// block so that they vectorise (candle's log_sum_exp and softmax make about ten V-wide passes
+/// with an allocation each, as long as the two V-wide matrix products together).
+fn exp_row_in_place(row: &mut [f32], bias: &[f32]) -> (f32, f64, f64) {
+    let mut m = [f32::NEG_INFINITY; 8];
+    let mut lanes = row.chunks_exact_mut(8);
+    let mut b_lanes = bias.chunks_exact(8);
+    for (c, b) in (&mut lanes).zip(&mut b_lanes) {
+        for l in 0..8 {
+            c[l] += b[l];
+            m[l] = m[l].max(c[l]);
+        }
+    }
+    for (z, b) in lanes.into_remainder().iter_mut().zip(b_lanes.remainder()) {
+        *z += b;
+        m[0] = m[0].max(*z);
+    }
+    let max = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (mut sum, mut weighted) = (0f64, 0f64);
+    for block in row.chunks_mut(1024) {
+        let (mut e, mut w) = ([0f32; 8], [0f32; 8]);
+        let mut lanes = block.chunks_exact_mut(8);
+        for c in &mut lanes {
+            for l in 0..8 {
+                let x = c[l] - max;
+                c[l] = exp_nonpositive(x);
+                e[l] += c[l];
+                w[l] += c[l] * x;
+            }
+        }
+        for z in lanes.into_remainder() {
+            let x = *z - max;
+            *z = exp_nonpositive(x);
+            e[0] += *z;
+            w[0] += *z * x;
+        }
+        sum += e.iter().map(|&x| x as f64).sum::<f64>();
+        weighted += w.iter().map(|&x| x as f64).sum::<f64>();
+    }
+    (max, sum, weighted)
 }
 
 impl Tail {
@@ -47,6 +106,8 @@ impl Tail {
             proj_sum: frozen.proj.sum(0)?,
             bias_sum: frozen.bias.sum_all()?.to_scalar::<f32>()? as f64,
             set: Tensor::new(set, &Device::Cpu)?,
+            set_ids: set.to_vec(),
+            bias_values: frozen.bias.to_vec1::<f32>()?,
             frozen,
         })
     }
@@ -62,9 +123,54 @@ impl Tail {
     }
 
     /// Full logits [B, V] of hidden states [B, D] (no autograd).
+    #[cfg(test)]
     fn logits(&self, h: &Tensor) -> Result<Tensor> {
         Ok(h.matmul(&self.frozen.proj.t()?)?
             .broadcast_add(&self.frozen.bias)?)
+    }
+
+    /// The softmax over the whole vocabulary of hidden states h [B, D] (no autograd), with the
+    /// head correction `ds` [B, K] added to S's logits when given.
+    fn vocabulary(&self, h: &Tensor, ds: Option<&Tensor>) -> Result<VocabularyRows> {
+        let z = h.matmul(&self.frozen.proj.t()?)?;
+        let (rows, v) = z.dims2()?;
+        let mut z = z.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(ds) = ds {
+            let ds = ds.to_vec2::<f32>()?;
+            for (row, ds) in z.chunks_exact_mut(v).zip(&ds) {
+                for (&s, &d) in self.set_ids.iter().zip(ds) {
+                    row[s as usize] += d;
+                }
+            }
+        }
+        let (mut lse, mut inv_sum, mut p_log_p) = (vec![], vec![], vec![]);
+        for row in z.chunks_exact_mut(v) {
+            let (max, sum, weighted) = exp_row_in_place(row, &self.bias_values);
+            let log_sum = sum.ln();
+            lse.push((max as f64 + log_sum) as f32);
+            inv_sum.push((1.0 / sum) as f32);
+            // Σ p log p = Σ e (z − max) / Σe − log Σe.
+            p_log_p.push((weighted / sum - log_sum) as f32);
+        }
+        let cpu = &Device::Cpu;
+        Ok(VocabularyRows {
+            e: Tensor::from_vec(z, (rows, v), cpu)?,
+            lse: Tensor::from_vec(lse, rows, cpu)?,
+            inv_sum: Tensor::from_vec(inv_sum, (rows, 1), cpu)?,
+            p_log_p: Tensor::from_vec(p_log_p, rows, cpu)?,
+        })
+    }
+}
+
+impl VocabularyRows {
+    /// [B, D] E_p[W] = p · W.
+    fn expected(&self, proj: &Tensor) -> Result<Tensor> {
+        Ok(self.e.matmul(proj)?.broadcast_mul(&self.inv_sum)?)
+    }
+
+    /// [B, K] p on the tokens `set`.
+    fn on(&self, set: &Tensor) -> Result<Tensor> {
+        Ok(self.e.index_select(set, 1)?.broadcast_mul(&self.inv_sum)?)
     }
 }
 
@@ -90,14 +196,11 @@ impl LastLayerFeatures {
         let (mut q_proj, mut q_const, mut q_set) = (Vec::new(), Vec::new(), Vec::new());
         for from in (0..n).step_by(ROWS) {
             let rows = ROWS.min(n - from);
-            let z = tail.logits(&pos.hidden.narrow(0, from, rows)?)?;
-            let logq = candle_nn::ops::log_softmax(&z, D::Minus1)?;
-            let q = logq.exp()?;
-            q_proj.push(q.matmul(&tail.frozen.proj)?);
-            let q_log_q = (&q * &logq)?.sum(1)?;
-            let q_b = q.matmul(&tail.frozen.bias.unsqueeze(1)?)?.squeeze(1)?;
-            q_const.push((q_log_q - q_b)?);
-            q_set.push(q.index_select(&tail.set, 1)?);
+            let q = tail.vocabulary(&pos.hidden.narrow(0, from, rows)?, None)?;
+            q_proj.push(q.expected(&tail.frozen.proj)?);
+            let q_b = q.expected(&tail.frozen.bias.unsqueeze(1)?)?.squeeze(1)?;
+            q_const.push((&q.p_log_p - q_b)?);
+            q_set.push(q.on(&tail.set)?);
         }
         let d = pos.hidden.dim(1)?;
         let k = tail.set.dim(0)?;
@@ -157,12 +260,14 @@ impl LastLayer {
             .broadcast_add(head.db.as_tensor())?;
         // The vocabulary-wide part, as values.
         let (h_value, ds_value) = (h.detach(), ds.detach());
-        let z = tail.logits(&h_value)?.index_add(&tail.set, &ds_value, 1)?;
-        let lse = z.log_sum_exp(1)?;
-        let p = candle_nn::ops::softmax(&z, D::Minus1)?;
-        let grad_h = p.matmul(&tail.frozen.proj)?;
-        let p_set = p.index_select(&tail.set, 1)?;
-        drop((z, p));
+        let (lse, grad_h, p_set) = {
+            let p = tail.vocabulary(&h_value, Some(&ds_value))?;
+            (
+                p.lse.clone(),
+                p.expected(&tail.frozen.proj)?,
+                p.on(&tail.set)?,
+            )
+        };
         let lse = ((lse + ((&h - &h_value)? * grad_h)?.sum(1)?)?
             + ((&ds - &ds_value)? * p_set)?.sum(1)?)?;
         // The target's logit: its row of the projection, and its head correction when in S.
@@ -212,7 +317,8 @@ mod tests {
     /// whole vocabulary with plain autograd, in value and in every parameter's gradient.
     #[test]
     fn per_position_loss_matches_full_vocabulary_autograd() {
-        let (v, d, ffn, n) = (40, 8, 12, 7);
+        // V not a multiple of 8: the vocabulary pass's remainder lanes run too.
+        let (v, d, ffn, n) = (43, 8, 12, 7);
         let set = [1u32, 5, 9, 20, 33];
         let k = set.len();
         let frozen = FrozenTail {
@@ -352,5 +458,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// One vocabulary row crossing a block boundary, with a remainder, against f64.
+    #[test]
+    fn exp_row_matches_f64() {
+        let v = 2 * 1024 + 13;
+        let z: Vec<f32> = (0..v)
+            .map(|i| ((i * 7919) % 997) as f32 / 41.0 - 12.0)
+            .collect();
+        let b: Vec<f32> = (0..v).map(|i| ((i * 31) % 17) as f32 / 9.0 - 1.0).collect();
+        let mut row = z.clone();
+        let (max, sum, weighted) = exp_row_in_place(&mut row, &b);
+        let x: Vec<f64> = z.iter().zip(&b).map(|(&z, &b)| (z + b) as f64).collect();
+        let m = x.iter().copied().fold(f64::MIN, f64::max);
+        assert_eq!(max as f64, m);
+        let e: Vec<f64> = x.iter().map(|&x| (x - m).exp()).collect();
+        let want_sum: f64 = e.iter().sum();
+        let want_weighted: f64 = e.iter().zip(&x).map(|(e, x)| e * (x - m)).sum();
+        assert!(
+            ((sum - want_sum) / want_sum).abs() < 1e-6,
+            "{sum} vs {want_sum}"
+        );
+        assert!(((weighted - want_weighted) / want_weighted).abs() < 1e-5);
+        // z − max rounds to f32 (≈ 1e-6 absolute at |z − max| ≈ 20), e^x's error ≈ 2e-7.
+        let worst = row
+            .iter()
+            .zip(&e)
+            .map(|(&got, &want)| (got as f64 - want).abs() / want)
+            .fold(0f64, f64::max);
+        assert!(worst < 3e-6, "worst relative error {worst}");
     }
 }
