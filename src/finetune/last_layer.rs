@@ -57,10 +57,11 @@ struct VocabularyRows {
     p_log_p: Tensor,
 }
 
-/// Row `row` of logits in place: adds `bias`, then becomes exp(z − max z). Returns max z,
+/// One row of logits z, in place: adds `bias`, then becomes exp(z − max z). Returns max z,
 /// Σ exp(z − max) and Σ exp(z − max)·(z − max). Two passes over the row, eight f32 lanes a
-/// block so that they vectorise (candle's log_sum_exp and softmax make about ten V-wide passes
-/// with an allocation each, as long as the two V-wide matrix products together).
+/// block so that they vectorise. Written by hand because candle's log_sum_exp + softmax make
+/// about ten V-wide passes with an allocation each: measured as long as the block's two V-wide
+/// matrix products together.
 fn exp_row_in_place(row: &mut [f32], bias: &[f32]) -> (f32, f64, f64) {
     let mut m = [f32::NEG_INFINITY; 8];
     let mut lanes = row.chunks_exact_mut(8);
@@ -163,7 +164,7 @@ impl Tail {
 }
 
 impl VocabularyRows {
-    /// [B, D] E_p[W] = p · W.
+    /// [B, D] E_p[W] = p · W (any [V, D] W: the projection, or the bias as a column).
     fn expected(&self, proj: &Tensor) -> Result<Tensor> {
         Ok(self.e.matmul(proj)?.broadcast_mul(&self.inv_sum)?)
     }
