@@ -6,16 +6,16 @@
 //! stored in the package (GGML Q8_0/Q4_0 through candle's `QMatMul`).
 
 pub mod layout;
+pub mod qgemm;
 pub mod weights;
 
 use crate::config::{Activation, MarianConfig};
 use crate::error::{Error, Result};
 use crate::package::quant::{Matrix, WeightFile};
 use crate::package::Package;
-use candle_core::quantized::{QMatMul, QStorage, QTensor};
+use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
-use std::borrow::Cow;
 use std::sync::Arc;
 use weights::{AttentionWeights, LinearWeights, MarianWeights, NormWeights, WeightSource};
 
@@ -36,38 +36,50 @@ impl WeightSource for WeightFile<'_> {
 /// A linear layer whose weight may be quantized.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: QMatMul,
+    weight: Matrix,
     bias: Tensor,
 }
 
-fn qmatmul(m: &Matrix) -> QMatMul {
-    match m {
-        Matrix::Dense(t) => QMatMul::Tensor(t.clone()),
-        Matrix::Quantized(q) => QMatMul::QTensor(q.clone()),
+/// `x · Wᵀ` for x [..., cols] and W [rows, cols]: f32 weights through candle's GEMM (exactly as
+/// transformers computes), quantized ones through `qgemm`.
+fn matrix_product(w: &Matrix, x: &Tensor) -> Result<Tensor> {
+    match w {
+        Matrix::Dense(t) => Ok(QMatMul::Tensor(t.clone()).forward(x)?),
+        Matrix::Quantized(q) => {
+            let (rows, cols) = q.dims();
+            let mut shape = x.dims().to_vec();
+            let m = x.elem_count() / cols.max(1);
+            if shape.last() != Some(&cols) {
+                return Err(Error::Input(format!(
+                    "matrix product of {shape:?} with a [{rows}, {cols}] weight"
+                )));
+            }
+            let x = x.to_dtype(DType::F32)?.contiguous()?;
+            let y = {
+                let (storage, layout) = x.storage_and_layout();
+                let candle_core::Storage::Cpu(cpu) = &*storage else {
+                    return Err(Error::Input("quantized products run on the CPU".into()));
+                };
+                let data = cpu.as_slice::<f32>()?;
+                q.matmul(&data[layout.start_offset()..][..m * cols], m)
+            };
+            *shape.last_mut().expect("checked above") = rows;
+            Ok(Tensor::from_vec(y, shape, &Device::Cpu)?)
+        }
     }
 }
 
-/// The same matrix with quantized values widened to f32 (candle's f32 GEMM is several times
-/// faster than its quantized kernels when many rows are multiplied at once).
-fn widen_qmatmul(m: &QMatMul) -> Result<QMatMul> {
-    Ok(match m {
-        QMatMul::QTensor(q) => QMatMul::Tensor(q.dequantize(&Device::Cpu)?),
-        other => other.clone(),
-    })
-}
-
+/// The same matrix with quantized values widened to f32 (candle's f32 GEMM with its
+/// autograd, for fine-tuning's passes).
 fn widen_matrix(m: &Matrix) -> Result<Matrix> {
-    Ok(match m {
-        Matrix::Quantized(q) => Matrix::Dense(q.dequantize(&Device::Cpu)?),
-        dense => dense.clone(),
-    })
+    Ok(Matrix::Dense(dense_f32(m)?))
 }
 
 /// A matrix as an f32 tensor (quantized values dequantized).
-fn dense_f32(m: &QMatMul) -> Result<Tensor> {
+fn dense_f32(m: &Matrix) -> Result<Tensor> {
     Ok(match m {
-        QMatMul::QTensor(q) => q.dequantize(&Device::Cpu)?,
-        QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.to_dtype(DType::F32)?,
+        Matrix::Quantized(q) => Tensor::from_vec(q.dequantize(), q.dims(), &Device::Cpu)?,
+        Matrix::Dense(t) => t.to_dtype(DType::F32)?,
     })
 }
 
@@ -107,19 +119,19 @@ impl FrozenTail {
 impl Linear {
     fn widened(&self) -> Result<Self> {
         Ok(Linear {
-            weight: widen_qmatmul(&self.weight)?,
+            weight: widen_matrix(&self.weight)?,
             bias: self.bias.clone(),
         })
     }
 
     fn from_weights(l: LinearWeights<Matrix, Tensor>) -> Self {
         Linear {
-            weight: qmatmul(&l.weight),
+            weight: l.weight,
             bias: l.bias,
         }
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.weight.forward(x)?.broadcast_add(&self.bias)?)
+        Ok(matrix_product(&self.weight, x)?.broadcast_add(&self.bias)?)
     }
 }
 
@@ -142,7 +154,6 @@ fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
 #[derive(Debug, Clone)]
 pub struct Embedding {
     matrix: Matrix,
-    as_linear: QMatMul,
 }
 
 impl Embedding {
@@ -151,8 +162,17 @@ impl Embedding {
     }
 
     fn new(matrix: Matrix) -> Self {
-        let as_linear = qmatmul(&matrix);
-        Embedding { matrix, as_linear }
+        Embedding { matrix }
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        let rows = self.matrix.dims().0;
+        match ids.iter().find(|&&i| i as usize >= rows) {
+            Some(i) => Err(Error::Input(format!(
+                "token {i} is beyond the embedding's {rows} rows"
+            ))),
+            None => Ok(()),
+        }
     }
     /// ids [B, T] -> [B, T, D]
     fn lookup(&self, ids: &Tensor) -> Result<Tensor> {
@@ -162,36 +182,26 @@ impl Embedding {
                 t.index_select(&ids.flatten_all()?, 0)?
                     .reshape((b, s, t.dim(1)?))?
             }
-            Matrix::Quantized(q) => q.embedding(ids)?,
+            Matrix::Quantized(q) => {
+                let (b, s) = ids.dims2()?;
+                let flat = ids.flatten_all()?.to_vec1::<u32>()?;
+                self.check_ids(&flat)?;
+                Tensor::from_vec(q.dequantize_rows(&flat), (b, s, q.dims().1), &Device::Cpu)?
+            }
         })
     }
     fn project(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.as_linear.forward(x)?)
+        matrix_product(&self.matrix, x)
     }
 
     /// The projection onto the rows `ids` only, computed as `project` computes those columns
-    /// (quantized rows are copied as stored, so candle's kernel does the same arithmetic).
-    fn rows(&self, ids: &[u32]) -> Result<QMatMul> {
+    /// (quantized rows keep their stored values and scales, so the kernel does the same
+    /// arithmetic).
+    fn rows(&self, ids: &[u32]) -> Result<Matrix> {
+        self.check_ids(ids)?;
         Ok(match &self.matrix {
-            Matrix::Dense(t) => QMatMul::Tensor(t.index_select(&Tensor::new(ids, t.device())?, 0)?),
-            Matrix::Quantized(q) => {
-                let (rows, cols) = q.shape().dims2()?;
-                let dtype = q.dtype();
-                let row_bytes = cols / dtype.block_size() * dtype.type_size();
-                let data = q.data()?;
-                let mut out = Vec::with_capacity(ids.len() * row_bytes);
-                for &i in ids {
-                    let i = i as usize;
-                    if i >= rows {
-                        return Err(Error::Input(format!(
-                            "token {i} is beyond the output projection's {rows} rows"
-                        )));
-                    }
-                    out.extend_from_slice(&data[i * row_bytes..(i + 1) * row_bytes]);
-                }
-                let storage = QStorage::from_data(Cow::Owned(out), &Device::Cpu, dtype)?;
-                QMatMul::from_qtensor(QTensor::new(storage, (ids.len(), cols))?)?
-            }
+            Matrix::Dense(t) => Matrix::Dense(t.index_select(&Tensor::new(ids, t.device())?, 0)?),
+            Matrix::Quantized(q) => Matrix::Quantized(Arc::new(q.select_rows(ids))),
         })
     }
 }
@@ -199,7 +209,7 @@ impl Embedding {
 /// The package's output projection (with final_logits_bias) restricted to a few target tokens:
 /// their base logits at the cost of |ids| rows instead of the vocabulary.
 pub struct HeadRows {
-    proj: QMatMul,
+    proj: Matrix,
     bias: Tensor,
 }
 
@@ -207,9 +217,7 @@ impl HeadRows {
     /// Logits [R, |ids|] (f32) of decoder hidden states [R, D]: the columns `ids` of
     /// `Marian::base_logits`.
     pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
-        Ok(self
-            .proj
-            .forward(h)?
+        Ok(matrix_product(&self.proj, h)?
             .broadcast_add(&self.bias)?
             .to_dtype(DType::F32)?)
     }
@@ -218,7 +226,7 @@ impl HeadRows {
     /// `Marian::widened` model's `base_logits`, without widening the whole model.
     pub fn widened(&self) -> Result<HeadRows> {
         Ok(HeadRows {
-            proj: widen_qmatmul(&self.proj)?,
+            proj: widen_matrix(&self.proj)?,
             bias: self.bias.clone(),
         })
     }
@@ -291,19 +299,24 @@ impl Attention {
             .contiguous()?)
     }
 
+    /// Keys already transposed for the score product, kᵀ [B, H, hd, S], and values
+    /// [B, H, S, hd] of x [B, S, D]: a decoder keeps them across steps without copying them
+    /// into that layout again at every step.
     fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
-            self.split_heads(&self.k.forward(x)?)?,
+            self.split_heads(&self.k.forward(x)?)?
+                .transpose(2, 3)?
+                .contiguous()?,
             self.split_heads(&self.v.forward(x)?)?,
         ))
     }
 
-    /// Attend from x [B, T, D] over k, v [B, H, S, hd]; `mask` is additive, broadcast to
-    /// [B, H, T, S] ([B, 1, 1, S] padding, [1, 1, T, T] causal).
-    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// Attend from x [B, T, D] over kᵀ [B, H, hd, S] and v [B, H, S, hd]; `mask` is additive,
+    /// broadcast to [B, H, T, S] ([B, 1, 1, S] padding, [1, 1, T, T] causal).
+    fn attend(&self, x: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let q = self.split_heads(&(self.q.forward(x)? * self.scaling)?)?;
-        let mut scores = q.matmul(&k.transpose(2, 3)?.contiguous()?)?;
+        let mut scores = q.matmul(kt)?;
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;
         }
@@ -385,9 +398,9 @@ pub struct Marian {
 
 /// What the decoder keeps between steps for a batch of rows.
 pub struct DecoderState {
-    /// Per layer: self-attention keys and values [R, H, T, hd] so far.
+    /// Per layer: self-attention keys, transposed [R, H, hd, T], and values [R, H, T, hd] so far.
     self_kv: Vec<Option<(Tensor, Tensor)>>,
-    /// Per layer: cross-attention keys and values [R, H, S, hd], projected once.
+    /// Per layer: cross-attention keys [R, H, hd, S] and values [R, H, S, hd], projected once.
     cross_kv: Vec<(Tensor, Tensor)>,
     /// Additive encoder padding mask [R, 1, 1, S].
     cross_mask: Tensor,
@@ -566,7 +579,7 @@ impl Marian {
             )));
         }
         let merged = Linear {
-            weight: QMatMul::Tensor((dense_f32(&last.ffn.fc2.weight)? + delta)?),
+            weight: Matrix::Dense((dense_f32(&last.ffn.fc2.weight)? + delta)?),
             bias: last.ffn.fc2.bias.clone(),
         };
         self.base_last_fc2 = Some(std::mem::replace(&mut last.ffn.fc2, merged));
@@ -602,7 +615,7 @@ impl Marian {
                 .bias()
                 .cloned()
                 .ok_or_else(|| Error::Input("the last layer norm has no bias".into()))?,
-            proj: dense_f32(&self.lm_head.as_linear)?,
+            proj: dense_f32(&self.lm_head.matrix)?,
             bias: self.final_logits_bias.to_dtype(DType::F32)?,
         })
     }
@@ -767,7 +780,7 @@ impl Marian {
             let (k_new, v_new) = layer.self_attn.keys_values(&x)?;
             let (k, v) = match state.self_kv[i].take() {
                 Some((k, v)) => (
-                    Tensor::cat(&[&k, &k_new], 2)?,
+                    Tensor::cat(&[&k, &k_new], 3)?,
                     Tensor::cat(&[&v, &v_new], 2)?,
                 ),
                 None => (k_new, v_new),

@@ -10,7 +10,8 @@
 //! them as stored. Quantisation itself is candle's (the GGML reference rounding).
 
 use crate::error::{Error, Result};
-use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use crate::model::qgemm::PackedMatrix;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -143,7 +144,8 @@ pub struct StoredMatrix<'a> {
 pub enum Matrix {
     /// f32 (f16 packages are widened once at load: candle's CPU f16 matmul is slow).
     Dense(Tensor),
-    Quantized(Arc<QTensor>),
+    /// Q8_0 / Q4_0 values and scales, laid out for the quantized kernel (`model::qgemm`).
+    Quantized(Arc<PackedMatrix>),
 }
 
 impl Matrix {
@@ -153,10 +155,7 @@ impl Matrix {
                 let d = t.dims();
                 (d[0], d[1])
             }
-            Matrix::Quantized(q) => {
-                let d = q.shape().dims();
-                (d[0], d[1])
-            }
+            Matrix::Quantized(q) => q.dims(),
         }
     }
 }
@@ -283,41 +282,16 @@ impl<'a> WeightFile<'a> {
 
     /// Load a [rows, cols] matrix in whichever form the package stored it.
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        let (ggml, tag, block_bytes, value_cols) = if self.has(&format!("{name}.q8")) {
-            (GgmlDType::Q8_0, "q8", 34usize, cols)
-        } else if self.has(&format!("{name}.q4")) {
-            (GgmlDType::Q4_0, "q4", 18, cols / 2)
-        } else {
-            return Ok(Matrix::Dense(self.float(name, &[rows, cols])?));
+        let stored = self.stored_matrix(name, rows, cols)?;
+        let packed = match (stored.form, stored.scales) {
+            (Quant::Q8, Some(scales)) => PackedMatrix::from_q8(rows, cols, &stored.values, scales),
+            (Quant::Q4, Some(scales)) => PackedMatrix::from_q4(rows, cols, &stored.values, scales),
+            _ => return Ok(Matrix::Dense(self.float(name, &[rows, cols])?)),
         };
-        if !cols.is_multiple_of(BLOCK) {
-            return Err(Error::corrupt(
-                &self.file,
-                format!("'{name}' is quantized but its {cols} columns do not split into blocks of {BLOCK}"),
-            ));
-        }
-        let values = self.bytes(
-            &format!("{name}.{tag}"),
-            safetensors::Dtype::U8,
-            &[rows, value_cols],
-        )?;
-        let scales = self.bytes(
-            &format!("{name}.scales"),
-            safetensors::Dtype::F16,
-            &[rows, cols / BLOCK],
-        )?;
-        let n_blocks = rows * cols / BLOCK;
-        let per_block = block_bytes - 2;
-        let mut blocks = Vec::with_capacity(n_blocks * block_bytes);
-        for (s, v) in scales.chunks_exact(2).zip(values.chunks_exact(per_block)) {
-            blocks.extend_from_slice(s);
-            blocks.extend_from_slice(v);
-        }
-        let storage = QStorage::from_data(Cow::Owned(blocks), &Device::Cpu, ggml)?;
-        let q = QTensor::new(storage, (rows, cols))?;
         if self.dequantize {
-            return Ok(Matrix::Dense(q.dequantize(&Device::Cpu)?));
+            let t = Tensor::from_vec(packed.dequantize(), (rows, cols), &Device::Cpu)?;
+            return Ok(Matrix::Dense(t));
         }
-        Ok(Matrix::Quantized(Arc::new(q)))
+        Ok(Matrix::Quantized(Arc::new(packed)))
     }
 }

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""CPU peer benchmark: marian-wasm against CTranslate2 and PyTorch transformers, one machine, one run.
+
+Usage (from the repository root; scripts/bench_peers.sh prepares everything and calls this):
+
+    .venv/bin/python scripts/bench_peers.py --checkpoint DIR --packages DIR --bin PATH \
+        --sentences FILE [--threads 2] [--batches 1,16] [--tokens 32] [--count 64] \
+        [--engines marian-q8,marian-q4,ct2-int8,torch-f32] [--busy N] [--json OUT]
+
+Every engine translates the same `--count` sentences (the first lines of FILE), greedy, exactly
+`--tokens` target tokens per sentence (EOS banned until then: marian-wasm `bench` bans it,
+CTranslate2 gets `min_decoding_length`, transformers `min_new_tokens`), on the same checkpoint,
+each in its own process with `--threads` threads, after one warm-up batch. Reported: target
+tokens per second, the ratio to CTranslate2 int8 at the same batch, load seconds and peak RSS.
+`--busy N` runs N CPU-bound processes beside every engine (a machine that is not quiet).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+# ---------------------------------------------------------------- engines run in a child process
+def child_ct2(a) -> dict:
+    import ctranslate2
+    import transformers
+
+    t0 = time.time()
+    tok = transformers.AutoTokenizer.from_pretrained(a.checkpoint)
+    tr = ctranslate2.Translator(a.ct2_model, device="cpu", inter_threads=1, intra_threads=a.threads)
+    load_s = time.time() - t0
+    sents = read_sentences(a)
+    batches = [
+        [tok.convert_ids_to_tokens(tok(s).input_ids) for s in sents[i : i + a.batch]]
+        for i in range(0, len(sents), a.batch)
+    ]
+    opts = dict(
+        beam_size=1,
+        max_batch_size=a.batch,
+        min_decoding_length=a.tokens,
+        max_decoding_length=a.tokens,
+        return_end_token=True,
+    )
+    tr.translate_batch(batches[0], **opts)  # warm-up
+    t1 = time.time()
+    produced = 0
+    for b in batches:
+        for r in tr.translate_batch(b, **opts):
+            produced += len(r.hypotheses[0])
+    secs = time.time() - t1
+    return dict(tokens_per_s=produced / secs, produced=produced, load_s=load_s)
+
+
+def child_torch(a) -> dict:
+    import torch
+    import transformers
+
+    torch.set_num_threads(a.threads)
+    transformers.logging.set_verbosity_error()
+    t0 = time.time()
+    tok = transformers.AutoTokenizer.from_pretrained(a.checkpoint)
+    model = transformers.MarianMTModel.from_pretrained(a.checkpoint).eval()
+    load_s = time.time() - t0
+    sents = read_sentences(a)
+    gen = dict(
+        num_beams=1,
+        do_sample=False,
+        min_new_tokens=a.tokens,
+        max_new_tokens=a.tokens,
+    )
+
+    def run(batch):
+        enc = tok(batch, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            out = model.generate(**enc, **gen)
+        return (out.shape[1] - 1) * out.shape[0]
+
+    run(sents[: a.batch])  # warm-up
+    t1 = time.time()
+    produced = sum(run(sents[i : i + a.batch]) for i in range(0, len(sents), a.batch))
+    secs = time.time() - t1
+    return dict(tokens_per_s=produced / secs, produced=produced, load_s=load_s)
+
+
+def read_sentences(a) -> list:
+    lines = [l.strip() for l in open(a.sentences, encoding="utf-8") if l.strip()]
+    if len(lines) < a.count:
+        sys.exit(f"{a.sentences} has {len(lines)} sentences, --count is {a.count}")
+    return lines[: a.count]
+
+
+# ---------------------------------------------------------------- the parent: one process an engine
+def run_engine(a, engine: str, batch: int) -> dict:
+    env = dict(os.environ)
+    env["RAYON_NUM_THREADS"] = str(a.threads)
+    env["OMP_NUM_THREADS"] = str(a.threads)
+    if engine.startswith("marian-"):
+        quant = engine.split("-", 1)[1]
+        cmd = [
+            a.bin, "bench", "--model", str(Path(a.packages) / f"pkg-{quant}"),
+            "--batch", str(batch), "--tokens", str(a.tokens), "--count", str(a.count),
+            "--sentences", a.sentences, "--threads", str(a.threads), "--json",
+        ]
+    else:
+        cmd = [sys.executable, __file__, "--child", engine, "--batch", str(batch)] + a.passthrough
+    t0 = time.time()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        return dict(error=(p.stderr or p.stdout).strip().splitlines()[-1:] or ["failed"])
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    res["wall_s"] = time.time() - t0
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--packages")
+    ap.add_argument("--ct2-model")
+    ap.add_argument("--bin")
+    ap.add_argument("--sentences", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batches", default="1,16")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--count", type=int, default=64)
+    ap.add_argument("--engines", default="marian-q8,marian-q4,ct2-int8,torch-f32")
+    ap.add_argument("--busy", type=int, default=0)
+    ap.add_argument("--json")
+    ap.add_argument("--child")
+    a = ap.parse_args()
+
+    if a.child:
+        res = {"ct2-int8": child_ct2, "torch-f32": child_torch}[a.child](a)
+        res["peak_rss_mb"] = peak_rss_mb()
+        print(json.dumps(res))
+        return
+
+    a.passthrough = [
+        "--checkpoint", a.checkpoint, "--sentences", a.sentences, "--threads", str(a.threads),
+        "--tokens", str(a.tokens), "--count", str(a.count),
+    ] + (["--ct2-model", a.ct2_model] if a.ct2_model else [])
+    engines = [e for e in a.engines.split(",") if e]
+    batches = [int(b) for b in a.batches.split(",")]
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(a.busy)
+    ]
+    results = []
+    try:
+        for batch in batches:
+            for engine in engines:
+                r = run_engine(a, engine, batch)
+                r.update(engine=engine, batch=batch)
+                results.append(r)
+                print(f"[bench_peers] {engine} batch {batch}: "
+                      + (f"{r['tokens_per_s']:.1f} tok/s" if "tokens_per_s" in r else f"FAILED {r['error']}"),
+                      file=sys.stderr)
+    finally:
+        for p in busy:
+            p.kill()
+
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M')} — {cpu}, {os.cpu_count()} CPUs, {a.threads} threads, "
+          f"{a.count} sentences × {a.tokens} tokens, greedy"
+          + (f", {a.busy} busy processes beside it" if a.busy else ", nothing else running") + "\n")
+    print("| engine | batch | tokens/s | × CTranslate2 int8 | load s | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        ref = next((x for x in results if x["engine"] == "ct2-int8" and x["batch"] == r["batch"]), None)
+        if "tokens_per_s" not in r:
+            print(f"| {r['engine']} | {r['batch']} | failed: {r['error']} | | | |")
+            continue
+        ratio = (f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}"
+                 if ref and "tokens_per_s" in ref else "—")
+        print(f"| {r['engine']} | {r['batch']} | {r['tokens_per_s']:.1f} | {ratio} | "
+              f"{r.get('load_s', float('nan')):.2f} | {r.get('peak_rss_mb', float('nan')):.0f} |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(dict(threads=a.threads, busy=a.busy, results=results), indent=2))
+
+
+if __name__ == "__main__":
+    main()
