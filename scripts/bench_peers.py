@@ -174,7 +174,7 @@ def main() -> None:
             p.kill()
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"\n{time.strftime('%Y-%m-%d %H:%M')} — {cpu}, {os.cpu_count()} CPUs, {a.threads} threads, "
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {cpu}, {os.cpu_count()} CPUs, {a.threads} threads, "
           f"{a.count} sentences × {a.tokens} tokens, greedy"
           + (f", {a.busy} busy processes beside it" if a.busy else ", nothing else running") + "\n")
     print("| engine | batch | tokens/s | × CTranslate2 int8 | load s | peak RSS MB |")

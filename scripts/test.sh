@@ -85,6 +85,9 @@ step "native tests (cargo test --release)"
 # shellcheck disable=SC2086
 cargo test --release ${CARGO_TEST_ARGS:-}
 
+step "peer benchmark harness, smoke run (PEERS_SMOKE=1 scripts/bench_peers.sh: tiny fixture, times nothing)"
+PEERS_SMOKE=1 bash scripts/bench_peers.sh
+
 step "clippy (cargo clippy --release --all-targets -- -D warnings)"
 cargo clippy --release --all-targets -- -D warnings
 

@@ -112,3 +112,66 @@ fn default_model_survives_out_of_domain_input() {
         long.len()
     );
 }
+
+/// Token ids of `input` translated by the CLI with the embedded default model (trained, so
+/// near-ties are rare and real drift shows) under `env`.
+fn cli_ids(input: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_marian-wasm"));
+    cmd.arg("translate").arg("--ids").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "translate {args:?} {env:?} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The q8 products are the same bits whatever the thread count and whichever kernel the CPU
+/// picks (AVX-512 VNNI, AVX2 or portable Rust, as far as this CPU has them; the WebAssembly
+/// kernel does the same arithmetic), so the translations are too: greedy and beam 4, batches
+/// of 16.
+#[test]
+fn output_does_not_depend_on_threads_or_instruction_set() {
+    let mut input: String = PINNED_TRANSLATIONS
+        .lines()
+        .filter_map(|l| l.split_once('\t').map(|p| p.0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    input.push_str(
+        "\nA man in a blue shirt is standing on a ladder cleaning windows.\n\
+         Several people are waiting for the bus in the rain.\n\
+         An old man sits on a bench and feeds the pigeons.\n\
+         A musician plays the guitar on a busy street corner.\n\
+         Three workers in orange vests are repairing the road.\n\
+         The children are laughing while they play with a kite.\n\
+         A chef is preparing food in a large restaurant kitchen.\n\
+         People are dancing at a wedding under colorful lights.\n\
+         A boy jumps into the swimming pool with his clothes on.\n\
+         Two women are walking their dogs along the river.\n",
+    );
+    for beams in ["1", "4"] {
+        let args = ["--beams", beams, "--batch-size", "16"];
+        let reference = cli_ids(&input, &args, &[("RAYON_NUM_THREADS", "1")]);
+        assert_eq!(reference.lines().count(), input.lines().count());
+        for (k, v) in [
+            ("RAYON_NUM_THREADS", "2"),
+            ("RAYON_NUM_THREADS", "4"),
+            ("MARIAN_QGEMM", "avx2"),
+            ("MARIAN_QGEMM", "portable"),
+        ] {
+            let got = cli_ids(&input, &args, &[(k, v)]);
+            assert_eq!(got, reference, "beams {beams}: {k}={v} changed the output");
+        }
+    }
+}

@@ -411,6 +411,8 @@ fn portable_tile(
     out.len()
 }
 
+// Row loops index several register arrays and pointer offsets at once.
+#[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
@@ -468,6 +470,8 @@ mod avx2 {
     }
 }
 
+// Row loops index several register arrays and pointer offsets at once.
+#[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# CPU peer benchmark, one command: marian-wasm (q8, q4) against CTranslate2 int8 and PyTorch
+# transformers f32 on the same opus-mt-en-fr-shaped checkpoint, the same sentences and the same
+# work (greedy, exactly --tokens target tokens each), one process per engine, in one run.
+#   bash scripts/bench_peers.sh                      # 2 threads, batch 1 and 16, quiet machine
+#   bash scripts/bench_peers.sh --busy 2             # with 2 CPU-bound processes beside it
+#   bash scripts/bench_peers.sh --threads 16 --batches 1,32
+# Extra arguments go to scripts/bench_peers.py (--engines, --tokens, --count, --json OUT ...).
+# Sentences: the first --count lines of $MARIAN_DATA/multi30k/test_2016_flickr.en (default
+# MARIAN_DATA=../shared/data). Work files: $BENCH_DIR (default target/bench).
+# Installs what it needs: .venv from scripts/requirements-fixtures.txt + requirements-bench.txt.
+# PEERS_SMOKE=1: the marian-wasm engines only, on the tiny-opus test fixture, 8 sentences x 4
+# tokens, no Python (what the test command runs so the harness cannot rot; it times nothing).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+say() { printf '[bench-peers] %s\n' "$*" >&2; }
+die() { printf '[bench-peers] ERROR: %s\n' "$*" >&2; exit 1; }
+
+DATA="${MARIAN_DATA:-$ROOT/../shared/data}"
+SENTENCES="$DATA/multi30k/test_2016_flickr.en"
+[ -f "$SENTENCES" ] || die "$SENTENCES not found: set MARIAN_DATA to the folder holding multi30k/"
+BENCH="${BENCH_DIR:-$ROOT/target/bench}"
+BIN="$ROOT/target/release/marian-wasm"
+
+say "cargo build --release --bin marian-wasm"
+cargo build --release --bin marian-wasm >&2
+
+if [ "${PEERS_SMOKE:-0}" = 1 ]; then
+    SMOKE="$BENCH/smoke"
+    mkdir -p "$SMOKE"
+    for q in q8 q4; do
+        [ -f "$SMOKE/pkg-$q/manifest.json" ] \
+            || "$BIN" convert tests/fixtures/tiny-opus "$SMOKE/pkg-$q" --quant "$q" >&2
+    done
+    # No Python here: the parent's table logic runs in bench_peers.py only when python3 exists.
+    python3 scripts/bench_peers.py --checkpoint tests/fixtures/tiny-opus --packages "$SMOKE" \
+        --bin "$BIN" --sentences "$SENTENCES" --engines marian-q8,marian-q4 \
+        --batches 1,4 --tokens 4 --count 8 "$@"
+    exit 0
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import torch, transformers, ctranslate2' 2>/dev/null; then
+    say "installing .venv (torch, transformers, ctranslate2; torch's wheels are large)"
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install -q -r scripts/requirements-fixtures.txt -r scripts/requirements-bench.txt
+fi
+CKPT="$BENCH/opus-mt-en-fr-random"
+if [ ! -f "$CKPT/model.safetensors" ]; then
+    say "making the random-weights opus-mt-en-fr-shaped checkpoint"
+    .venv/bin/python scripts/make_bench_checkpoint.py "$CKPT" >&2
+fi
+for q in q8 q4; do
+    if [ ! -f "$BENCH/pkg-$q/manifest.json" ]; then
+        "$BIN" convert "$CKPT" "$BENCH/pkg-$q" --quant "$q" >&2
+    fi
+done
+if [ ! -f "$BENCH/ct2-int8/model.bin" ]; then
+    say "converting the checkpoint for CTranslate2 (int8)"
+    .venv/bin/python -c "
+import ctranslate2, sys
+ctranslate2.converters.TransformersConverter(sys.argv[1]).convert(sys.argv[2], quantization='int8', force=True)
+" "$CKPT" "$BENCH/ct2-int8" >&2
+fi
+.venv/bin/python scripts/bench_peers.py --checkpoint "$CKPT" --packages "$BENCH" \
+    --ct2-model "$BENCH/ct2-int8" --bin "$BIN" --sentences "$SENTENCES" "$@"
