@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::generate::{top_k_of_row, Backend, Select};
-use crate::model::{rows_to_vec, DecoderState, Marian};
+use crate::model::{DecoderState, Marian};
 
 impl Backend for Marian {
     type State = DecoderState;
@@ -23,12 +23,13 @@ impl Backend for Marian {
         tokens: &[u32],
         select: &Select<'_>,
     ) -> Result<Vec<Vec<(u32, f32)>>> {
-        let logits = self.decode_step(state, tokens)?;
+        let v = self.target_vocab_size();
+        let logits = self.decode_step_rows(state, tokens)?;
         if select.forced.is_some() {
             return Ok(tokens.iter().map(|_| top_k_of_row(&[], select)).collect());
         }
-        Ok(rows_to_vec(&logits)?
-            .iter()
+        Ok(logits
+            .chunks_exact(v)
             .map(|row| top_k_of_row(row, select))
             .collect())
     }

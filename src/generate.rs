@@ -58,27 +58,45 @@ pub fn ready<F: std::future::Future>(f: F) -> F::Output {
     }
 }
 
-/// The reference candidate selection over a row of logits (CPU; a GPU does this on device).
+/// The reference candidate selection over a row of logits (CPU; a GPU does this on device):
+/// scores are the logits (greedy) or their log-softmax (beam search), banned tokens score
+/// -inf; the k best, best first, ties to the lower id. Reads the row in place.
 pub fn top_k_of_row(logits: &[f32], select: &Select) -> Vec<(u32, f32)> {
     if let Some(tok) = select.forced {
         // ForcedEOSTokenLogitsProcessor: every other score is -inf, this one 0.
         return vec![(tok, 0.0)];
     }
-    let mut scores: Vec<f32> = logits.to_vec();
-    if select.log_softmax {
-        let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = scores.iter().map(|&x| (x - max).exp()).sum();
-        let lse = max + sum.ln();
-        for s in scores.iter_mut() {
-            *s -= lse;
-        }
+    let lse = select.log_softmax.then(|| {
+        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = logits.iter().map(|&x| (x - max).exp()).sum();
+        max + sum.ln()
+    });
+    let k = select.k.min(logits.len());
+    if k == 0 {
+        return Vec::new();
     }
-    for &b in select.banned {
-        if let Some(s) = scores.get_mut(b as usize) {
-            *s = f32::NEG_INFINITY;
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    let full = |best: &Vec<(u32, f32)>, s: f32| best.len() == k && s <= best[k - 1].1;
+    for (i, &x) in logits.iter().enumerate() {
+        let mut s = match lse {
+            Some(l) => x - l,
+            None => x,
+        };
+        if full(&best, s) {
+            continue;
         }
+        // Only candidates that would enter the list are checked against the (short) ban list.
+        if select.banned.contains(&(i as u32)) {
+            s = f32::NEG_INFINITY;
+            if full(&best, s) {
+                continue;
+            }
+        }
+        let pos = best.partition_point(|&(_, bs)| bs >= s);
+        best.insert(pos, (i as u32, s));
+        best.truncate(k);
     }
-    best_k(&scores, select.k)
+    best
 }
 
 /// The k highest scores of a row with their ids, best first; ties keep the lower id first.

@@ -375,3 +375,69 @@ fn join_pieces(done: &str, piece: &str) -> String {
         _ => format!("{done} {piece}"),
     }
 }
+
+/// What one fixed-length benchmark run measured (`Translator::bench_fixed_length`).
+#[derive(Debug, Clone, Copy)]
+pub struct BenchRun {
+    /// Target tokens generated (sentences × tokens).
+    pub tokens: usize,
+    /// Wall time of the timed batches, encoding included (seconds).
+    pub seconds: f64,
+    /// Where they ran (the CPU after a GPU loss).
+    pub device: Device,
+}
+
+impl Translator {
+    /// Greedy generation of exactly `tokens` target tokens per sentence (EOS banned, no forced
+    /// EOS) over `ids` in batches of `batch`, timed after one untimed warm-up batch: the work
+    /// every engine of the peer benchmark (scripts/bench_peers.sh) does, natively
+    /// (`marian-wasm bench`) and in the browser (`Translator.benchmark`).
+    /// Errors: `tokens` beyond the model's positions, no sentences, a generation failure.
+    pub async fn bench_fixed_length(
+        &self,
+        ids: &[Vec<u32>],
+        batch: usize,
+        tokens: usize,
+    ) -> Result<BenchRun> {
+        let mut g = self.generation.clone();
+        g.num_beams = 1;
+        g.max_length = tokens + 1;
+        g.forced_eos_token_id = None;
+        g.bad_words_ids.push(vec![g.eos_token_id]);
+        if g.max_length > self.model.config.max_position_embeddings + 1 {
+            return Err(Error::Input(format!(
+                "{tokens} tokens exceed the model's {} positions",
+                self.model.config.max_position_embeddings
+            )));
+        }
+        if ids.is_empty() {
+            return Err(Error::Input("no sentences to benchmark".into()));
+        }
+        let batch = batch.max(1);
+        let mut quiet = |_: usize, _: &[u32]| {};
+        self.run(&ids[..batch.min(ids.len())], &g, &mut quiet, true)
+            .await?;
+        let t0 = web_time::Instant::now();
+        let mut produced = 0;
+        let mut device = Device::Gpu;
+        for chunk in ids.chunks(batch) {
+            let (out, on) = self.run(chunk, &g, &mut quiet, true).await?;
+            produced += out.iter().map(|o| o.len() - 1).sum::<usize>();
+            if on == Device::Cpu {
+                device = Device::Cpu;
+            }
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        if produced != ids.len() * tokens {
+            return Err(Error::Input(format!(
+                "generated {produced} tokens, expected {}",
+                ids.len() * tokens
+            )));
+        }
+        Ok(BenchRun {
+            tokens: produced,
+            seconds,
+            device,
+        })
+    }
+}

@@ -319,6 +319,36 @@ impl Translator {
             .map_err(js_err)
     }
 
+    /// The fixed-length benchmark `marian-wasm bench` runs (greedy, exactly `tokens` target
+    /// tokens per sentence, EOS banned, one warm-up batch untimed), on this translator's
+    /// device. Returns `{tokens, seconds, tokensPerS, device, threads}`.
+    pub async fn benchmark(
+        &self,
+        texts: Vec<String>,
+        batch: usize,
+        tokens: usize,
+    ) -> Result<JsValue, JsError> {
+        let ids = texts
+            .iter()
+            .map(|t| self.inner.tokenizer.encode(t))
+            .collect::<crate::Result<Vec<_>>>()
+            .map_err(js_err)?;
+        let run = self
+            .inner
+            .bench_fixed_length(&ids, batch, tokens)
+            .await
+            .map_err(js_err)?;
+        let out = serde_json::json!({
+            "tokens": run.tokens,
+            "seconds": run.seconds,
+            "tokensPerS": run.tokens as f64 / run.seconds,
+            "device": device_name(run.device),
+            "threads": rayon::current_num_threads(),
+        });
+        out.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(js_err)
+    }
+
     /// Translate a batch of strings; options `{beams, maxLength, lengthPenalty, batchSize}`.
     pub async fn translate(
         &self,

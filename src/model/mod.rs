@@ -54,19 +54,23 @@ fn matrix_product(w: &Matrix, x: &Tensor) -> Result<Tensor> {
                     "matrix product of {shape:?} with a [{rows}, {cols}] weight"
                 )));
             }
-            let x = x.to_dtype(DType::F32)?.contiguous()?;
-            let y = {
-                let (storage, layout) = x.storage_and_layout();
-                let candle_core::Storage::Cpu(cpu) = &*storage else {
-                    return Err(Error::Input("quantized products run on the CPU".into()));
-                };
-                let data = cpu.as_slice::<f32>()?;
-                q.matmul(&data[layout.start_offset()..][..m * cols], m)
-            };
+            let y = with_f32_values(x, |data| q.matmul(data, m))?;
             *shape.last_mut().expect("checked above") = rows;
             Ok(Tensor::from_vec(y, shape, &Device::Cpu)?)
         }
     }
+}
+
+/// `f` of a CPU tensor's values as one row-major f32 slice (no copy when it is already f32
+/// and contiguous).
+fn with_f32_values<T>(x: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
+    let x = x.to_dtype(DType::F32)?.contiguous()?;
+    let (storage, layout) = x.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(Error::Input("this product runs on the CPU".into()));
+    };
+    let data = cpu.as_slice::<f32>()?;
+    Ok(f(&data[layout.start_offset()..][..x.elem_count()]))
 }
 
 /// The same matrix with quantized values widened to f32 (candle's f32 GEMM with its
@@ -406,6 +410,8 @@ pub struct DecoderState {
     cross_mask: Tensor,
     /// Decoder positions consumed so far.
     pub length: usize,
+    /// The last step's logits [R, V], kept so that a step allocates no V-wide buffer.
+    logits: Vec<f32>,
 }
 
 impl Marian {
@@ -691,6 +697,7 @@ impl Marian {
             cross_kv,
             cross_mask: mask,
             length: 0,
+            logits: Vec::new(),
         })
     }
 
@@ -711,6 +718,42 @@ impl Marian {
                 Ok(base.index_add(&d.ids, &extra, 1)?)
             }
         }
+    }
+
+    /// One decoding step's logits, row-major [R, V], into the state's own buffer: what
+    /// `decode_step` returns, without building a tensor (the CPU generation loop reads the rows
+    /// in place; the same f32 operations in the same order, so the same bits).
+    pub fn decode_step_rows<'s>(
+        &self,
+        state: &'s mut DecoderState,
+        tokens: &[u32],
+    ) -> Result<&'s [f32]> {
+        let h = self.decode_hidden(state, tokens)?;
+        let (r, v) = (tokens.len(), self.target_vocab_size());
+        let out = &mut state.logits;
+        match &self.lm_head.matrix {
+            Matrix::Quantized(q) => {
+                out.resize(r * v, 0.0);
+                with_f32_values(&h, |x| q.matmul_into(x, r, out))?;
+            }
+            Matrix::Dense(_) => *out = self.lm_head.project(&h)?.flatten_all()?.to_vec1()?,
+        }
+        let bias = self.final_logits_bias.to_vec1::<f32>()?;
+        for row in out.chunks_exact_mut(v) {
+            for (x, b) in row.iter_mut().zip(&bias) {
+                *x += b;
+            }
+        }
+        if let Some(d) = &self.head_delta {
+            let extra = h.matmul(&d.weight.t()?)?.broadcast_add(&d.bias)?;
+            let ids = d.ids.to_vec1::<u32>()?;
+            for (row, e) in out.chunks_exact_mut(v).zip(extra.to_vec2::<f32>()?) {
+                for (&id, x) in ids.iter().zip(e) {
+                    row[id as usize] += x;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The package's own logits [R, V] (f32), without any head delta.

@@ -184,15 +184,23 @@ impl PackedMatrix {
 
     /// `x · Wᵀ`: x is [m, cols] row-major, the result [m, rows] row-major.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        self.matmul_on(Kernel::detect(), x, m)
+        let mut y = vec![0f32; m * self.rows];
+        self.matmul_on(Kernel::detect(), x, m, &mut y);
+        y
     }
 
-    fn matmul_on(&self, kernel: Kernel, x: &[f32], m: usize) -> Vec<f32> {
+    /// `matmul` into `y` ([m, rows] row-major, every element overwritten): a caller that keeps
+    /// `y` between calls (a decoding step's logits) allocates nothing.
+    pub fn matmul_into(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        self.matmul_on(Kernel::detect(), x, m, y)
+    }
+
+    fn matmul_on(&self, kernel: Kernel, x: &[f32], m: usize, y: &mut [f32]) {
         assert_eq!(x.len(), m * self.cols, "activations are not [m, cols]");
+        assert_eq!(y.len(), m * self.rows, "result is not [m, rows]");
         let blocks = self.blocks();
         let groups = self.rows.div_ceil(GROUP);
         let xq = QuantizedRows::of(x, m, self.cols);
-        let mut y = vec![0f32; m * self.rows];
         let out = OutputPtr(y.as_mut_ptr());
         let run = |g: usize| {
             let w = &self.values[g * blocks * GROUP_BLOCK_VALUES..][..blocks * GROUP_BLOCK_VALUES];
@@ -219,7 +227,6 @@ impl PackedMatrix {
                 .with_min_len(min_groups)
                 .for_each(run);
         }
-        y
     }
 }
 
@@ -639,7 +646,8 @@ mod tests {
             }
             // Every kernel this CPU has gives the portable reference's bits.
             for kernel in Kernel::available() {
-                let yk = w.matmul_on(kernel, &x, m);
+                let mut yk = vec![0f32; m * rows];
+                w.matmul_on(kernel, &x, m, &mut yk);
                 let same = yk.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(
                     same,
@@ -709,8 +717,10 @@ mod speed {
                 for k in Kernel::available() {
                     let reps = (200_000_000 / (rows * cols * m)).max(3);
                     let t = std::time::Instant::now();
+                    let mut y = vec![0f32; m * rows];
                     for _ in 0..reps {
-                        std::hint::black_box(w.matmul_on(k, &x, m));
+                        w.matmul_on(k, &x, m, &mut y);
+                        std::hint::black_box(&y);
                     }
                     let s = t.elapsed().as_secs_f64() / reps as f64;
                     println!(

@@ -4,8 +4,6 @@
 //! same ids in the same process, one sentence at a time (that model cannot batch).
 
 use anyhow::{Context, Result};
-use marian_wasm::config::GenerationConfig;
-use marian_wasm::generate::generate;
 use marian_wasm::translator::{Device, DeviceChoice};
 use marian_wasm::{Package, Translator};
 use std::path::PathBuf;
@@ -85,14 +83,6 @@ fn sentence_set(args: &BenchArgs) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Generate on the translator's device (the GPU model when it has one).
-fn run_on(t: &Translator, ids: &[Vec<u32>], g: &GenerationConfig) -> Result<Vec<Vec<u32>>> {
-    Ok(match (&t.gpu, t.device()) {
-        (Some(gpu), Device::Gpu) => generate(gpu, ids, g)?,
-        _ => generate(&t.model, ids, g)?,
-    })
-}
-
 pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package>) -> Result<()> {
     let choice: DeviceChoice = args.device.parse()?;
     if let Some(t) = args.threads {
@@ -116,32 +106,15 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
         .iter()
         .map(|s| translator.tokenizer.encode(s))
         .collect::<marian_wasm::Result<_>>()?;
-    // Fixed-length greedy: EOS banned, no forced EOS, exactly `tokens` new tokens.
-    let mut g = translator.generation.clone();
-    g.num_beams = 1;
-    g.max_length = args.tokens + 1;
-    g.forced_eos_token_id = None;
-    g.bad_words_ids.push(vec![g.eos_token_id]);
-    anyhow::ensure!(
-        g.max_length <= translator.model.config.max_position_embeddings + 1,
-        "--tokens exceeds the model's positions"
-    );
+    let run = marian_wasm::generate::ready(translator.bench_fixed_length(
+        &ids,
+        args.batch.max(1),
+        args.tokens,
+    ))?;
     let batch = args.batch.max(1);
-    run_on(&translator, &ids[..batch.min(ids.len())], &g)?; // warm-up
-    let t1 = Instant::now();
-    let mut produced = 0usize;
-    for chunk in ids.chunks(batch) {
-        let out = run_on(&translator, chunk, &g)?;
-        produced += out.iter().map(|o| o.len() - 1).sum::<usize>();
-    }
-    let secs = t1.elapsed().as_secs_f64();
+    let (produced, secs) = (run.tokens, run.seconds);
     anyhow::ensure!(
-        produced == ids.len() * args.tokens,
-        "engine produced {produced} tokens, expected {}",
-        ids.len() * args.tokens
-    );
-    anyhow::ensure!(
-        translator.device() == device,
+        run.device == device,
         "the GPU failed during the benchmark: {}",
         translator
             .gpu

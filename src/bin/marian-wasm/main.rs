@@ -119,6 +119,13 @@ mod cli {
     }
 
     pub fn main() {
+        // candle's elementwise ops split even tiny tensors over a pool that spin-waits for
+        // work (its BarrierPool); here they are a few thousand floats a call, and the spinning
+        // thread takes a core from the matrix products. Our products and candle's GEMM use
+        // rayon's pool (RAYON_NUM_THREADS), which yields and sleeps when idle.
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            std::env::set_var("CANDLE_NUM_THREADS", "1");
+        }
         let cli = Cli::parse();
         if let Err(e) = run(cli) {
             eprintln!("marian-wasm: error: {e:#}");
