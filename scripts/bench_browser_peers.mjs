@@ -16,7 +16,7 @@
 import { createServer } from 'node:http';
 import { createReadStream, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -293,6 +293,12 @@ async function main() {
   out.push('|---|---|---|---|---|');
   for (const r of results) {
     out.push(`| ${engine} | ${r.threads} | ${r.batch} | ${r.error ? 'FAILED' : r.tokensPerS.toFixed(1)} | ${r.error ? '—' : r.loadS.toFixed(2)} |`);
+  }
+  const ok = results.filter((r) => !r.error);
+  if (ok.length) {
+    out.push('');
+    out.push(`1-min load average before each run (${cpus().length} cores; it includes the tail of the previous run's own load): ` +
+      ok.map((r) => `${r.threads}t/b${r.batch} ${r.loadavg1Before.toFixed(2)}`).join(', '));
   }
   process.stdout.write(`${out.join('\n')}\n`);
   if (a.json) {
