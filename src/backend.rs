@@ -3,6 +3,7 @@
 use crate::error::Result;
 use crate::generate::{top_k_of_row, Backend, Select};
 use crate::model::{DecoderState, Marian};
+use rayon::prelude::*;
 
 impl Backend for Marian {
     type State = DecoderState;
@@ -28,8 +29,9 @@ impl Backend for Marian {
         if select.forced.is_some() {
             return Ok(tokens.iter().map(|_| top_k_of_row(&[], select)).collect());
         }
+        // Rows are independent scans of V logits: spread them over the threads.
         Ok(logits
-            .chunks_exact(v)
+            .par_chunks_exact(v)
             .map(|row| top_k_of_row(row, select))
             .collect())
     }
