@@ -5,7 +5,8 @@ Usage (from the repository root; scripts/bench_peers.sh prepares everything and 
 
     .venv/bin/python scripts/bench_peers.py --checkpoint DIR --packages DIR --bin PATH \
         --sentences FILE [--threads 2] [--batches 1,16] [--tokens 32] [--count 64] \
-        [--engines marian-q8,marian-q4,ct2-int8,torch-f32] [--busy N] [--json OUT]
+        [--engines marian-q8,marian-q4,ct2-int8,torch-f32] [--busy N] [--json OUT] \
+        [--base-bin OTHER_BUILD --engines marian-q8,base-q8,...]
 
 Every engine translates the same `--count` sentences (the first lines of FILE), greedy, exactly
 `--tokens` target tokens per sentence (EOS banned until then: marian-wasm `bench` bans it,
@@ -108,10 +109,12 @@ def run_engine(a, engine: str, batch: int) -> dict:
     env = dict(os.environ)
     env["RAYON_NUM_THREADS"] = str(a.threads)
     env["OMP_NUM_THREADS"] = str(a.threads)
-    if engine.startswith("marian-"):
+    if engine.startswith("marian-") or engine.startswith("base-"):
+        # base-q8: the same package through another build (--base-bin), e.g. an earlier commit.
         quant = engine.split("-", 1)[1]
+        binary = a.base_bin if engine.startswith("base-") else a.bin
         cmd = [
-            a.bin, "bench", "--model", str(Path(a.packages) / f"pkg-{quant}"),
+            binary, "bench", "--model", str(Path(a.packages) / f"pkg-{quant}"),
             "--batch", str(batch), "--tokens", str(a.tokens), "--count", str(a.count),
             "--sentences", a.sentences, "--threads", str(a.threads), "--json",
         ]
@@ -132,6 +135,7 @@ def main() -> None:
     ap.add_argument("--packages")
     ap.add_argument("--ct2-model")
     ap.add_argument("--bin")
+    ap.add_argument("--base-bin", help="another marian-wasm binary, run as engines base-q8/base-q4")
     ap.add_argument("--sentences", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batches", default="1,16")

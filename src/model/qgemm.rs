@@ -219,12 +219,15 @@ impl PackedMatrix {
         if macs < PARALLEL_MIN_MACS || rayon::current_num_threads() == 1 {
             (0..groups).for_each(run);
         } else {
-            // Tasks of ≥ PARALLEL_MIN_MACS / 4 multiply-adds, taken by whichever thread is free:
-            // a worker the OS has descheduled (a busy machine) delays only its own task.
-            let min_groups = (PARALLEL_MIN_MACS / 4 / (m * self.cols * GROUP)).max(1);
+            // Tasks of about PARALLEL_MIN_MACS / 4 multiply-adds, taken by whichever thread is
+            // free: without the upper bound rayon would hand each of 2 threads half the work
+            // as one piece, and a worker the OS has descheduled (a busy machine) would make the
+            // caller wait for its whole half; now it holds back one small task at most.
+            let leaf = (PARALLEL_MIN_MACS / 4 / (m * self.cols * GROUP)).max(1);
             (0..groups)
                 .into_par_iter()
-                .with_min_len(min_groups)
+                .with_min_len(leaf)
+                .with_max_len(leaf)
                 .for_each(run);
         }
     }
