@@ -10,7 +10,8 @@
 # MARIAN_DATA=../shared/data). Work files: $BENCH_DIR (default target/bench).
 # Installs what it needs: .venv from scripts/requirements-fixtures.txt + requirements-bench.txt.
 # PEERS_SMOKE=1: the marian-wasm engines only, on the tiny-opus test fixture, 8 sentences x 4
-# tokens, no Python (what the test command runs so the harness cannot rot; it times nothing).
+# tokens, system python3 without the venv (what the test command runs so the harness cannot rot;
+# it times nothing).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,7 +35,7 @@ if [ "${PEERS_SMOKE:-0}" = 1 ]; then
         [ -f "$SMOKE/pkg-$q/manifest.json" ] \
             || "$BIN" convert tests/fixtures/tiny-opus "$SMOKE/pkg-$q" --quant "$q" >&2
     done
-    # No Python here: the parent's table logic runs in bench_peers.py only when python3 exists.
+    # The system python3 runs the parent (the table); no venv, no peer engines.
     python3 scripts/bench_peers.py --checkpoint tests/fixtures/tiny-opus --packages "$SMOKE" \
         --bin "$BIN" --sentences "$SENTENCES" --engines marian-q8,marian-q4 \
         --batches 1,4 --tokens 4 --count 8 "$@"
