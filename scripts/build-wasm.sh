@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Build the wasm32 cdylib (release, SIMD128) and generate the JS bindings into www/pkg/.
 #   scripts/build-wasm.sh [extra cargo build args, e.g. --features gpu]
+#   scripts/build-wasm.sh --threads [...]   the multi-threaded build into www/pkg-mt/: shared memory
+#       (+atomics,+bulk-memory), std rebuilt with them (-Z build-std), feature `threads`
+#       (wasm-bindgen-rayon); the page runs it only when crossOriginIsolated (www/worker.js).
 # Road to the wasm32 target (see /work/shared/TOOLCHAIN.md and scripts/setup.sh):
 #   rustup  — when rustup has wasm32-unknown-unknown installed;
 #   debian  — Debian's rustc-web + rust-web-src: /usr/bin/cargo with -Z build-std, rust-lld from rustup.
@@ -15,17 +18,35 @@ say() { printf '[build-wasm] %s\n' "$*"; }
 die() { printf '[build-wasm] ERROR: %s\n' "$*" >&2; exit 1; }
 
 TARGET=wasm32-unknown-unknown
-OUT_DIR="$ROOT/www/pkg"
+THREADS=0
+if [ "${1:-}" = --threads ]; then THREADS=1; shift; fi
 WASM_BINDGEN="$ROOT/.tools/bin/wasm-bindgen"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128'
+if [ "$THREADS" = 1 ]; then
+    OUT_DIR="$ROOT/www/pkg-mt"
+    # Its own target dir: other RUSTFLAGS and a rebuilt std would otherwise evict the 1-thread build.
+    TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/wasm-mt"
+    # An imported shared memory (what wasm-bindgen's thread support and wasm-bindgen-rayon expect)
+    # with thread-local storage set up per thread; up to 4 GiB (f32 packages and fine-tuning).
+    RUSTFLAGS="$RUSTFLAGS -C target-feature=+atomics,+bulk-memory"
+    for a in --shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls \
+        --export=__tls_size --export=__tls_align --export=__tls_base; do
+        RUSTFLAGS="$RUSTFLAGS -C link-arg=$a"
+    done
+    set -- --features threads "$@"
+else
+    OUT_DIR="$ROOT/www/pkg"
+    TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+fi
+export RUSTFLAGS
 WASM="$TARGET_DIR/$TARGET/release/marian_wasm.wasm"
-export RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128'
 
 [ -x "$WASM_BINDGEN" ] || die "$WASM_BINDGEN missing: run scripts/setup.sh"
 
 road="${MARIAN_WASM_ROAD:-}"
 if [ -z "$road" ]; then
-    if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
+    if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$TARGET" \
+        && { [ "$THREADS" = 0 ] || rustup component list --installed 2>/dev/null | grep -q '^rust-src'; }; then
         road=rustup
     elif [ -x /usr/bin/cargo ] && [ -x /usr/bin/rustc ]; then
         road=debian
@@ -37,23 +58,31 @@ fi
 start=$(date +%s)
 case "$road" in
     rustup)
-        say "cargo build --release --lib --target $TARGET (rustup $(rustc --version | awk '{print $2}'))"
-        cargo build --release --lib --target "$TARGET" "$@"
+        say "cargo build --release --lib --target $TARGET (rustup $(rustc --version | awk '{print $2}'), threads=$THREADS)"
+        if [ "$THREADS" = 1 ]; then
+            # std must be rebuilt with atomics: rustup's rust-src, unlocked on stable by RUSTC_BOOTSTRAP.
+            RUSTC_BOOTSTRAP=1 cargo build --release --lib --target "$TARGET" --target-dir "$TARGET_DIR" \
+                -Z build-std=std,panic_abort "$@"
+        else
+            cargo build --release --lib --target "$TARGET" --target-dir "$TARGET_DIR" "$@"
+        fi
         ;;
     debian)
         # rustup's rust-lld links wasm; Debian's std sources are rebuilt with -Z build-std.
         LLD_DIR="$(rustc --print sysroot 2>/dev/null)/lib/rustlib/x86_64-unknown-linux-gnu/bin"
         say "Debian road: /usr/bin/cargo build -Z build-std ($(/usr/bin/rustc --version | awk '{print $2}'))"
         PATH="$PATH:$LLD_DIR" RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
-            /usr/bin/cargo build --release --lib --target "$TARGET" -Z build-std=std,panic_abort "$@"
+            /usr/bin/cargo build --release --lib --target "$TARGET" --target-dir "$TARGET_DIR" \
+            -Z build-std=std,panic_abort "$@"
         ;;
     *) die "unknown MARIAN_WASM_ROAD=$road (rustup|debian)" ;;
 esac
 [ -f "$WASM" ] || die "$WASM not produced"
 say "cargo done in $(( $(date +%s) - start ))s: $(du -h "$WASM" | cut -f1) $WASM"
 
+rm -rf "$OUT_DIR"
 mkdir -p "$OUT_DIR"
-say "wasm-bindgen $("$WASM_BINDGEN" --version | awk '{print $2}') --target web --out-dir www/pkg"
+say "wasm-bindgen $("$WASM_BINDGEN" --version | awk '{print $2}') --target web --out-dir ${OUT_DIR#"$ROOT"/}"
 "$WASM_BINDGEN" --target web --out-dir "$OUT_DIR" "$WASM"
 
 BG="$OUT_DIR/marian_wasm_bg.wasm"
@@ -90,9 +119,11 @@ elif [ -z "$WASM_OPT" ]; then
 else
     opt_start=$(date +%s)
     # Rust's wasm32 target enables these features by default; binaryen must be told.
+    threads_flag=()
+    [ "$THREADS" = 1 ] && threads_flag=(--enable-threads)
     if "$WASM_OPT" -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
         --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-        "$BG" -o "$BG.opt" 2>"$OUT_DIR/wasm-opt.log"; then
+        "${threads_flag[@]}" "$BG" -o "$BG.opt" 2>"$OUT_DIR/wasm-opt.log"; then
         before="$(init_check "$BG")"
         after="$(init_check "$BG.opt")"
         if [ "$before" = ok ] && [ "$after" != ok ]; then
@@ -106,7 +137,11 @@ else
         fi
     else
         rm -f "$BG.opt"
-        say "WARNING: wasm-opt failed (kept the unoptimized module); see www/pkg/wasm-opt.log"
+        say "WARNING: wasm-opt failed (kept the unoptimized module); see ${OUT_DIR#"$ROOT"/}/wasm-opt.log"
     fi
 fi
-say "www/pkg: $(du -h "$BG" | cut -f1) marian_wasm_bg.wasm, total $(( $(date +%s) - start ))s"
+# The files a service worker keeps for offline use (www/sw.js), snippets included.
+(cd "$OUT_DIR" && find . -type f \( -name '*.js' -o -name '*.wasm' \) | sed 's#^\./##' | sort \
+    | node -e 'const l=require("fs").readFileSync(0,"utf8").split("\n").filter(Boolean);console.log(JSON.stringify(l))' \
+    > files.json)
+say "${OUT_DIR#"$ROOT"/}: $(du -h "$BG" | cut -f1) marian_wasm_bg.wasm, total $(( $(date +%s) - start ))s"

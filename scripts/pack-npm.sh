@@ -2,7 +2,8 @@
 # Build the npm package from www/ and the wasm build, then `npm pack` it.
 #   scripts/pack-npm.sh            -> target/npm/marian-wasm/ (the package tree) and
 #                                     target/npm/marian-wasm-<version>.tgz
-# Needs www/pkg (scripts/build-wasm.sh) and tests/browser/node_modules (typescript; scripts/setup.sh).
+# Needs www/pkg and www/pkg-mt (scripts/build-wasm.sh, scripts/build-wasm.sh --threads) and
+# tests/browser/node_modules (typescript; scripts/setup.sh).
 # The .d.ts files are generated from the JSDoc of www/*.js by tsc, which also type-checks them.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,6 +12,7 @@ say() { printf '[pack-npm] %s\n' "$*"; }
 die() { printf '[pack-npm] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ -f www/pkg/marian_wasm_bg.wasm ] || die "www/pkg missing: run scripts/build-wasm.sh"
+[ -f www/pkg-mt/marian_wasm_bg.wasm ] || die "www/pkg-mt missing: run scripts/build-wasm.sh --threads"
 TSC="$ROOT/tests/browser/node_modules/.bin/tsc"
 [ -x "$TSC" ] || die "$TSC missing: run scripts/setup.sh"
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
@@ -21,6 +23,9 @@ rm -rf "$PKG"
 mkdir -p "$PKG/pkg" "$PKG/models"
 cp www/marian-wasm.js www/page.js www/page-translator.js www/store.js www/adapters.js www/worker.js "$PKG/"
 cp www/pkg/marian_wasm.js www/pkg/marian_wasm_bg.wasm www/pkg/marian_wasm.d.ts "$PKG/pkg/"
+# The multi-threaded build: its JS, wasm, types and wasm-bindgen-rayon's worker snippet.
+(cd www && find pkg-mt -type f \( -name '*.js' -o -name '*.wasm' -o -name '*.d.ts' \) ! -name '*_bg.wasm.d.ts' \
+    -exec cp --parents {} "$PKG/" \;)
 cp -r models/default "$PKG/models/default"
 say "tsc: type-check www/*.js and emit declarations"
 (cd www && "$TSC" -p tsconfig.json --outDir "$PKG")

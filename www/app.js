@@ -88,7 +88,7 @@ async function load() {
     const m = translator.manifest.model;
     $('model-info').textContent =
       `${m.encoder_layers}+${m.decoder_layers} layers, d_model ${m.d_model}, vocabulary ${m.vocab_size}, ` +
-      `${translator.manifest.quant}; device: ${translator.device === 'wasm' ? 'CPU (WebAssembly)' : `GPU (WebGPU: ${translator.gpuAdapter})`}` +
+      `${translator.manifest.quant}; device: ${translator.device === 'wasm' ? `CPU (WebAssembly, ${translator.threads} thread${translator.threads > 1 ? 's' : ''})` : `GPU (WebGPU: ${translator.gpuAdapter})`}` +
       `${translator.gpuUnavailable ? ` (no WebGPU: ${translator.gpuUnavailable})` : ''}; ` +
       `${translator.fromCache ? 'from this browser’s store' : 'downloaded'} in ${(translator.loadMs / 1000).toFixed(1)} s`;
     $('translate').disabled = false;

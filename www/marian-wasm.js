@@ -24,7 +24,10 @@ export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', imp
  * @typedef {{ beams?: number, maxLength?: number, lengthPenalty?: number, batchSize?: number,
  *   signal?: AbortSignal }} TranslateOptions
  * @typedef {{ model?: string | URL, device?: Device, store?: boolean, signal?: AbortSignal,
- *   monitor?: (m: EventTarget) => void, adapter?: Uint8Array }} CreateOptions
+ *   monitor?: (m: EventTarget) => void, adapter?: Uint8Array, threads?: number }} CreateOptions
+ *   `threads`: CPU threads to translate on (default: one per core, at most 8). More than one needs a
+ *   cross-origin isolated page (COOP: same-origin, COEP: require-corp); elsewhere one thread runs and
+ *   `threadsUnavailable` says why.
  * @typedef {{ phase: 'features' | 'train', epoch: number, epochs: number, step: number,
  *   steps: number, loss: number, etaSeconds: number }} FineTuneProgress
  * @typedef {{ epochs?: number, lr?: number, rank?: number, lastLayerRank?: number,
@@ -178,13 +181,16 @@ export class MarianTranslator {
       throw new TypeError(`device must be "auto", "webgpu" or "wasm", not ${JSON.stringify(device)}`);
     }
     if (!wasmSupported()) throw domError('NotSupportedError', 'this browser lacks WebAssembly SIMD, which marian-wasm needs');
+    if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads >= 1)) {
+      throw new TypeError(`threads must be a positive integer, not ${JSON.stringify(options.threads)}`);
+    }
     const model = packageUrl(options.model ?? DEFAULT_MODEL);
     const monitor = new EventTarget();
     options.monitor?.(monitor);
     const client = startWorker();
     try {
       const info = await client.request(
-        { type: 'create', model, device, store: options.store !== false, adapter: options.adapter },
+        { type: 'create', model, device, store: options.store !== false, adapter: options.adapter, threads: options.threads },
         {
           signal: options.signal,
           onMessage: (m) => {
@@ -194,6 +200,7 @@ export class MarianTranslator {
       );
       const t = new MarianTranslator(client, model, info);
       t.device_ = device;
+      t.threads_ = options.threads;
       t.store = options.store !== false;
       if (options.adapter) t.adapterBytes = options.adapter;
       return t;
@@ -206,7 +213,7 @@ export class MarianTranslator {
   /**
    * @param {WorkerClient} client
    * @param {string} model
-   * @param {{ device: 'wasm' | 'webgpu', gpuAdapter: string | null, gpuUnavailable: string | null, manifest: any, modelSha256: string, fromCache: boolean, loadMs: number }} info
+   * @param {{ device: 'wasm' | 'webgpu', gpuAdapter: string | null, gpuUnavailable: string | null, threads: number, threadsUnavailable: string | null, manifest: any, modelSha256: string, fromCache: boolean, loadMs: number }} info
    * @private
    */
   constructor(client, model, info) {
@@ -221,6 +228,10 @@ export class MarianTranslator {
     this.gpuAdapter = info.gpuAdapter;
     /** Why "auto" runs on the CPU (no WebGPU adapter, limits too small, …), or null. */
     this.gpuUnavailable = info.gpuUnavailable;
+    /** The CPU threads the model computes on: rayon's pool in the multi-threaded build, else 1. */
+    this.threads = info.threads;
+    /** Why fewer threads than asked run (no cross-origin isolation, …), or null. */
+    this.threadsUnavailable = info.threadsUnavailable;
     /** The package manifest (architecture, generation defaults, quantization, files). */
     this.manifest = info.manifest;
     /** sha256 of the model's weights: adapters are made for exactly one base model. */
@@ -229,6 +240,8 @@ export class MarianTranslator {
     this.adapterBytes = null;
     /** @private @type {Device} */
     this.device_ = 'auto';
+    /** The threads asked for at create (reused when the worker is restarted). @private @type {number | undefined} */
+    this.threads_ = undefined;
     /** Whether packages are kept in the model store (helper workers load from it). @private */
     this.store = true;
     /** Whether the package came from the model store (no download). */
@@ -351,7 +364,8 @@ export class MarianTranslator {
     const { onProgress, signal, workers, ...rest } = options;
     const client = this.live();
     const onGpu = this.device === 'webgpu';
-    const n = onGpu ? 1 : featureWorkers(workers, pairs.length);
+    // A multi-threaded translator already spreads the features pass over its pool.
+    const n = onGpu ? 1 : featureWorkers(workers, pairs.length, this.threads);
     /** @type {WorkerClient[]} */
     const helpers = [];
     /** The helpers' shares, settled or not (awaited in order below). @type {Promise<any>[]} */
@@ -416,7 +430,7 @@ export class MarianTranslator {
           for (let i = 1; i < Math.min(n, chunks); i++) helpers.push(startWorker());
           onHelpers = helpers.map((h, j) =>
             h
-              .request({ type: 'create', model: this.model, device: 'wasm', store: this.store }, { signal })
+              .request({ type: 'create', model: this.model, device: 'wasm', store: this.store, threads: 1 }, { signal })
               .then(() => drain(h))
               .catch((e) => {
                 if (signal?.aborted) throw e;
@@ -468,7 +482,7 @@ export class MarianTranslator {
     this.client = startWorker();
     old.terminate();
     this.reloading = this.client
-      .request({ type: 'create', model: this.model, device: this.device_, store: true, adapter: this.adapterBytes })
+      .request({ type: 'create', model: this.model, device: this.device_, store: true, adapter: this.adapterBytes, threads: this.threads_ })
       .catch((e) => console.error('marian-wasm: reloading the model after a cancel failed:', e));
   }
 
@@ -484,14 +498,15 @@ export class MarianTranslator {
  * How many workers share a fine-tuning run's features pass.
  * @param {number | undefined} asked
  * @param {number} pairs
+ * @param {number} threads  the translator's own compute threads
  */
-function featureWorkers(asked, pairs) {
+function featureWorkers(asked, pairs, threads) {
   if (asked !== undefined) {
     if (!Number.isInteger(asked) || asked < 1) throw new TypeError(`workers must be a positive integer, not ${asked}`);
     return Math.min(asked, 16);
   }
   // Each helper holds a copy of the model and loads it first: worth it from a few dozen pairs.
-  if (pairs < 64) return 1;
+  if (pairs < 64 || threads > 1) return 1;
   return Math.max(1, Math.min(globalThis.navigator?.hardwareConcurrency ?? 1, 4));
 }
 

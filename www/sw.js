@@ -4,7 +4,7 @@
 //
 // Shell requests go to the network first (a new deploy is seen at once) and fall back to the cache.
 
-const SHELL_CACHE = 'marian-wasm-shell-v2';
+const SHELL_CACHE = 'marian-wasm-shell-v3';
 const SHELL = [
   './',
   'index.html',
@@ -17,15 +17,32 @@ const SHELL = [
   'store.js',
   'adapters.js',
   'worker.js',
-  'pkg/marian_wasm.js',
-  'pkg/marian_wasm_bg.wasm',
 ];
+/** The wasm builds: each folder lists its files in files.json (scripts/build-wasm.sh). The
+ * multi-threaded build (pkg-mt) is optional: a deploy without it runs on one thread. */
+const BUILDS = [
+  { dir: 'pkg/', required: true },
+  { dir: 'pkg-mt/', required: false },
+];
+
+/** @param {Cache} cache @param {{ dir: string, required: boolean }} build */
+async function cacheBuild(cache, build) {
+  try {
+    const resp = await fetch(`${build.dir}files.json`, { cache: 'no-store' });
+    if (!resp.ok) throw new Error(`${build.dir}files.json: HTTP ${resp.status}`);
+    /** @type {string[]} */
+    const files = await resp.json();
+    await cache.addAll(files.map((f) => build.dir + f));
+  } catch (e) {
+    if (build.required) throw e;
+  }
+}
 
 self.addEventListener('install', (/** @type {any} */ event) => {
   event.waitUntil(
     caches
       .open(SHELL_CACHE)
-      .then((c) => c.addAll(SHELL))
+      .then((c) => Promise.all([c.addAll(SHELL), ...BUILDS.map((b) => cacheBuild(c, b))]))
       .then(() => /** @type {any} */ (self).skipWaiting()),
   );
 });
@@ -45,8 +62,8 @@ self.addEventListener('fetch', (/** @type {any} */ event) => {
   if (req.method !== 'GET' || url.origin !== self.location.origin) return;
   const scope = new URL(/** @type {any} */ (self).registration.scope);
   const path = url.pathname.slice(scope.pathname.length);
-  // Only the shell; model packages are the model store's business.
-  if (path !== '' && !SHELL.includes(path)) return;
+  // Only the shell and the wasm builds; model packages are the model store's business.
+  if (path !== '' && !SHELL.includes(path) && !BUILDS.some((b) => path.startsWith(b.dir))) return;
   event.respondWith(
     (async () => {
       const cache = await caches.open(SHELL_CACHE);

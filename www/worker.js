@@ -2,7 +2,8 @@
 // marian-wasm.js starts it and is its only intended client.
 //
 // Requests (page -> worker), each with a numeric id:
-//   { type: 'create',    id, model, device, store }   load a package (from the store, else the network)
+//   { type: 'create',    id, model, device, store, threads }   load a package (from the store, else
+//                                                      the network); threads: see wasmBuild below
 //   { type: 'translate', id, texts, options }         -> { texts, tokens, ms }
 //   { type: 'stream',    id, text, options }          -> 'partial' messages, then { text, tokens, ms }
 //   { type: 'cancel',    id }                         handled at once, not queued: drops a queued
@@ -25,10 +26,12 @@
 //   { type: 'error',    id, name, message }
 // Requests run one at a time in arrival order (a translate sent during a load waits for it).
 
-import init, { Translator } from './pkg/marian_wasm.js';
 import { loadPackage } from './store.js';
 
-/** @type {Promise<unknown> | null} */
+/** @typedef {typeof import('./pkg/marian_wasm.js')} WasmModule */
+/** @typedef {import('./pkg/marian_wasm.js').Translator} Translator */
+
+/** The build in use and its thread count. @type {Promise<{ wasm: WasmModule, threads: number, threadsUnavailable: string | null }> | null} */
 let wasmReady = null;
 /** @type {Translator | null} */
 let translator = null;
@@ -52,10 +55,53 @@ function namedError(name, message) {
   return e;
 }
 
+/** How long the thread pool may take to start before the single-threaded build is used. */
+const POOL_START_TIMEOUT_MS = 20000;
+
+/**
+ * Load the wasm build: the multi-threaded one (www/pkg-mt, rayon's pool on `threads` Web Workers
+ * over shared memory) when more than one thread is asked for and the page is cross-origin isolated
+ * (COOP/COEP: SharedArrayBuffer), else the single-threaded one (www/pkg). Both give the same tokens.
+ * @param {number | undefined} asked  threads asked for; default one per core, at most 8
+ * @returns {Promise<{ wasm: WasmModule, threads: number, threadsUnavailable: string | null }>}
+ */
+async function wasmBuild(asked) {
+  const cores = self.navigator?.hardwareConcurrency ?? 1;
+  const want = asked ?? Math.min(cores, 8);
+  /** @type {string | null} */
+  let why = null;
+  if (want > 1 && !self.crossOriginIsolated) {
+    why = 'the page is not cross-origin isolated (serve it with COOP: same-origin and COEP: require-corp)';
+  } else if (want > 1 && typeof SharedArrayBuffer === 'undefined') {
+    why = 'this browser has no SharedArrayBuffer';
+  } else if (want > 1) {
+    try {
+      /** @type {WasmModule & { initThreadPool(n: number): Promise<unknown> }} */
+      const mt = await import('./pkg-mt/marian_wasm.js');
+      await mt.default();
+      let timer;
+      const timeout = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the thread pool did not start in ${POOL_START_TIMEOUT_MS} ms`)), POOL_START_TIMEOUT_MS);
+      });
+      await Promise.race([mt.initThreadPool(want), timeout]).finally(() => clearTimeout(timer));
+      return { wasm: mt, threads: mt.computeThreads(), threadsUnavailable: null };
+    } catch (e) {
+      why = `the multi-threaded build did not start: ${e instanceof Error ? e.message : String(e)}`;
+      console.warn(`marian-wasm: ${why}; computing on one thread`);
+    }
+  }
+  const st = await import('./pkg/marian_wasm.js');
+  await st.default();
+  return { wasm: st, threads: 1, threadsUnavailable: why };
+}
+
 /** @param {any} msg */
 async function create(msg) {
-  wasmReady ??= init();
-  await wasmReady;
+  if (msg.threads !== undefined && !(Number.isInteger(msg.threads) && msg.threads >= 1)) {
+    throw namedError('TypeError', `threads must be a positive integer, not ${JSON.stringify(msg.threads)}`);
+  }
+  wasmReady ??= wasmBuild(msg.threads);
+  const { wasm, threads, threadsUnavailable } = await wasmReady;
   translator?.free();
   translator = null;
   const t0 = performance.now();
@@ -70,7 +116,7 @@ async function create(msg) {
     /** @type {Record<string, Uint8Array>} */
     const files = { 'manifest.json': pkg.manifestBytes, ...pkg.files };
     try {
-      translator = await Translator.fromFilesOn(files, msg.device ?? 'wasm');
+      translator = await wasm.Translator.fromFilesOn(files, msg.device ?? 'wasm');
     } catch (e) {
       // Asked for WebGPU by name and it cannot run the model: say why, in the API's terms.
       throw namedError('NotSupportedError', `WebGPU: ${e instanceof Error ? e.message : String(e)}`);
@@ -80,6 +126,8 @@ async function create(msg) {
       device: translator.device,
       gpuAdapter: translator.gpuAdapter ?? null,
       gpuUnavailable: translator.gpuUnavailable ?? null,
+      threads,
+      threadsUnavailable,
       manifest: pkg.manifest,
       modelSha256: translator.modelSha256,
       fromCache: pkg.fromCache,

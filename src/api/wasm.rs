@@ -15,6 +15,19 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// `initThreadPool(n) -> Promise`: starts rayon's pool on `n` Web Workers sharing this module's memory
+/// (wasm-bindgen-rayon). Only in the multi-threaded build (feature `threads`); call it once, from a
+/// Worker, after `init()` and before the first translation.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// The threads this build computes on: rayon's pool size after `initThreadPool(n)` in the
+/// multi-threaded build, 1 in the single-threaded one.
+#[wasm_bindgen(js_name = computeThreads)]
+pub fn compute_threads() -> usize {
+    rayon::current_num_threads()
+}
+
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
@@ -217,6 +230,12 @@ impl Translator {
     #[wasm_bindgen(getter)]
     pub fn device(&self) -> String {
         device_name(self.inner.device()).into()
+    }
+
+    /// The threads the CPU path computes on (rayon's pool; 1 in the single-threaded build).
+    #[wasm_bindgen(getter)]
+    pub fn threads(&self) -> usize {
+        rayon::current_num_threads()
     }
 
     /// Why "auto" serves from the CPU (no WebGPU adapter, limits too small, …), or undefined.

@@ -4,7 +4,8 @@
 //   (e.g. "/fixtures/" -> tests/fixtures), on 127.0.0.1 (a secure context, so WebGPU is exposed).
 // - Correct MIME types, including application/wasm (needed by WebAssembly.instantiateStreaming).
 // - Cross-origin isolation headers (COOP same-origin + COEP require-corp), so SharedArrayBuffer and
-//   wasm threads work; `crossOriginIsolated` is true in served pages.
+//   wasm threads work; `crossOriginIsolated` is true in served pages (a "?coi=0" query leaves
+//   COOP/COEP off that one response: a page that is not isolated).
 // - No caching, no directory listings, no path traversal out of a mounted directory.
 //
 // CLI:  node tests/browser/server.mjs [ROOT=www] [--port N] [--mount /prefix/=DIR ...]
@@ -109,7 +110,14 @@ export async function startServer(opts) {
         return send(res, 404, `not found: ${pathname}\n`);
       }
       const type = MIME_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
-      res.writeHead(200, { ...COMMON_HEADERS, 'Content-Type': type, 'Content-Length': st.size });
+      /** @type {Record<string, string | number>} */
+      const headers = { ...COMMON_HEADERS, 'Content-Type': type, 'Content-Length': st.size };
+      // "?coi=0": a page without cross-origin isolation, as most static hosts serve it (tests).
+      if (url.searchParams.get('coi') === '0') {
+        delete headers['Cross-Origin-Opener-Policy'];
+        delete headers['Cross-Origin-Embedder-Policy'];
+      }
+      res.writeHead(200, headers);
       if (req.method === 'HEAD') return res.end();
       const stream = createReadStream(file);
       stream.on('error', (e) => res.destroy(e));

@@ -1,10 +1,12 @@
 // Benchmark, not a test (skipped unless MARIAN_BENCH=1): translation speed of the wasm build in
 // headless Chromium, the same fixed-length work as `marian-wasm bench` and scripts/bench_peers.sh
 // (greedy, exactly 32 target tokens per sentence, EOS banned, one warm-up batch untimed), on the
-// opus-mt-en-fr-shaped packages, batch 1 and 16, on the page's thread (one wasm thread).
+// opus-mt-en-fr-shaped packages, batch 1 and 16, in a Web Worker: the single-threaded build (1
+// thread) and the multi-threaded one (rayon on N Web Workers, the page cross-origin isolated).
 //   MARIAN_BENCH=1 MARIAN_TEST_PACKAGES=target/bench node tests/browser/run.mjs 91-bench
 // Knobs: MARIAN_BENCH_PACKAGES (default "pkg-q8,pkg-q4"), MARIAN_BENCH_COUNT (sentences, 64),
-// MARIAN_BENCH_BATCHES ("1,16"), MARIAN_BENCH_TOKENS (32). Sentences: the first lines of
+// MARIAN_BENCH_BATCHES ("1,16"), MARIAN_BENCH_TOKENS (32), MARIAN_BENCH_THREADS ("1,2": 1 = the
+// single-threaded build, N > 1 = the multi-threaded build on N threads). Sentences: the first lines of
 // $MARIAN_DATA/multi30k/test_2016_flickr.en, as the native harness takes them.
 
 import { existsSync, readFileSync } from 'node:fs';
@@ -28,33 +30,43 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
   const count = Number(process.env.MARIAN_BENCH_COUNT || 64);
   const tokens = Number(process.env.MARIAN_BENCH_TOKENS || 32);
   const batches = (process.env.MARIAN_BENCH_BATCHES || '1,16').split(',').map(Number);
+  const threadCounts = (process.env.MARIAN_BENCH_THREADS || '1,2').split(',').map(Number);
   const data = path.resolve(ROOT, process.env.MARIAN_DATA || '../shared/data', 'multi30k');
   const sentences = readFileSync(path.join(data, 'test_2016_flickr.en'), 'utf8')
     .split('\n')
     .filter((l) => l.trim())
     .slice(0, count);
   await page.goto(`${baseUrl}/test-pages/blank.html`);
+  assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'the test server sends COOP/COEP');
   for (const name of names) {
-    for (const batch of batches) {
-      const r = await page.evaluate(
-        async ([name, sentences, batch, tokens]) => {
-          const m = await import('/pkg/marian_wasm.js');
-          await m.default();
-          const t0 = performance.now();
-          const t = await m.Translator.fromUrl(`/packages/${name}/`, () => {}, 'wasm');
-          const loadS = (performance.now() - t0) / 1000;
-          const res = await t.benchmark(sentences, batch, tokens);
-          t.free();
-          return { ...res, loadS };
-        },
-        /** @type {const} */ ([name, sentences, batch, tokens]),
-      );
-      log(
-        `BENCH chromium wasm ${name} batch ${batch}: ${r.tokensPerS.toFixed(1)} tokens/s ` +
-          `(${r.tokens} tokens in ${r.seconds.toFixed(2)} s, ${r.threads} thread(s), load ${r.loadS.toFixed(2)} s)`,
-      );
-      assert.equal(r.tokens, sentences.length * tokens);
-      assert.equal(r.device, 'wasm');
+    for (const threads of threadCounts) {
+      for (const batch of batches) {
+        const req = {
+          build: threads > 1 ? 'pkg-mt' : 'pkg',
+          threads,
+          model: `/packages/${name}/`,
+          texts: sentences,
+          bench: { batch, tokens },
+        };
+        const r = await page.evaluate(
+          (req) =>
+            new Promise((resolve) => {
+              const w = new Worker('/test-pages/wasm-worker.js', { type: 'module' });
+              w.onmessage = (ev) => (w.terminate(), resolve(ev.data));
+              w.postMessage(req);
+            }),
+          req,
+        );
+        assert.ok(r.ok, r.error);
+        const b = r.bench;
+        log(
+          `BENCH chromium wasm ${name} threads ${r.threads} batch ${batch}: ${b.tokensPerS.toFixed(1)} tokens/s ` +
+            `(${b.tokens} tokens in ${b.seconds.toFixed(2)} s, load ${r.loadS.toFixed(2)} s)`,
+        );
+        assert.equal(r.threads, threads);
+        assert.equal(b.tokens, sentences.length * tokens);
+        assert.equal(b.device, 'wasm');
+      }
     }
   }
 }

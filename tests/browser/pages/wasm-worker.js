@@ -1,0 +1,31 @@
+// A Web Worker for tests and benchmarks that drive a wasm build directly (not through
+// marian-wasm.js): the multi-threaded build blocks on Atomics.wait, which the page's own thread may
+// not do. One request per worker:
+//   { build: 'pkg' | 'pkg-mt', threads, model, texts, beams?, bench?: { batch, tokens } }
+// -> { ok: true, threads, loadS, texts?, ids?, bench? } or { ok: false, error }.
+
+self.addEventListener('message', async (/** @type {MessageEvent<any>} */ ev) => {
+  const req = ev.data;
+  try {
+    const m = await import(`/${req.build}/marian_wasm.js`);
+    await m.default();
+    if (req.build === 'pkg-mt') await m.initThreadPool(req.threads);
+    const t0 = performance.now();
+    const t = await m.Translator.fromUrl(req.model, () => {}, 'wasm');
+    const loadS = (performance.now() - t0) / 1000;
+    /** @type {Record<string, unknown>} */
+    const out = { ok: true, threads: t.threads, loadS };
+    if (req.bench) {
+      out.bench = await t.benchmark(req.texts, req.bench.batch, req.bench.tokens);
+    } else {
+      const r = await t.translateWithIds(req.texts, { beams: req.beams ?? 1 });
+      const field = (/** @type {string} */ k) => (r instanceof Map ? r.get(k) : r[k]);
+      out.texts = Array.from(field('texts'), String);
+      out.ids = Array.from(field('ids'), (a) => Array.from(a, Number));
+    }
+    t.free();
+    self.postMessage(out);
+  } catch (e) {
+    self.postMessage({ ok: false, error: String(/** @type {any} */ (e)?.stack ?? e) });
+  }
+});

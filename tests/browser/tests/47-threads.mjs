@@ -1,0 +1,67 @@
+// Multi-threaded WebAssembly through the public API: on a cross-origin isolated page the
+// translator computes on rayon's pool (the multi-threaded build, www/pkg-mt) and gives exactly the
+// tokens of the single-threaded build, greedy and beam 4; on a page that is not isolated it runs on
+// one thread and says why.
+
+export const timeoutS = 300;
+
+const SENTENCES = [
+  'A man in a blue shirt is standing on a ladder cleaning windows.',
+  'Two young girls are playing in the sand at the beach.',
+  'A group of people are sitting at tables in a restaurant.',
+  'A dog runs through the snow.',
+  'Several men in hard hats are operating a giant pulley system.',
+];
+
+/** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void }} ctx */
+export async function run({ page, baseUrl, assert, log }) {
+  // Batch 5 on the opus-shaped fixture: products above the kernel's parallel threshold, so the
+  // pool really splits the work.
+  for (const model of ['/packages/tiny-opus-q8/', '/models/default/']) {
+    await page.goto(`${baseUrl}/test-pages/blank.html`);
+    assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'the test server sends COOP/COEP');
+    const r = await page.evaluate(
+      async ([model, sentences]) => {
+        const { MarianTranslator } = await import('/marian-wasm.js');
+        /** @type {Record<string, any>} */
+        const out = {};
+        for (const threads of [1, 2, 3]) {
+          const t = await MarianTranslator.create({ model, threads, store: false, device: 'wasm' });
+          out[threads] = {
+            threads: t.threads,
+            why: t.threadsUnavailable,
+            greedy: await t.translate(sentences, { beams: 1 }),
+            beam: await t.translate(sentences, { beams: 4 }),
+          };
+          t.destroy();
+        }
+        return out;
+      },
+      /** @type {const} */ ([model, SENTENCES]),
+    );
+    log(model, JSON.stringify(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, { threads: v.threads, why: v.why }]))));
+    assert.equal(r[1].threads, 1);
+    for (const n of [2, 3]) {
+      assert.equal(r[n].threads, n, `threads: ${n} runs on ${n} threads (${r[n].why})`);
+      assert.equal(r[n].why, null);
+      assert.deepEqual(r[n].greedy, r[1].greedy, `${model}: greedy on ${n} threads == 1 thread`);
+      assert.deepEqual(r[n].beam, r[1].beam, `${model}: beam 4 on ${n} threads == 1 thread`);
+    }
+    log(model, r[1].greedy[0]);
+  }
+
+  // Not isolated: one thread, and the reason.
+  await page.goto(`${baseUrl}/test-pages/blank.html?coi=0`);
+  assert.equal(await page.evaluate(() => self.crossOriginIsolated), false);
+  const plain = await page.evaluate(async (sentences) => {
+    const { MarianTranslator } = await import('/marian-wasm.js');
+    const t = await MarianTranslator.create({ model: '/packages/tiny-opus-q8/', threads: 4, store: false, device: 'wasm' });
+    const out = { threads: t.threads, why: t.threadsUnavailable, greedy: await t.translate(sentences, { beams: 1 }) };
+    t.destroy();
+    return out;
+  }, SENTENCES);
+  log('not isolated:', plain.threads, plain.why);
+  assert.equal(plain.threads, 1);
+  assert.match(String(plain.why), /cross-origin isolated/);
+  assert.ok(plain.greedy.every((t) => typeof t === 'string' && t.length > 0));
+}
