@@ -21,11 +21,15 @@ if [ "$mode" = cli ]; then
 fi
 echo "[run] CLI with the embedded default model:"
 printf 'A little girl is playing in the park.\n' | target/release/marian-wasm translate
-# Rebuild the wasm only when a source file is newer than it (wasm-opt alone takes minutes).
-if [ ! -f www/pkg/marian_wasm_bg.wasm ] \
-    || [ -n "$(find src Cargo.toml Cargo.lock -newer www/pkg/marian_wasm_bg.wasm -print -quit)" ]; then
-    bash scripts/build-wasm.sh
-fi
+# Rebuild a wasm build only when a source file is newer than it (wasm-opt alone takes minutes):
+# www/pkg (one thread) and www/pkg-mt (threads; used when the page is cross-origin isolated, as
+# this server makes it).
+for build in pkg pkg-mt; do
+    if [ ! -f "www/$build/marian_wasm_bg.wasm" ] \
+        || [ -n "$(find src Cargo.toml Cargo.lock -newer "www/$build/marian_wasm_bg.wasm" -print -quit)" ]; then
+        if [ "$build" = pkg ]; then bash scripts/build-wasm.sh; else bash scripts/build-wasm.sh --threads; fi
+    fi
+done
 PORT="${PORT:-8080}"
 echo "[run] demo: http://127.0.0.1:$PORT/   (model: models/default, Ctrl-C to stop)"
 exec node tests/browser/server.mjs www --port "$PORT" --mount /models/=models

@@ -65,6 +65,9 @@ rustup_has_wasm() {
 debian_road_ready() {
     [ -x /usr/bin/cargo ] && [ -x /usr/bin/rustc ] && pkg_installed rustc-web && pkg_installed rust-web-src
 }
+rustup_has_src() {
+    command -v rustup >/dev/null && rustup component list --installed 2>/dev/null | grep -q '^rust-src'
+}
 road="${MARIAN_WASM_ROAD:-}"
 if [ "$road" != "debian" ] && rustup_has_wasm; then
     say "wasm32 target: rustup (installed)"
@@ -84,6 +87,16 @@ else
     lld="$(rustc --print sysroot 2>/dev/null)/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"
     [ -x "$lld" ] || command -v rust-lld >/dev/null || command -v wasm-ld >/dev/null \
         || die "no rust-lld/wasm-ld found for the Debian road (install rustup, or Debian's lld package)"
+fi
+# The multi-threaded build rebuilds std with atomics (-Z build-std): on the rustup road that needs
+# rustup's rust-src; without it, that build takes the Debian road.
+if [ "$road" != "debian" ] && rustup_has_wasm && ! rustup_has_src; then
+    say "rustup component add rust-src (std sources for the multi-threaded wasm build)"
+    timeout "${RUSTUP_TIMEOUT_S:-300}" rustup component add rust-src || say "WARNING: could not add rust-src"
+fi
+if [ "$road" != "debian" ] && rustup_has_wasm && ! rustup_has_src && ! debian_road_ready; then
+    say "no rust-src from rustup: installing Debian's rustc-web + rust-web-src for the multi-threaded build"
+    apt_install rustc-web rust-web-src cargo-web
 fi
 
 # ---------------------------------------------------------------------------------------------------

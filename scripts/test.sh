@@ -97,6 +97,9 @@ cargo fmt --check
 step "wasm build (scripts/build-wasm.sh)"
 bash scripts/build-wasm.sh
 
+step "multi-threaded wasm build (scripts/build-wasm.sh --threads)"
+bash scripts/build-wasm.sh --threads
+
 step "npm package (scripts/pack-npm.sh: tsc type-check, declarations, npm pack)"
 bash scripts/pack-npm.sh
 
