@@ -5,6 +5,7 @@
 //! attention KV cache that beam search can reorder, and multiplies quantized weights as
 //! stored in the package (GGML Q8_0/Q4_0 through candle's `QMatMul`).
 
+pub mod kv_cache;
 pub mod layout;
 pub mod qgemm;
 pub mod weights;
@@ -16,6 +17,7 @@ use crate::package::Package;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
+use kv_cache::KvCache;
 use std::sync::Arc;
 use weights::{AttentionWeights, LinearWeights, MarianWeights, NormWeights, WeightSource};
 
@@ -315,6 +317,40 @@ impl Attention {
         ))
     }
 
+    /// Keys and values [R, S, D] of x [R, S, D] in a cache (the encoder's side of
+    /// cross-attention, projected once per batch).
+    fn cache_of(&self, x: &Tensor) -> Result<KvCache> {
+        let (r, s, _) = x.dims3()?;
+        let (k, v) = (self.k.forward(x)?, self.v.forward(x)?);
+        with_f32_values(&k, |k| {
+            with_f32_values(&v, |v| {
+                KvCache::from_projected(k, v, r, s, self.heads, self.head_dim)
+            })
+        })?
+    }
+
+    /// One decoding step of attention: x [R, 1, D] (one new position per row), its key and
+    /// value appended to `cache` first when `append` (self-attention), then one query per row
+    /// and head over the cache (`mask` additive [R, len]); returns [R, 1, D]. The same steps as
+    /// `attend`, by hand (see `kv_cache`).
+    fn attend_step(
+        &self,
+        x: &Tensor,
+        cache: &mut KvCache,
+        append: bool,
+        mask: Option<&[f32]>,
+    ) -> Result<Tensor> {
+        let (r, _, d) = x.dims3()?;
+        if append {
+            let (k, v) = (self.k.forward(x)?, self.v.forward(x)?);
+            with_f32_values(&k, |k| with_f32_values(&v, |v| cache.push(k, v)))??;
+        }
+        let q = (self.q.forward(x)? * self.scaling)?;
+        let ctx = with_f32_values(&q, |q| cache.attend(q, mask))?;
+        let ctx = Tensor::from_vec(ctx, (r, 1, d), &Device::Cpu)?.to_dtype(x.dtype())?;
+        self.out.forward(&ctx)
+    }
+
     /// Attend from x [B, T, D] over kᵀ [B, H, hd, S] and v [B, H, S, hd]; `mask` is additive,
     /// broadcast to [B, H, T, S] ([B, 1, 1, S] padding, [1, 1, T, T] causal).
     fn attend(&self, x: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
@@ -402,12 +438,12 @@ pub struct Marian {
 
 /// What the decoder keeps between steps for a batch of rows.
 pub struct DecoderState {
-    /// Per layer: self-attention keys, transposed [R, H, hd, T], and values [R, H, T, hd] so far.
-    self_kv: Vec<Option<(Tensor, Tensor)>>,
-    /// Per layer: cross-attention keys [R, H, hd, S] and values [R, H, S, hd], projected once.
-    cross_kv: Vec<(Tensor, Tensor)>,
-    /// Additive encoder padding mask [R, 1, 1, S].
-    cross_mask: Tensor,
+    /// Per layer: self-attention keys and values of the positions so far.
+    self_kv: Vec<KvCache>,
+    /// Per layer: cross-attention keys and values of the encoder's positions, projected once.
+    cross_kv: Vec<KvCache>,
+    /// Additive encoder padding mask [R, S], row-major.
+    cross_mask: Vec<f32>,
     /// Decoder positions consumed so far.
     pub length: usize,
     /// The last step's logits [R, V], kept so that a step allocates no V-wide buffer.
@@ -690,12 +726,17 @@ impl Marian {
         let cross_kv = self
             .decoder
             .iter()
-            .map(|l| l.cross_attn.keys_values(&enc))
+            .map(|l| l.cross_attn.cache_of(&enc))
             .collect::<Result<Vec<_>>>()?;
+        let rows = enc.dim(0)?;
         Ok(DecoderState {
-            self_kv: vec![None; self.decoder.len()],
+            self_kv: self
+                .decoder
+                .iter()
+                .map(|l| KvCache::new(rows, l.self_attn.heads, l.self_attn.head_dim))
+                .collect(),
             cross_kv,
-            cross_mask: mask,
+            cross_mask: mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
             length: 0,
             logits: Vec::new(),
         })
@@ -820,21 +861,16 @@ impl Marian {
         let ids = Tensor::from_vec(tokens.to_vec(), (r, 1), &Device::Cpu)?;
         let mut x = self.embed(&self.decoder_embed, &ids, state.length)?;
         for (i, layer) in self.decoder.iter().enumerate() {
-            let (k_new, v_new) = layer.self_attn.keys_values(&x)?;
-            let (k, v) = match state.self_kv[i].take() {
-                Some((k, v)) => (
-                    Tensor::cat(&[&k, &k_new], 3)?,
-                    Tensor::cat(&[&v, &v_new], 2)?,
-                ),
-                None => (k_new, v_new),
-            };
-            let h = layer.self_attn.attend(&x, &k, &v, None)?;
-            state.self_kv[i] = Some((k, v));
-            x = layer.self_attn_norm.forward(&(x + h)?)?;
-            let (ck, cv) = &state.cross_kv[i];
             let h = layer
-                .cross_attn
-                .attend(&x, ck, cv, Some(&state.cross_mask))?;
+                .self_attn
+                .attend_step(&x, &mut state.self_kv[i], true, None)?;
+            x = layer.self_attn_norm.forward(&(x + h)?)?;
+            let h = layer.cross_attn.attend_step(
+                &x,
+                &mut state.cross_kv[i],
+                false,
+                Some(&state.cross_mask),
+            )?;
             x = layer.cross_attn_norm.forward(&(x + h)?)?;
             let h = layer.ffn.forward(&x)?;
             x = layer.final_norm.forward(&(x + h)?)?;
@@ -845,9 +881,8 @@ impl Marian {
 
     /// Keep only `rows` (in that order) of the decoder state: beam search's reindexing.
     pub fn reorder(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
-        let idx = Tensor::new(rows, &Device::Cpu)?;
-        for kv in state.self_kv.iter_mut().flatten() {
-            *kv = (kv.0.index_select(&idx, 0)?, kv.1.index_select(&idx, 0)?);
+        for kv in state.self_kv.iter_mut() {
+            kv.select_rows(rows);
         }
         Ok(())
     }
@@ -855,11 +890,14 @@ impl Marian {
     /// Drop rows whose sentences are finished (keeps cross K/V and mask in step).
     pub fn retain_rows(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
         self.reorder(state, rows)?;
-        let idx = Tensor::new(rows, &Device::Cpu)?;
         for kv in state.cross_kv.iter_mut() {
-            *kv = (kv.0.index_select(&idx, 0)?, kv.1.index_select(&idx, 0)?);
+            kv.select_rows(rows);
         }
-        state.cross_mask = state.cross_mask.index_select(&idx, 0)?;
+        let s = state.cross_kv.first().map_or(0, KvCache::len);
+        state.cross_mask = rows
+            .iter()
+            .flat_map(|&r| state.cross_mask[r as usize * s..][..s].iter().copied())
+            .collect();
         Ok(())
     }
 
