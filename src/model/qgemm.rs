@@ -568,7 +568,9 @@ mod simd128 {
     use super::{BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
     use std::arch::wasm32::*;
 
-    /// Rows × 16 outputs as four 4-lane quarters; the same arithmetic as `portable_tile`.
+    /// Rows × 16 outputs as four 4-lane quarters; the same arithmetic as `portable_tile`. Rows go
+    /// two at a time, so each widened weight vector serves two rows (14 of the 16 SIMD registers
+    /// a wasm engine has on x86-64: 8 sums, 4 weights, 2 activation pairs).
     pub fn tile(
         w: &[i8],
         s: &[f32],
@@ -577,37 +579,67 @@ mod simd128 {
         blocks: usize,
         out: &mut [[f32; GROUP]],
     ) -> usize {
+        let mut r = 0;
+        while r + 2 <= out.len() {
+            rows::<2>(w, s, a, da, blocks, r, &mut out[r..r + 2]);
+            r += 2;
+        }
+        if r < out.len() {
+            rows::<1>(w, s, a, da, blocks, r, &mut out[r..r + 1]);
+        }
+        out.len()
+    }
+
+    /// `R` rows from row `first` on.
+    #[inline(always)]
+    fn rows<const R: usize>(
+        w: &[i8],
+        s: &[f32],
+        a: &[i16],
+        da: &[f32],
+        blocks: usize,
+        first: usize,
+        out: &mut [[f32; GROUP]],
+    ) {
         let cols = blocks * BLOCK;
-        for (r, o) in out.iter_mut().enumerate() {
-            let mut acc = [f32x4_splat(0.0); 4];
-            for b in 0..blocks {
-                let wb = &w[b * GROUP_BLOCK_VALUES..][..GROUP_BLOCK_VALUES];
-                let ab = &a[r * cols + b * BLOCK..][..BLOCK];
-                let mut isum = [i32x4_splat(0); 4];
-                for p in 0..PAIRS {
-                    // SAFETY: 32 bytes inside `wb` (p < PAIRS, GROUP * 2 = 32).
-                    let (w0, w1) = unsafe {
-                        let at = wb.as_ptr().add(p * GROUP * 2) as *const v128;
-                        (v128_load(at), v128_load(at.add(1)))
-                    };
-                    let pair =
-                        i32x4_splat((ab[2 * p] as u16 as i32) | ((ab[2 * p + 1] as i32) << 16));
-                    for (q, half) in [(0, w0), (2, w1)] {
-                        isum[q] =
-                            i32x4_add(isum[q], i32x4_dot_i16x8(i16x8_extend_low_i8x16(half), pair));
-                        isum[q + 1] = i32x4_add(
-                            isum[q + 1],
-                            i32x4_dot_i16x8(i16x8_extend_high_i8x16(half), pair),
-                        );
+        let mut acc = [[f32x4_splat(0.0); 4]; R];
+        for b in 0..blocks {
+            let wb = &w[b * GROUP_BLOCK_VALUES..][..GROUP_BLOCK_VALUES];
+            let ab: [&[i16]; R] =
+                std::array::from_fn(|i| &a[(first + i) * cols + b * BLOCK..][..BLOCK]);
+            let mut isum = [[i32x4_splat(0); 4]; R];
+            for p in 0..PAIRS {
+                // SAFETY: 32 bytes inside `wb` (p < PAIRS, GROUP * 2 = 32).
+                let (w0, w1) = unsafe {
+                    let at = wb.as_ptr().add(p * GROUP * 2) as *const v128;
+                    (v128_load(at), v128_load(at.add(1)))
+                };
+                let wq = [
+                    i16x8_extend_low_i8x16(w0),
+                    i16x8_extend_high_i8x16(w0),
+                    i16x8_extend_low_i8x16(w1),
+                    i16x8_extend_high_i8x16(w1),
+                ];
+                for i in 0..R {
+                    let pair = i32x4_splat(
+                        (ab[i][2 * p] as u16 as i32) | ((ab[i][2 * p + 1] as i32) << 16),
+                    );
+                    for q in 0..4 {
+                        isum[i][q] = i32x4_add(isum[i][q], i32x4_dot_i16x8(wq[q], pair));
                     }
                 }
-                let d = f32x4_splat(da[r * blocks + b]);
+            }
+            for i in 0..R {
+                let d = f32x4_splat(da[(first + i) * blocks + b]);
                 for q in 0..4 {
                     let sq = &s[b * GROUP + 4 * q..][..4];
                     let scale = f32x4_mul(f32x4(sq[0], sq[1], sq[2], sq[3]), d);
-                    acc[q] = f32x4_add(acc[q], f32x4_mul(f32x4_convert_i32x4(isum[q]), scale));
+                    acc[i][q] =
+                        f32x4_add(acc[i][q], f32x4_mul(f32x4_convert_i32x4(isum[i][q]), scale));
                 }
             }
+        }
+        for (o, acc) in out.iter_mut().zip(&acc) {
             for q in 0..4 {
                 o[4 * q] = f32x4_extract_lane::<0>(acc[q]);
                 o[4 * q + 1] = f32x4_extract_lane::<1>(acc[q]);
@@ -615,7 +647,6 @@ mod simd128 {
                 o[4 * q + 3] = f32x4_extract_lane::<3>(acc[q]);
             }
         }
-        out.len()
     }
 }
 
