@@ -8,8 +8,12 @@
 #
 #   bash scripts/bench_browser_peers.sh
 #
-# Prints a markdown table (engine, threads, batch, tokens/s, load s) on stdout and writes JSON to
-# target/bench/tjs-results.json. Everything it needs is made on first use and reused afterwards
+# Runs marian-wasm's own browser benchmark first (91-bench: the q8 package, the single-threaded
+# build and the multi-threaded one on 2 threads, in Web Workers), then transformers.js, in the same
+# Chromium build, back to back; prints one markdown table with the ratios (engine, threads, batch,
+# tokens/s, load s) and writes JSON to target/bench/marian-browser-results.json and
+# target/bench/tjs-results.json. Needs the wasm builds (scripts/build-wasm.sh, --threads) and
+# target/bench/pkg-q8 (BENCHMARKS.md). Everything it needs is made on first use and reused afterwards
 # (all git-ignored):
 #   target/bench/opus-mt-en-fr-random  the checkpoint (scripts/make_bench_checkpoint.py, main .venv)
 #   .venv-onnx                         transformers 4.57 + optimum-onnx (scripts/requirements-onnx.txt)
@@ -178,9 +182,33 @@ if [ "$(node -p "require('$TOOLS/node_modules/@huggingface/transformers/package.
 fi
 [ -d tests/browser/node_modules/playwright-core ] || (cd tests/browser && npm ci --ignore-scripts >&2)
 
-# ---- 6. Chromium (the driver waits on /tmp/QUIET_PLEASE before each configuration)
-wait_quiet "the Chromium runs"
-exec node scripts/bench_browser_peers.mjs --model "$MODEL" --expected "$EXPECTED" \
+# ---- 6. Chromium: marian-wasm, then transformers.js (the driver waits on /tmp/QUIET_PLEASE before
+# each configuration)
+[ -f "$BENCH/pkg-q8/manifest.json" ] || die "$BENCH/pkg-q8 missing: convert the checkpoint (BENCHMARKS.md)"
+wait_quiet "the marian-wasm Chromium runs"
+say "marian-wasm in Chromium (tests/browser/tests/91-bench-translate.mjs)"
+MARIAN_BENCH=1 MARIAN_TEST_PACKAGES="$BENCH" MARIAN_BENCH_PACKAGES=pkg-q8 MARIAN_BENCH_COUNT="${TJS_COUNT:-64}" \
+    MARIAN_BENCH_TOKENS="${TJS_TOKENS:-32}" MARIAN_BENCH_BATCHES="${TJS_BATCHES:-1,16}" \
+    MARIAN_BENCH_THREADS="${MARIAN_THREADS:-1,2}" MARIAN_BENCH_JSON="$BENCH/marian-browser-results.json" \
+    node tests/browser/run.mjs 91-bench >&2
+node scripts/bench_browser_peers.mjs --model "$MODEL" --expected "$EXPECTED" \
     --tools "$TOOLS" --json "$BENCH/tjs-results.json" \
     --threads "${TJS_THREADS:-1,2}" --batches "${TJS_BATCHES:-1,16}" --tokens "${TJS_TOKENS:-32}" \
-    --timeout-s "${TJS_TIMEOUT_S:-900}"
+    --timeout-s "${TJS_TIMEOUT_S:-900}" > "$BENCH/tjs-table.md"
+# One table: both engines, with the ratio to transformers.js on 2 threads at the same batch.
+node - "$BENCH/marian-browser-results.json" "$BENCH/tjs-results.json" <<'JS'
+const fs = require('fs');
+const [m, t] = process.argv.slice(2).map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
+const peer = (batch) => t.results.find((r) => r.threads === 2 && r.batch === batch)?.tokensPerS;
+console.log(`${t.date} — Chromium ${t.chromium}, ${m.sentences} sentences × ${m.tokens} tokens, greedy\n`);
+console.log('| engine | threads | batch | tokens/s | × transformers.js (2 threads) | load s |');
+console.log('|---|---|---|---|---|---|');
+const rows = [
+  ...m.results.map((r) => ({ engine: 'marian-wasm q8', ...r })),
+  ...t.results.map((r) => ({ engine: `transformers.js ${t.transformers_js} q8`, ...r })),
+].sort((a, b) => a.batch - b.batch);
+for (const r of rows) {
+  const ratio = peer(r.batch) ? (r.tokensPerS / peer(r.batch)).toFixed(2) : '-';
+  console.log(`| ${r.engine} | ${r.threads} | ${r.batch} | ${r.tokensPerS.toFixed(1)} | ${ratio} | ${r.loadS.toFixed(2)} |`);
+}
+JS

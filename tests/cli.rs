@@ -153,6 +153,7 @@ fn output_does_not_depend_on_threads_or_instruction_set() {
         for (k, v) in [
             ("RAYON_NUM_THREADS", "2"),
             ("RAYON_NUM_THREADS", "4"),
+            ("RAYON_NUM_THREADS", "16"),
             ("MARIAN_QGEMM", "avx2"),
             ("MARIAN_QGEMM", "portable"),
         ] {

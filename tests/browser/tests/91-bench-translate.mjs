@@ -6,10 +6,11 @@
 //   MARIAN_BENCH=1 MARIAN_TEST_PACKAGES=target/bench node tests/browser/run.mjs 91-bench
 // Knobs: MARIAN_BENCH_PACKAGES (default "pkg-q8,pkg-q4"), MARIAN_BENCH_COUNT (sentences, 64),
 // MARIAN_BENCH_BATCHES ("1,16"), MARIAN_BENCH_TOKENS (32), MARIAN_BENCH_THREADS ("1,2": 1 = the
-// single-threaded build, N > 1 = the multi-threaded build on N threads). Sentences: the first lines of
+// single-threaded build, N > 1 = the multi-threaded build on N threads), MARIAN_BENCH_JSON (write
+// the results there as JSON; scripts/bench_browser_peers.sh reads them). Sentences: the first lines of
 // $MARIAN_DATA/multi30k/test_2016_flickr.en, as the native harness takes them.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -38,6 +39,8 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
     .slice(0, count);
   await page.goto(`${baseUrl}/test-pages/blank.html`);
   assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'the test server sends COOP/COEP');
+  /** @type {{ package: string, threads: number, batch: number, tokensPerS: number, seconds: number, loadS: number }[]} */
+  const results = [];
   for (const name of names) {
     for (const threads of threadCounts) {
       for (const batch of batches) {
@@ -66,7 +69,15 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
         assert.equal(r.threads, threads);
         assert.equal(b.tokens, sentences.length * tokens);
         assert.equal(b.device, 'wasm');
+        results.push({ package: name, threads: r.threads, batch, tokensPerS: b.tokensPerS, seconds: b.seconds, loadS: r.loadS });
       }
     }
+  }
+  if (process.env.MARIAN_BENCH_JSON) {
+    const chromium = page.context().browser()?.version() ?? '';
+    writeFileSync(
+      process.env.MARIAN_BENCH_JSON,
+      JSON.stringify({ engine: 'marian-wasm', chromium, sentences: sentences.length, tokens, date: new Date().toISOString(), results }, null, 2),
+    );
   }
 }
