@@ -2,13 +2,15 @@
 // marian-wasm.js): the multi-threaded build blocks on Atomics.wait, which the page's own thread may
 // not do. One request per worker:
 //   { build: 'pkg' | 'pkg-mt', threads, model, texts, beams?, bench?: { batch, tokens } }
-// -> { ok: true, threads, loadS, texts?, ids?, bench? } or { ok: false, error }.
+// -> { ok: true, threads, loadS, wasmMemoryMB, texts?, ids?, bench? } or { ok: false, error }.
 
 self.addEventListener('message', async (/** @type {MessageEvent<any>} */ ev) => {
   const req = ev.data;
   try {
     const m = await import(`/${req.build}/marian_wasm.js`);
-    await m.default();
+    const exports = await m.default();
+    // The module's linear memory never shrinks: its size after the work is the wasm heap's peak.
+    const memoryMB = () => (exports.memory?.buffer?.byteLength ?? NaN) / 2 ** 20;
     if (req.build === 'pkg-mt') await m.initThreadPool(req.threads);
     const t0 = performance.now();
     const t = await m.Translator.fromUrl(req.model, () => {}, 'wasm');
@@ -23,6 +25,7 @@ self.addEventListener('message', async (/** @type {MessageEvent<any>} */ ev) => 
       out.texts = Array.from(field('texts'), String);
       out.ids = Array.from(field('ids'), (a) => Array.from(a, Number));
     }
+    out.wasmMemoryMB = memoryMB();
     t.free();
     self.postMessage(out);
   } catch (e) {
