@@ -48,7 +48,7 @@ def main() -> int:
     src = data_file()
     lines = [l.strip() for l in src.read_text(encoding="utf-8").split("\n") if l.strip()][:COUNT]
     names = sys.argv[1:] or sorted(
-        p.name for p in FIXTURES.iterdir() if (p / "expected.json").is_file()
+        p.name for p in FIXTURES.iterdir() if (hf_dir(p.name) / "config.json").is_file()
     )
     for name in names:
         d = hf_dir(name)
