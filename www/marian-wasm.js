@@ -364,8 +364,10 @@ export class MarianTranslator {
     const { onProgress, signal, workers, ...rest } = options;
     const client = this.live();
     const onGpu = this.device === 'webgpu';
-    // A multi-threaded translator already spreads the features pass over its pool.
-    const n = onGpu ? 1 : featureWorkers(workers, pairs.length, this.threads);
+    // Helper workers also for a multi-threaded translator: the features pass runs the model
+    // widened to f32 through candle, one thread per worker (measured: 500 pairs x 3 epochs in
+    // 33.8 s on 2 workers against 58.1 s in one worker with a 2-thread pool).
+    const n = onGpu ? 1 : featureWorkers(workers, pairs.length);
     /** @type {WorkerClient[]} */
     const helpers = [];
     /** The helpers' shares, settled or not (awaited in order below). @type {Promise<any>[]} */
@@ -498,15 +500,14 @@ export class MarianTranslator {
  * How many workers share a fine-tuning run's features pass.
  * @param {number | undefined} asked
  * @param {number} pairs
- * @param {number} threads  the translator's own compute threads
  */
-function featureWorkers(asked, pairs, threads) {
+function featureWorkers(asked, pairs) {
   if (asked !== undefined) {
     if (!Number.isInteger(asked) || asked < 1) throw new TypeError(`workers must be a positive integer, not ${asked}`);
     return Math.min(asked, 16);
   }
   // Each helper holds a copy of the model and loads it first: worth it from a few dozen pairs.
-  if (pairs < 64 || threads > 1) return 1;
+  if (pairs < 64) return 1;
   return Math.max(1, Math.min(globalThis.navigator?.hardwareConcurrency ?? 1, 4));
 }
 

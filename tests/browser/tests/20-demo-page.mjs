@@ -27,7 +27,7 @@ export async function run({ page, baseUrl, assert, log, dirs, env }) {
   // sw=0: this test is about the page; the offline test covers the service worker.
   await page.goto(`${baseUrl}/index.html?sw=0&model=${encodeURIComponent(`/packages/${pkg}/`)}`);
   assert.match(await waitStatus(page, /Model ready/), /Model ready/, 'the worker loads the model');
-  assert.match((await page.locator('#model-info').textContent()) ?? '', /device: CPU \(WebAssembly\)/, 'the device in use is shown');
+  assert.match((await page.locator('#model-info').textContent()) ?? '', /device: CPU \(WebAssembly, [12] threads?\)/, 'the device in use and its threads are shown');
   const button = page.getByRole('button', { name: 'Translate', exact: true });
   assert.ok(await button.isEnabled(), 'Translate is enabled once the model is ready');
 

@@ -70,7 +70,7 @@ export async function run({ page, baseUrl, assert, log, dirs }) {
     `import { MarianTranslator } from 'marian-wasm';
      // Bundlers do not copy a model folder: the app names where its model is served.
      const t = await MarianTranslator.create({ model: '/models/default/' });
-     window.__result = { texts: await t.translate(${JSON.stringify(SENTENCES)}, { beams: 1 }), device: t.device };
+     window.__result = { texts: await t.translate(${JSON.stringify(SENTENCES)}, { beams: 1 }), device: t.device, threads: t.threads, threadsUnavailable: t.threadsUnavailable };
      t.destroy();`,
   );
   const vite = await import(path.join(ROOT, 'tests/browser/node_modules/vite/dist/node/index.js'));
