@@ -48,6 +48,12 @@ import { MarianTranslator } from 'marian-wasm';
 const translator = await MarianTranslator.create();
 console.log(await translator.translate('A little girl is playing in the park.'));
 \`\`\`
+
+Threads: the model computes on one thread unless the page is cross-origin isolated — serve it with
+\`Cross-Origin-Opener-Policy: same-origin\` and \`Cross-Origin-Embedder-Policy: require-corp\` (or
+\`credentialless\`). Then \`pkg-mt/\` (the multi-threaded build) runs on one thread per core (at
+most 8; \`create({ threads })\` to choose) and \`translator.threads\` says how many ran;
+\`translator.threadsUnavailable\` says why not otherwise. Both builds give the same translations.
 MD
 (cd "$OUT" && rm -f marian-wasm-*.tgz && npm pack ./marian-wasm --pack-destination . --silent >/dev/null)
 TGZ="$(ls "$OUT"/marian-wasm-*.tgz)"

@@ -6,7 +6,9 @@
 //   MARIAN_BENCH=1 MARIAN_TEST_PACKAGES=target/bench node tests/browser/run.mjs 92-bench
 //                                                     # + the opus-mt-shaped q8 package
 // The article: paragraphs of 5 consecutive lines of $MARIAN_DATA/multi30k/test_2016_flickr.en from
-// line 200 on, every other one with a <b> run, until it holds 1 000 words.
+// line 200 on, every other one with a <b> run, until it holds 1 000 words. The opus-mt-shaped
+// package has random weights and never ends a sentence by itself: its outputs are capped at 40
+// tokens (about what a trained model writes for these lines); the default model runs as shipped.
 
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -40,13 +42,14 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
     }
   }
   const html = `<h1>${lines[0]}</h1>${paragraphs.map((p) => `<p>${p}</p>`).join('')}`;
-  const models = ['/models/default/'];
-  if (existsSync(path.join(dirs.packages, 'pkg-q8', 'manifest.json'))) models.push('/packages/pkg-q8/');
-  for (const model of models) {
+  /** @type {[string, Record<string, number>][]} */
+  const models = [['/models/default/', {}]];
+  if (existsSync(path.join(dirs.packages, 'pkg-q8', 'manifest.json'))) models.push(['/packages/pkg-q8/', { maxLength: 40 }]);
+  for (const [model, options] of models) {
     for (const threads of [1, 2]) {
       await page.goto(`${baseUrl}/test-pages/blank.html`);
       const r = await page.evaluate(
-        async ([model, threads, html]) => {
+        async ([model, threads, html, options]) => {
           document.body.innerHTML = html;
           const { MarianTranslator } = await import('/marian-wasm.js');
           const l0 = performance.now();
@@ -61,16 +64,16 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
             if (firstMs === null && first.textContent !== original) firstMs = performance.now() - t0;
           });
           seen.observe(document.body, { childList: true, subtree: true, characterData: true });
-          const pt = await t.translatePage(document.body);
+          const pt = await t.translatePage(document.body, options);
           const allMs = performance.now() - t0;
           seen.disconnect();
           const changed = document.querySelector('p')?.textContent !== original;
           pt.restore();
-          const out = { loadMs, firstMs, allMs, changed, threads: t.threads, manifest: t.manifest.generation ?? null };
+          const out = { loadMs, firstMs, allMs, changed, threads: t.threads };
           t.destroy();
           return out;
         },
-        /** @type {const} */ ([model, threads, html]),
+        /** @type {const} */ ([model, threads, html, options]),
       );
       log(
         `BENCH page ${model} threads ${r.threads}: first paragraph ${(r.firstMs / 1000).toFixed(2)} s, ` +
