@@ -422,9 +422,12 @@ export class PageTranslator {
     const total = runs.length + attrs.length;
     let done = 0;
     // Runs first (whole sentences), then the inline elements' own texts, then attributes.
+    // Batches grow 1, 2, 4, … up to batchSize: the first visible run shows its translation after
+    // one run's work instead of a whole batch's, and later batches still fill the model.
     const step = Math.max(this.batchSize, 1);
-    for (let i = 0; i < runs.length; i += step) {
-      const group = runs.slice(i, i + step);
+    let size = this.visibleFirst ? 1 : step;
+    for (let i = 0; i < runs.length; i += size, size = Math.min(2 * size, step)) {
+      const group = runs.slice(i, i + size);
       const full = await this.translateTexts(group.map((r) => r.source));
       /** @type {Set<string>} */
       const sub = new Set();
