@@ -42,10 +42,16 @@ impl Backend for Marian {
     ) -> Result<Vec<Vec<(u32, f32)>>> {
         let v = self.target_vocab_size();
         on_pool(|| {
-            let logits = self.decode_step_rows(state, tokens)?;
             if select.forced.is_some() {
+                // The forced token needs no logits: advance the state only.
+                self.decode_hidden(state, tokens)?;
                 return Ok(tokens.iter().map(|_| top_k_of_row(&[], select)).collect());
             }
+            if select.k == 1 && !select.log_softmax {
+                let choice = self.decode_step_greedy(state, tokens, select.banned)?;
+                return Ok(choice.into_iter().map(|c| vec![c]).collect());
+            }
+            let logits = self.decode_step_rows(state, tokens)?;
             // Rows are independent scans of V logits: spread them over the threads.
             Ok(logits
                 .par_chunks_exact(v)

@@ -12,12 +12,14 @@ pub mod weights;
 
 use crate::config::{Activation, MarianConfig};
 use crate::error::{Error, Result};
+use crate::generate::{top_k_of_row, Select};
 use crate::package::quant::{Matrix, WeightFile};
 use crate::package::Package;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
 use kv_cache::KvCache;
+use rayon::prelude::*;
 use std::sync::Arc;
 use weights::{AttentionWeights, LinearWeights, MarianWeights, NormWeights, WeightSource};
 
@@ -770,14 +772,58 @@ impl Marian {
         tokens: &[u32],
     ) -> Result<&'s [f32]> {
         let h = self.decode_hidden(state, tokens)?;
-        let (r, v) = (tokens.len(), self.target_vocab_size());
-        let out = &mut state.logits;
+        self.logits_into(&h, &mut state.logits)?;
+        Ok(&state.logits)
+    }
+
+    /// One decoding step that returns, per row, greedy search's choice: the highest logit's
+    /// (id, logit), ties to the lower id, `banned` ids never — what scanning `decode_step_rows`'
+    /// logits gives, bit for bit. A quantized output projection on x86 gets there with an
+    /// 8-bit proposal pass and exact products of the few tokens it cannot rule out
+    /// (`PackedMatrix::greedy_choice`); otherwise the full logits are scanned.
+    pub fn decode_step_greedy(
+        &self,
+        state: &mut DecoderState,
+        tokens: &[u32],
+        banned: &[u32],
+    ) -> Result<Vec<(u32, f32)>> {
+        let h = self.decode_hidden(state, tokens)?;
+        let r = tokens.len();
+        if let Matrix::Quantized(q) = &self.lm_head.matrix {
+            let bias = self.final_logits_bias.to_vec1::<f32>()?;
+            let extra = self.head_delta_values(&h)?;
+            let extra = extra.as_ref().map(|(ids, v)| (&ids[..], &v[..]));
+            let choice = with_f32_values(&h, |x| {
+                q.greedy_choice(x, r, &bias, extra, banned, &mut state.logits)
+            })?;
+            if let Some(choice) = choice {
+                return Ok(choice);
+            }
+        }
+        self.logits_into(&h, &mut state.logits)?;
+        let select = Select {
+            k: 1,
+            log_softmax: false,
+            banned,
+            forced: None,
+        };
+        Ok(state
+            .logits
+            .par_chunks_exact(self.target_vocab_size())
+            .map(|row| top_k_of_row(row, &select)[0])
+            .collect())
+    }
+
+    /// Logits [R, V] row-major of hidden states [R, D] into `out`: projection, then
+    /// final_logits_bias, then the head delta's values, each added in that order.
+    fn logits_into(&self, h: &Tensor, out: &mut Vec<f32>) -> Result<()> {
+        let (r, v) = (h.dim(0)?, self.target_vocab_size());
         match &self.lm_head.matrix {
             Matrix::Quantized(q) => {
                 out.resize(r * v, 0.0);
-                with_f32_values(&h, |x| q.matmul_into(x, r, out))?;
+                with_f32_values(h, |x| q.matmul_into(x, r, out))?;
             }
-            Matrix::Dense(_) => *out = self.lm_head.project(&h)?.flatten_all()?.to_vec1()?,
+            Matrix::Dense(_) => *out = self.lm_head.project(h)?.flatten_all()?.to_vec1()?,
         }
         let bias = self.final_logits_bias.to_vec1::<f32>()?;
         for row in out.chunks_exact_mut(v) {
@@ -785,16 +831,26 @@ impl Marian {
                 *x += b;
             }
         }
-        if let Some(d) = &self.head_delta {
-            let extra = h.matmul(&d.weight.t()?)?.broadcast_add(&d.bias)?;
-            let ids = d.ids.to_vec1::<u32>()?;
-            for (row, e) in out.chunks_exact_mut(v).zip(extra.to_vec2::<f32>()?) {
+        if let Some((ids, extra)) = self.head_delta_values(h)? {
+            for (row, e) in out.chunks_exact_mut(v).zip(extra.chunks_exact(ids.len())) {
                 for (&id, x) in ids.iter().zip(e) {
                     row[id as usize] += x;
                 }
             }
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// The head delta's ids [K] and its values `h · weightᵀ + bias` [R, K] row-major, if set.
+    fn head_delta_values(&self, h: &Tensor) -> Result<Option<(Vec<u32>, Vec<f32>)>> {
+        let Some(d) = &self.head_delta else {
+            return Ok(None);
+        };
+        let extra = h.matmul(&d.weight.t()?)?.broadcast_add(&d.bias)?;
+        Ok(Some((
+            d.ids.to_vec1::<u32>()?,
+            extra.flatten_all()?.to_vec1::<f32>()?,
+        )))
     }
 
     /// The package's own logits [R, V] (f32), without any head delta.

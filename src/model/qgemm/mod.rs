@@ -1,0 +1,826 @@
+//! Matrix products of f32 activations with block-quantized weights (the package's Q8_0 / Q4_0
+//! matrices: one f32-exact f16 scale per 32 inputs), for one row (a decoding step at batch 1)
+//! and for many (batches, beams, the encoder).
+//!
+//! Written here rather than taken from candle: candle's quantized CPU matmul is shaped as one
+//! vector dot per (row, column), so 16 rows cost 16 passes over the weights and a batch is no
+//! faster per token than one sentence; it rounds activations to 8 bits (most of q8's drift
+//! from transformers); it splits work over a spin-waiting thread pool that collapses when the
+//! machine is busy; and its x86 kernels differ by instruction set. No maintained crate offers a
+//! batched int8-weight GEMM for x86, WebAssembly SIMD and plain Rust with one result.
+//!
+//! The arithmetic, identical on every path (AVX2, WebAssembly SIMD128, portable Rust) and for
+//! any thread count, so outputs never depend on the machine:
+//! - each activation row is cut into blocks of 32 and rounded to 16 bits with one f32 scale
+//!   per block: `da = amax / 32767`, `qa = round(a · 32767 / amax)` (relative error ≤ 1.5e-5,
+//!   against 4e-3 for 8-bit activations);
+//! - per output and block the 32 products `qw · qa` are summed exactly in i32;
+//! - `y += f32(isum) · (dw · da)`, block after block in order, each output by one thread.
+//!
+//! Layout (built once at load): output features in groups of 16; per group and block, 16 input
+//! pairs × 16 features × 2 values as i8, so one 32-byte load sign-extended to i16 feeds
+//! `vpdpwssd` (AVX-512 VNNI; `pmaddwd` + add on AVX2, `i32x4.dot_i16x8` in WebAssembly) against
+//! a broadcast pair of activations and yields 16 features' partial sums with no horizontal
+//! reduction. Scales are kept apart, 16 f32 per group and block.
+
+use rayon::prelude::*;
+
+mod proposal;
+
+/// Inputs per quantization block (GGML's QK8_0 / QK4_0).
+pub const BLOCK: usize = 32;
+/// Output features per group: the lanes of one 512-bit vector of i32 (two of 256 bits).
+const GROUP: usize = 16;
+const PAIRS: usize = BLOCK / 2;
+/// i8 values of one group's block.
+const GROUP_BLOCK_VALUES: usize = BLOCK * GROUP;
+/// Activation rows per register tile (AVX2, portable; AVX-512 takes 16).
+const ROW_TILE: usize = 4;
+
+/// A [rows, cols] weight matrix (rows = output features, cols = inputs, a multiple of 32),
+/// quantized per block of 32 inputs, in the kernel's layout.
+#[derive(Debug, Clone)]
+pub struct PackedMatrix {
+    rows: usize,
+    cols: usize,
+    /// [groups][blocks][GROUP] scales (0 for the padding features of the last group).
+    scales: Vec<f32>,
+    /// [groups][blocks][PAIRS][GROUP][2] values.
+    values: Vec<i8>,
+    /// What greedy decoding's 8-bit proposal pass needs, made on first use (output
+    /// projections only; `None` where no kernel for it runs).
+    proposal: std::sync::OnceLock<Option<proposal::Tables>>,
+}
+
+/// Activations rounded to 16 bits per block of 32: what the kernel multiplies.
+struct QuantizedRows {
+    /// [m, cols]
+    values: Vec<i16>,
+    /// [m, blocks]
+    scales: Vec<f32>,
+}
+
+impl PackedMatrix {
+    /// From GGML Q8_0 values (`rows × cols` i8 as bytes, row-major) and f16 block scales
+    /// (`rows × cols / 32` little-endian f16), as a package stores them.
+    pub fn from_q8(rows: usize, cols: usize, values: &[u8], scales_f16: &[u8]) -> Self {
+        assert_eq!(values.len(), rows * cols, "q8 values");
+        Self::build(rows, cols, scales_f16, |r, c| values[r * cols + c] as i8)
+    }
+
+    /// From GGML Q4_0 nibbles (`rows × cols / 2` bytes: per block, byte j holds value j in
+    /// its low nibble and value j + 16 in its high one, each offset by 8) and f16 scales.
+    pub fn from_q4(rows: usize, cols: usize, nibbles: &[u8], scales_f16: &[u8]) -> Self {
+        assert_eq!(nibbles.len(), rows * cols / 2, "q4 nibbles");
+        Self::build(rows, cols, scales_f16, |r, c| {
+            let (block, j) = (c / BLOCK, c % BLOCK);
+            let byte = nibbles[r * cols / 2 + block * PAIRS + j % PAIRS];
+            let nibble = if j < PAIRS { byte & 0x0f } else { byte >> 4 };
+            nibble as i8 - 8
+        })
+    }
+
+    fn build(
+        rows: usize,
+        cols: usize,
+        scales_f16: &[u8],
+        value: impl Fn(usize, usize) -> i8,
+    ) -> Self {
+        assert!(
+            cols.is_multiple_of(BLOCK),
+            "cols {cols} is not a multiple of {BLOCK}"
+        );
+        let blocks = cols / BLOCK;
+        assert_eq!(scales_f16.len(), rows * blocks * 2, "f16 scales");
+        let groups = rows.div_ceil(GROUP);
+        let mut scales = vec![0f32; groups * blocks * GROUP];
+        let mut values = vec![0i8; groups * blocks * GROUP_BLOCK_VALUES];
+        for r in 0..rows {
+            let (g, lane) = (r / GROUP, r % GROUP);
+            for b in 0..blocks {
+                let at = (r * blocks + b) * 2;
+                let s = half::f16::from_le_bytes([scales_f16[at], scales_f16[at + 1]]);
+                scales[(g * blocks + b) * GROUP + lane] = s.to_f32();
+                let base = (g * blocks + b) * GROUP_BLOCK_VALUES;
+                for j in 0..BLOCK {
+                    values[base + (j / 2) * GROUP * 2 + lane * 2 + j % 2] = value(r, b * BLOCK + j);
+                }
+            }
+        }
+        PackedMatrix {
+            rows,
+            cols,
+            scales,
+            values,
+            proposal: Default::default(),
+        }
+    }
+
+    pub fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    fn blocks(&self) -> usize {
+        self.cols / BLOCK
+    }
+
+    /// Row `r` dequantized into `out` (`cols` floats): `scale · value`, as GGML dequantizes.
+    fn dequantize_row_into(&self, r: usize, out: &mut [f32]) {
+        let blocks = self.blocks();
+        let (g, lane) = (r / GROUP, r % GROUP);
+        for b in 0..blocks {
+            let s = self.scales[(g * blocks + b) * GROUP + lane];
+            let base = (g * blocks + b) * GROUP_BLOCK_VALUES;
+            for j in 0..BLOCK {
+                let q = self.values[base + (j / 2) * GROUP * 2 + lane * 2 + j % 2];
+                out[b * BLOCK + j] = q as f32 * s;
+            }
+        }
+    }
+
+    /// The whole matrix dequantized, [rows, cols] row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        for (r, row) in out.chunks_exact_mut(self.cols).enumerate() {
+            self.dequantize_row_into(r, row);
+        }
+        out
+    }
+
+    /// Rows `ids` dequantized, [ids.len(), cols] row-major (an embedding lookup). Panics on an
+    /// id ≥ rows (callers check).
+    pub fn dequantize_rows(&self, ids: &[u32]) -> Vec<f32> {
+        let mut out = vec![0f32; ids.len() * self.cols];
+        for (row, &id) in out.chunks_exact_mut(self.cols).zip(ids) {
+            self.dequantize_row_into(id as usize, row);
+        }
+        out
+    }
+
+    /// The matrix of rows `ids` only (in that order), with their stored values and scales: its
+    /// products equal those columns of this matrix's products exactly.
+    pub fn select_rows(&self, ids: &[u32]) -> Self {
+        let blocks = self.blocks();
+        let groups = ids.len().div_ceil(GROUP);
+        let mut scales = vec![0f32; groups * blocks * GROUP];
+        let mut values = vec![0i8; groups * blocks * GROUP_BLOCK_VALUES];
+        for (r, &id) in ids.iter().enumerate() {
+            let (src_g, src_lane) = (id as usize / GROUP, id as usize % GROUP);
+            let (g, lane) = (r / GROUP, r % GROUP);
+            for b in 0..blocks {
+                scales[(g * blocks + b) * GROUP + lane] =
+                    self.scales[(src_g * blocks + b) * GROUP + src_lane];
+                let src = (src_g * blocks + b) * GROUP_BLOCK_VALUES;
+                let dst = (g * blocks + b) * GROUP_BLOCK_VALUES;
+                for p in 0..PAIRS {
+                    for e in 0..2 {
+                        values[dst + p * GROUP * 2 + lane * 2 + e] =
+                            self.values[src + p * GROUP * 2 + src_lane * 2 + e];
+                    }
+                }
+            }
+        }
+        PackedMatrix {
+            rows: ids.len(),
+            cols: self.cols,
+            scales,
+            values,
+            proposal: Default::default(),
+        }
+    }
+
+    /// `x · Wᵀ`: x is [m, cols] row-major, the result [m, rows] row-major.
+    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let mut y = vec![0f32; m * self.rows];
+        self.matmul_on(Kernel::detect(), x, m, &mut y);
+        y
+    }
+
+    /// `matmul` into `y` ([m, rows] row-major, every element overwritten): a caller that keeps
+    /// `y` between calls (a decoding step's logits) allocates nothing.
+    pub fn matmul_into(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        self.matmul_on(Kernel::detect(), x, m, y)
+    }
+
+    fn matmul_on(&self, kernel: Kernel, x: &[f32], m: usize, y: &mut [f32]) {
+        assert_eq!(x.len(), m * self.cols, "activations are not [m, cols]");
+        assert_eq!(y.len(), m * self.rows, "result is not [m, rows]");
+        let blocks = self.blocks();
+        let xq = QuantizedRows::of(x, m, self.cols);
+        let out = OutputPtr(y.as_mut_ptr());
+        self.for_each_group(m, |g| {
+            let w = &self.values[g * blocks * GROUP_BLOCK_VALUES..][..blocks * GROUP_BLOCK_VALUES];
+            let s = &self.scales[g * blocks * GROUP..][..blocks * GROUP];
+            let width = GROUP.min(self.rows - g * GROUP);
+            kernel.group(w, s, &xq, m, blocks, |r, lanes| {
+                // SAFETY: `y` outlives the loop, row r < m, and group g alone writes
+                // columns g·16 .. g·16 + width of each row (groups are disjoint).
+                unsafe { out.write_lanes(r * self.rows + g * GROUP, lanes, width) }
+            });
+        });
+    }
+
+    /// `run(g)` for every group of 16 outputs of a product with `m` activation rows: on this
+    /// thread when the product is small, else split among rayon's threads.
+    fn for_each_group(&self, m: usize, run: impl Fn(usize) + Sync + Send) {
+        let groups = self.rows.div_ceil(GROUP);
+        let macs = m * self.cols * self.rows;
+        if macs < PARALLEL_MIN_MACS || rayon::current_num_threads() == 1 {
+            (0..groups).for_each(run);
+        } else {
+            // Tasks of about PARALLEL_MIN_MACS / 4 multiply-adds, taken by whichever thread is
+            // free: without the upper bound rayon would hand each of 2 threads half the work
+            // as one piece, and a worker the OS has descheduled (a busy machine) would make the
+            // caller wait for its whole half; now it holds back one small task at most.
+            let leaf = (PARALLEL_MIN_MACS / 4 / (m * self.cols * GROUP)).max(1);
+            (0..groups)
+                .into_par_iter()
+                .with_min_len(leaf)
+                .with_max_len(leaf)
+                .for_each(run);
+        }
+    }
+}
+
+/// Products smaller than this run on the calling thread: waking a sleeping worker costs more
+/// than the work (a 512 × 512 matrix at batch 1 is 262k multiply-adds, a few microseconds).
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// The result's base pointer, shared by the tasks that write its disjoint columns.
+#[derive(Clone, Copy)]
+struct OutputPtr(*mut f32);
+// SAFETY: tasks write disjoint elements only (see `PackedMatrix::matmul`).
+unsafe impl Send for OutputPtr {}
+unsafe impl Sync for OutputPtr {}
+
+impl OutputPtr {
+    /// Copies the first `width` lanes to elements `at ..`.
+    /// Safety: they are inside the result and no other task writes them.
+    unsafe fn write_lanes(self, at: usize, lanes: &[f32; GROUP], width: usize) {
+        std::ptr::copy_nonoverlapping(lanes.as_ptr(), self.0.add(at), width);
+    }
+}
+
+impl QuantizedRows {
+    fn of(x: &[f32], m: usize, cols: usize) -> Self {
+        let blocks = cols / BLOCK;
+        let mut values = vec![0i16; m * cols];
+        let mut scales = vec![0f32; m * blocks];
+        for ((xb, qb), s) in x
+            .chunks_exact(BLOCK)
+            .zip(values.chunks_exact_mut(BLOCK))
+            .zip(scales.iter_mut())
+        {
+            *s = quantize_block(xb.try_into().unwrap(), qb.try_into().unwrap());
+        }
+        QuantizedRows { values, scales }
+    }
+}
+
+/// Round one block of 32 activations to i16 (`q = round(x · 32767 / amax)`, halves away from
+/// zero) and return its scale `amax / 32767`. Written in 8 independent lanes so that the
+/// compiler vectorizes it (AVX2 and WebAssembly SIMD alike); plain IEEE f32 operations, so
+/// every target rounds the same. A block holding NaN or ±inf gets scale NaN (its products are
+/// NaN, as an f32 product would be).
+fn quantize_block(x: &[f32; BLOCK], q: &mut [i16; BLOCK]) -> f32 {
+    let mut amax = [0f32; 8];
+    let mut finite = [true; 8];
+    for chunk in x.chunks_exact(8) {
+        for l in 0..8 {
+            let a = chunk[l].abs();
+            finite[l] &= a <= f32::MAX;
+            amax[l] = if a > amax[l] { a } else { amax[l] };
+        }
+    }
+    if !finite.iter().all(|&f| f) {
+        q.fill(0);
+        return f32::NAN;
+    }
+    let amax = amax.iter().fold(0f32, |m, &a| if a > m { a } else { m });
+    let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
+    for (qc, xc) in q.chunks_exact_mut(8).zip(x.chunks_exact(8)) {
+        for l in 0..8 {
+            let t = xc[l] * inv;
+            let r = t + 0.5f32.copysign(t);
+            // SAFETY: x is finite and |x| ≤ amax, so |r| ≤ 32767.5 (+ rounding): in i32 range.
+            qc[l] = unsafe { r.to_int_unchecked::<i32>() } as i16;
+        }
+    }
+    amax / 32767.0
+}
+
+/// The instruction set the products run on (chosen once; every choice gives the same bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs, or the one `MARIAN_QGEMM` names when the CPU has it
+    /// (`avx512vnni`, `avx2`, `simd128`, `portable`: for benchmarks; every one gives the same bits).
+    fn detect() -> Self {
+        static CHOSEN: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let cap = std::env::var("MARIAN_QGEMM").unwrap_or_default();
+            let all = Kernel::available();
+            all.iter()
+                .copied()
+                .find(|k| k.name() == cap)
+                .unwrap_or(all[0])
+        })
+    }
+
+    /// The kernels this CPU can run, fastest first (the portable one always last).
+    fn available() -> Vec<Kernel> {
+        let mut all = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vnni")
+            {
+                all.push(Kernel::Avx512Vnni);
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                all.push(Kernel::Avx2);
+            }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        all.push(Kernel::Simd128);
+        all.push(Kernel::Portable);
+        all
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => "avx512vnni",
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => "simd128",
+        }
+    }
+
+    /// One group's 16 outputs for every row, handed to `emit(row, lanes)`.
+    fn group(
+        self,
+        w: &[i8],
+        s: &[f32],
+        xq: &QuantizedRows,
+        m: usize,
+        blocks: usize,
+        mut emit: impl FnMut(usize, &[f32; GROUP]),
+    ) {
+        let cols = blocks * BLOCK;
+        // AVX-512: 16 rows share each weight load while their activations fit in L1 (32 KB);
+        // fewer than 4 rows stream weights faster through the AVX2 kernel (same bits).
+        let tile_rows = match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni if cols <= 1024 => 16,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => 8,
+            _ => ROW_TILE,
+        };
+        let mut out = [[0f32; GROUP]; 16];
+        let mut r0 = 0;
+        while r0 < m {
+            let tile = tile_rows.min(m - r0);
+            let a = &xq.values[r0 * cols..(r0 + tile) * cols];
+            let da = &xq.scales[r0 * blocks..(r0 + tile) * blocks];
+            // SAFETY (unsafe arms): the kernel is one `available` lists, so the CPU has its
+            // features; the slices hold `tile` rows and `blocks` blocks as the kernels read them.
+            let done = match (self, tile) {
+                #[cfg(target_arch = "x86_64")]
+                (Kernel::Avx512Vnni, 16) => unsafe {
+                    avx512::tile::<16>(w, s, a, da, blocks, &mut out)
+                },
+                #[cfg(target_arch = "x86_64")]
+                (Kernel::Avx512Vnni, 8..=15) => unsafe {
+                    avx512::tile::<8>(w, s, a, da, blocks, &mut out)
+                },
+                #[cfg(target_arch = "x86_64")]
+                (Kernel::Avx512Vnni, 4..=7) => unsafe {
+                    avx512::tile::<4>(w, s, a, da, blocks, &mut out)
+                },
+                #[cfg(target_arch = "x86_64")]
+                (Kernel::Avx512Vnni, _) => unsafe {
+                    avx2::tile::<1>(w, s, a, da, blocks, &mut out)
+                },
+                #[cfg(target_arch = "x86_64")]
+                (Kernel::Avx2, 4) => unsafe { avx2::tile::<4>(w, s, a, da, blocks, &mut out) },
+                #[cfg(target_arch = "x86_64")]
+                (Kernel::Avx2, 2 | 3) => unsafe { avx2::tile::<2>(w, s, a, da, blocks, &mut out) },
+                #[cfg(target_arch = "x86_64")]
+                (Kernel::Avx2, _) => unsafe { avx2::tile::<1>(w, s, a, da, blocks, &mut out) },
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                (Kernel::Simd128, _) => simd128::tile(w, s, a, da, blocks, &mut out[..tile]),
+                _ => portable_tile(w, s, a, da, blocks, &mut out[..tile]),
+            };
+            for (r, lanes) in out[..done].iter().enumerate() {
+                emit(r0 + r, lanes);
+            }
+            r0 += done;
+        }
+    }
+}
+
+/// The reference: what every vector kernel computes, bit for bit, for `out.len()` rows. Each
+/// kernel returns how many rows it computed (its tile; the caller goes on from there).
+fn portable_tile(
+    w: &[i8],
+    s: &[f32],
+    a: &[i16],
+    da: &[f32],
+    blocks: usize,
+    out: &mut [[f32; GROUP]],
+) -> usize {
+    let cols = blocks * BLOCK;
+    for (r, acc) in out.iter_mut().enumerate() {
+        *acc = [0f32; GROUP];
+        for b in 0..blocks {
+            let wb = &w[b * GROUP_BLOCK_VALUES..][..GROUP_BLOCK_VALUES];
+            let ab = &a[r * cols + b * BLOCK..][..BLOCK];
+            let mut isum = [0i32; GROUP];
+            for p in 0..PAIRS {
+                for (lane, sum) in isum.iter_mut().enumerate() {
+                    let wv = &wb[p * GROUP * 2 + lane * 2..][..2];
+                    *sum += wv[0] as i32 * ab[2 * p] as i32 + wv[1] as i32 * ab[2 * p + 1] as i32;
+                }
+            }
+            let d = da[r * blocks + b];
+            for lane in 0..GROUP {
+                acc[lane] += isum[lane] as f32 * (s[b * GROUP + lane] * d);
+            }
+        }
+    }
+    out.len()
+}
+
+// Row loops index several register arrays and pointer offsets at once.
+#[allow(clippy::needless_range_loop)]
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
+    use std::arch::x86_64::*;
+
+    /// `R` rows × 16 outputs as two 8-lane halves (`out` holds at least R rows).
+    /// Safety: the CPU has AVX2; slices are as `portable_tile` takes them.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn tile<const R: usize>(
+        w: &[i8],
+        s: &[f32],
+        a: &[i16],
+        da: &[f32],
+        blocks: usize,
+        out: &mut [[f32; GROUP]],
+    ) -> usize {
+        let cols = blocks * BLOCK;
+        assert!(w.len() >= blocks * GROUP_BLOCK_VALUES && s.len() >= blocks * GROUP);
+        assert!(a.len() >= R * cols && da.len() >= R * blocks && out.len() >= R);
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for b in 0..blocks {
+            let wb = w.as_ptr().add(b * GROUP_BLOCK_VALUES);
+            let mut isum = [[_mm256_setzero_si256(); 2]; R];
+            for p in 0..PAIRS {
+                let lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(p * 32) as *const __m128i));
+                let hi =
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(p * 32 + 16) as *const __m128i));
+                for r in 0..R {
+                    let pair = (a.as_ptr().add(r * cols + b * BLOCK + 2 * p) as *const i32)
+                        .read_unaligned();
+                    let pair = _mm256_set1_epi32(pair);
+                    isum[r][0] = _mm256_add_epi32(isum[r][0], _mm256_madd_epi16(lo, pair));
+                    isum[r][1] = _mm256_add_epi32(isum[r][1], _mm256_madd_epi16(hi, pair));
+                }
+            }
+            let s_lo = _mm256_loadu_ps(s.as_ptr().add(b * GROUP));
+            let s_hi = _mm256_loadu_ps(s.as_ptr().add(b * GROUP + 8));
+            for r in 0..R {
+                let d = _mm256_set1_ps(*da.get_unchecked(r * blocks + b));
+                acc[r][0] = _mm256_add_ps(
+                    acc[r][0],
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(isum[r][0]), _mm256_mul_ps(s_lo, d)),
+                );
+                acc[r][1] = _mm256_add_ps(
+                    acc[r][1],
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(isum[r][1]), _mm256_mul_ps(s_hi, d)),
+                );
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r][0]);
+            _mm256_storeu_ps(out[r].as_mut_ptr().add(8), acc[r][1]);
+        }
+        R
+    }
+}
+
+// Row loops index several register arrays and pointer offsets at once.
+#[allow(clippy::needless_range_loop)]
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
+    use std::arch::x86_64::*;
+
+    /// `R` rows × 16 outputs, one 16-lane vector each; `vpdpwssd` adds the two i16 products
+    /// of every lane to its i32 sum exactly as `madd` + `add` do.
+    /// Safety: the CPU has AVX-512 F/BW/VNNI; slices are as `portable_tile` takes them.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn tile<const R: usize>(
+        w: &[i8],
+        s: &[f32],
+        a: &[i16],
+        da: &[f32],
+        blocks: usize,
+        out: &mut [[f32; GROUP]],
+    ) -> usize {
+        let cols = blocks * BLOCK;
+        assert!(w.len() >= blocks * GROUP_BLOCK_VALUES && s.len() >= blocks * GROUP);
+        assert!(a.len() >= R * cols && da.len() >= R * blocks && out.len() >= R);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..blocks {
+            let wb = w.as_ptr().add(b * GROUP_BLOCK_VALUES);
+            let mut isum = [_mm512_setzero_si512(); R];
+            for p in 0..PAIRS {
+                let wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(wb.add(p * 32) as *const __m256i));
+                for r in 0..R {
+                    let pair = (a.as_ptr().add(r * cols + b * BLOCK + 2 * p) as *const i32)
+                        .read_unaligned();
+                    isum[r] = _mm512_dpwssd_epi32(isum[r], wv, _mm512_set1_epi32(pair));
+                }
+            }
+            let sv = _mm512_loadu_ps(s.as_ptr().add(b * GROUP));
+            for r in 0..R {
+                let d = _mm512_set1_ps(*da.get_unchecked(r * blocks + b));
+                acc[r] = _mm512_add_ps(
+                    acc[r],
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_mul_ps(sv, d)),
+                );
+            }
+        }
+        for r in 0..R {
+            _mm512_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+        R
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use super::{BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
+    use std::arch::wasm32::*;
+
+    /// Rows × 16 outputs as four 4-lane quarters; the same arithmetic as `portable_tile`. Rows go
+    /// two at a time, so each widened weight vector serves two rows (14 of the 16 SIMD registers
+    /// a wasm engine has on x86-64: 8 sums, 4 weights, 2 activation pairs).
+    pub fn tile(
+        w: &[i8],
+        s: &[f32],
+        a: &[i16],
+        da: &[f32],
+        blocks: usize,
+        out: &mut [[f32; GROUP]],
+    ) -> usize {
+        let mut r = 0;
+        while r + 2 <= out.len() {
+            rows::<2>(w, s, a, da, blocks, r, &mut out[r..r + 2]);
+            r += 2;
+        }
+        if r < out.len() {
+            rows::<1>(w, s, a, da, blocks, r, &mut out[r..r + 1]);
+        }
+        out.len()
+    }
+
+    /// `R` rows from row `first` on.
+    #[inline(always)]
+    fn rows<const R: usize>(
+        w: &[i8],
+        s: &[f32],
+        a: &[i16],
+        da: &[f32],
+        blocks: usize,
+        first: usize,
+        out: &mut [[f32; GROUP]],
+    ) {
+        let cols = blocks * BLOCK;
+        let mut acc = [[f32x4_splat(0.0); 4]; R];
+        for b in 0..blocks {
+            let wb = &w[b * GROUP_BLOCK_VALUES..][..GROUP_BLOCK_VALUES];
+            let ab: [&[i16]; R] =
+                std::array::from_fn(|i| &a[(first + i) * cols + b * BLOCK..][..BLOCK]);
+            let mut isum = [[i32x4_splat(0); 4]; R];
+            for p in 0..PAIRS {
+                // SAFETY: 32 bytes inside `wb` (p < PAIRS, GROUP * 2 = 32).
+                let (w0, w1) = unsafe {
+                    let at = wb.as_ptr().add(p * GROUP * 2) as *const v128;
+                    (v128_load(at), v128_load(at.add(1)))
+                };
+                let wq = [
+                    i16x8_extend_low_i8x16(w0),
+                    i16x8_extend_high_i8x16(w0),
+                    i16x8_extend_low_i8x16(w1),
+                    i16x8_extend_high_i8x16(w1),
+                ];
+                for i in 0..R {
+                    let pair = i32x4_splat(
+                        (ab[i][2 * p] as u16 as i32) | ((ab[i][2 * p + 1] as i32) << 16),
+                    );
+                    for q in 0..4 {
+                        isum[i][q] = i32x4_add(isum[i][q], i32x4_dot_i16x8(wq[q], pair));
+                    }
+                }
+            }
+            for i in 0..R {
+                let d = f32x4_splat(da[(first + i) * blocks + b]);
+                for q in 0..4 {
+                    let sq = &s[b * GROUP + 4 * q..][..4];
+                    let scale = f32x4_mul(f32x4(sq[0], sq[1], sq[2], sq[3]), d);
+                    acc[i][q] =
+                        f32x4_add(acc[i][q], f32x4_mul(f32x4_convert_i32x4(isum[i][q]), scale));
+                }
+            }
+        }
+        for (o, acc) in out.iter_mut().zip(&acc) {
+            for q in 0..4 {
+                o[4 * q] = f32x4_extract_lane::<0>(acc[q]);
+                o[4 * q + 1] = f32x4_extract_lane::<1>(acc[q]);
+                o[4 * q + 2] = f32x4_extract_lane::<2>(acc[q]);
+                o[4 * q + 3] = f32x4_extract_lane::<3>(acc[q]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+    }
+
+    fn random_q8(rows: usize, cols: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+        let mut s = seed;
+        let values = (0..rows * cols)
+            .map(|_| (lcg(&mut s) * 127.0) as i8 as u8)
+            .collect();
+        let scales = (0..rows * cols / BLOCK)
+            .flat_map(|_| half::f16::from_f32(0.01 + lcg(&mut s).abs() * 0.02).to_le_bytes())
+            .collect();
+        (values, scales)
+    }
+
+    #[test]
+    fn products_match_f64_dequantized_and_portable() {
+        for (rows, cols, m) in [
+            (13, 64, 1),
+            (64, 512, 5),
+            (37, 96, 9),
+            (8, 32, 4),
+            (300, 2048, 19),
+            (40, 128, 8),
+        ] {
+            let (v, s) = random_q8(rows, cols, rows as u64 * 7 + cols as u64);
+            let w = PackedMatrix::from_q8(rows, cols, &v, &s);
+            let mut seed = 99;
+            let x: Vec<f32> = (0..m * cols).map(|_| lcg(&mut seed) * 3.0).collect();
+            let y = w.matmul(&x, m);
+            let dq = w.dequantize();
+            for r in 0..m {
+                for c in 0..rows {
+                    let xr = &x[r * cols..(r + 1) * cols];
+                    let exact: f64 = (0..cols)
+                        .map(|k| xr[k] as f64 * dq[c * cols + k] as f64)
+                        .sum();
+                    // Rounding each activation to 16 bits moves it by at most half a step of its
+                    // block (amax / 32767 / 2); f32 sums add ~1e-6 of the magnitudes.
+                    let bound: f64 = (0..cols)
+                        .map(|k| {
+                            let block = &xr[k / BLOCK * BLOCK..][..BLOCK];
+                            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+                            let w = dq[c * cols + k].abs() as f64;
+                            w * amax / 32767.0 * 0.5 + 1e-6 * w * xr[k].abs() as f64
+                        })
+                        .sum();
+                    let got = y[r * rows + c] as f64;
+                    assert!(
+                        (got - exact).abs() <= bound,
+                        "({r},{c}) {got} vs {exact} (bound {bound})"
+                    );
+                }
+            }
+            // Every kernel this CPU has gives the portable reference's bits.
+            for kernel in Kernel::available() {
+                let mut yk = vec![0f32; m * rows];
+                w.matmul_on(kernel, &x, m, &mut yk);
+                let same = yk.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{} differs from {}",
+                    kernel.name(),
+                    Kernel::detect().name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_non_finite_activation_spoils_only_its_row() {
+        let (rows, cols) = (20, 64);
+        let (v, s) = random_q8(rows, cols, 11);
+        let w = PackedMatrix::from_q8(rows, cols, &v, &s);
+        let mut x = vec![0.25f32; 3 * cols];
+        x[cols + 40] = f32::NAN;
+        x[2 * cols + 3] = f32::INFINITY;
+        let y = w.matmul(&x, 3);
+        assert!(y[..rows].iter().all(|v| v.is_finite()));
+        assert!(y[rows..].iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn q4_unpacks_in_ggml_order() {
+        // One block: byte j = (value j + 8) | (value j + 16 + 8) << 4.
+        let vals: Vec<i8> = (0..32).map(|j| (j % 16) as i8 - 8).collect();
+        let nibbles: Vec<u8> = (0..16)
+            .map(|j| ((vals[j] + 8) as u8) | (((vals[j + 16] + 8) as u8) << 4))
+            .collect();
+        let scale = half::f16::from_f32(0.5).to_le_bytes();
+        let w = PackedMatrix::from_q4(1, 32, &nibbles, &scale);
+        let dq = w.dequantize();
+        for j in 0..32 {
+            assert_eq!(dq[j], vals[j] as f32 * 0.5);
+        }
+    }
+
+    #[test]
+    fn selected_rows_give_the_same_columns() {
+        let (rows, cols, m) = (29, 64, 3);
+        let (v, s) = random_q8(rows, cols, 5);
+        let w = PackedMatrix::from_q8(rows, cols, &v, &s);
+        let mut seed = 3;
+        let x: Vec<f32> = (0..m * cols).map(|_| lcg(&mut seed)).collect();
+        let ids = [28u32, 0, 9, 9, 17];
+        let full = w.matmul(&x, m);
+        let part = w.select_rows(&ids).matmul(&x, m);
+        for r in 0..m {
+            for (j, &id) in ids.iter().enumerate() {
+                assert_eq!(
+                    part[r * ids.len() + j].to_bits(),
+                    full[r * rows + id as usize].to_bits()
+                );
+            }
+        }
+        assert_eq!(
+            w.dequantize_rows(&[9])[..],
+            w.dequantize()[9 * cols..10 * cols]
+        );
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    /// `cargo test --release --lib qgemm::speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn kernel_speed() {
+        for (rows, cols) in [(59514, 512), (2048, 512), (512, 2048), (512, 512)] {
+            let values = vec![3u8; rows * cols];
+            let scales: Vec<u8> = (0..rows * cols / BLOCK)
+                .flat_map(|_| half::f16::from_f32(0.01).to_le_bytes())
+                .collect();
+            let w = PackedMatrix::from_q8(rows, cols, &values, &scales);
+            for m in [1, 16, 64] {
+                let x = vec![0.5f32; m * cols];
+                for k in Kernel::available() {
+                    let reps = (200_000_000 / (rows * cols * m)).max(3);
+                    let t = std::time::Instant::now();
+                    let mut y = vec![0f32; m * rows];
+                    for _ in 0..reps {
+                        w.matmul_on(k, &x, m, &mut y);
+                        std::hint::black_box(&y);
+                    }
+                    let s = t.elapsed().as_secs_f64() / reps as f64;
+                    println!(
+                        "{rows}x{cols} m={m} {}: {:.3} ms, {:.1} GMAC/s",
+                        k.name(),
+                        s * 1e3,
+                        (rows * cols * m) as f64 / s / 1e9
+                    );
+                }
+            }
+        }
+    }
+}
