@@ -257,7 +257,12 @@ impl OutputPtr {
     /// Copies the first `width` lanes to elements `at ..`.
     /// Safety: they are inside the result and no other task writes them.
     unsafe fn write_lanes(self, at: usize, lanes: &[f32; GROUP], width: usize) {
-        std::ptr::copy_nonoverlapping(lanes.as_ptr(), self.0.add(at), width);
+        if width == GROUP {
+            // A fixed-size copy (one or two vector stores), not a call to memcpy.
+            (self.0.add(at) as *mut [f32; GROUP]).write_unaligned(*lanes);
+        } else {
+            std::ptr::copy_nonoverlapping(lanes.as_ptr(), self.0.add(at), width);
+        }
     }
 }
 
@@ -298,13 +303,16 @@ fn quantize_block(x: &[f32; BLOCK], q: &mut [i16; BLOCK]) -> f32 {
     }
     let amax = amax.iter().fold(0f32, |m, &a| if a > m { a } else { m });
     let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
-    for (qc, xc) in q.chunks_exact_mut(8).zip(x.chunks_exact(8)) {
-        for l in 0..8 {
-            let t = xc[l] * inv;
-            let r = t + 0.5f32.copysign(t);
-            // SAFETY: x is finite and |x| ≤ amax, so |r| ≤ 32767.5 (+ rounding): in i32 range.
-            qc[l] = unsafe { r.to_int_unchecked::<i32>() } as i16;
-        }
+    // Rounded in i32 first, narrowed after: two simple loops the compiler vectorizes.
+    let mut wide = [0i32; BLOCK];
+    for (w, &v) in wide.iter_mut().zip(x) {
+        let t = v * inv;
+        let r = t + 0.5f32.copysign(t);
+        // SAFETY: x is finite and |x| ≤ amax, so |r| ≤ 32767.5 (+ rounding): in i32 range.
+        *w = unsafe { r.to_int_unchecked::<i32>() };
+    }
+    for (qv, w) in q.iter_mut().zip(wide) {
+        *qv = w as i16;
     }
     amax / 32767.0
 }
