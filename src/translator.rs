@@ -75,6 +75,19 @@ pub struct Translation {
     pub ids: Vec<Vec<u32>>,
     /// The backend that produced the last chunk (the CPU after a GPU failure mid-way).
     pub device: Device,
+    /// What was passed through untranslated and why (a word longer than the model's positions,
+    /// a text over `MAX_INPUT_BYTES`); empty when every piece went through the model. Texts
+    /// without letters pass through by rule, with no entry.
+    pub issues: Vec<String>,
+}
+
+/// One piece of a source text: ids for the model (ending in `</s>`), or text that passes
+/// through unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Model(Vec<u32>),
+    /// The text, and why it is not translated (None: nothing to translate, no letters).
+    Verbatim(String, Option<String>),
 }
 
 impl Translator {
@@ -169,21 +182,28 @@ impl Translator {
         Ok(())
     }
 
-    /// Source chunks the model can take: the whole text when it fits in
-    /// `max_position_embeddings` tokens (as HF would translate it), else one chunk per sentence
+    /// Source pieces the model can take: the whole text when it fits in
+    /// `max_position_embeddings` tokens (as HF would translate it), else one piece per sentence
     /// (Marian models are trained on sentences), a sentence that alone is too long being cut at
-    /// spaces into the longest runs of words that fit. Never truncates.
-    pub fn split_for_model(&self, text: &str) -> Result<Vec<Vec<u32>>> {
+    /// spaces into the longest runs of words that fit. Never truncates. What the model cannot or
+    /// need not take passes through unchanged: a text without letters (punctuation, digits,
+    /// emoji, symbols: a model invents sentences for them), and a single word longer than the
+    /// model's positions (a hash, a base64 blob, a long URL), kept in its place between the
+    /// translated runs around it.
+    pub fn split_for_model(&self, text: &str) -> Result<Vec<Piece>> {
+        if !text.chars().any(char::is_alphabetic) {
+            return Ok(vec![Piece::Verbatim(text.to_string(), None)]);
+        }
         let limit = self.model.config.max_position_embeddings;
         let ids = self.tokenizer.encode(text)?;
         if ids.len() <= limit {
-            return Ok(vec![ids]);
+            return Ok(vec![Piece::Model(ids)]);
         }
-        let mut chunks = Vec::new();
+        let mut pieces = Vec::new();
         for sentence in crate::text::sentences(text) {
             let ids = self.tokenizer.encode(sentence)?;
             if ids.len() <= limit {
-                chunks.push(ids);
+                pieces.push(Piece::Model(ids));
                 continue;
             }
             let mut current = String::new();
@@ -197,26 +217,29 @@ impl Translator {
                     current = candidate;
                     continue;
                 }
-                if current.is_empty() {
-                    return Err(Error::Input(format!(
-                        "a single word of {} tokens is longer than the model's {limit} positions",
-                        self.tokenizer.encode(word)?.len()
-                    )));
+                if !current.is_empty() {
+                    pieces.push(Piece::Model(self.tokenizer.encode(&current)?));
                 }
-                chunks.push(self.tokenizer.encode(&current)?);
-                current = word.to_string();
-                if self.tokenizer.encode(&current)?.len() > limit {
-                    return Err(Error::Input(format!(
-                        "a single word of {} tokens is longer than the model's {limit} positions",
-                        self.tokenizer.encode(word)?.len()
-                    )));
+                let tokens = self.tokenizer.encode(word)?.len();
+                if tokens > limit {
+                    pieces.push(Piece::Verbatim(
+                        word.to_string(),
+                        Some(format!(
+                            "a word of {} characters ({tokens} tokens, more than the model's \
+                             {limit} positions) was kept as is",
+                            word.chars().count()
+                        )),
+                    ));
+                    current.clear();
+                } else {
+                    current = word.to_string();
                 }
             }
             if !current.is_empty() {
-                chunks.push(self.tokenizer.encode(&current)?);
+                pieces.push(Piece::Model(self.tokenizer.encode(&current)?));
             }
         }
-        Ok(chunks)
+        Ok(pieces)
     }
 
     pub fn generation_for(&self, opts: &GenerateOptions) -> Result<GenerationConfig> {
@@ -257,16 +280,25 @@ impl Translator {
         use_gpu: bool,
     ) -> Result<Translation> {
         let g = self.generation_for(opts)?;
-        check_input_size(0, text)?;
         let mut result = Translation {
             text: String::new(),
             ids: Vec::new(),
             device: self.device(),
+            issues: Vec::new(),
         };
         if text.trim().is_empty() {
             return Ok(result);
         }
-        for chunk in self.split_for_model(text)? {
+        for piece in self.pieces(0, text)? {
+            let chunk = match piece {
+                Piece::Model(ids) => ids,
+                Piece::Verbatim(kept, why) => {
+                    result.text = join_pieces(&result.text, &kept);
+                    result.issues.extend(why);
+                    on_partial(&result.text);
+                    continue;
+                }
+            };
             let done = result.text.clone();
             let mut shown = 0usize;
             let mut observe = |_: usize, ids: &[u32]| {
@@ -316,23 +348,31 @@ impl Translator {
     ) -> Result<Vec<Translation>> {
         let g = self.generation_for(opts)?;
         let batch_size = batch_size.max(1);
-        // (text index, chunk ids) for every non-empty text.
-        let mut work: Vec<(usize, Vec<u32>)> = Vec::new();
+        // (text index, piece) for every non-empty text; model pieces are translated below.
+        let mut work: Vec<(usize, Piece)> = Vec::new();
         for (i, t) in texts.iter().enumerate() {
-            check_input_size(i, t)?;
             if t.trim().is_empty() {
                 continue;
             }
-            for chunk in self.split_for_model(t)? {
-                work.push((i, chunk));
+            for piece in self.pieces(i, t)? {
+                work.push((i, piece));
             }
         }
+        let model_ids = |w: usize| match &work[w].1 {
+            Piece::Model(ids) => Some(ids),
+            Piece::Verbatim(..) => None,
+        };
         // Similar lengths together: less padding. The output order is restored below.
-        let mut order: Vec<usize> = (0..work.len()).collect();
-        order.sort_by_key(|&w| std::cmp::Reverse(work[w].1.len()));
+        let mut order: Vec<usize> = (0..work.len())
+            .filter(|&w| model_ids(w).is_some())
+            .collect();
+        order.sort_by_key(|&w| std::cmp::Reverse(model_ids(w).map_or(0, |ids| ids.len())));
         let mut outputs: Vec<(Vec<u32>, Device)> = vec![(Vec::new(), self.device()); work.len()];
         for group in order.chunks(batch_size) {
-            let batch: Vec<Vec<u32>> = group.iter().map(|&w| work[w].1.clone()).collect();
+            let batch: Vec<Vec<u32>> = group
+                .iter()
+                .filter_map(|&w| model_ids(w).cloned())
+                .collect();
             let (out, device) = self.run(&batch, &g, &mut |_, _| {}, use_gpu).await?;
             for (&w, ids) in group.iter().zip(out) {
                 outputs[w] = (ids, device);
@@ -344,27 +384,42 @@ impl Translator {
                 text: String::new(),
                 ids: Vec::new(),
                 device: self.device(),
+                issues: Vec::new(),
             })
             .collect();
-        for ((i, _), (ids, device)) in work.iter().zip(outputs) {
-            let r = &mut result[*i];
-            r.device = device;
-            r.text = join_pieces(&r.text, &self.tokenizer.decode(&ids));
-            r.ids.push(ids);
+        for ((i, piece), (ids, device)) in work.into_iter().zip(outputs) {
+            let r = &mut result[i];
+            match piece {
+                Piece::Model(_) => {
+                    r.device = device;
+                    r.text = join_pieces(&r.text, &self.tokenizer.decode(&ids));
+                    r.ids.push(ids);
+                }
+                Piece::Verbatim(kept, why) => {
+                    r.text = join_pieces(&r.text, &kept);
+                    r.issues.extend(why);
+                }
+            }
         }
         Ok(result)
     }
-}
 
-fn check_input_size(index: usize, text: &str) -> Result<()> {
-    if text.len() > MAX_INPUT_BYTES {
-        return Err(Error::Input(format!(
-            "text {} is {} bytes; at most {MAX_INPUT_BYTES} are accepted at once",
-            index + 1,
-            text.len()
-        )));
+    /// `split_for_model` for text `index` of a request; a text over `MAX_INPUT_BYTES` passes
+    /// through unchanged, with the reason, so that it does not cost the request's other texts.
+    fn pieces(&self, index: usize, text: &str) -> Result<Vec<Piece>> {
+        if text.len() > MAX_INPUT_BYTES {
+            return Ok(vec![Piece::Verbatim(
+                text.to_string(),
+                Some(format!(
+                    "text {} is {} bytes; at most {MAX_INPUT_BYTES} are translated at once: \
+                     kept as is",
+                    index + 1,
+                    text.len()
+                )),
+            )]);
+        }
+        self.split_for_model(text)
     }
-    Ok(())
 }
 
 /// The translations of a long text's chunks, joined with one space.

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use marian_wasm::package::convert::convert;
 use marian_wasm::package::quant::Quant;
+use marian_wasm::translator::Piece;
 use marian_wasm::{Error, Package, Translator};
 use std::io::Write;
 use std::path::Path;
@@ -245,7 +246,15 @@ fn huge_and_long_inputs_are_split_not_truncated() {
     let sentence = "A man in a blue shirt is standing on a ladder. ";
     let long = sentence.repeat(40);
     assert!(t.tokenizer.encode(&long).unwrap().len() > t.model.config.max_position_embeddings);
-    let chunks = t.split_for_model(&long).unwrap();
+    let chunks: Vec<Vec<u32>> = t
+        .split_for_model(&long)
+        .unwrap()
+        .into_iter()
+        .map(|p| match p {
+            Piece::Model(ids) => ids,
+            Piece::Verbatim(..) => panic!("nothing here is kept as is"),
+        })
+        .collect();
     assert!(chunks.len() > 1);
     assert!(chunks
         .iter()
@@ -261,6 +270,106 @@ fn huge_and_long_inputs_are_split_not_truncated() {
     };
     let out = t.translate(&[&long], &opts, 4).unwrap();
     assert_eq!(out[0].ids.len(), chunks.len());
+    assert!(out[0].issues.is_empty());
+    // A text over the size limit comes back as it was, with the reason, and costs no other text.
     let too_big = "a".repeat(marian_wasm::translator::MAX_INPUT_BYTES + 1);
-    assert!(t.translate(&[&too_big], &opts, 1).is_err());
+    let out = t.translate(&[&too_big, sentence], &opts, 1).unwrap();
+    assert_eq!(out[0].text, too_big);
+    assert!(out[0].issues[0].contains("bytes"), "{:?}", out[0].issues);
+    assert!(!out[1].text.is_empty() && out[1].issues.is_empty());
+}
+
+/// A run of characters longer than the model's positions (a hash, base64) in one text of a
+/// batch: that run is kept as is in its place, with a warning, the words around it and every
+/// other text translated exactly as they are without it.
+#[test]
+fn a_word_longer_than_the_model_costs_nothing_else() {
+    let t = translator(&tiny(), Quant::Q8);
+    let limit = t.model.config.max_position_embeddings;
+    let blob: String = (0..3000)
+        .map(|i| char::from(b"0123456789abcdef"[(i * 7 + i / 5) % 16]))
+        .collect();
+    assert!(t.tokenizer.encode(&blob).unwrap().len() > limit);
+    let with_blob = format!("A dog runs. Here is {blob} in the text.");
+    let texts = ["A man is walking.", with_blob.as_str(), "Two dogs play."];
+    let opts = marian_wasm::GenerateOptions {
+        num_beams: Some(2),
+        max_length: Some(16),
+        ..Default::default()
+    };
+    // One piece a batch, so that no result depends on what it was padded with.
+    let out = t.translate(&texts, &opts, 1).unwrap();
+    let alone = t.translate(&[texts[0], texts[2]], &opts, 1).unwrap();
+    assert_eq!(out[0].text, alone[0].text);
+    assert_eq!(out[2].text, alone[1].text);
+    assert!(out[0].issues.is_empty() && out[2].issues.is_empty());
+    // The words before and after the blob are translated as pieces of their own, in order.
+    let around = t
+        .translate(&["A dog runs.", "Here is", "in the text."], &opts, 1)
+        .unwrap();
+    let expected = format!(
+        "{} {} {blob} {}",
+        around[0].text, around[1].text, around[2].text
+    );
+    assert_eq!(out[1].text, expected);
+    assert_eq!(out[1].issues.len(), 1);
+    assert!(
+        out[1].issues[0].contains("3000 characters"),
+        "{:?}",
+        out[1].issues
+    );
+    // Streaming gives the same.
+    let mut partials = 0;
+    let streamed = t
+        .translate_streaming(&with_blob, &opts, &mut |_| partials += 1)
+        .unwrap();
+    assert_eq!(streamed.text, out[1].text);
+    assert_eq!(streamed.issues, out[1].issues);
+    assert!(partials > 0);
+}
+
+/// Texts without letters (punctuation, digits, emoji, symbols) pass through unchanged: a model
+/// given them invents a sentence.
+#[test]
+fn texts_without_letters_pass_through_unchanged() {
+    let t = translator(&tiny(), Quant::Q8);
+    let texts = [
+        "-",
+        "\u{1F600}\u{1F600}\u{1F600}",
+        "6-3",
+        " 12:45 · | ",
+        "A dog runs.",
+    ];
+    let out = t
+        .translate(&texts, &marian_wasm::GenerateOptions::default(), 4)
+        .unwrap();
+    for (text, tr) in texts.iter().zip(&out).take(4) {
+        assert_eq!(&tr.text, text);
+        assert!(tr.ids.is_empty() && tr.issues.is_empty());
+    }
+    assert_eq!(out[4].ids.len(), 1);
+}
+
+#[test]
+fn cli_keeps_every_line_when_one_holds_a_word_longer_than_the_model() {
+    let pkg = converted();
+    let blob = "f".repeat(4000);
+    let input = format!("A man is walking.\nHere is {blob} in the text.\n-\nTwo dogs play.\n");
+    let out = translate_cli(pkg.path(), input.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(lines[1].contains(&blob));
+    assert_eq!(lines[2], "-");
+    assert!(!lines[0].is_empty() && !lines[3].is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stdin line 2") && err.contains("kept as is"),
+        "{err}"
+    );
 }

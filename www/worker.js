@@ -4,7 +4,7 @@
 // Requests (page -> worker), each with a numeric id:
 //   { type: 'create',    id, model, device, store, threads }   load a package (from the store, else
 //                                                      the network); threads: see wasmBuild below
-//   { type: 'translate', id, texts, options }         -> { texts, tokens, ms }
+//   { type: 'translate', id, texts, options }         -> { texts, tokens, issues, ms }
 //   { type: 'stream',    id, text, options }          -> 'partial' messages, then { text, tokens, ms }
 //   { type: 'cancel',    id }                         handled at once, not queued: drops a queued
 //                                                      request and aborts a download in progress
@@ -158,7 +158,11 @@ async function translate(msg) {
   const ids = Array.from(field(out, 'ids'), (a) => Array.from(a, Number));
   // Generated tokens: everything after each chunk's decoder start token.
   const tokens = ids.reduce((s, a) => s + Math.max(0, a.length - 1), 0);
-  return { texts, tokens, ms: performance.now() - t0, device: String(field(out, 'device')) };
+  // What passed through untranslated (a word longer than the model's positions) and why.
+  /** @type {string[][]} */
+  const issues = Array.from(field(out, 'issues') ?? [], (a) => Array.from(a, String));
+  issues.forEach((list, i) => list.forEach((why) => console.warn(`marian-wasm: text ${i + 1}: ${why}`)));
+  return { texts, tokens, issues, ms: performance.now() - t0, device: String(field(out, 'device')) };
 }
 
 /** @param {any} msg */

@@ -45,6 +45,8 @@ struct Options {
 struct WithIds {
     texts: Vec<String>,
     ids: Vec<Vec<u32>>,
+    /// Per text, what passed through untranslated and why (`Translation::issues`).
+    issues: Vec<Vec<String>>,
     /// The device that served (the CPU after a GPU failure).
     device: &'static str,
 }
@@ -394,6 +396,7 @@ impl Translator {
         let result = WithIds {
             texts: out.iter().map(|t| t.text.clone()).collect(),
             ids: out.iter().map(|t| t.ids.concat()).collect(),
+            issues: out.iter().map(|t| t.issues.clone()).collect(),
             device: device_name(out.last().map_or(self.inner.device(), |t| t.device)),
         };
         result

@@ -286,6 +286,8 @@ mod cli {
         let mut pending: Vec<String> = Vec::new();
         let mut line_no = 0usize;
         let warned = std::cell::Cell::new(false);
+        // Lines already written (for the line numbers of warnings).
+        let written = std::cell::Cell::new(0usize);
         let flush = |pending: &mut Vec<String>,
                      out: &mut std::io::BufWriter<std::io::StdoutLock>|
          -> Result<()> {
@@ -297,6 +299,12 @@ mod cli {
                     warned.set(true);
                 }
             }
+            for (k, tr) in done.iter().enumerate() {
+                for issue in &tr.issues {
+                    eprintln!("marian-wasm: stdin line {}: {issue}", written.get() + k + 1);
+                }
+            }
+            written.set(written.get() + done.len());
             for tr in done {
                 if ids {
                     let joined: Vec<String> = tr
