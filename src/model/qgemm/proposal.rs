@@ -1,13 +1,12 @@
 //! Greedy decoding's token choice over a quantized output projection: an 8-bit pass proposes,
 //! the exact product decides. Same token and same score as the argmax of `PackedMatrix::matmul`
-//! (plus bias), for about half the work of that product.
+//! (plus bias), in about 3/4 of that product's time at 16 rows (BENCHMARKS.md, 2026-12-01).
 //!
 //! Greedy search needs each row's best logit only, but the output projection (V × D, 59 514 ×
 //! 512 for opus-mt: about half of a decoding step's multiply-adds) computes all of them. Here
 //! they are first computed with activations rounded to 8 bits (`vpdpbusd` on AVX-512 VNNI:
 //! twice the products per instruction of the 16-bit kernel, and no widening of the weights),
-//! with a bound on how far each can lie from the 16-bit kernel's
-//! result. Every token whose interval reaches the best lower bound is recomputed exactly as the
+//! with a bound on how far each can lie from the 16-bit kernel's result. Every token whose interval reaches the best lower bound is recomputed exactly as the
 //! 16-bit kernel computes it (`exact_output`, the portable kernel's arithmetic, which every
 //! kernel matches bit for bit), and the best of those wins, ties to the lower id.
 //!
@@ -17,8 +16,8 @@
 //! amax_b the activations' largest magnitude in the block: rounding activations to L levels per
 //! side moves each by at most 0.5·amax_b/L (the f32 scale adds < 0.1 of that), so a product's
 //! error is at most Σ_b c_ib · amax_b · 0.6 / L with c_ib = d_ib · Σ_j |q_ij|; this holds for
-//! the 8-bit (L = 127) and the 16-bit (L = 32 767) activations alike, and the f32 accumulation of either adds at most
-//! (blocks + 3) · 2⁻²³ · Σ_b c_ib · amax_b. Their sum, with 1 % and a relative 2⁻²⁰ to spare
+//! the 8-bit (L = 127) and the 16-bit (L = 32 767) activations alike, and the f32 accumulation
+//! of either adds at most (blocks + 3) · 2⁻²³ · Σ_b c_ib · amax_b. Their sum, with 1 % and a relative 2⁻²⁰ to spare
 //! for the bound's own rounding and the bias addition, is B_i ≥ |proposal_i − exact_i|. A token
 //! with proposal_i + B_i < max_k (proposal_k − B_k) has exact_i < exact_k: it cannot win.
 
@@ -376,9 +375,6 @@ impl Row<'_> {
                     candidates.push(i);
                 }
             }
-        }
-        if std::env::var("MARIAN_DEBUG_CANDIDATES").is_ok() {
-            eprintln!("candidates {}", candidates.len());
         }
         let xq = QuantizedRows::of(self.x, 1, self.x.len());
         let mut choice: Option<(u32, f32)> = None;
