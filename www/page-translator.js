@@ -267,8 +267,10 @@ export class PageTranslator {
     this.visibleFirst = options.visibleFirst !== false;
     this.batchSize = Math.max(1, options.batchSize ?? 16);
     this.onProgress = options.onProgress;
-    /** Source text -> translation (shared by every run and attribute). @type {Map<string, Promise<string>>} */
+    /** Source text -> translation, null where the model failed on it (shared by every run and attribute). @type {Map<string, Promise<string | null>>} */
     this.cache = new Map();
+    /** Texts the model failed on, left as they are, and why. @type {{ text: string, error: string }[]} */
+    this.failures = [];
     /** Nodes this translator inserted. @type {WeakSet<Node>} */
     this.produced = new WeakSet();
     /** Inline elements re-created in the translation: original -> copy. @type {WeakMap<Element, Element>} */
@@ -288,27 +290,50 @@ export class PageTranslator {
   }
 
   /**
-   * Translate many texts through the cache, in batches.
+   * Translate many texts through the cache, in batches. One text the model fails on never costs
+   * the others: a batch that fails is retried one text at a time, and a text that fails alone
+   * resolves to null (its element is left as it is) and is listed in `failures`. Aborting stops.
    * @param {string[]} texts
-   * @returns {Promise<string[]>}
+   * @returns {Promise<(string | null)[]>}
    */
   async translateTexts(texts) {
     const todo = [...new Set(texts.filter((t) => !this.cache.has(t)))];
+    /** @param {unknown} e */
+    const aborted = (e) => /** @type {{ name?: string }} */ (e)?.name === 'AbortError';
+    /** @param {string} text @param {unknown} e @returns {null} */
+    const failed = (text, e) => {
+      if (aborted(e)) throw e;
+      this.failures.push({ text, error: String(/** @type {{ message?: string }} */ (e)?.message ?? e) });
+      return null;
+    };
     for (let i = 0; i < todo.length; i += this.batchSize) {
       const batch = todo.slice(i, i + this.batchSize);
-      const p = this.translateFn(batch);
+      /** @type {Promise<(string | null)[]>} */
+      const p = this.translateFn(batch).catch((/** @type {unknown} */ e) => {
+        if (aborted(e)) throw e;
+        return Promise.all(
+          batch.map((t) =>
+            batch.length === 1
+              ? failed(t, e)
+              : this.translateFn([t]).then(
+                  (r) => r[0],
+                  (/** @type {unknown} */ e1) => failed(t, e1),
+                ),
+          ),
+        );
+      });
       this.modelCalls += batch.length;
       batch.forEach((t, k) =>
         this.cache.set(
           t,
           p.then((r) => {
-            if (!Array.isArray(r) || typeof r[k] !== 'string') throw new Error('translate() must resolve to one string per text');
+            if (!Array.isArray(r) || (typeof r[k] !== 'string' && r[k] !== null)) throw new Error('translate() must resolve to one string per text');
             return r[k];
           }),
         ),
       );
     }
-    return Promise.all(texts.map((t) => /** @type {Promise<string>} */ (this.cache.get(t))));
+    return Promise.all(texts.map((t) => /** @type {Promise<string | null>} */ (this.cache.get(t))));
   }
 
   /** The runs and attributes under `scope` not yet handled. @param {Node} scope */
@@ -434,13 +459,24 @@ export class PageTranslator {
       for (const r of group) elementTexts(r.items, sub);
       const subList = [...sub];
       const subOut = await this.translateTexts(subList);
-      const pieces = new Map(subList.map((t, k) => [t, subOut[k]]));
-      group.forEach((r, k) => this.applyRun(r, full[k], pieces));
+      /** @type {Map<string, string>} */
+      const pieces = new Map();
+      subList.forEach((t, k) => {
+        const out = subOut[k];
+        if (out !== null) pieces.set(t, out);
+      });
+      group.forEach((r, k) => {
+        const out = full[k];
+        if (out !== null) this.applyRun(r, out, pieces);
+      });
       done += group.length;
       this.onProgress?.({ done, total });
     }
     const attrOut = await this.translateTexts(attrs.map((a) => a.value.trim()));
-    attrs.forEach((a, k) => this.applyAttr(a, attrOut[k]));
+    attrs.forEach((a, k) => {
+      const out = attrOut[k];
+      if (out !== null) this.applyAttr(a, out);
+    });
     done += attrs.length;
     this.onProgress?.({ done, total });
   }

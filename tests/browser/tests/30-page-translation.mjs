@@ -136,6 +136,41 @@ export async function run({ page, baseUrl, assert, log }) {
   assert.equal(evil.alt, '<img src=x onerror="window.__pwned=3"><script>window.__pwned=4</script><b>bold</b>');
   assert.equal(evil.pwned, null, 'no injected code ran');
 
+  // ---- 2b. a model that fails on one text: that element stays, every other one is translated --
+  const failing = await page.evaluate(async () => {
+    const { PageTranslator } = await import('/page-translator.js');
+    const root = /** @type {HTMLElement} */ (document.getElementById('root'));
+    const before = /** @type {HTMLElement} */ (document.getElementById('nested')).innerHTML;
+    /** @type {number[]} */
+    const batchSizes = [];
+    const translate = async (/** @type {string[]} */ texts) => {
+      batchSizes.push(texts.length);
+      if (texts.some((t) => t.includes('horse'))) throw new Error('the model cannot take this text');
+      return texts.map((t) => `[fr] ${t}`);
+    };
+    const pt = new PageTranslator(root, { translate, observe: false, batchSize: 16, visibleFirst: false });
+    await pt.translate();
+    const res = {
+      nested: /** @type {HTMLElement} */ (document.getElementById('nested')).innerHTML,
+      before,
+      bold: document.getElementById('bold')?.textContent,
+      alt: document.getElementById('img')?.getAttribute('alt'),
+      failures: pt.failures.map((f) => f.text),
+      errors: pt.failures.map((f) => f.error),
+      batchSizes,
+    };
+    pt.restore();
+    return res;
+  });
+  log('a model failing on one text:', failing);
+  assert.equal(failing.nested, failing.before, 'the element the model failed on is left as it was');
+  assert.equal(failing.bold, '[fr] A woman in a red dress is selling fruit.');
+  assert.equal(failing.alt, '[fr] A boy is jumping into the water.');
+  assert.ok(failing.failures.includes('A man is riding a big black horse on the beach.'), String(failing.failures));
+  assert.ok(failing.failures.every((t) => t.includes('horse')), 'only texts with the failing word fail');
+  assert.ok(failing.errors.every((e) => e.includes('cannot take')));
+  assert.ok(failing.batchSizes.some((n) => n > 1), 'batches were tried whole first');
+
   // ---- 3. the real default model ---------------------------------------------------------------
   await page.goto(`${baseUrl}/test-pages/page-translate.html`);
   const real = await page.evaluate(async () => {
