@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use marian_wasm::generate::{generate, GenerateOptions};
+use marian_wasm::generate::{generate, top_k_of_row, GenerateOptions, Select};
 use marian_wasm::package::quant::Quant;
 use marian_wasm::Translator;
 use serde_json::Value;
@@ -461,6 +461,13 @@ fn greedy_shortcut_chooses_what_the_full_logits_choose() {
                 .copied()
                 .collect();
             let v = t.model.target_vocab_size();
+            // What the generation loop asks of a greedy step.
+            let select = Select {
+                k: 1,
+                log_softmax: false,
+                banned: &banned,
+                forced: None,
+            };
             for batch in srcs.chunks(16) {
                 let (enc, mask) = t.model.encode(batch).unwrap();
                 let mut short = t.model.start_decoding(&enc, &mask, 1).unwrap();
@@ -473,17 +480,7 @@ fn greedy_shortcut_chooses_what_the_full_logits_choose() {
                         .unwrap();
                     let logits = t.model.decode_step_rows(&mut full, &tokens).unwrap();
                     for (row, got) in logits.chunks_exact(v).zip(&chosen) {
-                        let want = row
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| !banned.contains(&(*i as u32)))
-                            .fold((0u32, f32::NEG_INFINITY), |b, (i, &x)| {
-                                if x > b.1 {
-                                    (i as u32, x)
-                                } else {
-                                    b
-                                }
-                            });
+                        let want = top_k_of_row(row, &select)[0];
                         assert_eq!(got.0, want.0, "{} {q}", name(&fx));
                         assert_eq!(got.1.to_bits(), want.1.to_bits(), "{} {q}", name(&fx));
                     }

@@ -772,7 +772,9 @@ impl Marian {
         tokens: &[u32],
     ) -> Result<&'s [f32]> {
         let h = self.decode_hidden(state, tokens)?;
-        self.logits_into(&h, &mut state.logits)?;
+        let bias = self.final_logits_bias.to_vec1::<f32>()?;
+        let extra = self.head_delta_values(&h)?;
+        self.logits_into(&h, &bias, extra.as_ref(), &mut state.logits)?;
         Ok(&state.logits)
     }
 
@@ -789,9 +791,9 @@ impl Marian {
     ) -> Result<Vec<(u32, f32)>> {
         let h = self.decode_hidden(state, tokens)?;
         let r = tokens.len();
+        let bias = self.final_logits_bias.to_vec1::<f32>()?;
+        let extra = self.head_delta_values(&h)?;
         if let Matrix::Quantized(q) = &self.lm_head.matrix {
-            let bias = self.final_logits_bias.to_vec1::<f32>()?;
-            let extra = self.head_delta_values(&h)?;
             let extra = extra.as_ref().map(|(ids, v)| (&ids[..], &v[..]));
             let choice = with_f32_values(&h, |x| {
                 q.greedy_choice(x, r, &bias, extra, banned, &mut state.logits)
@@ -800,7 +802,8 @@ impl Marian {
                 return Ok(choice);
             }
         }
-        self.logits_into(&h, &mut state.logits)?;
+        // The full product, reusing the bias and head-delta values computed above.
+        self.logits_into(&h, &bias, extra.as_ref(), &mut state.logits)?;
         let select = Select {
             k: 1,
             log_softmax: false,
@@ -814,9 +817,15 @@ impl Marian {
             .collect())
     }
 
-    /// Logits [R, V] row-major of hidden states [R, D] into `out`: projection, then
-    /// final_logits_bias, then the head delta's values, each added in that order.
-    fn logits_into(&self, h: &Tensor, out: &mut Vec<f32>) -> Result<()> {
+    /// Logits [R, V] row-major of hidden states [R, D] into `out`: projection, then `bias`
+    /// (final_logits_bias, [V]), then `extra` (`head_delta_values`), each added in that order.
+    fn logits_into(
+        &self,
+        h: &Tensor,
+        bias: &[f32],
+        extra: Option<&(Vec<u32>, Vec<f32>)>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         let (r, v) = (h.dim(0)?, self.target_vocab_size());
         match &self.lm_head.matrix {
             Matrix::Quantized(q) => {
@@ -825,13 +834,12 @@ impl Marian {
             }
             Matrix::Dense(_) => *out = self.lm_head.project(h)?.flatten_all()?.to_vec1()?,
         }
-        let bias = self.final_logits_bias.to_vec1::<f32>()?;
         for row in out.chunks_exact_mut(v) {
-            for (x, b) in row.iter_mut().zip(&bias) {
+            for (x, b) in row.iter_mut().zip(bias) {
                 *x += b;
             }
         }
-        if let Some((ids, extra)) = self.head_delta_values(h)? {
+        if let Some((ids, extra)) = extra {
             for (row, e) in out.chunks_exact_mut(v).zip(extra.chunks_exact(ids.len())) {
                 for (&id, x) in ids.iter().zip(e) {
                     row[id as usize] += x;

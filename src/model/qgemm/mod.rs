@@ -385,7 +385,7 @@ impl Kernel {
         xq: &QuantizedRows,
         m: usize,
         blocks: usize,
-        mut emit: impl FnMut(usize, &[f32; GROUP]),
+        emit: impl FnMut(usize, &[f32; GROUP]),
     ) {
         let cols = blocks * BLOCK;
         // AVX-512: 16 rows share each weight load while their activations fit in L1 (32 KB);
@@ -397,46 +397,55 @@ impl Kernel {
             Kernel::Avx512Vnni => 8,
             _ => ROW_TILE,
         };
-        let mut out = [[0f32; GROUP]; 16];
-        let mut r0 = 0;
-        while r0 < m {
-            let tile = tile_rows.min(m - r0);
+        for_each_tile(m, tile_rows, emit, |r0, tile, out| {
             let a = &xq.values[r0 * cols..(r0 + tile) * cols];
             let da = &xq.scales[r0 * blocks..(r0 + tile) * blocks];
             // SAFETY (unsafe arms): the kernel is one `available` lists, so the CPU has its
             // features; the slices hold `tile` rows and `blocks` blocks as the kernels read them.
-            let done = match (self, tile) {
+            match (self, tile) {
                 #[cfg(target_arch = "x86_64")]
-                (Kernel::Avx512Vnni, 16) => unsafe {
-                    avx512::tile::<16>(w, s, a, da, blocks, &mut out)
-                },
+                (Kernel::Avx512Vnni, 16) => unsafe { avx512::tile::<16>(w, s, a, da, blocks, out) },
                 #[cfg(target_arch = "x86_64")]
                 (Kernel::Avx512Vnni, 8..=15) => unsafe {
-                    avx512::tile::<8>(w, s, a, da, blocks, &mut out)
+                    avx512::tile::<8>(w, s, a, da, blocks, out)
                 },
                 #[cfg(target_arch = "x86_64")]
                 (Kernel::Avx512Vnni, 4..=7) => unsafe {
-                    avx512::tile::<4>(w, s, a, da, blocks, &mut out)
+                    avx512::tile::<4>(w, s, a, da, blocks, out)
                 },
                 #[cfg(target_arch = "x86_64")]
-                (Kernel::Avx512Vnni, _) => unsafe {
-                    avx2::tile::<1>(w, s, a, da, blocks, &mut out)
-                },
+                (Kernel::Avx512Vnni, _) => unsafe { avx2::tile::<1>(w, s, a, da, blocks, out) },
                 #[cfg(target_arch = "x86_64")]
-                (Kernel::Avx2, 4) => unsafe { avx2::tile::<4>(w, s, a, da, blocks, &mut out) },
+                (Kernel::Avx2, 4) => unsafe { avx2::tile::<4>(w, s, a, da, blocks, out) },
                 #[cfg(target_arch = "x86_64")]
-                (Kernel::Avx2, 2 | 3) => unsafe { avx2::tile::<2>(w, s, a, da, blocks, &mut out) },
+                (Kernel::Avx2, 2 | 3) => unsafe { avx2::tile::<2>(w, s, a, da, blocks, out) },
                 #[cfg(target_arch = "x86_64")]
-                (Kernel::Avx2, _) => unsafe { avx2::tile::<1>(w, s, a, da, blocks, &mut out) },
+                (Kernel::Avx2, _) => unsafe { avx2::tile::<1>(w, s, a, da, blocks, out) },
                 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                 (Kernel::Simd128, _) => simd128::tile(w, s, a, da, blocks, &mut out[..tile]),
                 _ => portable_tile(w, s, a, da, blocks, &mut out[..tile]),
-            };
-            for (r, lanes) in out[..done].iter().enumerate() {
-                emit(r0 + r, lanes);
             }
-            r0 += done;
+        });
+    }
+}
+
+/// Rows `0..m` in tiles of at most `tile_rows` (≤ 16), for the kernels of both passes:
+/// `tile(first, rows, out)` computes up to `rows` rows from `first` into `out` and returns how
+/// many it did (its own tile size); each is then handed to `emit(row, lanes)`.
+fn for_each_tile(
+    m: usize,
+    tile_rows: usize,
+    mut emit: impl FnMut(usize, &[f32; GROUP]),
+    mut tile: impl FnMut(usize, usize, &mut [[f32; GROUP]; 16]) -> usize,
+) {
+    let mut out = [[0f32; GROUP]; 16];
+    let mut r0 = 0;
+    while r0 < m {
+        let done = tile(r0, tile_rows.min(m - r0), &mut out);
+        for (r, lanes) in out[..done].iter().enumerate() {
+            emit(r0 + r, lanes);
         }
+        r0 += done;
     }
 }
 

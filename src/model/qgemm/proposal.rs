@@ -22,7 +22,8 @@
 //! with proposal_i + B_i < max_k (proposal_k − B_k) has exact_i < exact_k: it cannot win.
 
 use super::{
-    Kernel, OutputPtr, PackedMatrix, QuantizedRows, BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS,
+    for_each_tile, Kernel, OutputPtr, PackedMatrix, QuantizedRows, BLOCK, GROUP,
+    GROUP_BLOCK_VALUES, PAIRS,
 };
 use rayon::prelude::*;
 
@@ -77,7 +78,7 @@ impl Pass {
         x8: &Rows8,
         m: usize,
         blocks: usize,
-        mut emit: impl FnMut(usize, &[f32; GROUP]),
+        emit: impl FnMut(usize, &[f32; GROUP]),
     ) {
         let cols = blocks * BLOCK;
         let tile_rows = match self {
@@ -85,26 +86,19 @@ impl Pass {
             Pass::Avx512Vnni => 16,
             _ => 4,
         };
-        let mut out = [[0f32; GROUP]; 16];
-        let mut r0 = 0;
-        while r0 < m {
-            let tile = tile_rows.min(m - r0);
+        for_each_tile(m, tile_rows, emit, |r0, tile, out| {
             let a = &x8.values[r0 * cols..(r0 + tile) * cols];
             let da = &x8.scales[r0 * blocks..(r0 + tile) * blocks];
             // SAFETY (unsafe arms): `for_kernel` chose the pass from a kernel this CPU runs, so
             // it has the features; the slices hold `tile` rows as the kernels read them.
-            let done = match (self, tile) {
+            match (self, tile) {
                 #[cfg(target_arch = "x86_64")]
                 (Pass::Avx512Vnni, _) => unsafe {
                     avx512::tile(w, s, offsets, a, da, blocks, &mut out[..tile])
                 },
                 _ => portable_tile(w, s, offsets, a, da, blocks, &mut out[..tile]),
-            };
-            for (r, lanes) in out[..done].iter().enumerate() {
-                emit(r0 + r, lanes);
             }
-            r0 += done;
-        }
+        });
     }
 }
 
