@@ -226,11 +226,12 @@ fn f32_logits_match_within_1e4() {
 /// sentences still decode to the same tokens.
 #[test]
 fn quantized_packages_stay_within_measured_bounds() {
-    // (quant, min logit cosine, min share of identical greedy outputs)
+    // (quant, min logit cosine, min share of identical greedy outputs); measured with GPTQ
+    // rounding (2026-12-01): q8 0.999986 / 75 %, q4 0.999140 / 33 % at worst.
     let bounds = [
         (Quant::F16, 0.99999, 1.0),
-        (Quant::Q8, 0.9995, 0.5),
-        (Quant::Q4, 0.995, 0.25),
+        (Quant::Q8, 0.99998, 0.7),
+        (Quant::Q4, 0.999, 0.3),
     ];
     for fx in fixtures() {
         let exp = expected(&fx);
@@ -363,19 +364,21 @@ fn teacher_forced_pass_matches_step_by_step_decoding() {
 #[test]
 fn quantized_output_stays_close_to_transformers_on_held_out_sentences() {
     // (quant, min share identical, min BLEU against transformers' output). The quantized bounds
-    // are what the packages reach today (2026-11-30: q8 85.0 / 86.8 % identical, BLEU 94.8 /
-    // 94.7 on tiny-opus, greedy / beam 4; 95.0 / 96.5 %, 98.9 / 99.2 on tiny-switches; q4 BLEU
-    // 74.1 / 79.3 and 83.1 / 81.1), a little below, so that drift cannot grow unseen. Issue 17's
-    // targets (q8 >= 97 % and BLEU >= 98, q4 BLEU >= 90) are not met yet: 8-bit weights are the
-    // cause (tiny-opus with every weight matrix, the tied embedding included, in f16: 99.3 %;
-    // the embedding alone in f16: 92.5 %), not the 16-bit activations.
+    // are what the packages reach today with GPTQ rounding (2026-12-01: q8 87.1 / 86.5 %
+    // identical, BLEU 95.4 / 94.9 on tiny-opus, greedy / beam 4; 97.3 / 95.5 %, 99.4 / 98.9 on
+    // tiny-switches; q4 52.6 / 60.9 %, BLEU 80.7 / 83.5 and 69.3 / 66.1 %, 93.9 / 90.5), a
+    // little below, so that drift cannot grow unseen. Rounding each weight to nearest instead
+    // gives q4 BLEU 75.5 on tiny-opus (and the GGML reference rounding of before 74.1): under
+    // the q4 bound. Issue 17's q8 target (>= 97 % and BLEU >= 98) is met on tiny-switches
+    // greedy only: on tiny-opus 8-bit weights stay the cause (every weight matrix in f16:
+    // 99.3 %; the tied embedding alone in f16: 92.5 %), not the 16-bit activations.
     let bounds = [
         // f32: batches of 32 sentences, padded, against transformers one sentence at a time; a
         // padded batch rounds differently, and of these 2 000 runs one degenerate output (a word
         // repeated 15 times, beam 4) ends differently; alone, it is identical.
         (Quant::F32, 0.998, 99.9),
-        (Quant::Q8, 0.83, 94.0),
-        (Quant::Q4, 0.35, 73.0),
+        (Quant::Q8, 0.855, 94.5),
+        (Quant::Q4, 0.50, 80.0),
     ];
     let mut checked = 0;
     for fx in fixtures() {

@@ -7,6 +7,8 @@
 
 pub mod kv_cache;
 pub mod layout;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod observe;
 pub mod qgemm;
 pub mod weights;
 
@@ -40,6 +42,8 @@ impl WeightSource for WeightFile<'_> {
 /// A linear layer whose weight may be quantized.
 #[derive(Debug, Clone)]
 pub struct Linear {
+    /// The layer's name in the package (`decoder.layers.0.fc1`).
+    name: Arc<str>,
     weight: Matrix,
     bias: Tensor,
 }
@@ -127,6 +131,7 @@ impl FrozenTail {
 impl Linear {
     fn widened(&self) -> Result<Self> {
         Ok(Linear {
+            name: self.name.clone(),
             weight: widen_matrix(&self.weight)?,
             bias: self.bias.clone(),
         })
@@ -134,11 +139,14 @@ impl Linear {
 
     fn from_weights(l: LinearWeights<Matrix, Tensor>) -> Self {
         Linear {
+            name: l.name.into(),
             weight: l.weight,
             bias: l.bias,
         }
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        #[cfg(not(target_arch = "wasm32"))]
+        observe::linear_input(&self.name, x)?;
         Ok(matrix_product(&self.weight, x)?.broadcast_add(&self.bias)?)
     }
 }
@@ -623,6 +631,7 @@ impl Marian {
             )));
         }
         let merged = Linear {
+            name: last.ffn.fc2.name.clone(),
             weight: Matrix::Dense((dense_f32(&last.ffn.fc2.weight)? + delta)?),
             bias: last.ffn.fc2.bias.clone(),
         };

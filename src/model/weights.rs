@@ -20,6 +20,9 @@ pub trait WeightSource {
 }
 
 pub struct LinearWeights<M, V> {
+    /// The layer's name in the package, e.g. `decoder.layers.0.fc1` (its tensors are
+    /// `<name>.weight` and `<name>.bias`).
+    pub name: String,
     pub weight: M,
     pub bias: V,
 }
@@ -97,6 +100,7 @@ impl<M, V> MarianWeights<M, V> {
         };
         let linear = |p: &str, rows: usize, cols: usize| -> Result<LinearWeights<M, V>> {
             Ok(LinearWeights {
+                name: p.to_string(),
                 weight: s.matrix(&format!("{p}.weight"), rows, cols)?,
                 bias: s.vector(&format!("{p}.bias"), &[rows])?,
             })

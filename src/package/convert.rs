@@ -1,15 +1,18 @@
 //! `marian-wasm convert`: a Hugging Face Marian checkpoint folder into a model package.
 
+use super::calibrate;
 use super::quant::{encode_matrix, Quant, StoredTensor};
 use super::spm::SpmModel;
 use super::{
-    sha256_hex, FileEntry, Manifest, TokenizerFiles, FORMAT, FORMAT_VERSION, MANIFEST, WEIGHTS,
+    sha256_hex, FileEntry, Manifest, Package, TokenizerFiles, FORMAT, FORMAT_VERSION, MANIFEST,
+    WEIGHTS,
 };
 use crate::config::{GenerationConfig, MarianConfig};
 use crate::error::{Error, Result};
-use crate::model::layout::{self, Role};
+use crate::model::layout::{self, Role, TensorSpec};
+use crate::translator::Translator;
 use candle_core::{Device, Tensor};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// What precision each role gets under each package quantization. Embeddings (which are
@@ -72,12 +75,60 @@ fn check_vocab(path: &Path, size: usize) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A package in memory: its manifest, the manifest's JSON bytes and every other file.
+struct Assembled {
+    manifest: Manifest,
+    json: Vec<u8>,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
 pub struct Converted {
     pub manifest: Manifest,
     pub total_bytes: u64,
 }
 
+/// How `convert` rounds weights to Q8_0 / Q4_0 blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    /// Each weight to the nearest level of its block's scale.
+    Nearest,
+    /// GPTQ against what each linear layer is fed on calibration text (`package::rounding`);
+    /// embeddings round to nearest.
+    Gptq,
+}
+
+/// What `convert_with` does beside the format.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub quant: Quant,
+    pub rounding: Rounding,
+    /// Source sentences to calibrate GPTQ on; `None`: text sampled from the model's source
+    /// SentencePiece model (`calibrate::sampled_sentences`).
+    pub calibration: Option<Vec<String>>,
+}
+
+impl ConvertOptions {
+    /// `quant` with the defaults: GPTQ rounding on sampled text.
+    pub fn new(quant: Quant) -> Self {
+        ConvertOptions {
+            quant,
+            rounding: Rounding::Gptq,
+            calibration: None,
+        }
+    }
+}
+
+/// A Hugging Face Marian checkpoint folder into a package folder, with the default options.
 pub fn convert(hf_dir: &Path, out_dir: &Path, quant: Quant) -> Result<Converted> {
+    convert_with(hf_dir, out_dir, &ConvertOptions::new(quant))
+}
+
+/// A Hugging Face Marian checkpoint folder (config.json, model.safetensors or
+/// pytorch_model.bin, source.spm, target.spm, vocab.json) into a package folder. Errors name
+/// the file at fault: a missing or misshapen tensor, a vocabulary that disagrees with the
+/// config, an unreadable SentencePiece model.
+pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Result<Converted> {
+    let quant = opts.quant;
     let config_text = read_text(&hf_dir.join("config.json"))?;
     let cfg = MarianConfig::from_json(
         &config_text,
@@ -120,14 +171,14 @@ pub fn convert(hf_dir: &Path, out_dir: &Path, quant: Quant) -> Result<Converted>
         ));
     }
 
-    // Weights.
+    // Weights, each checked against the shape config.json implies.
     let state = load_state_dict(hf_dir)?;
     let weights_file = if hf_dir.join("model.safetensors").exists() {
         "model.safetensors"
     } else {
         "pytorch_model.bin"
     };
-    let mut stored: Vec<StoredTensor> = Vec::new();
+    let mut tensors: Vec<(TensorSpec, &Tensor)> = Vec::new();
     for spec in layout::tensors(&cfg) {
         let t = spec
             .hf_names
@@ -150,58 +201,107 @@ pub fn convert(hf_dir: &Path, out_dir: &Path, quant: Quant) -> Result<Converted>
                 ),
             ));
         }
+        tensors.push((spec, t));
+    }
+    let provenance = format!(
+        "converted by marian-wasm {} from {} ({weights_file})",
+        env!("CARGO_PKG_VERSION"),
+        hf_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    );
+    let package = |quant: Quant, stored: &[StoredTensor]| -> Result<Assembled> {
+        let views: Vec<(String, &StoredTensor)> =
+            stored.iter().map(|s| (s.name.clone(), s)).collect();
+        let weights = safetensors::serialize(views, None)
+            .map_err(|e| Error::corrupt(WEIGHTS, e.to_string()))?;
+        let mut files: BTreeMap<String, Vec<u8>> = outputs.iter().cloned().collect();
+        files.insert(WEIGHTS.into(), weights);
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            quant,
+            model: cfg.clone(),
+            generation: generation.clone(),
+            tokenizer: TokenizerFiles {
+                source: "source.tokenizer.json".into(),
+                target: "target.tokenizer.json".into(),
+                vocab: "vocab.json".into(),
+                target_vocab: has_target_vocab.then(|| "target_vocab.json".into()),
+                // MarianTokenizer decodes with the source model when the vocabulary is shared.
+                target_decode: if cfg.share_encoder_decoder_embeddings {
+                    src_spm.decode_info()
+                } else {
+                    tgt_spm.decode_info()
+                },
+            },
+            weights: WEIGHTS.into(),
+            files: files
+                .iter()
+                .map(|(name, bytes)| FileEntry {
+                    name: name.clone(),
+                    size: bytes.len() as u64,
+                    sha256: sha256_hex(bytes),
+                })
+                .collect(),
+            provenance: provenance.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+        Ok(Assembled {
+            manifest,
+            json,
+            files,
+        })
+    };
+
+    // GPTQ rounding needs what each layer is fed: run the f32 model on calibration text.
+    let calibrate = matches!(quant, Quant::Q8 | Quant::Q4) && opts.rounding == Rounding::Gptq;
+    let grams = if calibrate {
+        let f32_weights = tensors
+            .iter()
+            .map(|(spec, t)| StoredTensor::f32(&spec.name, t))
+            .collect::<Result<Vec<_>>>()?;
+        let f32_package = package(Quant::F32, &f32_weights)?;
+        drop(f32_weights);
+        let translator =
+            Translator::new(&Package::from_files(&f32_package.json, f32_package.files)?)?;
+        let sentences = match &opts.calibration {
+            Some(text) => text.clone(),
+            None => calibrate::sampled_sentences(&src_spm, calibrate::DEFAULT_SENTENCES)?,
+        };
+        calibrate::linear_input_grams(&translator, &sentences)?
+    } else {
+        HashMap::new()
+    };
+
+    let mut stored: Vec<StoredTensor> = Vec::new();
+    for (spec, t) in &tensors {
         match form_for(spec.role, quant) {
             Quant::F32 => stored.push(StoredTensor::f32(&spec.name, t)?),
-            form => stored.extend(encode_matrix(&spec.name, t, form)?),
+            form => {
+                // Only linear layers have inputs to calibrate on: embeddings (also the tied
+                // output projection) round to nearest.
+                let layer = spec.name.strip_suffix(".weight").unwrap_or(&spec.name);
+                let gram = (spec.role == Role::Matrix)
+                    .then(|| grams.get(layer))
+                    .flatten();
+                stored.extend(encode_matrix(&spec.name, t, form, gram)?)
+            }
         }
     }
-    let views: Vec<(String, &StoredTensor)> = stored.iter().map(|s| (s.name.clone(), s)).collect();
-    let weights =
-        safetensors::serialize(views, None).map_err(|e| Error::corrupt(WEIGHTS, e.to_string()))?;
-    outputs.push((WEIGHTS.into(), weights));
+    let Assembled {
+        manifest,
+        json,
+        files,
+    } = package(quant, &stored)?;
+    drop(stored);
 
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let mut files = Vec::new();
-    for (name, bytes) in &outputs {
+    for (name, bytes) in &files {
         let p = out_dir.join(name);
         std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
-        files.push(FileEntry {
-            name: name.clone(),
-            size: bytes.len() as u64,
-            sha256: sha256_hex(bytes),
-        });
     }
-    let cfg_shared = cfg.share_encoder_decoder_embeddings;
-    let manifest = Manifest {
-        format: FORMAT.into(),
-        format_version: FORMAT_VERSION,
-        quant,
-        model: cfg,
-        generation,
-        tokenizer: TokenizerFiles {
-            source: "source.tokenizer.json".into(),
-            target: "target.tokenizer.json".into(),
-            vocab: "vocab.json".into(),
-            target_vocab: has_target_vocab.then(|| "target_vocab.json".into()),
-            // MarianTokenizer decodes with the source model when the vocabulary is shared.
-            target_decode: if cfg_shared {
-                src_spm.decode_info()
-            } else {
-                tgt_spm.decode_info()
-            },
-        },
-        weights: WEIGHTS.into(),
-        files,
-        provenance: format!(
-            "converted by marian-wasm {} from {} ({weights_file})",
-            env!("CARGO_PKG_VERSION"),
-            hf_dir
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default()
-        ),
-    };
-    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     let mp = out_dir.join(MANIFEST);
     std::fs::write(&mp, &json).map_err(|e| Error::io(&mp, e))?;
     let total_bytes = manifest.files.iter().map(|f| f.size).sum::<u64>() + json.len() as u64;

@@ -10,7 +10,11 @@ pub mod quant;
 pub mod spm;
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod calibrate;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod rounding;
 
 use crate::config::{GenerationConfig, MarianConfig};
 use crate::error::{Error, Result};

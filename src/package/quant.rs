@@ -7,11 +7,11 @@
 //!   `<name>.q4`  U8 [rows, cols / 2]  Q4_0 nibbles in GGML order (low nibbles = first 16)
 //!   `<name>.scales` F16 [rows, cols / 32]
 //! The CPU path re-interleaves them into GGML blocks (one copy at load); a GPU kernel reads
-//! them as stored. Quantisation itself is candle's (the GGML reference rounding).
+//! them as stored. How weights are rounded to those blocks (to nearest, or by GPTQ) is
+//! `package::rounding`'s.
 
 use crate::error::{Error, Result};
 use crate::model::qgemm::PackedMatrix;
-use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -94,39 +94,43 @@ pub fn matrix_form(quant: Quant, cols: usize) -> Quant {
     }
 }
 
-/// Encode one weight matrix [rows, cols] in the package's form.
-pub fn encode_matrix(name: &str, w: &Tensor, quant: Quant) -> Result<Vec<StoredTensor>> {
+/// Encode one weight matrix [rows, cols] in the package's form: f32 or f16 as is; Q8_0 / Q4_0
+/// rounded by GPTQ against `gram` (the Gram matrix of the layer's inputs) when given, else to
+/// the nearest level (`package::rounding`).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn encode_matrix(
+    name: &str,
+    w: &Tensor,
+    quant: Quant,
+    gram: Option<&crate::model::observe::InputGram>,
+) -> Result<Vec<StoredTensor>> {
+    use super::rounding::{round_gptq, round_nearest};
     let (rows, cols) = w.dims2()?;
     let form = matrix_form(quant, cols);
-    let (ggml, block_bytes, tag) = match form {
+    let tag = match form {
         Quant::F32 => return Ok(vec![StoredTensor::f32(name, w)?]),
         Quant::F16 => return Ok(vec![StoredTensor::f16(name, w)?]),
-        Quant::Q8 => (GgmlDType::Q8_0, 34, "q8"),
-        Quant::Q4 => (GgmlDType::Q4_0, 18, "q4"),
+        Quant::Q8 => "q8",
+        Quant::Q4 => "q4",
     };
-    let q = QTensor::quantize(&w.to_dtype(DType::F32)?, ggml)?;
-    let blocks = q.data()?;
-    let n_blocks = rows * cols / BLOCK;
-    debug_assert_eq!(blocks.len(), n_blocks * block_bytes);
-    let mut scales = Vec::with_capacity(n_blocks * 2);
-    let mut values = Vec::with_capacity(n_blocks * (block_bytes - 2));
-    for b in blocks.chunks_exact(block_bytes) {
-        scales.extend_from_slice(&b[..2]);
-        values.extend_from_slice(&b[2..]);
-    }
+    let values = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let rounded = match gram {
+        Some(g) => round_gptq(&values, rows, cols, form, g)?,
+        None => round_nearest(&values, rows, cols, form),
+    };
     let value_cols = if form == Quant::Q8 { cols } else { cols / 2 };
     Ok(vec![
         StoredTensor {
             name: format!("{name}.{tag}"),
             dtype: safetensors::Dtype::U8,
             shape: vec![rows, value_cols],
-            data: values,
+            data: rounded.values,
         },
         StoredTensor {
             name: format!("{name}.scales"),
             dtype: safetensors::Dtype::F16,
             shape: vec![rows, cols / BLOCK],
-            data: scales,
+            data: rounded.scales,
         },
     ])
 }

@@ -138,6 +138,14 @@ impl SpmModel {
         self.proto.pieces.iter().map(|p| (p.piece(), p.r#type()))
     }
 
+    /// Each piece with its type and its score (a unigram model's log probability).
+    pub fn pieces_with_scores(&self) -> impl Iterator<Item = (&str, i32, f32)> {
+        self.proto
+            .pieces
+            .iter()
+            .map(|p| (p.piece(), p.r#type(), p.score()))
+    }
+
     /// Build the `tokenizers` pipeline that segments text exactly as SentencePiece does:
     /// charsmap normalisation, whitespace clean-up, `▁` escaping with a dummy prefix, Viterbi.
     pub fn to_tokenizer(&self, file: &str) -> Result<Tokenizer> {
