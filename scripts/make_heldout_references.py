@@ -6,6 +6,7 @@ Usage (from the repository root):
 
     .venv/bin/python scripts/make_heldout_references.py            # every fixture
     .venv/bin/python scripts/make_heldout_references.py tiny-opus  # one of them
+    .venv/bin/python scripts/make_heldout_references.py path/to/checkpoint  # any folder
 
 Reads the first COUNT (default 1000) lines of $MARIAN_DATA/multi30k/test_2016_flickr.en (default
 MARIAN_DATA=../shared/data; never seen in the fixtures' training) in place and writes
@@ -51,7 +52,7 @@ def main() -> int:
         p.name for p in FIXTURES.iterdir() if (hf_dir(p.name) / "config.json").is_file()
     )
     for name in names:
-        d = hf_dir(name)
+        d = Path(name) if ("/" in name and Path(name).is_dir()) else hf_dir(name)
         tok = MarianTokenizer.from_pretrained(str(d))
         model = MarianMTModel.from_pretrained(str(d), dtype=torch.float32).eval()
         out = {
@@ -72,7 +73,7 @@ def main() -> int:
                     out[key].append(ids)
                 if (i + 1) % 200 == 0:
                     print(f"  {name}: {i + 1}/{len(lines)}", file=sys.stderr, flush=True)
-        path = FIXTURES / name / "heldout.json"
+        path = (d if "/" in name else FIXTURES / name) / "heldout.json"
         path.write_text(json.dumps(out, separators=(",", ":")) + "\n", encoding="utf-8")
         print(f"wrote {path} ({len(lines)} sentences)", file=sys.stderr)
     return 0

@@ -99,6 +99,59 @@ fn same_tokens_as_the_cpu(ctx: &Arc<GpuContext>, quants: &[Quant]) {
     }
 }
 
+/// Issue 17's "the same tokens on the CPU and the GPU": one q8 (and q4) package on the GPU against
+/// the CPU's own quantized path (16-bit activations in its integer kernels, where the GPU keeps
+/// f32), on held-out sentences in padded batches of 32, greedy and beam 4. Target >= 99 %
+/// identical; measured 2026-12-01 on lavapipe: 100 % of 1 000 sentences for both fixtures, q8
+/// and q4, greedy. Here the first 128 sentences (time).
+#[test]
+fn quantized_gpu_output_matches_the_quantized_cpu_on_held_out_sentences() {
+    let ctx = gpu();
+    let mut checked = 0;
+    for fx in fixtures() {
+        let Ok(text) = std::fs::read_to_string(fx.join("heldout.json")) else {
+            continue;
+        };
+        let held: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let srcs: Vec<Vec<u32>> = held["src_ids"].as_array().unwrap()[..128]
+            .iter()
+            .map(ids)
+            .collect();
+        for quant in [Quant::Q8, Quant::Q4] {
+            let (_dir, pkg) = package(&fx, quant);
+            let t = Translator::new(&pkg).unwrap();
+            let g_model = GpuMarian::from_package(&pkg, ctx.clone()).unwrap();
+            for beams in [1, 4] {
+                let g = t
+                    .generation_for(&GenerateOptions {
+                        num_beams: Some(beams),
+                        ..Default::default()
+                    })
+                    .unwrap();
+                let (mut same, mut total) = (0, 0);
+                for chunk in srcs.chunks(32) {
+                    let cpu = generate(&t.model, chunk, &g).unwrap();
+                    let gpu = generate(&g_model, chunk, &g).unwrap();
+                    same += cpu.iter().zip(&gpu).filter(|(a, b)| a == b).count();
+                    total += chunk.len();
+                }
+                let share = same as f64 / total as f64;
+                eprintln!(
+                    "{} {quant} beams {beams}: GPU = CPU on {same} / {total}",
+                    name(&fx)
+                );
+                assert!(
+                    share >= 0.99,
+                    "{} {quant} beams {beams}: {share}",
+                    name(&fx)
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "heldout.json missing");
+}
+
 /// Teacher-forced steps: the best 8 log-probabilities of every step agree within 1e-4.
 #[test]
 fn gpu_step_scores_match_the_cpu() {

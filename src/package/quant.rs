@@ -73,6 +73,7 @@ impl StoredTensor {
             data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         })
     }
+    #[cfg(not(target_arch = "wasm32"))]
     fn f16(name: &str, t: &Tensor) -> Result<Self> {
         let t = t.to_dtype(DType::F16)?.contiguous()?;
         let v = t.flatten_all()?.to_vec1::<half::f16>()?;

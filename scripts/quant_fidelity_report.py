@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""How close quantized packages translate to Hugging Face transformers, per rounding method.
+
+Usage (from the repository root, after `cargo build --release`):
+
+    .venv/bin/python scripts/quant_fidelity_report.py                  # the committed fixtures
+    .venv/bin/python scripts/quant_fidelity_report.py --aside          # + the model kept aside
+    .venv/bin/python scripts/quant_fidelity_report.py DIR [DIR ...]    # any checkpoints
+
+For each Hugging Face checkpoint folder holding a heldout.json (made by
+scripts/make_heldout_references.py: transformers' own greedy and beam-4 output on the first 1 000
+lines of $MARIAN_DATA/multi30k/test_2016_flickr.en), each quantization (q8, q4) and each rounding
+(`convert --rounding nearest|gptq`): converts, translates those lines with `marian-wasm translate
+--ids` (batches of 32, greedy and beam 4) and prints the share of sentences token-identical to
+transformers and the BLEU (sacreBLEU defaults) of our decoded output against transformers'.
+
+`--aside` adds `target/aside/small-aside`, a model no default was chosen on (d_model 128, 3+3
+layers, another seed): `scripts/make_fixtures.py --aside small-aside` trains it (~20 min on two
+cores) and this script then records its references. Only derived ids and figures are written,
+never the text.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "marian-wasm"
+ASIDE = ROOT / "target" / "aside" / "small-aside"
+
+
+def data_file() -> Path:
+    raw = Path(os.environ.get("MARIAN_DATA", "../shared/data"))
+    p = raw if raw.is_absolute() else (ROOT / raw).resolve()
+    f = p / "multi30k" / "test_2016_flickr.en"
+    if not f.is_file():
+        sys.exit(f"error: {f} not found: set MARIAN_DATA to the directory holding multi30k/")
+    return f
+
+
+def strip(ids: list[int], start: int) -> list[int]:
+    return ids[1:] if ids and ids[0] == start else ids
+
+
+def main(argv: list[str]) -> int:
+    import sacrebleu
+    from transformers import MarianTokenizer
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    if not BIN.is_file():
+        sys.exit(f"error: {BIN} missing: run `cargo build --release` first")
+    aside = "--aside" in argv
+    dirs = [Path(a) for a in argv if a != "--aside"]
+    if not dirs:
+        fixtures = ROOT / "tests" / "fixtures"
+        dirs = sorted(p for p in fixtures.iterdir() if (p / "heldout.json").is_file())
+    if aside:
+        if not (ASIDE / "config.json").is_file():
+            sys.exit(
+                f"error: {ASIDE} missing: run `.venv/bin/python scripts/make_fixtures.py --aside small-aside`"
+            )
+        if not (ASIDE / "heldout.json").is_file():
+            subprocess.run(
+                [sys.executable, str(ROOT / "scripts" / "make_heldout_references.py"), str(ASIDE)],
+                check=True,
+            )
+        dirs.append(ASIDE)
+    held_lines = [
+        line.strip()
+        for line in data_file().read_text(encoding="utf-8").split("\n")
+        if line.strip()
+    ]
+    print("| model | quant | rounding | identical, greedy / beam 4 | BLEU against transformers, greedy / beam 4 |")
+    print("|---|---|---|---|---|")
+    for d in dirs:
+        held = json.loads((d / "heldout.json").read_text(encoding="utf-8"))
+        lines = held_lines[: held["count"]]
+        text = "\n".join(lines) + "\n"
+        tok = MarianTokenizer.from_pretrained(str(d))
+        start = json.loads((d / "config.json").read_text())["decoder_start_token_id"]
+        for quant in ["q8", "q4"]:
+            for rounding in ["nearest", "gptq"]:
+                same, bleu = [], []
+                with tempfile.TemporaryDirectory() as pkg:
+                    subprocess.run(
+                        [str(BIN), "convert", str(d), pkg, "--quant", quant, "--rounding", rounding],
+                        check=True,
+                        capture_output=True,
+                    )
+                    for key, beams in (("greedy", "1"), ("beam4", "4")):
+                        out = subprocess.run(
+                            [str(BIN), "translate", "--model", pkg, "--ids", "--beams", beams,
+                             "--batch-size", "32"],
+                            input=text,
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        ).stdout.split("\n")[: len(lines)]
+                        ours = [strip([int(x) for x in o.split()], start) for o in out]
+                        ref = [strip(r, start) for r in held[key]]
+                        same.append(sum(a == b for a, b in zip(ours, ref)) / len(ref) * 100)
+                        dec = lambda v: [tok.decode(x, skip_special_tokens=True) for x in v]  # noqa: E731
+                        bleu.append(sacrebleu.corpus_bleu(dec(ours), [dec(ref)]).score)
+                print(
+                    f"| {d.name} | {quant} | {rounding} | {same[0]:.1f} % / {same[1]:.1f} % "
+                    f"| {bleu[0]:.2f} / {bleu[1]:.2f} |",
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
