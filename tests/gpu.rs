@@ -103,7 +103,7 @@ fn same_tokens_as_the_cpu(ctx: &Arc<GpuContext>, quants: &[Quant]) {
 /// the CPU's own quantized path (16-bit activations in its integer kernels, where the GPU keeps
 /// f32), on held-out sentences in padded batches of 32, greedy and beam 4. Target >= 99 %
 /// identical; measured 2026-12-01 on lavapipe: 100 % of 1 000 sentences for both fixtures, q8
-/// and q4, greedy. Here the first 128 sentences (time).
+/// and q4, greedy. Here the first 64 sentences (lavapipe time).
 #[test]
 fn quantized_gpu_output_matches_the_quantized_cpu_on_held_out_sentences() {
     let ctx = gpu();
@@ -113,7 +113,7 @@ fn quantized_gpu_output_matches_the_quantized_cpu_on_held_out_sentences() {
             continue;
         };
         let held: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let srcs: Vec<Vec<u32>> = held["src_ids"].as_array().unwrap()[..128]
+        let srcs: Vec<Vec<u32>> = held["src_ids"].as_array().unwrap()[..64]
             .iter()
             .map(ids)
             .collect();
