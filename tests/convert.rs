@@ -9,7 +9,7 @@ use marian_wasm::package::calibrate::{linear_input_grams, sampled_sentences};
 use marian_wasm::package::convert::{convert_with, ConvertOptions, Rounding};
 use marian_wasm::package::quant::Quant;
 use marian_wasm::package::spm::SpmModel;
-use marian_wasm::Translator;
+use marian_wasm::{Package, Translator};
 use std::path::Path;
 use std::process::Command;
 
@@ -124,6 +124,17 @@ fn gptq_conversion_is_reproducible_and_differs_from_nearest_rounding() {
             "{quant}: same layout"
         );
         assert_ne!(weights(a.path()), weights(c.path()), "{quant}");
+        // The manifest says how the weights were rounded, and lists the weights last (a browser
+        // downloads in that order: an interrupted download keeps the small files).
+        let manifest = |dir: &Path| Package::read_dir(dir).unwrap().manifest;
+        let p = manifest(a.path()).provenance;
+        assert!(
+            p.contains("GPTQ on 256 calibration sentences (sampled from source.spm)"),
+            "{p}"
+        );
+        assert!(manifest(c.path()).provenance.contains("rounded to nearest"));
+        let files = manifest(a.path()).files;
+        assert_eq!(files.last().unwrap().name, "model.safetensors");
         // Own calibration text gives its own rounding.
         let mut own = ConvertOptions::new(quant);
         own.calibration = Some(vec![

@@ -203,8 +203,28 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         }
         tensors.push((spec, t));
     }
+    // GPTQ rounding needs what each layer is fed on calibration text.
+    let calibrate = matches!(quant, Quant::Q8 | Quant::Q4) && opts.rounding == Rounding::Gptq;
+    let sentences = match (&opts.calibration, calibrate) {
+        (_, false) => Vec::new(),
+        (Some(text), true) => text.clone(),
+        (None, true) => calibrate::sampled_sentences(&src_spm, calibrate::DEFAULT_SENTENCES)?,
+    };
+    let rounding = match (quant, calibrate) {
+        (Quant::F32 | Quant::F16, _) => String::new(),
+        (_, false) => "; weights rounded to nearest".into(),
+        (_, true) => format!(
+            "; linear layers rounded by GPTQ on {} calibration sentences ({})",
+            sentences.len(),
+            if opts.calibration.is_some() {
+                "given"
+            } else {
+                "sampled from source.spm"
+            }
+        ),
+    };
     let provenance = format!(
-        "converted by marian-wasm {} from {} ({weights_file})",
+        "converted by marian-wasm {} from {} ({weights_file}){rounding}",
         env!("CARGO_PKG_VERSION"),
         hf_dir
             .file_name()
@@ -216,6 +236,18 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             stored.iter().map(|s| (s.name.clone(), s)).collect();
         let weights = safetensors::serialize(views, None)
             .map_err(|e| Error::corrupt(WEIGHTS, e.to_string()))?;
+        // The manifest lists the small files first and the weights last: a browser downloads
+        // in this order, so an interrupted download keeps the small files it verified.
+        let entries: Vec<FileEntry> = outputs
+            .iter()
+            .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+            .chain([(WEIGHTS, weights.as_slice())])
+            .map(|(name, bytes)| FileEntry {
+                name: name.to_string(),
+                size: bytes.len() as u64,
+                sha256: sha256_hex(bytes),
+            })
+            .collect();
         let mut files: BTreeMap<String, Vec<u8>> = outputs.iter().cloned().collect();
         files.insert(WEIGHTS.into(), weights);
         let manifest = Manifest {
@@ -237,14 +269,7 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
                 },
             },
             weights: WEIGHTS.into(),
-            files: files
-                .iter()
-                .map(|(name, bytes)| FileEntry {
-                    name: name.clone(),
-                    size: bytes.len() as u64,
-                    sha256: sha256_hex(bytes),
-                })
-                .collect(),
+            files: entries,
             provenance: provenance.clone(),
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
@@ -255,8 +280,7 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         })
     };
 
-    // GPTQ rounding needs what each layer is fed: run the f32 model on calibration text.
-    let calibrate = matches!(quant, Quant::Q8 | Quant::Q4) && opts.rounding == Rounding::Gptq;
+    // Run the f32 model on the calibration text, recording each layer's inputs.
     let grams = if calibrate {
         let f32_weights = tensors
             .iter()
@@ -266,10 +290,6 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         drop(f32_weights);
         let translator =
             Translator::new(&Package::from_files(&f32_package.json, f32_package.files)?)?;
-        let sentences = match &opts.calibration {
-            Some(text) => text.clone(),
-            None => calibrate::sampled_sentences(&src_spm, calibrate::DEFAULT_SENTENCES)?,
-        };
         calibrate::linear_input_grams(&translator, &sentences)?
     } else {
         HashMap::new()
