@@ -21,7 +21,6 @@ never the text.
 """
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,14 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "marian-wasm"
 ASIDE = ROOT / "target" / "aside" / "small-aside"
 
-
-def data_file() -> Path:
-    raw = Path(os.environ.get("MARIAN_DATA", "../shared/data"))
-    p = raw if raw.is_absolute() else (ROOT / raw).resolve()
-    f = p / "multi30k" / "test_2016_flickr.en"
-    if not f.is_file():
-        sys.exit(f"error: {f} not found: set MARIAN_DATA to the directory holding multi30k/")
-    return f
+# The held-out lines exactly as make_heldout_references.py read them for the references.
+sys.path.insert(0, str(ROOT / "scripts"))
+from make_heldout_references import data_file  # noqa: E402
 
 
 def strip(ids: list[int], start: int) -> list[int]:
