@@ -6,6 +6,7 @@
 //! a `generate::Backend`) → text, wrapped by `translator::Translator`.
 
 pub mod adapter;
+pub mod adaptive_threads;
 pub mod backend;
 pub mod config;
 pub mod error;

@@ -150,15 +150,21 @@ fn output_does_not_depend_on_threads_or_instruction_set() {
         // Token ids from the trained default model: near-ties are rare, so real drift shows.
         let reference = cli_translate(&input, &args, &[("RAYON_NUM_THREADS", "1")]);
         assert_eq!(reference.lines().count(), input.lines().count());
-        for (k, v) in [
-            ("RAYON_NUM_THREADS", "2"),
-            ("RAYON_NUM_THREADS", "4"),
-            ("RAYON_NUM_THREADS", "16"),
-            ("MARIAN_QGEMM", "avx2"),
-            ("MARIAN_QGEMM", "portable"),
-        ] {
-            let got = cli_translate(&input, &args, &[(k, v)]);
-            assert_eq!(got, reference, "beams {beams}: {k}={v} changed the output");
+        let runs: [&[(&str, &str)]; 6] = [
+            &[("RAYON_NUM_THREADS", "2")],
+            &[("RAYON_NUM_THREADS", "4")],
+            &[("RAYON_NUM_THREADS", "16")],
+            // Every step on the next of 1, 2, 4, 8, 16 threads (src/adaptive_threads.rs).
+            &[
+                ("RAYON_NUM_THREADS", "16"),
+                ("MARIAN_ADAPTIVE_THREADS", "cycle"),
+            ],
+            &[("MARIAN_QGEMM", "avx2")],
+            &[("MARIAN_QGEMM", "portable")],
+        ];
+        for env in runs {
+            let got = cli_translate(&input, &args, env);
+            assert_eq!(got, reference, "beams {beams}: {env:?} changed the output");
         }
     }
 }
