@@ -5,7 +5,7 @@ Usage (from the repository root; scripts/bench_peers.sh prepares everything and 
 
     .venv/bin/python scripts/bench_peers.py --checkpoint DIR --packages DIR --bin PATH \
         --sentences FILE [--threads 2] [--batches 1,16] [--tokens 32] [--count 64] \
-        [--engines marian-q8,marian-q4,ct2-int8,torch-f32] [--busy N] [--json OUT] \
+        [--engines marian-q8,marian-q4,ct2-int8,torch-f32] [--busy N] [--isa avx2] [--json OUT] \
         [--base-bin OTHER_BUILD --engines marian-q8,base-q8,...]
 
 Every engine translates the same `--count` sentences (the first lines of FILE), greedy, exactly
@@ -14,6 +14,7 @@ CTranslate2 gets `min_decoding_length`, transformers `min_new_tokens`), on the s
 each in its own process with `--threads` threads, after one warm-up batch. Reported: target
 tokens per second, the ratio to CTranslate2 int8 at the same batch, load seconds and peak RSS.
 `--busy N` runs N CPU-bound processes beside every engine (a machine that is not quiet).
+`--isa avx2` limits every engine to AVX2 kernels (an AVX2-only CPU, emulated on an AVX-512 one).
 """
 
 import argparse
@@ -25,6 +26,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# `--isa avx2`: the variables each engine reads to cap its instruction set.
+AVX2_ONLY = {
+    "MARIAN_QGEMM": "avx2",  # marian-wasm's q8/q4 kernel (src/model/qgemm)
+    "CT2_FORCE_CPU_ISA": "AVX2",  # CTranslate2's own kernels
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",  # oneMKL (CTranslate2's int8 GEMM on x86 wheels)
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (CTranslate2, PyTorch)
+    "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's own kernels
+}
 
 
 def peak_rss_mb() -> float:
@@ -144,6 +155,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--engines", default="marian-q8,marian-q4,ct2-int8,torch-f32")
     ap.add_argument("--busy", type=int, default=0)
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native")
     ap.add_argument("--json")
     ap.add_argument("--child")
     a = ap.parse_args()
@@ -153,6 +165,11 @@ def main() -> None:
         res["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(res))
         return
+
+    if a.isa == "avx2":
+        # An AVX2-only machine, emulated on a newer CPU: every engine limited to AVX2 kernels
+        # (CTranslate2's own, and those of the GEMM libraries it and PyTorch call).
+        os.environ.update(AVX2_ONLY)
 
     a.passthrough = [
         "--checkpoint", a.checkpoint, "--sentences", a.sentences, "--threads", str(a.threads),
@@ -180,7 +197,8 @@ def main() -> None:
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {cpu}, {os.cpu_count()} CPUs, {a.threads} threads, "
           f"{a.count} sentences × {a.tokens} tokens, greedy"
-          + (f", {a.busy} busy processes beside it" if a.busy else ", nothing else running") + "\n")
+          + (f", {a.busy} busy processes beside it" if a.busy else ", nothing else running")
+          + (", every engine limited to AVX2 kernels" if a.isa == "avx2" else "") + "\n")
     print("| engine | batch | tokens/s | × CTranslate2 int8 | load s | peak RSS MB |")
     print("|---|---|---|---|---|---|")
     for r in results:
@@ -193,7 +211,8 @@ def main() -> None:
         print(f"| {r['engine']} | {r['batch']} | {r['tokens_per_s']:.1f} | {ratio} | "
               f"{r.get('load_s', float('nan')):.2f} | {r.get('peak_rss_mb', float('nan')):.0f} |")
     if a.json:
-        Path(a.json).write_text(json.dumps(dict(threads=a.threads, busy=a.busy, results=results), indent=2))
+        Path(a.json).write_text(json.dumps(
+            dict(threads=a.threads, busy=a.busy, isa=a.isa, results=results), indent=2))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 # work (greedy, exactly --tokens target tokens each), one process per engine, in one run.
 #   bash scripts/bench_peers.sh                      # 2 threads, batch 1 and 16, quiet machine
 #   bash scripts/bench_peers.sh --busy 2             # with 2 CPU-bound processes beside it
+#   bash scripts/bench_peers.sh --isa avx2           # every engine on AVX2 kernels only
 #   bash scripts/bench_peers.sh --threads 16 --batches 1,32
 # Extra arguments go to scripts/bench_peers.py (--engines, --tokens, --count, --json OUT ...).
 # Sentences: the first --count lines of $MARIAN_DATA/multi30k/test_2016_flickr.en (default

@@ -16,6 +16,7 @@ pub mod gpu;
 pub mod metrics;
 pub mod model;
 pub mod package;
+pub mod protect;
 pub mod tensor_file;
 pub mod text;
 pub mod tokenizer;

@@ -209,6 +209,11 @@ impl MarianTokenizer {
         out.replace('\u{2581}', " ").trim().to_string()
     }
 
+    /// The source vocabulary's `<unk>`: what a piece the vocabulary cannot spell encodes to.
+    pub fn unk_id(&self) -> u32 {
+        self.unk_id
+    }
+
     pub fn eos_id(&self) -> u32 {
         self.eos_id
     }

@@ -7,6 +7,7 @@ use crate::generate::{generate_async, ready, GenerateOptions, Observer};
 use crate::gpu::{GpuContext, GpuMarian};
 use crate::model::Marian;
 use crate::package::Package;
+use crate::protect::{protect, restore, Span};
 use crate::tokenizer::MarianTokenizer;
 
 /// Whether the synchronous methods may use the GPU: natively yes (the backend waits on its
@@ -27,6 +28,9 @@ pub struct Translator {
     pub tokenizer: MarianTokenizer,
     pub generation: GenerationConfig,
     pub model_sha256: String,
+    /// Numbers, URLs, e-mail addresses and emoji come out exactly as they went in
+    /// (`crate::protect`); on by default.
+    pub protect_spans: bool,
 }
 
 /// Which backend computes translations.
@@ -100,6 +104,7 @@ impl Translator {
             tokenizer: MarianTokenizer::from_package(pkg)?,
             generation: pkg.manifest.generation.clone(),
             model_sha256: pkg.manifest.model_sha256().to_string(),
+            protect_spans: true,
         })
     }
 
@@ -289,7 +294,8 @@ impl Translator {
         if text.trim().is_empty() {
             return Ok(result);
         }
-        for piece in self.pieces(0, text)? {
+        let (pieces, spans) = self.pieces(0, text)?;
+        for piece in pieces {
             let chunk = match piece {
                 Piece::Model(ids) => ids,
                 Piece::Verbatim(kept, why) => {
@@ -314,6 +320,9 @@ impl Translator {
             result.device = device;
             result.text = join_pieces(&done, &self.tokenizer.decode(&ids));
             result.ids.push(ids);
+        }
+        if !spans.is_empty() {
+            result.text = restore(&result.text, &spans);
         }
         on_partial(&result.text);
         Ok(result)
@@ -350,11 +359,14 @@ impl Translator {
         let batch_size = batch_size.max(1);
         // (text index, piece) for every non-empty text; model pieces are translated below.
         let mut work: Vec<(usize, Piece)> = Vec::new();
+        let mut spans: Vec<Vec<Span>> = vec![Vec::new(); texts.len()];
         for (i, t) in texts.iter().enumerate() {
             if t.trim().is_empty() {
                 continue;
             }
-            for piece in self.pieces(i, t)? {
+            let (pieces, kept) = self.pieces(i, t)?;
+            spans[i] = kept;
+            for piece in pieces {
                 work.push((i, piece));
             }
         }
@@ -401,24 +413,47 @@ impl Translator {
                 }
             }
         }
+        for (r, spans) in result.iter_mut().zip(&spans) {
+            if !spans.is_empty() {
+                r.text = restore(&r.text, spans);
+            }
+        }
         Ok(result)
     }
 
-    /// `split_for_model` for text `index` of a request; a text over `MAX_INPUT_BYTES` passes
+    /// `split_for_model` for text `index` of a request, after the spans to keep exactly were
+    /// found (and those the model cannot spell taken out: `crate::protect`); returns the pieces
+    /// and the spans to restore in the translation. A text over `MAX_INPUT_BYTES` passes
     /// through unchanged, with the reason, so that it does not cost the request's other texts.
-    fn pieces(&self, index: usize, text: &str) -> Result<Vec<Piece>> {
+    fn pieces(&self, index: usize, text: &str) -> Result<(Vec<Piece>, Vec<Span>)> {
         if text.len() > MAX_INPUT_BYTES {
-            return Ok(vec![Piece::Verbatim(
-                text.to_string(),
-                Some(format!(
-                    "text {} is {} bytes; at most {MAX_INPUT_BYTES} are translated at once: \
-                     kept as is",
-                    index + 1,
-                    text.len()
-                )),
-            )]);
+            let why = format!(
+                "text {} is {} bytes; at most {MAX_INPUT_BYTES} are translated at once: kept as is",
+                index + 1,
+                text.len()
+            );
+            return Ok((
+                vec![Piece::Verbatim(text.to_string(), Some(why))],
+                Vec::new(),
+            ));
         }
-        self.split_for_model(text)
+        if !self.protect_spans || !text.chars().any(char::is_alphabetic) {
+            return Ok((self.split_for_model(text)?, Vec::new()));
+        }
+        let unk = self.tokenizer.unk_id();
+        let protected = protect(text, |span| {
+            self.tokenizer
+                .encode(span)
+                .map_or(true, |ids| ids.contains(&unk))
+        });
+        if !protected.model_text.chars().any(char::is_alphabetic) {
+            // Only spans had letters (a lone URL the model cannot spell): nothing to translate.
+            return Ok((vec![Piece::Verbatim(text.to_string(), None)], Vec::new()));
+        }
+        Ok((
+            self.split_for_model(&protected.model_text)?,
+            protected.spans,
+        ))
     }
 }
 

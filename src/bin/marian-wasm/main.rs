@@ -88,6 +88,10 @@ mod cli {
             /// Print the generated token ids (space separated) instead of text.
             #[arg(long)]
             ids: bool,
+            /// Translate numbers, URLs, e-mail addresses and emoji like any other text instead
+            /// of keeping them exactly as written.
+            #[arg(long)]
+            no_protect: bool,
         },
         /// Tokens per second of encoding + greedy decoding at a fixed output length.
         Bench(crate::bench::BenchArgs),
@@ -202,8 +206,11 @@ mod cli {
                 adapter,
                 batch_size,
                 ids,
+                no_protect,
             } => {
-                let translator = load_translator_on(model.as_deref(), adapter.as_deref(), device)?;
+                let mut translator =
+                    load_translator_on(model.as_deref(), adapter.as_deref(), device)?;
+                translator.protect_spans = !no_protect;
                 let opts = GenerateOptions {
                     num_beams: beams,
                     max_length,
@@ -237,6 +244,10 @@ mod cli {
         batch_size: usize,
         #[arg(long)]
         adapter: Option<PathBuf>,
+        /// Translate numbers, URLs, e-mail addresses and emoji like any other text (as
+        /// `translate --no-protect`).
+        #[arg(long)]
+        no_protect: bool,
         /// Print one JSON object {"bleu","chrf","sentences","beams","seconds"}; beams and
         /// seconds (translation time, model loading excluded) are null with --hyp.
         #[arg(long)]
@@ -269,7 +280,8 @@ mod cli {
             (None, Some(src)) => {
                 let srcs = metrics::read_lines(src)?;
                 same_count(src, srcs.len())?;
-                let translator = load_translator(a.model.as_deref(), a.adapter.as_deref())?;
+                let mut translator = load_translator(a.model.as_deref(), a.adapter.as_deref())?;
+                translator.protect_spans = !a.no_protect;
                 let opts = GenerateOptions {
                     num_beams: a.beams,
                     max_length: None,
