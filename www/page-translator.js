@@ -24,7 +24,10 @@ const SKIP = new Set([
 const INLINE = new Set([
   'A', 'ABBR', 'B', 'BDI', 'BDO', 'CITE', 'CODE', 'DATA', 'DFN', 'EM', 'I', 'KBD', 'MARK', 'Q',
   'S', 'SAMP', 'SMALL', 'SPAN', 'STRONG', 'SUB', 'SUP', 'TIME', 'U', 'VAR', 'FONT', 'LABEL', 'DEL', 'INS',
+  'WBR',
 ]);
+/** A text node of list separators only ("Home · About | Contact"): the items are separate texts. */
+const SEPARATORS = /^\s*[·|•‧∙⋅/]+\s*$/u;
 /** Attributes a reader sees or hears. */
 const DEFAULT_ATTRIBUTES = ['title', 'alt', 'placeholder', 'aria-label'];
 
@@ -38,12 +41,22 @@ const DEFAULT_ATTRIBUTES = ['title', 'alt', 'placeholder', 'aria-label'];
  *   onProgress?: (p: { done: number, total: number }) => void,
  * }} PageTranslatorOptions
  *
- * @typedef {{ kind: 'text', text: string } | { kind: 'el', el: Element, verbatim: boolean, items: Item[] }} Item
+ * @typedef {{ kind: 'text', text: string } | { kind: 'el', el: Element, verbatim: boolean, items: Item[], role?: ElementRole }} Item
+ * @typedef {'marker' | 'symbol' | 'part'} ElementRole
+ *   marker: a footnote mark (<sup>/<sub> without letters): not sent to the model, put back after
+ *   the word it followed; symbol: an element whose text is only digits or symbols: kept as is,
+ *   where the translation has the same text, else at the same relative position; part: an element
+ *   covering part of a word (a drop cap, a link on a syllable): kept on the same part of the
+ *   translated word, never translated on its own.
  * @typedef {{ parent: Node, nodes: Node[], items: Item[], source: string, lead: string, trail: string }} Run
  */
 
 /** Collapse whitespace as the browser renders it. @param {string} s */
-const squash = (s) => s.replace(/\s+/g, ' ');
+const squash = (s) => s.replace(/\u00AD/g, '').replace(/\s+/g, ' '); // soft hyphens are not text
+/** @param {string} s */
+const startsWithLetter = (s) => /^\p{L}/u.test(s);
+/** @param {string} s */
+const endsWithLetter = (s) => /\p{L}$/u.test(s);
 /** @param {string} s */
 const hasLetters = (s) => /\p{L}/u.test(s);
 
@@ -65,9 +78,26 @@ function isInlineSubtree(n) {
   return true;
 }
 
-/** Plain text of items (whitespace as rendered). @param {Item[]} items */
+/** Plain text of items as the model reads it (whitespace as rendered; footnote marks left out). @param {Item[]} items @returns {string} */
 function itemsText(items) {
-  return items.map((it) => (it.kind === 'text' ? it.text : itemsText(it.items))).join('');
+  return items.map((it) => (it.kind === 'text' ? it.text : it.role === 'marker' ? '' : itemsText(it.items))).join('');
+}
+
+/** Sets each element item's role (see ElementRole) from its text and its neighbours'. @param {Item[]} items */
+function classify(items) {
+  items.forEach((it, i) => {
+    if (it.kind !== 'el') return;
+    classify(it.items);
+    const src = itemsText(it.items);
+    if (!hasLetters(src)) {
+      if (!it.verbatim) it.role = /^SU[PB]$/i.test(it.el.tagName) && src.trim() ? 'marker' : 'symbol';
+      return;
+    }
+    if (it.verbatim) return;
+    const before = itemsText(items.slice(0, i));
+    const after = itemsText(items.slice(i + 1));
+    if ((endsWithLetter(before) && startsWithLetter(src)) || (endsWithLetter(src) && startsWithLetter(after))) it.role = 'part';
+  });
 }
 
 /** @param {Node} n @returns {Item | null} */
@@ -75,6 +105,9 @@ function toItem(n) {
   if (n.nodeType === Node.TEXT_NODE) return { kind: 'text', text: squash(n.nodeValue ?? '') };
   if (n.nodeType !== Node.ELEMENT_NODE) return null; // comments dropped from the translation
   const el = /** @type {Element} */ (n);
+  // A line-break opportunity inside a word: the word is one word to the model (and the
+  // translated word has other break points).
+  if (el.tagName.toUpperCase() === 'WBR') return null;
   if (noTranslate(el)) return { kind: 'el', el, verbatim: true, items: [{ kind: 'text', text: squash(el.textContent ?? '') }] };
   return { kind: 'el', el, verbatim: false, items: /** @type {Item[]} */ ([...el.childNodes].map(toItem).filter(Boolean)) };
 }
@@ -171,6 +204,75 @@ function place(text, lo, hi, piece, relStart, relEnd, taken) {
 }
 
 /**
+ * A free exact occurrence of `needle` in `text[lo, hi)`, or null.
+ * @param {string} text @param {number} lo @param {number} hi @param {string} needle @param {[number, number][]} taken
+ * @returns {[number, number] | null}
+ */
+function exactly(text, lo, hi, needle, taken) {
+  if (!needle) return null;
+  for (let i = text.indexOf(needle, lo); i >= 0 && i + needle.length <= hi; i = text.indexOf(needle, i + 1)) {
+    if (taken.every(([a, b]) => i + needle.length <= a || i >= b)) return [i, i + needle.length];
+  }
+  return null;
+}
+
+/**
+ * The point right after the letters of an output word, before its punctuation: where a footnote
+ * mark (or a symbol the translation lacks) goes. The mark sat after word k of the n words of its
+ * source `full` (at offset `at`); it goes after word round(k/n·m) of the m words of `text[lo, hi)`.
+ * @param {string} text @param {number} lo @param {number} hi @param {string} full @param {number} at
+ * @returns {[number, number]}
+ */
+function afterWord(text, lo, hi, full, at) {
+  const k = words(full.slice(0, at)).length;
+  const n = Math.max(1, words(full).length);
+  const out = words(text.slice(lo, hi));
+  if (!out.length || k === 0) return [lo, lo];
+  const j = Math.min(out.length, Math.max(1, Math.round((k / n) * out.length)));
+  const [s, e] = out[j - 1];
+  const w = text.slice(lo + s, lo + e);
+  const core = w.replace(/[^\p{L}\p{N}]+$/u, '');
+  const p = lo + s + (core.length || w.length);
+  return [p, p];
+}
+
+/**
+ * Where an element covering `full[s, e)` — part of one word of its source `full` — goes in the
+ * translation `text[lo, hi)`: the same part (by share of letters) of the output word at the same
+ * relative position; a prefix stays a prefix and a suffix a suffix, and at least one letter is
+ * covered.
+ * @param {string} text @param {number} lo @param {number} hi @param {string} full @param {number} s @param {number} e
+ * @param {[number, number][]} taken
+ * @returns {[number, number]}
+ */
+function partOfWord(text, lo, hi, full, s, e, taken) {
+  let ws = s;
+  while (ws > 0 && /\p{L}|\p{N}/u.test(full[ws - 1])) ws--;
+  let we = e;
+  while (we < full.length && /\p{L}|\p{N}/u.test(full[we])) we++;
+  const rel = (ws + we) / 2 / Math.max(1, full.length);
+  const spans = words(text.slice(lo, hi))
+    .map(([a, b]) => {
+      const w = text.slice(lo + a, lo + b);
+      const lead = /^[^\p{L}\p{N}]*/u.exec(w)?.[0].length ?? 0;
+      const trail = /[^\p{L}\p{N}]*$/u.exec(w)?.[0].length ?? 0;
+      return /** @type {[number, number]} */ ([lo + a + lead, lo + b - trail]);
+    })
+    .filter(([a, b]) => b > a && taken.every(([x, y]) => b <= x || a >= y));
+  if (!spans.length) return [hi, hi];
+  const target = lo + rel * (hi - lo);
+  let [os, oe] = spans[0];
+  for (const [a, b] of spans) if (Math.abs((a + b) / 2 - target) < Math.abs((os + oe) / 2 - target)) [os, oe] = [a, b];
+  const n = we - ws;
+  const len = oe - os;
+  let ps = s === ws ? os : os + Math.round(((s - ws) / n) * len);
+  let pe = e === we ? oe : os + Math.round(((e - ws) / n) * len);
+  ps = Math.min(ps, oe - 1);
+  pe = Math.max(pe, ps + 1);
+  return [ps, pe];
+}
+
+/**
  * Build the translated nodes for `items` over `text[lo, hi)`.
  * @param {Item[]} items
  * @param {string} text
@@ -182,19 +284,24 @@ function place(text, lo, hi, piece, relStart, relEnd, taken) {
  * @returns {Node[]}
  */
 function project(items, text, lo, hi, pieces, produced, clones) {
-  const total = itemsText(items).length || 1;
+  const levelText = itemsText(items);
+  const total = levelText.length || 1;
   /** @type {{ item: Item & { kind: 'el' }, span: [number, number] }[]} */
   const placed = [];
   /** @type {[number, number][]} */
   const taken = [];
   let at = 0;
   for (const it of items) {
-    const len = it.kind === 'text' ? it.text.length : itemsText(it.items).length;
+    const len = it.kind === 'text' ? it.text.length : it.role === 'marker' ? 0 : itemsText(it.items).length;
     if (it.kind === 'el') {
       const src = itemsText(it.items);
       const piece = it.verbatim ? src : pieces.get(src.trim()) ?? src;
       /** @type {[number, number]} */
-      const span = hasLetters(src) || it.verbatim ? place(text, lo, hi, piece, at / total, (at + len) / total, taken) : [hi, hi];
+      let span;
+      if (it.role === 'marker') span = afterWord(text, lo, hi, levelText, at);
+      else if (it.role === 'symbol') span = exactly(text, lo, hi, src.trim(), taken) ?? afterWord(text, lo, hi, levelText, at);
+      else if (it.role === 'part') span = partOfWord(text, lo, hi, levelText, at, at + len, taken);
+      else span = place(text, lo, hi, piece, at / total, (at + len) / total, taken);
       taken.push(span);
       placed.push({ item: it, span });
     }
@@ -213,9 +320,11 @@ function project(items, text, lo, hi, pieces, produced, clones) {
     if (span[0] > pos) textNode(text.slice(pos, span[0]));
     /** @type {Element} */
     let el;
-    if (item.verbatim) {
-      // Untranslatable content goes in verbatim, in place of the window the model made of it.
+    if (item.verbatim || item.role === 'marker' || item.role === 'symbol') {
+      // Untranslatable content goes in verbatim, in place of the window the model made of it
+      // (a footnote mark or a symbol the translation lacks: after the word it belongs to).
       el = /** @type {Element} */ (item.el.cloneNode(true));
+      if (item.role === 'symbol' && span[0] === span[1] && span[0] < hi) textNode(' ');
     } else {
       el = /** @type {Element} */ (item.el.cloneNode(false));
       for (const c of project(item.items, text, span[0], span[1], pieces, produced, clones)) el.appendChild(c);
@@ -238,7 +347,7 @@ function markProduced(n, produced) {
 /** Element texts to translate on their own for projection. @param {Item[]} items @param {Set<string>} out */
 function elementTexts(items, out) {
   for (const it of items) {
-    if (it.kind !== 'el' || it.verbatim) continue;
+    if (it.kind !== 'el' || it.verbatim || it.role) continue;
     const t = itemsText(it.items).trim();
     if (hasLetters(t)) out.add(t);
     elementTexts(it.items, out);
@@ -368,6 +477,11 @@ export class PageTranslator {
           flush();
           continue;
         }
+        if (c.nodeType === Node.TEXT_NODE && SEPARATORS.test(c.nodeValue ?? '')) {
+          // "Home · About us · Contact": each item is its own text; the separators stay.
+          flush();
+          continue;
+        }
         if (isInlineSubtree(c)) {
           cur.push(c);
           if (c.nodeType === Node.ELEMENT_NODE) this.collectAttrsInline(/** @type {Element} */ (c), attrs);
@@ -395,6 +509,7 @@ export class PageTranslator {
   /** @param {Node} parent @param {Node[]} nodes @param {Run[]} runs */
   addRun(parent, nodes, runs) {
     const items = /** @type {Item[]} */ (nodes.map(toItem).filter(Boolean));
+    classify(items);
     const full = itemsText(items);
     const source = full.trim();
     if (!hasLetters(source)) return;
