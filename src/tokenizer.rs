@@ -34,8 +34,40 @@ fn parse_vocab(bytes: &[u8], file: &str) -> Result<HashMap<String, u32>> {
 }
 
 fn load_tokenizer(bytes: &[u8], file: &str) -> Result<Tokenizer> {
+    check_precompiled_normalizers(bytes, file)?;
     Tokenizer::from_bytes(bytes)
         .map_err(|e| Error::corrupt(file, format!("not a tokenizers JSON file: {e}")))
+}
+
+/// The tokenizers crate (0.23) panics — `expect("Precompiled")`, an abort in WebAssembly —
+/// when a `Precompiled` normalizer's character map does not parse: a damaged file would take the
+/// worker down. Each such normalizer is parsed here first, so the damage is an error. (Found by
+/// tests/fuzz_parsers.rs.)
+fn check_precompiled_normalizers(bytes: &[u8], file: &str) -> Result<()> {
+    fn walk(v: &serde_json::Value, file: &str) -> Result<()> {
+        match v {
+            serde_json::Value::Object(map) => {
+                if map.get("type").and_then(|t| t.as_str()) == Some("Precompiled") {
+                    // As tokenizers reads it: from text (its character map borrows the string).
+                    let text = serde_json::to_string(v).unwrap_or_default();
+                    serde_json::from_str::<tokenizers::normalizers::Precompiled>(&text).map_err(
+                        |e| {
+                            Error::corrupt(
+                                file,
+                                format!("its Precompiled normalizer is damaged: {e}"),
+                            )
+                        },
+                    )?;
+                }
+                map.values().try_for_each(|x| walk(x, file))
+            }
+            serde_json::Value::Array(items) => items.iter().try_for_each(|x| walk(x, file)),
+            _ => Ok(()),
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt(file, format!("not a tokenizers JSON file: {e}")))?;
+    walk(&value, file)
 }
 
 /// MarianTokenizer's language-code prefix, e.g. `>>fra<<`: `>>` + one or more chars + `<<`,
