@@ -345,6 +345,8 @@ impl Kernel {
     }
 
     /// The kernels this CPU can run, fastest first (the portable one always last).
+    // Pushes under `cfg`s: no single `vec![]` literal fits every target.
+    #[allow(clippy::vec_init_then_push)]
     fn available() -> Vec<Kernel> {
         let mut all = Vec::new();
         #[cfg(target_arch = "x86_64")]
