@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod package;
 pub mod protect;
+pub mod row_shards;
 pub mod tensor_file;
 pub mod text;
 pub mod tokenizer;

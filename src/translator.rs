@@ -437,7 +437,7 @@ impl Translator {
                 Vec::new(),
             ));
         }
-        if !self.protect_spans || !text.chars().any(char::is_alphabetic) {
+        if !self.protect_spans {
             return Ok((self.split_for_model(text)?, Vec::new()));
         }
         let unk = self.tokenizer.unk_id();
@@ -447,7 +447,8 @@ impl Translator {
                 .map_or(true, |ids| ids.contains(&unk))
         });
         if !protected.model_text.chars().any(char::is_alphabetic) {
-            // Only spans had letters (a lone URL the model cannot spell): nothing to translate.
+            // No letters, or only inside spans (a lone URL the model cannot spell): nothing to
+            // translate, the text passes through as `split_for_model` passes letterless text.
             return Ok((vec![Piece::Verbatim(text.to_string(), None)], Vec::new()));
         }
         Ok((

@@ -125,7 +125,8 @@ fn cli_translate(input: &str, args: &[&str], env: &[(&str, &str)]) -> String {
 /// The q8 products are the same bits whatever the thread count and whichever kernel the CPU
 /// picks (AVX-512 VNNI, AVX2 or portable Rust, as far as this CPU has them; the WebAssembly
 /// kernel does the same arithmetic), so the translations are too: greedy and beam 4, batches
-/// of 16.
+/// of 16, one shard of rows or several (src/row_shards.rs: 2 and more threads shard a batch of 16;
+/// one thread does not).
 #[test]
 fn output_does_not_depend_on_threads_or_instruction_set() {
     let mut input: String = PINNED_TRANSLATIONS
@@ -150,8 +151,10 @@ fn output_does_not_depend_on_threads_or_instruction_set() {
         // Token ids from the trained default model: near-ties are rare, so real drift shows.
         let reference = cli_translate(&input, &args, &[("RAYON_NUM_THREADS", "1")]);
         assert_eq!(reference.lines().count(), input.lines().count());
-        let runs: [&[(&str, &str)]; 6] = [
+        let runs: [&[(&str, &str)]; 8] = [
             &[("RAYON_NUM_THREADS", "2")],
+            &[("RAYON_NUM_THREADS", "2"), ("MARIAN_SHARDS", "off")],
+            &[("RAYON_NUM_THREADS", "2"), ("MARIAN_SHARDS", "3")],
             &[("RAYON_NUM_THREADS", "4")],
             &[("RAYON_NUM_THREADS", "16")],
             // Every step on the next of 1, 2, 4, 8, 16 threads (src/adaptive_threads.rs).

@@ -160,15 +160,9 @@ function dice(a, b) {
 function place(text, lo, hi, piece, relStart, relEnd, taken) {
   const free = (/** @type {number} */ s, /** @type {number} */ e) => taken.every(([a, b]) => e <= a || s >= b);
   const p = piece.trim();
-  if (p) {
-    // 1. Exact (then case-insensitive) occurrence.
-    for (const hay of [text, text.toLowerCase()]) {
-      const needle = hay === text ? p : p.toLowerCase();
-      for (let i = hay.indexOf(needle, lo); i >= 0 && i + needle.length <= hi; i = hay.indexOf(needle, i + 1)) {
-        if (free(i, i + needle.length)) return [i, i + needle.length];
-      }
-    }
-  }
+  // 1. Exact (then case-insensitive) occurrence.
+  const found = exactly(text, lo, hi, p, taken) ?? exactly(text.toLowerCase(), lo, hi, p.toLowerCase(), taken);
+  if (found) return found;
   const spans = words(text.slice(lo, hi)).map(([s, e]) => /** @type {[number, number]} */ ([s + lo, e + lo]));
   if (!spans.length) return [hi, hi];
   const want = p.split(/\s+/).map(normWord).filter(Boolean);

@@ -121,6 +121,11 @@ impl KvCache {
 
     /// Keep only `rows` (in that order; repeats allowed): beam search's reordering.
     pub fn select_rows(&mut self, rows: &[u32]) {
+        *self = self.selected(rows);
+    }
+
+    /// A cache of `rows` of this one (in that order; repeats allowed), this one unchanged.
+    pub fn selected(&self, rows: &[u32]) -> KvCache {
         let block = self.heads * self.capacity * self.head_dim;
         let pick = |src: &[f32]| {
             let mut out = Vec::with_capacity(rows.len() * block);
@@ -129,9 +134,12 @@ impl KvCache {
             }
             out
         };
-        self.keys = pick(&self.keys);
-        self.values = pick(&self.values);
-        self.rows = rows.len();
+        KvCache {
+            rows: rows.len(),
+            keys: pick(&self.keys),
+            values: pick(&self.values),
+            ..*self
+        }
     }
 
     /// Scaled dot-product attention of one query per row and head over the filled positions:
@@ -145,7 +153,7 @@ impl KvCache {
         let min_rows = (ROWS_TASK_MIN_MACS / per_row.max(1)).max(1);
         context
             .par_chunks_mut(d)
-            .with_min_len(min_rows)
+            .with_min_len(crate::row_shards::split_min(min_rows))
             .enumerate()
             .for_each(|(r, ctx)| {
                 let mut scores = vec![0.0f32; len];

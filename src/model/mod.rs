@@ -460,6 +460,30 @@ pub struct DecoderState {
     logits: Vec<f32>,
 }
 
+impl DecoderState {
+    /// Decoder rows this state holds.
+    pub fn rows(&self) -> usize {
+        let s = self.cross_kv.first().map_or(0, KvCache::len);
+        self.cross_mask.len().checked_div(s).unwrap_or(0)
+    }
+
+    /// A state of `rows` of this one (in that order; repeats allowed), this one unchanged: each
+    /// row's caches and mask as they are, so its next steps give the same bits as here.
+    pub fn selected(&self, rows: &[u32]) -> DecoderState {
+        let s = self.cross_kv.first().map_or(0, KvCache::len);
+        DecoderState {
+            self_kv: self.self_kv.iter().map(|kv| kv.selected(rows)).collect(),
+            cross_kv: self.cross_kv.iter().map(|kv| kv.selected(rows)).collect(),
+            cross_mask: rows
+                .iter()
+                .flat_map(|&r| self.cross_mask[r as usize * s..][..s].iter().copied())
+                .collect(),
+            length: self.length,
+            logits: Vec::new(),
+        }
+    }
+}
+
 impl Marian {
     pub fn from_package(pkg: &Package) -> Result<Self> {
         Self::load(pkg, false)
@@ -822,6 +846,7 @@ impl Marian {
         Ok(state
             .logits
             .par_chunks_exact(self.target_vocab_size())
+            .with_min_len(crate::row_shards::split_min(1))
             .map(|row| top_k_of_row(row, &select)[0])
             .collect())
     }

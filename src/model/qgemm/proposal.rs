@@ -266,6 +266,7 @@ impl PackedMatrix {
         let proposals = &scratch[..];
         proposals
             .par_chunks_exact(rows)
+            .with_min_len(crate::row_shards::split_min(1))
             .enumerate()
             .map(|(r, pre)| {
                 let extra = extra.map(|(ids, v)| (ids, &v[r * k..][..k]));
