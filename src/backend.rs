@@ -126,9 +126,10 @@ impl Backend for Marian {
                 _ => runs.push((s, vec![local])),
             }
         }
+        let mut old = std::mem::take(&mut state.shards);
         state.shards = runs
             .into_iter()
-            .map(|(s, locals)| state.shards[s].selected(&locals))
+            .map(|(s, locals)| old[s].selected_with_buffer(&locals))
             .collect();
         Ok(())
     }

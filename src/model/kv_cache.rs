@@ -119,12 +119,8 @@ impl KvCache {
         self.len += 1;
     }
 
-    /// Keep only `rows` (in that order; repeats allowed): beam search's reordering.
-    pub fn select_rows(&mut self, rows: &[u32]) {
-        *self = self.selected(rows);
-    }
-
-    /// A cache of `rows` of this one (in that order; repeats allowed), this one unchanged.
+    /// A cache of `rows` of this one (in that order; repeats allowed), this one unchanged:
+    /// beam search's reordering, finished rows dropped, a batch cut into shards.
     pub fn selected(&self, rows: &[u32]) -> KvCache {
         let block = self.heads * self.capacity * self.head_dim;
         let pick = |src: &[f32]| {
@@ -287,7 +283,7 @@ mod tests {
             }
         }
         assert_eq!(cache.len(), steps);
-        cache.select_rows(&[2, 0, 0]);
+        let cache = cache.selected(&[2, 0, 0]);
         let picked = [2usize, 0, 0];
         let q: Vec<f32> = (0..3 * d).map(|i| value(i + 5)).collect();
         let mask: Vec<f32> = (0..3 * steps)

@@ -482,6 +482,15 @@ impl DecoderState {
             logits: Vec::new(),
         }
     }
+
+    /// `selected`, taking over this state's logits buffer (so that the next step allocates no
+    /// V-wide buffer); this one keeps its rows but loses the buffer.
+    pub fn selected_with_buffer(&mut self, rows: &[u32]) -> DecoderState {
+        DecoderState {
+            logits: std::mem::take(&mut self.logits),
+            ..self.selected(rows)
+        }
+    }
 }
 
 impl Marian {
@@ -977,25 +986,10 @@ impl Marian {
         Ok(x.squeeze(1)?)
     }
 
-    /// Keep only `rows` (in that order) of the decoder state: beam search's reindexing.
-    pub fn reorder(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
-        for kv in state.self_kv.iter_mut() {
-            kv.select_rows(rows);
-        }
-        Ok(())
-    }
-
-    /// Drop rows whose sentences are finished (keeps cross K/V and mask in step).
+    /// Keep only `rows` (in that order) of the decoder state: beam search's reindexing and
+    /// dropping rows whose sentences are finished (self and cross K/V and the mask in step).
     pub fn retain_rows(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
-        self.reorder(state, rows)?;
-        for kv in state.cross_kv.iter_mut() {
-            kv.select_rows(rows);
-        }
-        let s = state.cross_kv.first().map_or(0, KvCache::len);
-        state.cross_mask = rows
-            .iter()
-            .flat_map(|&r| state.cross_mask[r as usize * s..][..s].iter().copied())
-            .collect();
+        *state = state.selected_with_buffer(rows);
         Ok(())
     }
 

@@ -406,6 +406,7 @@ impl Kernel {
         // the kernel prefetches the next group's (contiguous after this one's) as it goes: the
         // output projection at batch 1 takes 2.0 -> 1.6 ms on an AVX2 EPYC. With more rows the
         // weights are reused from L1 and a prefetch only competes with them.
+        #[cfg(target_arch = "x86_64")]
         let next = if m < ROW_TILE {
             w.as_ptr().wrapping_add(w.len())
         } else {
