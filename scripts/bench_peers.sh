@@ -6,6 +6,7 @@
 #   bash scripts/bench_peers.sh --busy 2             # with 2 CPU-bound processes beside it
 #   bash scripts/bench_peers.sh --isa avx2           # every engine on AVX2 kernels only
 #   bash scripts/bench_peers.sh --threads 16 --batches 1,32
+#   bash scripts/bench_peers.sh --engines marian-q8,marian-q8e,ct2-int8   # + q8 with f16 embeddings
 # Extra arguments go to scripts/bench_peers.py (--engines, --tokens, --count, --json OUT ...).
 # Sentences: the first --count lines of $MARIAN_DATA/multi30k/test_2016_flickr.en (default
 # MARIAN_DATA=../shared/data). Work files: $BENCH_DIR (default target/bench).
@@ -58,6 +59,10 @@ for q in q8 q4; do
         "$BIN" convert "$CKPT" "$BENCH/pkg-$q" --quant "$q" >&2
     fi
 done
+# marian-q8e: q8 with the embeddings (and so the tied output projection) kept at f16.
+if [[ " $* " == *marian-q8e* ]] && [ ! -f "$BENCH/pkg-q8e/manifest.json" ]; then
+    "$BIN" convert "$CKPT" "$BENCH/pkg-q8e" --quant q8 --keep-f16 embeddings >&2
+fi
 if [ ! -f "$BENCH/ct2-int8/model.bin" ]; then
     say "converting the checkpoint for CTranslate2 (int8)"
     .venv/bin/python -c "

@@ -6,6 +6,8 @@ Usage (from the repository root, after `cargo build --release`):
     .venv/bin/python scripts/quant_fidelity_report.py                  # the committed fixtures
     .venv/bin/python scripts/quant_fidelity_report.py --aside          # + the model kept aside
     .venv/bin/python scripts/quant_fidelity_report.py DIR [DIR ...]    # any checkpoints
+    ... --quant q8 --rounding gptq                                   # only those rows
+    ... --keep-f16 embeddings                   # those matrices at f16 (`convert --keep-f16`)
 
 For each Hugging Face checkpoint folder holding a heldout.json (made by
 scripts/make_heldout_references.py: transformers' own greedy and beam-4 output on the first 1 000
@@ -47,6 +49,19 @@ def main(argv: list[str]) -> int:
     logging.set_verbosity_error()
     if not BIN.is_file():
         sys.exit(f"error: {BIN} missing: run `cargo build --release` first")
+    def option(name: str, default: list[str]) -> list[str]:
+        if name not in argv:
+            return default
+        i = argv.index(name)
+        values = argv[i + 1].split(",")
+        del argv[i : i + 2]
+        return values
+
+    quants = option("--quant", ["q8", "q4"])
+    roundings = option("--rounding", ["nearest", "gptq"])
+    keep = option("--keep-f16", [])
+    keep_args = ["--keep-f16", ",".join(keep)] if keep else []
+    kept = f" + {', '.join(keep)} f16" if keep else ""
     aside = "--aside" in argv
     dirs = [Path(a) for a in argv if a != "--aside"]
     if not dirs:
@@ -76,12 +91,13 @@ def main(argv: list[str]) -> int:
         text = "\n".join(lines) + "\n"
         tok = MarianTokenizer.from_pretrained(str(d))
         start = json.loads((d / "config.json").read_text())["decoder_start_token_id"]
-        for quant in ["q8", "q4"]:
-            for rounding in ["nearest", "gptq"]:
+        for quant in quants:
+            for rounding in roundings:
                 same, bleu = [], []
                 with tempfile.TemporaryDirectory() as pkg:
                     subprocess.run(
-                        [str(BIN), "convert", str(d), pkg, "--quant", quant, "--rounding", rounding],
+                        [str(BIN), "convert", str(d), pkg, "--quant", quant, "--rounding", rounding]
+                        + keep_args,
                         check=True,
                         capture_output=True,
                     )
@@ -100,7 +116,7 @@ def main(argv: list[str]) -> int:
                         dec = lambda v: [tok.decode(x, skip_special_tokens=True) for x in v]  # noqa: E731
                         bleu.append(sacrebleu.corpus_bleu(dec(ours), [dec(ref)]).score)
                 print(
-                    f"| {d.name} | {quant} | {rounding} | {same[0]:.1f} % / {same[1]:.1f} % "
+                    f"| {d.name} | {quant} | {rounding}{kept} | {same[0]:.1f} % / {same[1]:.1f} % "
                     f"| {bleu[0]:.2f} / {bleu[1]:.2f} |",
                     flush=True,
                 )

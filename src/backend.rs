@@ -153,7 +153,7 @@ impl Marian {
             return Ok(choice.into_iter().map(|c| vec![c]).collect());
         }
         let v = self.target_vocab_size();
-        let logits = self.decode_step_rows(state, tokens)?;
+        let logits = self.decode_step_rows(state, tokens, select.k, select.banned)?;
         // Rows are independent scans of V logits: spread them over the threads.
         Ok(logits
             .par_chunks_exact(v)

@@ -228,9 +228,10 @@ fn model_weights_header_never_panics() {
         &fixtures_dir().join("tiny-opus"),
         dir.path(),
         &marian_wasm::package::convert::ConvertOptions {
-            quant: marian_wasm::package::quant::Quant::Q8,
             rounding: marian_wasm::package::convert::Rounding::Nearest,
-            calibration: None,
+            ..marian_wasm::package::convert::ConvertOptions::new(
+                marian_wasm::package::quant::Quant::Q8,
+            )
         },
     )
     .unwrap();

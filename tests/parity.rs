@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use marian_wasm::generate::{generate, top_k_of_row, GenerateOptions, Select};
+use marian_wasm::package::convert::{convert_with, ConvertOptions};
 use marian_wasm::package::quant::Quant;
+use marian_wasm::package::Package;
 use marian_wasm::Translator;
 use serde_json::Value;
 
@@ -372,13 +374,24 @@ fn quantized_output_stays_close_to_transformers_on_held_out_sentences() {
     // the q4 bound. Issue 17's q8 target (>= 97 % and BLEU >= 98) is met on tiny-switches
     // greedy only: on tiny-opus 8-bit weights stay the cause (every weight matrix in f16:
     // 99.3 %; the tied embedding alone in f16: 92.5 %), not the 16-bit activations.
+    //
+    // q8 with the embeddings (and so the tied output projection) kept at f16 (`convert
+    // --keep-f16 embeddings`, multiplied through `screened_head`), 2026-12-04: 95.3 / 93.7 %,
+    // BLEU 98.4 / 97.8 on tiny-opus (the model kept aside, d_model 128, through the CLI: 99.5 /
+    // 99.0 %, BLEU 99.8 / 99.5, against 95.2 / 97.0 % in plain q8); tiny-switches' embeddings
+    // (d_model 48, no whole blocks) are f16 in either package.
+    let keep = |q: Quant| ConvertOptions {
+        keep_f16: vec!["embeddings".into()],
+        ..ConvertOptions::new(q)
+    };
     let bounds = [
         // f32: batches of 32 sentences, padded, against transformers one sentence at a time; a
         // padded batch rounds differently, and of these 2 000 runs one degenerate output (a word
         // repeated 15 times, beam 4) ends differently; alone, it is identical.
-        (Quant::F32, 0.998, 99.9),
-        (Quant::Q8, 0.855, 94.5),
-        (Quant::Q4, 0.50, 80.0),
+        ("f32", ConvertOptions::new(Quant::F32), 0.998, 99.9),
+        ("q8", ConvertOptions::new(Quant::Q8), 0.855, 94.5),
+        ("q8 + f16 embeddings", keep(Quant::Q8), 0.93, 97.3),
+        ("q4", ConvertOptions::new(Quant::Q4), 0.50, 80.0),
     ];
     let mut checked = 0;
     for fx in fixtures() {
@@ -392,8 +405,11 @@ fn quantized_output_stays_close_to_transformers_on_held_out_sentences() {
             .iter()
             .map(ids)
             .collect();
-        for (q, min_same, min_bleu) in bounds {
-            let t = translator(&fx, q);
+        for (q, options, min_same, min_bleu) in &bounds {
+            let (min_same, min_bleu) = (*min_same, *min_bleu);
+            let dir = tempfile::tempdir().unwrap();
+            convert_with(&fx, dir.path(), options).unwrap();
+            let t = Translator::new(&Package::read_dir(dir.path()).unwrap()).unwrap();
             for (key, beams) in [("greedy", 1), ("beam4", 4)] {
                 let hf: Vec<Vec<u32>> = held[key].as_array().unwrap().iter().map(ids).collect();
                 let got: Vec<Vec<u32>> = srcs
@@ -481,7 +497,10 @@ fn greedy_shortcut_chooses_what_the_full_logits_choose() {
                         .model
                         .decode_step_greedy(&mut short, &tokens, &banned)
                         .unwrap();
-                    let logits = t.model.decode_step_rows(&mut full, &tokens).unwrap();
+                    let logits = t
+                        .model
+                        .decode_step_rows(&mut full, &tokens, 1, &banned)
+                        .unwrap();
                     for (row, got) in logits.chunks_exact(v).zip(&chosen) {
                         let want = top_k_of_row(row, &select)[0];
                         assert_eq!(got.0, want.0, "{} {q}", name(&fx));

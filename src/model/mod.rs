@@ -10,6 +10,7 @@ pub mod layout;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod observe;
 pub mod qgemm;
+pub mod screened_head;
 pub mod weights;
 
 use crate::config::{Activation, MarianConfig};
@@ -22,6 +23,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
 use kv_cache::KvCache;
 use rayon::prelude::*;
+use screened_head::ScreenedHead;
 use std::sync::Arc;
 use weights::{AttentionWeights, LinearWeights, MarianWeights, NormWeights, WeightSource};
 
@@ -33,6 +35,9 @@ impl WeightSource for WeightFile<'_> {
     type Vector = Tensor;
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
         WeightFile::matrix(self, name, rows, cols)
+    }
+    fn embedding(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        WeightFile::embedding_matrix(self, name, rows, cols)
     }
     fn vector(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         Ok(self.float(name, shape)?.flatten_all()?)
@@ -52,6 +57,11 @@ pub struct Linear {
 /// transformers computes), quantized ones through `qgemm`.
 fn matrix_product(w: &Matrix, x: &Tensor) -> Result<Tensor> {
     match w {
+        // An f16 embedding's own products (not the decoding steps', which go through its
+        // screen): widened for the call.
+        Matrix::Dense(t) if t.dtype() != x.dtype() => {
+            Ok(QMatMul::Tensor(t.to_dtype(x.dtype())?).forward(x)?)
+        }
         Matrix::Dense(t) => Ok(QMatMul::Tensor(t.clone()).forward(x)?),
         Matrix::Quantized(q) => {
             let (rows, cols) = q.dims();
@@ -79,6 +89,19 @@ fn with_f32_values<T>(x: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
     };
     let data = cpu.as_slice::<f32>()?;
     Ok(f(&data[layout.start_offset()..][..x.elem_count()]))
+}
+
+/// `f` of a contiguous f16 CPU tensor's values, without a copy; `None` for any other tensor.
+fn with_f16_values<T>(t: &Tensor, f: impl FnOnce(&[half::f16]) -> T) -> Option<T> {
+    if t.dtype() != DType::F16 || !t.is_contiguous() {
+        return None;
+    }
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return None;
+    };
+    let data = cpu.as_slice::<half::f16>().ok()?;
+    Some(f(&data[layout.start_offset()..][..t.elem_count()]))
 }
 
 /// The same matrix with quantized values widened to f32 (candle's f32 GEMM with its
@@ -196,6 +219,7 @@ impl Embedding {
             Matrix::Dense(t) => {
                 let (b, s) = ids.dims2()?;
                 t.index_select(&ids.flatten_all()?, 0)?
+                    .to_dtype(DType::F32)?
                     .reshape((b, s, t.dim(1)?))?
             }
             Matrix::Quantized(q) => {
@@ -441,6 +465,9 @@ pub struct Marian {
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
     head_delta: Option<HeadDelta>,
+    /// The q8 screen of an f16 output projection (`screened_head`): decoding steps multiply
+    /// through it and recompute only the tokens that can be chosen from the f16 weights.
+    head_screen: Option<Arc<ScreenedHead>>,
     /// The last decoder layer's fc2 as the package has it, while an adapter's merged one
     /// (`set_last_layer_delta`) is in its place.
     base_last_fc2: Option<Linear>,
@@ -515,6 +542,13 @@ impl Marian {
         let encoder_embed = embedding(&weights.encoder_embed);
         let decoder_embed = embedding(&weights.decoder_embed);
         let lm_head = embedding(&weights.lm_head);
+        let head_screen = match &lm_head.matrix {
+            Matrix::Dense(t) if !dequantize && t.dim(1)? % qgemm::BLOCK == 0 => {
+                let (rows, cols) = t.dims2()?;
+                with_f16_values(t, |w| Arc::new(ScreenedHead::new(w, rows, cols)))
+            }
+            _ => None,
+        };
         let final_logits_bias = weights.final_logits_bias;
         let act = cfg.activation_function;
         let ffn =
@@ -560,6 +594,7 @@ impl Marian {
             encoder,
             decoder,
             head_delta: None,
+            head_screen,
             base_last_fc2: None,
         })
     }
@@ -613,6 +648,7 @@ impl Marian {
                     })
                 })
                 .collect::<Result<_>>()?,
+            head_screen: None,
             ..self.clone()
         })
     }
@@ -807,16 +843,27 @@ impl Marian {
 
     /// One decoding step's logits, row-major [R, V], into the state's own buffer: what
     /// `decode_step` returns, without building a tensor (the CPU generation loop reads the rows
-    /// in place; the same f32 operations in the same order, so the same bits).
+    /// in place; the same f32 operations in the same order, so the same bits). Through a
+    /// screened f16 projection (`screened_head`) only each row's best `top_n` tokens that are
+    /// not `banned`, and those that might be, are the f16 product's; the rest are within its
+    /// screening bound.
     pub fn decode_step_rows<'s>(
         &self,
         state: &'s mut DecoderState,
         tokens: &[u32],
+        top_n: usize,
+        banned: &[u32],
     ) -> Result<&'s [f32]> {
         let h = self.decode_hidden(state, tokens)?;
         let bias = self.final_logits_bias.to_vec1::<f32>()?;
         let extra = self.head_delta_values(&h)?;
-        self.logits_into(&h, &bias, extra.as_ref(), &mut state.logits)?;
+        self.logits_into(
+            &h,
+            &bias,
+            extra.as_ref(),
+            (top_n, banned),
+            &mut state.logits,
+        )?;
         Ok(&state.logits)
     }
 
@@ -845,7 +892,7 @@ impl Marian {
             }
         }
         // The full product, reusing the bias and head-delta values computed above.
-        self.logits_into(&h, &bias, extra.as_ref(), &mut state.logits)?;
+        self.logits_into(&h, &bias, extra.as_ref(), (1, banned), &mut state.logits)?;
         let select = Select {
             k: 1,
             log_softmax: false,
@@ -862,14 +909,27 @@ impl Marian {
 
     /// Logits [R, V] row-major of hidden states [R, D] into `out`: projection, then `bias`
     /// (final_logits_bias, [V]), then `extra` (`head_delta_values`), each added in that order.
+    /// `(top_n, banned)`: what the caller chooses, for a screened projection (`decode_step_rows`).
     fn logits_into(
         &self,
         h: &Tensor,
         bias: &[f32],
         extra: Option<&(Vec<u32>, Vec<f32>)>,
+        (top_n, banned): (usize, &[u32]),
         out: &mut Vec<f32>,
     ) -> Result<()> {
         let (r, v) = (h.dim(0)?, self.target_vocab_size());
+        if let (Some(screen), Matrix::Dense(w)) = (&self.head_screen, &self.lm_head.matrix) {
+            let extra = extra.map(|(ids, v)| (&ids[..], &v[..]));
+            let done = with_f32_values(h, |x| {
+                with_f16_values(w, |w| {
+                    screen.logits_into(w, x, r, bias, extra, top_n, banned, out)
+                })
+            })?;
+            if done.is_some() {
+                return Ok(());
+            }
+        }
         match &self.lm_head.matrix {
             Matrix::Quantized(q) => {
                 out.resize(r * v, 0.0);

@@ -15,6 +15,10 @@ pub trait WeightSource {
     type Vector;
     /// A matrix [rows, cols] as stored (quantized or not).
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Self::Matrix>;
+    /// An embedding (or the output projection) [rows, cols] as stored; by default as `matrix`.
+    fn embedding(&self, name: &str, rows: usize, cols: usize) -> Result<Self::Matrix> {
+        self.matrix(name, rows, cols)
+    }
     /// An f32 tensor of `shape`, flattened.
     fn vector(&self, name: &str, shape: &[usize]) -> Result<Self::Vector>;
 }
@@ -85,18 +89,18 @@ impl<M, V> MarianWeights<M, V> {
         let d = cfg.d_model;
         let tv = cfg.target_vocab_size();
         let (encoder_embed, decoder_embed) = if cfg.share_encoder_decoder_embeddings {
-            let shared = Arc::new(s.matrix(SHARED_EMBEDDING, cfg.vocab_size, d)?);
+            let shared = Arc::new(s.embedding(SHARED_EMBEDDING, cfg.vocab_size, d)?);
             (shared.clone(), shared)
         } else {
             (
-                Arc::new(s.matrix(ENCODER_EMBEDDING, cfg.vocab_size, d)?),
-                Arc::new(s.matrix(DECODER_EMBEDDING, tv, d)?),
+                Arc::new(s.embedding(ENCODER_EMBEDDING, cfg.vocab_size, d)?),
+                Arc::new(s.embedding(DECODER_EMBEDDING, tv, d)?),
             )
         };
         let lm_head = if cfg.tie_word_embeddings {
             decoder_embed.clone()
         } else {
-            Arc::new(s.matrix(LM_HEAD, tv, d)?)
+            Arc::new(s.embedding(LM_HEAD, tv, d)?)
         };
         let linear = |p: &str, rows: usize, cols: usize| -> Result<LinearWeights<M, V>> {
             Ok(LinearWeights {

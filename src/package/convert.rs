@@ -27,6 +27,16 @@ fn form_for(role: Role, quant: Quant) -> Quant {
     }
 }
 
+/// Whether `--keep-f16` part `part` names the matrix `spec`: `embeddings` every embedding and
+/// the output projection, any other part the matrices whose names contain it.
+fn kept_f16(spec: &TensorSpec, part: &str) -> bool {
+    match (spec.role, part) {
+        (Role::Vector, _) | (_, "") => false,
+        (role, "embeddings") => role == Role::Embedding,
+        _ => spec.name.contains(part),
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
@@ -105,6 +115,13 @@ pub struct ConvertOptions {
     /// Source sentences to calibrate GPTQ on; `None`: text sampled from the model's source
     /// SentencePiece model (`calibrate::sampled_sentences`).
     pub calibration: Option<Vec<String>>,
+    /// Matrices kept at f16 in a q8/q4 package: those whose package name contains any of
+    /// these parts (`decoder.`, `fc2` …), and for the part `embeddings` every embedding and
+    /// the output projection. Mixed precision for measuring which tensors a quantization's
+    /// drift comes from, or for buying fidelity with size (an f16 output projection is
+    /// multiplied through a q8 screen, `model::screened_head`, so it costs size, not speed);
+    /// empty: none.
+    pub keep_f16: Vec<String>,
 }
 
 impl ConvertOptions {
@@ -114,6 +131,7 @@ impl ConvertOptions {
             quant,
             rounding: Rounding::Gptq,
             calibration: None,
+            keep_f16: Vec::new(),
         }
     }
 }
@@ -203,6 +221,18 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         }
         tensors.push((spec, t));
     }
+    if let Some(part) = opts
+        .keep_f16
+        .iter()
+        .find(|p| !tensors.iter().any(|(s, _)| kept_f16(s, p)))
+    {
+        return Err(Error::Input(format!(
+            "--keep-f16 '{part}' names no weight matrix of this model (matrices are named like {}, {} and {})",
+            tensors[0].0.name,
+            "encoder.layers.0.fc1.weight",
+            "decoder.layers.0.self_attn.q_proj.weight"
+        )));
+    }
     // GPTQ rounding needs what each layer is fed on calibration text.
     let calibrate = matches!(quant, Quant::Q8 | Quant::Q4) && opts.rounding == Rounding::Gptq;
     let sentences = match (&opts.calibration, calibrate) {
@@ -223,8 +253,16 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             }
         ),
     };
+    let kept = if opts.keep_f16.is_empty() || !matches!(quant, Quant::Q8 | Quant::Q4) {
+        String::new()
+    } else {
+        format!(
+            "; matrices named like {} kept at f16",
+            opts.keep_f16.join(", ")
+        )
+    };
     let provenance = format!(
-        "converted by marian-wasm {} from {} ({weights_file}){rounding}",
+        "converted by marian-wasm {} from {} ({weights_file}){rounding}{kept}",
         env!("CARGO_PKG_VERSION"),
         hf_dir
             .file_name()
@@ -297,7 +335,12 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
 
     let mut stored: Vec<StoredTensor> = Vec::new();
     for (spec, t) in &tensors {
-        match form_for(spec.role, quant) {
+        let keep_f16 = opts.keep_f16.iter().any(|p| kept_f16(spec, p));
+        let form = match (keep_f16, quant) {
+            (true, Quant::Q8 | Quant::Q4) => Quant::F16,
+            _ => form_for(spec.role, quant),
+        };
+        match form {
             Quant::F32 => stored.push(StoredTensor::f32(&spec.name, t)?),
             form => {
                 // Only linear layers have inputs to calibrate on: embeddings (also the tied

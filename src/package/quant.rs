@@ -285,6 +285,24 @@ impl<'a> WeightFile<'a> {
         })
     }
 
+    /// An embedding [rows, cols]: as `matrix`, except that one stored as f16 stays an f16
+    /// tensor (half the memory of widening it; the CPU model looks its rows up, widened, and
+    /// multiplies through `model::screened_head`) unless this file dequantizes.
+    pub fn embedding_matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let stored = self.stored_matrix(name, rows, cols)?;
+        // Only where the screen can run (whole blocks of 32): elsewhere a product would widen
+        // the whole matrix every step.
+        if stored.form != Quant::F16 || self.dequantize || !cols.is_multiple_of(BLOCK) {
+            return self.matrix(name, rows, cols);
+        }
+        Ok(Matrix::Dense(Tensor::from_raw_buffer(
+            &stored.values,
+            DType::F16,
+            &[rows, cols],
+            &Device::Cpu,
+        )?))
+    }
+
     /// Load a [rows, cols] matrix in whichever form the package stored it.
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
         let stored = self.stored_matrix(name, rows, cols)?;

@@ -80,6 +80,17 @@ impl PackedMatrix {
         })
     }
 
+    /// From Q8_0 values given by `value(row, col)` and f16 block scales (as `from_q8`), for a
+    /// matrix quantized at load rather than stored quantized.
+    pub fn from_q8_values(
+        rows: usize,
+        cols: usize,
+        scales_f16: &[u8],
+        value: impl Fn(usize, usize) -> i8,
+    ) -> Self {
+        Self::build(rows, cols, scales_f16, value)
+    }
+
     fn build(
         rows: usize,
         cols: usize,
