@@ -12,7 +12,9 @@ use common::*;
 use marian_wasm::generate::{generate, ready, Backend, GenerateOptions, Select};
 use marian_wasm::gpu::{GpuContext, GpuMarian};
 use marian_wasm::model::Marian;
+use marian_wasm::package::convert::{convert_with, ConvertOptions};
 use marian_wasm::package::quant::Quant;
+use marian_wasm::package::Package;
 use marian_wasm::Translator;
 use std::sync::{Arc, OnceLock};
 
@@ -103,7 +105,7 @@ fn same_tokens_as_the_cpu(ctx: &Arc<GpuContext>, quants: &[Quant]) {
 /// the CPU's own quantized path (16-bit activations in its integer kernels, where the GPU keeps
 /// f32), on held-out sentences in padded batches of 32, greedy and beam 4. Target >= 99 %
 /// identical; measured 2026-12-01 on lavapipe: 100 % of 1 000 sentences for both fixtures, q8
-/// and q4, greedy. Here the first 64 sentences (lavapipe time).
+/// and q4, greedy. Here the first 64 sentences (lavapipe time), also for q8 with f16 embeddings.
 #[test]
 fn quantized_gpu_output_matches_the_quantized_cpu_on_held_out_sentences() {
     let ctx = gpu();
@@ -117,8 +119,21 @@ fn quantized_gpu_output_matches_the_quantized_cpu_on_held_out_sentences() {
             .iter()
             .map(ids)
             .collect();
-        for quant in [Quant::Q8, Quant::Q4] {
-            let (_dir, pkg) = package(&fx, quant);
+        // q8 with the embeddings kept at f16: the GPU multiplies the f16 projection as stored,
+        // the CPU through its q8 screen (`screened_head`).
+        let e16 = ConvertOptions {
+            keep_f16: vec!["embeddings".into()],
+            ..ConvertOptions::new(Quant::Q8)
+        };
+        let variants = [
+            ("q8", ConvertOptions::new(Quant::Q8)),
+            ("q4", ConvertOptions::new(Quant::Q4)),
+            ("q8 + f16 embeddings", e16),
+        ];
+        for (quant, options) in &variants {
+            let dir = tempfile::tempdir().unwrap();
+            convert_with(&fx, dir.path(), options).unwrap();
+            let pkg = Package::read_dir(dir.path()).unwrap();
             let t = Translator::new(&pkg).unwrap();
             let g_model = GpuMarian::from_package(&pkg, ctx.clone()).unwrap();
             for beams in [1, 4] {
