@@ -5,10 +5,10 @@
 //!
 //! Why: the q8 rounding of the shared embedding, which is also the output projection, is where
 //! most of a q8 package's drift from transformers comes from (measured per component,
-//! BENCHMARKS.md "Where q8's drift comes from"); keeping that one matrix at f16
-//! (`convert --keep-f16 embeddings`) removes it, but a full f16 product over a 59 514-word
-//! vocabulary every step would cost twice the q8 kernel's memory traffic and run on candle's
-//! generic f16 path.
+//! BENCHMARKS.md 2026-12-04); keeping that one matrix at f16 (`convert --keep-f16 embeddings`)
+//! removes that share, but a full product over a 59 514-word vocabulary every step at 16 bits
+//! or wider costs what a q8 package was chosen to save (widened to f32 through candle: 116
+//! against 258 tokens/s at batch 1 on the opus-mt shape).
 //!
 //! The screening bound (written for this module, the same reasoning as the greedy proposal
 //! pass's in `qgemm::proposal`). Per output i and block b of 32 inputs: ŵ_i the q8 copy's row
