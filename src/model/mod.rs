@@ -91,6 +91,28 @@ fn with_f32_values<T>(x: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
     Ok(f(&data[layout.start_offset()..][..x.elem_count()]))
 }
 
+/// Adds to each row of `logits` ([R, V] row-major) `bias` ([V], final_logits_bias), then
+/// `extra` (ids [K] and values [R, K], a head delta's) at those ids: the order every way of
+/// computing a step's logits keeps, so that they agree bit for bit.
+pub(crate) fn add_bias_and_extra(
+    logits: &mut [f32],
+    v: usize,
+    bias: &[f32],
+    extra: Option<(&[u32], &[f32])>,
+) {
+    let k = extra.map_or(0, |(ids, _)| ids.len());
+    for (r, row) in logits.chunks_exact_mut(v).enumerate() {
+        for (x, b) in row.iter_mut().zip(bias) {
+            *x += b;
+        }
+        if let Some((ids, values)) = extra {
+            for (&id, e) in ids.iter().zip(&values[r * k..][..k]) {
+                row[id as usize] += e;
+            }
+        }
+    }
+}
+
 /// `f` of a contiguous f16 CPU tensor's values, without a copy; `None` for any other tensor.
 fn with_f16_values<T>(t: &Tensor, f: impl FnOnce(&[half::f16]) -> T) -> Option<T> {
     if t.dtype() != DType::F16 || !t.is_contiguous() {
@@ -937,18 +959,7 @@ impl Marian {
             }
             Matrix::Dense(_) => *out = self.lm_head.project(h)?.flatten_all()?.to_vec1()?,
         }
-        for row in out.chunks_exact_mut(v) {
-            for (x, b) in row.iter_mut().zip(bias) {
-                *x += b;
-            }
-        }
-        if let Some((ids, extra)) = extra {
-            for (row, e) in out.chunks_exact_mut(v).zip(extra.chunks_exact(ids.len())) {
-                for (&id, x) in ids.iter().zip(e) {
-                    row[id as usize] += x;
-                }
-            }
-        }
+        add_bias_and_extra(out, v, bias, extra.map(|(ids, e)| (&ids[..], &e[..])));
         Ok(())
     }
 

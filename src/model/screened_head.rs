@@ -128,16 +128,9 @@ impl ScreenedHead {
         assert_eq!(x.len(), m * cols, "activations are not [m, D]");
         out.resize(m * rows, 0.0);
         self.screen.matmul_into(x, m, out);
+        crate::model::add_bias_and_extra(out, rows, bias, extra);
         let k = extra.map_or(0, |(ids, _)| ids.len());
         for (r, row) in out.chunks_exact_mut(rows).enumerate() {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v += b;
-            }
-            if let Some((ids, values)) = extra {
-                for (&id, e) in ids.iter().zip(&values[r * k..][..k]) {
-                    row[id as usize] += e;
-                }
-            }
             let xr = &x[r * cols..][..cols];
             let exact = |i: usize| -> f32 {
                 let wi = &w[i * cols..][..cols];

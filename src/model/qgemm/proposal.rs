@@ -252,17 +252,8 @@ impl PackedMatrix {
             });
         });
         // Bias and extra added as the full product's logits get them (`Marian::logits_into`).
+        crate::model::add_bias_and_extra(scratch, rows, bias, extra);
         let k = extra.map_or(0, |(ids, _)| ids.len());
-        for (r, row) in scratch.chunks_exact_mut(rows).enumerate() {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v += b;
-            }
-            if let Some((ids, values)) = extra {
-                for (&id, e) in ids.iter().zip(&values[r * k..][..k]) {
-                    row[id as usize] += e;
-                }
-            }
-        }
         let proposals = &scratch[..];
         proposals
             .par_chunks_exact(rows)
