@@ -12,8 +12,14 @@ Every engine translates the same `--count` sentences (the first lines of FILE), 
 `--tokens` target tokens per sentence (EOS banned until then: marian-wasm `bench` bans it,
 CTranslate2 gets `min_decoding_length`, transformers `min_new_tokens`), on the same checkpoint,
 each in its own process with `--threads` threads, after one warm-up batch. Reported: target
-tokens per second, the ratio to CTranslate2 int8 at the same batch, load seconds and peak RSS.
+tokens per second, the ratio to CTranslate2 int8 at the same batch, load seconds, peak RSS, and
+how much CPU the timed part took: CPUs kept busy (all threads' seconds on a CPU ÷ wall seconds)
+and tokens per CPU-second, both from the kernel's per-thread schedstat, the same way for every
+engine — so a pool that spins or stalls shows as fewer tokens per CPU-second.
 `--busy N` runs N CPU-bound processes beside every engine (a machine that is not quiet).
+`--busy-share N` runs every engine quiet and then beside N CPU-bound processes, back to back, and
+tabulates the share of its quiet speed each keeps, with the CPU each got (issue 16's busy target).
+`--rounds R` repeats every measurement R times, engines interleaved, and reports the median.
 `--isa avx2` limits every engine to AVX2 kernels (an AVX2-only CPU, emulated on an AVX-512 one).
 """
 
@@ -36,6 +42,26 @@ AVX2_ONLY = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (CTranslate2, PyTorch)
     "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's own kernels
 }
+
+
+def thread_times():
+    """(seconds on a CPU, seconds waiting for one), summed over this process's live threads."""
+    on_cpu = waiting = 0.0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            run, wait = open(f"/proc/self/task/{task}/schedstat").read().split()[:2]
+        except OSError:
+            continue
+        on_cpu += int(run) * 1e-9
+        waiting += int(wait) * 1e-9
+    return on_cpu, waiting
+
+
+def timed(res: dict, t1: float, times0) -> dict:
+    """Adds the timed part's wall seconds and CPU seconds (see thread_times) to `res`."""
+    on_cpu, waiting = thread_times()
+    res.update(seconds=time.time() - t1, cpu_s=on_cpu - times0[0], cpu_wait_s=waiting - times0[1])
+    return res
 
 
 def peak_rss_mb() -> float:
@@ -68,13 +94,14 @@ def child_ct2(a) -> dict:
         return_end_token=True,
     )
     tr.translate_batch(batches[0], **opts)  # warm-up
+    times0 = thread_times()
     t1 = time.time()
     produced = 0
     for b in batches:
         for r in tr.translate_batch(b, **opts):
             produced += len(r.hypotheses[0])
     secs = time.time() - t1
-    return dict(tokens_per_s=produced / secs, produced=produced, load_s=load_s)
+    return timed(dict(tokens_per_s=produced / secs, produced=produced, load_s=load_s), t1, times0)
 
 
 def child_torch(a) -> dict:
@@ -102,10 +129,11 @@ def child_torch(a) -> dict:
         return (out.shape[1] - 1) * out.shape[0]
 
     run(sents[: a.batch])  # warm-up
+    times0 = thread_times()
     t1 = time.time()
     produced = sum(run(sents[i : i + a.batch]) for i in range(0, len(sents), a.batch))
     secs = time.time() - t1
-    return dict(tokens_per_s=produced / secs, produced=produced, load_s=load_s)
+    return timed(dict(tokens_per_s=produced / secs, produced=produced, load_s=load_s), t1, times0)
 
 
 def read_sentences(a) -> list:
@@ -155,6 +183,8 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--engines", default="marian-q8,marian-q4,ct2-int8,torch-f32")
     ap.add_argument("--busy", type=int, default=0)
+    ap.add_argument("--busy-share", type=int, default=0, metavar="N")
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--isa", choices=["native", "avx2"], default="native")
     ap.add_argument("--json")
     ap.add_argument("--child")
@@ -177,42 +207,88 @@ def main() -> None:
     ] + (["--ct2-model", a.ct2_model] if a.ct2_model else [])
     engines = [e for e in a.engines.split(",") if e]
     batches = [int(b) for b in a.batches.split(",")]
-    busy = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(a.busy)
-    ]
-    results = []
-    try:
+    # (label, busy processes) of each condition every engine runs in.
+    conditions = [("quiet", 0), ("busy", a.busy_share)] if a.busy_share else [("", a.busy)]
+    runs = {}  # (condition, engine, batch) -> the rounds' results
+    for _ in range(max(1, a.rounds)):
         for batch in batches:
             for engine in engines:
-                r = run_engine(a, engine, batch)
-                r.update(engine=engine, batch=batch)
-                results.append(r)
-                print(f"[bench_peers] {engine} batch {batch}: "
-                      + (f"{r['tokens_per_s']:.1f} tok/s" if "tokens_per_s" in r else f"FAILED {r['error']}"),
-                      file=sys.stderr)
-    finally:
-        for p in busy:
-            p.kill()
+                for label, n in conditions:
+                    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                            for _ in range(n)]
+                    try:
+                        r = run_engine(a, engine, batch)
+                    finally:
+                        for p in busy:
+                            p.kill()
+                    r.update(engine=engine, batch=batch, condition=label, busy=n)
+                    runs.setdefault((label, engine, batch), []).append(r)
+                    print(f"[bench_peers] {engine} batch {batch} {label}: "
+                          + (f"{r['tokens_per_s']:.1f} tok/s" if "tokens_per_s" in r
+                             else f"FAILED {r['error']}"), file=sys.stderr)
+    results = {key: median_run(rs) for key, rs in runs.items()}
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {cpu}, {os.cpu_count()} CPUs, {a.threads} threads, "
-          f"{a.count} sentences × {a.tokens} tokens, greedy"
-          + (f", {a.busy} busy processes beside it" if a.busy else ", nothing else running")
-          + (", every engine limited to AVX2 kernels" if a.isa == "avx2" else "") + "\n")
-    print("| engine | batch | tokens/s | × CTranslate2 int8 | load s | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
-    for r in results:
-        ref = next((x for x in results if x["engine"] == "ct2-int8" and x["batch"] == r["batch"]), None)
-        if "tokens_per_s" not in r:
-            print(f"| {r['engine']} | {r['batch']} | failed: {r['error']} | | | |")
-            continue
-        ratio = (f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}"
-                 if ref and "tokens_per_s" in ref else "—")
-        print(f"| {r['engine']} | {r['batch']} | {r['tokens_per_s']:.1f} | {ratio} | "
-              f"{r.get('load_s', float('nan')):.2f} | {r.get('peak_rss_mb', float('nan')):.0f} |")
+    rounds = f", median of {a.rounds} rounds" if a.rounds > 1 else ""
+    isa = ", every engine limited to AVX2 kernels" if a.isa == "avx2" else ""
+    head = (f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {cpu}, {os.cpu_count()} CPUs, "
+            f"{a.threads} threads, {a.count} sentences × {a.tokens} tokens, greedy{rounds}{isa}")
+    if a.busy_share:
+        print(head + f"; each engine quiet, then beside {a.busy_share} CPU-bound processes\n")
+        print("| engine | batch | quiet tokens/s | busy tokens/s | share kept | CPUs quiet / busy "
+              "| tokens per CPU-s quiet / busy | waited for a CPU, busy |")
+        print("|---|---|---|---|---|---|---|---|")
+        for batch in batches:
+            for engine in engines:
+                q, b = results[("quiet", engine, batch)], results[("busy", engine, batch)]
+                if "tokens_per_s" not in q or "tokens_per_s" not in b:
+                    print(f"| {engine} | {batch} | failed: {q.get('error') or b.get('error')} |||||")
+                    continue
+                print(f"| {engine} | {batch} | {q['tokens_per_s']:.1f} | {b['tokens_per_s']:.1f} | "
+                      f"{b['tokens_per_s'] / q['tokens_per_s']:.0%} | {cpus(q)} / {cpus(b)} | "
+                      f"{per_cpu_s(q)} / {per_cpu_s(b)} | {waited(b)} |")
+    else:
+        print(head + (f", {a.busy} busy processes beside it" if a.busy else ", nothing else running") + "\n")
+        print("| engine | batch | tokens/s | × CTranslate2 int8 | load s | peak RSS MB | CPUs busy "
+              "| tokens per CPU-s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for batch in batches:
+            ref = results.get(("", "ct2-int8", batch), {})
+            for engine in engines:
+                r = results[("", engine, batch)]
+                if "tokens_per_s" not in r:
+                    print(f"| {engine} | {batch} | failed: {r['error']} | | | | | |")
+                    continue
+                ratio = (f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}"
+                         if "tokens_per_s" in ref else "—")
+                print(f"| {engine} | {batch} | {r['tokens_per_s']:.1f} | {ratio} | "
+                      f"{r.get('load_s', float('nan')):.2f} | {r.get('peak_rss_mb', float('nan')):.0f} | "
+                      f"{cpus(r)} | {per_cpu_s(r)} |")
     if a.json:
         Path(a.json).write_text(json.dumps(
-            dict(threads=a.threads, busy=a.busy, isa=a.isa, results=results), indent=2))
+            dict(threads=a.threads, busy=a.busy, busy_share=a.busy_share, isa=a.isa,
+                 rounds=a.rounds, results=[r for rs in runs.values() for r in rs]), indent=2))
+
+
+def median_run(rs: list) -> dict:
+    """The run with the median tokens/s among those that worked (any failure if none did)."""
+    ok = sorted((r for r in rs if "tokens_per_s" in r), key=lambda r: r["tokens_per_s"])
+    return ok[(len(ok) - 1) // 2] if ok else rs[0]
+
+
+def cpus(r: dict) -> str:
+    """CPUs the timed part kept busy on average: all threads' CPU seconds ÷ wall seconds."""
+    return f"{r['cpu_s'] / r['seconds']:.2f}" if r.get("seconds") else "—"
+
+
+def per_cpu_s(r: dict) -> str:
+    """Tokens per CPU-second: the work done for the CPU time taken."""
+    return f"{r['tokens_per_s'] * r['seconds'] / r['cpu_s']:.0f}" if r.get("cpu_s") else "—"
+
+
+def waited(r: dict) -> str:
+    """Seconds the threads spent runnable but waiting for a CPU, per wall second."""
+    return f"{r['cpu_wait_s'] / r['seconds']:.2f} s/s" if r.get("seconds") else "—"
 
 
 if __name__ == "__main__":

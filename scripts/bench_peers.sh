@@ -4,6 +4,7 @@
 # work (greedy, exactly --tokens target tokens each), one process per engine, in one run.
 #   bash scripts/bench_peers.sh                      # 2 threads, batch 1 and 16, quiet machine
 #   bash scripts/bench_peers.sh --busy 2             # with 2 CPU-bound processes beside it
+#   bash scripts/bench_peers.sh --busy-share 2 --rounds 3   # quiet vs busy, share kept, CPU used
 #   bash scripts/bench_peers.sh --isa avx2           # every engine on AVX2 kernels only
 #   bash scripts/bench_peers.sh --threads 16 --batches 1,32
 #   bash scripts/bench_peers.sh --engines marian-q8,marian-q8e,ct2-int8   # + q8 with f16 embeddings

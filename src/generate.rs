@@ -43,6 +43,22 @@ pub trait Backend {
     ) -> Result<Vec<Vec<(u32, f32)>>>;
     /// Continue with these rows, in this order (beam reordering and dropping finished rows).
     async fn select_rows(&self, state: &mut Self::State, rows: &[u32]) -> Result<()>;
+    /// Decode a started state of `sentences` sentences to the end: greedy or beam search as
+    /// `g` says, `observe` told along the way; each sentence's full sequence, in order. A
+    /// backend may override it to decode independent groups of sentences side by side (the
+    /// CPU's row shards, `crate::backend`), which must give the same sequences.
+    async fn decode(
+        &self,
+        state: Self::State,
+        sentences: usize,
+        g: &GenerationConfig,
+        observe: &mut Observer<'_>,
+    ) -> Result<Vec<Vec<u32>>>
+    where
+        Self: Sized,
+    {
+        decode_started(self, state, sentences, g, observe).await
+    }
 }
 
 /// Run a future that never suspends (a CPU backend's, or a native GPU backend's) to its end.
@@ -155,29 +171,22 @@ fn forced_at(g: &GenerationConfig, cur_len: usize) -> Option<u32> {
         .filter(|_| cur_len == g.max_length - 1)
 }
 
-/// Greedy decoding; returns each sentence's full sequence as HF does: the decoder start
-/// token, the generated tokens, and EOS when one was produced.
-pub fn greedy<B: Backend>(
-    backend: &B,
-    batch: &[Vec<u32>],
-    g: &GenerationConfig,
-) -> Result<Vec<Vec<u32>>> {
-    ready(greedy_observed(backend, batch, g, &mut |_, _| {}))
-}
-
 /// Called after every decoding step with a sentence's index in the batch and the tokens its
 /// final output is certain to start with (decoder start token first): for streaming output.
 pub type Observer<'a> = dyn FnMut(usize, &[u32]) + 'a;
 
-async fn greedy_observed<B: Backend>(
+/// Greedy decoding of `sentences` sentences from a started state (one row each); returns each
+/// sentence's full sequence as HF does: the decoder start token, the generated tokens, and EOS
+/// when one was produced.
+async fn greedy_from<B: Backend>(
     backend: &B,
-    batch: &[Vec<u32>],
+    mut state: B::State,
+    sentences: usize,
     g: &GenerationConfig,
     observe: &mut Observer<'_>,
 ) -> Result<Vec<Vec<u32>>> {
-    let mut state = backend.start(batch, 1, g.max_length).await?;
-    let mut seqs: Vec<Vec<u32>> = vec![vec![g.decoder_start_token_id]; batch.len()];
-    let mut live: Vec<usize> = (0..batch.len()).collect();
+    let mut seqs: Vec<Vec<u32>> = vec![vec![g.decoder_start_token_id]; sentences];
+    let mut live: Vec<usize> = (0..sentences).collect();
     let banned = banned(g);
     let mut cur_len = 1;
     while !live.is_empty() && cur_len < g.max_length {
@@ -277,18 +286,6 @@ impl Hypotheses {
     }
 }
 
-/// Beam search exactly as transformers 5's `_beam_search`: 2×beams candidates per step over
-/// beams × vocabulary; only candidates ranked within the first `num_beams` may finish (EOS,
-/// or anything at max_length), scored sum-logprob / generated_len^length_penalty (EOS
-/// counted, start token not); the rest continue as the `num_beams` best running beams.
-pub fn beam_search<B: Backend>(
-    backend: &B,
-    batch: &[Vec<u32>],
-    g: &GenerationConfig,
-) -> Result<Vec<Vec<u32>>> {
-    ready(beam_search_observed(backend, batch, g, &mut |_, _| {}))
-}
-
 /// The tokens all of a sentence's running beams and finished hypotheses share: every later
 /// hypothesis extends a running beam, so the final output starts with them.
 fn agreed_prefix<'a>(mut seqs: impl Iterator<Item = &'a [u32]>) -> &'a [u32] {
@@ -302,15 +299,19 @@ fn agreed_prefix<'a>(mut seqs: impl Iterator<Item = &'a [u32]>) -> &'a [u32] {
     &first[..n]
 }
 
-async fn beam_search_observed<B: Backend>(
+/// Beam search exactly as transformers 5's `_beam_search`: 2×beams candidates per step over
+/// beams × vocabulary; only candidates ranked within the first `num_beams` may finish (EOS,
+/// or anything at max_length), scored sum-logprob / generated_len^length_penalty (EOS
+/// counted, start token not); the rest continue as the `num_beams` best running beams.
+/// Here over `n` sentences from a started state (`g.num_beams` rows each).
+async fn beam_search_from<B: Backend>(
     backend: &B,
-    batch: &[Vec<u32>],
+    mut state: B::State,
+    n: usize,
     g: &GenerationConfig,
     observe: &mut Observer<'_>,
 ) -> Result<Vec<Vec<u32>>> {
     let nb = g.num_beams;
-    let n = batch.len();
-    let mut state = backend.start(batch, nb, g.max_length).await?;
     let banned = banned(g);
     // Per sentence: its running beams (tokens, score); the first beam alone is live at start.
     let mut beams: Vec<Vec<(Vec<u32>, f32)>> = (0..n)
@@ -449,10 +450,24 @@ pub async fn generate_async<B: Backend>(
     if batch.is_empty() {
         return Ok(Vec::new());
     }
+    let state = backend.start(batch, g.num_beams, g.max_length).await?;
+    backend.decode(state, batch.len(), g, observe).await
+}
+
+/// The generation loop from a started state of `sentences` sentences: greedy when
+/// `g.num_beams` is 1 (one row a sentence), beam search otherwise (`g.num_beams` rows a
+/// sentence). What [`Backend::decode`] runs unless a backend overrides it.
+pub async fn decode_started<B: Backend>(
+    backend: &B,
+    state: B::State,
+    sentences: usize,
+    g: &GenerationConfig,
+    observe: &mut Observer<'_>,
+) -> Result<Vec<Vec<u32>>> {
     if g.num_beams == 1 {
-        greedy_observed(backend, batch, g, observe).await
+        greedy_from(backend, state, sentences, g, observe).await
     } else {
-        beam_search_observed(backend, batch, g, observe).await
+        beam_search_from(backend, state, sentences, g, observe).await
     }
 }
 

@@ -20,6 +20,7 @@ pub mod protect;
 pub mod row_shards;
 pub mod tensor_file;
 pub mod text;
+pub mod thread_times;
 pub mod tokenizer;
 pub mod translator;
 

@@ -1,4 +1,4 @@
-//! Decoding a batch as shards of whole sentences, each stepped on a thread of its own.
+//! Decoding a batch as shards of whole sentences, each decoded on a thread of its own.
 //!
 //! Within one decoding step the products split among threads by output features: a batch-16 step
 //! is about 50 fork-joins, each a few hundred microseconds of work. Where the pool's threads have
@@ -7,8 +7,9 @@
 //! processes beside it, one process on 2 threads did 350–372 tokens/s at batch 16 while two
 //! processes of one thread each, on the same halves of the work, did 405–514 between them.
 //! So a batch with enough rows is cut into shards of whole sentences (a sentence's beams stay
-//! together), one per thread: a step is one fork-join over the shards, and inside a shard nothing
-//! splits further. Rows never interact within a step (every product, attention and layer norm is
+//! together) after the encoder, one per thread, and each shard runs its own generation loop to
+//! the end (`Backend::decode` in `crate::backend`): no step waits for another shard's, and inside
+//! a shard nothing splits further. Rows never interact (every product, attention and layer norm is
 //! computed row by row, in a fixed order), so a row gives the same bits in any shard: the output
 //! does not depend on the shard count (tests/cli.rs compares thread counts and sharding off).
 //!
@@ -23,7 +24,7 @@ use std::cell::Cell;
 pub const MIN_SHARD_ROWS: usize = 8;
 
 thread_local! {
-    /// Set while this thread steps a shard: rayon loops inside run here, unsplit.
+    /// Set while this thread decodes a shard: rayon loops inside run here, unsplit.
     static IN_SHARD: Cell<bool> = const { Cell::new(false) };
 }
 

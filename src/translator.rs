@@ -476,6 +476,8 @@ pub struct BenchRun {
     pub seconds: f64,
     /// Where they ran (the CPU after a GPU loss).
     pub device: Device,
+    /// CPU time of the timed batches, where the platform tells it (`crate::thread_times`).
+    pub threads: Option<crate::thread_times::ThreadTimes>,
 }
 
 impl Translator {
@@ -508,6 +510,7 @@ impl Translator {
         let mut quiet = |_: usize, _: &[u32]| {};
         self.run(&ids[..batch.min(ids.len())], &g, &mut quiet, true)
             .await?;
+        let times0 = crate::thread_times::now();
         let t0 = web_time::Instant::now();
         let mut produced = 0;
         let mut device = Device::Gpu;
@@ -525,10 +528,14 @@ impl Translator {
                 ids.len() * tokens
             )));
         }
+        let threads = crate::thread_times::now()
+            .zip(times0)
+            .map(|(t, t0)| t.since(t0));
         Ok(BenchRun {
             tokens: produced,
             seconds,
             device,
+            threads,
         })
     }
 }

@@ -140,6 +140,12 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
             "batch": batch, "tokens": args.tokens, "threads": threads, "device": device.as_str(),
             "quant": quant, "sentences": ids.len(), "adapter": adapter,
         });
+        if let Some(t) = run.threads {
+            // All threads' CPU seconds in the timed batches, and seconds they waited for a CPU.
+            obj["cpu_s"] = serde_json::json!(t.on_cpu);
+            obj["cpu_wait_s"] = serde_json::json!(t.waiting);
+            obj["seconds"] = serde_json::json!(secs);
+        }
         if let Some(b) = baseline {
             obj["baseline_candle_marian_f32"] =
                 serde_json::json!({"tokens_per_s": b.0, "load_s": b.1, "batch": 1});
