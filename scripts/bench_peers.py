@@ -235,7 +235,8 @@ def main() -> None:
             f"{a.threads} threads, {a.count} sentences × {a.tokens} tokens, greedy{rounds}{isa}")
     if a.busy_share:
         print(head + f"; each engine quiet, then beside {a.busy_share} CPU-bound processes\n")
-        print("| engine | batch | quiet tokens/s | busy tokens/s | share kept | CPUs quiet / busy "
+        print("| engine | batch | quiet tokens/s | busy tokens/s | share kept, per round "
+              "| CPUs quiet / busy "
               "| tokens per CPU-s quiet / busy | waited for a CPU, busy |")
         print("|---|---|---|---|---|---|---|---|")
         for batch in batches:
@@ -244,8 +245,9 @@ def main() -> None:
                 if "tokens_per_s" not in q or "tokens_per_s" not in b:
                     print(f"| {engine} | {batch} | failed: {q.get('error') or b.get('error')} |||||")
                     continue
+                share = paired_share(runs[("quiet", engine, batch)], runs[("busy", engine, batch)])
                 print(f"| {engine} | {batch} | {q['tokens_per_s']:.1f} | {b['tokens_per_s']:.1f} | "
-                      f"{b['tokens_per_s'] / q['tokens_per_s']:.0%} | {cpus(q)} / {cpus(b)} | "
+                      f"{share} | {cpus(q)} / {cpus(b)} | "
                       f"{per_cpu_s(q)} / {per_cpu_s(b)} | {waited(b)} |")
     else:
         print(head + (f", {a.busy} busy processes beside it" if a.busy else ", nothing else running") + "\n")
@@ -274,6 +276,18 @@ def median_run(rs: list) -> dict:
     """The run with the median tokens/s among those that worked (any failure if none did)."""
     ok = sorted((r for r in rs if "tokens_per_s" in r), key=lambda r: r["tokens_per_s"])
     return ok[(len(ok) - 1) // 2] if ok else rs[0]
+
+
+def paired_share(quiet: list, busy: list) -> str:
+    """The median over rounds of each round's busy speed ÷ the same round's quiet one (run back
+    to back, so a VM that speeds up or slows down between rounds does not skew it); the range
+    when there are several rounds."""
+    shares = sorted(b["tokens_per_s"] / q["tokens_per_s"] for q, b in zip(quiet, busy)
+                    if "tokens_per_s" in q and "tokens_per_s" in b)
+    if not shares:
+        return "—"
+    mid = f"{shares[(len(shares) - 1) // 2]:.0%}"
+    return mid if len(shares) == 1 else f"{mid} ({shares[0]:.0%}–{shares[-1]:.0%})"
 
 
 def cpus(r: dict) -> str:
