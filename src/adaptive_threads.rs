@@ -23,8 +23,11 @@
 //! module; for side-by-side benchmarks); `trace` reports each change of level on stderr; `cycle`
 //! moves to the next level at every step (tests).
 //!
-//! In WebAssembly the pool is wasm-bindgen-rayon's Web Workers, which cannot be spawned from
-//! here: steps there always run on the whole pool.
+//! In WebAssembly the pool is wasm-bindgen-rayon's Web Workers, and a smaller pool cannot be
+//! spawned from here: the ladder there has two levels, the whole pool and one thread (the step
+//! runs unsplit on one of the pool's workers, as a row shard does). Measured in headless
+//! Chromium on a 2-core VM (2026-12-04, same run): batch 1 did 263.0 / 260.3 tokens/s on one
+//! thread and 216.5 / 237.6 on two, batch 16 the reverse (310.2 / 319.9 against 471.2 / 559.0).
 
 /// Which part of a decoding step's work a measurement belongs to: their costs per row differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,6 +110,15 @@ impl Ladder {
             cycle: true,
             ..Ladder::new(max)
         }
+    }
+
+    /// The same ladder with only its first and last levels (1 and `max` threads).
+    pub fn only_ends(mut self) -> Self {
+        if self.levels.len() > 2 {
+            self.levels = vec![1, self.levels[self.levels.len() - 1]];
+            self.preferred = 1;
+        }
+        self
     }
 
     /// The thread counts this ladder chooses among, ascending.
@@ -239,15 +251,15 @@ pub fn run_step<R: Send>(kind: Option<StepKind>, rows: usize, f: impl FnOnce() -
     native::run_step(kind, rows, f)
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 mod native {
     use super::{Ladder, StepKind};
-    use std::sync::{Arc, Mutex, OnceLock};
+    use std::sync::{Mutex, OnceLock};
 
     struct Shared {
         ladder: Ladder,
         /// Pools for the levels below the global pool's size, built when first used.
-        pools: std::collections::HashMap<usize, Arc<rayon::ThreadPool>>,
+        #[cfg(not(target_arch = "wasm32"))]
+        pools: std::collections::HashMap<usize, std::sync::Arc<rayon::ThreadPool>>,
     }
 
     enum Mode {
@@ -256,22 +268,37 @@ mod native {
         AllThreads,
     }
 
+    /// The levels a pool of `max` threads chooses among: natively 1, 2, 4, …, `max`; in
+    /// WebAssembly one thread (the step unsplit on the pool thread that runs it) or all of them,
+    /// because a smaller pool of Web Workers cannot be spawned from here.
+    fn ladder(max: usize, cycling: bool) -> Ladder {
+        let ladder = if cycling {
+            Ladder::cycling(max)
+        } else {
+            Ladder::new(max)
+        };
+        #[cfg(target_arch = "wasm32")]
+        let ladder = ladder.only_ends();
+        ladder
+    }
+
     fn mode() -> &'static Mode {
         static MODE: OnceLock<Mode> = OnceLock::new();
         MODE.get_or_init(|| {
             let max = rayon::current_num_threads();
-            let ladder = match std::env::var("MARIAN_ADAPTIVE_THREADS").as_deref() {
+            let setting = std::env::var("MARIAN_ADAPTIVE_THREADS");
+            let ladder = match setting.as_deref() {
                 Ok("off") | Ok("0") => return Mode::AllThreads,
-                Ok("cycle") => Ladder::cycling(max),
-                _ => Ladder::new(max),
+                Ok("cycle") => ladder(max, true),
+                _ => ladder(max, false),
             };
-            let trace = std::env::var("MARIAN_ADAPTIVE_THREADS").as_deref() == Ok("trace");
             Mode::Adaptive(
                 Mutex::new(Shared {
                     ladder,
+                    #[cfg(not(target_arch = "wasm32"))]
                     pools: Default::default(),
                 }),
-                trace,
+                setting.as_deref() == Ok("trace"),
             )
         })
     }
@@ -287,33 +314,74 @@ mod native {
         };
         // The encoder runs on the level its batch's greedy steps run on; only steps are timed
         // (an encoder pass per batch is too rare to learn from).
-        let (threads, pool) = {
+        let (threads, level) = {
             let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
             let threads = s.ladder.choose(kind.unwrap_or(StepKind::Greedy), rows);
-            let pool = (threads < max).then(|| {
-                s.pools
-                    .entry(threads)
-                    .or_insert_with(|| Arc::new(build_pool(threads)))
-                    .clone()
-            });
-            (threads, pool)
+            let level = level(&mut s, threads, max);
+            (threads, level)
         };
-        let t0 = std::time::Instant::now();
-        let out = match pool {
-            Some(pool) => pool.install(f),
-            None => on_global_pool(f),
-        };
+        let t0 = web_time::Instant::now();
+        let out = level.run(f);
         if let Some(kind) = kind {
             let seconds = t0.elapsed().as_secs_f64();
             let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
             let changed = s.ladder.record(kind, rows, threads, seconds);
             if let (Some(to), true) = (changed, trace) {
-                eprintln!("marian-wasm: {kind:?} steps of {rows} rows now on {to} threads");
+                log(&format!(
+                    "marian-wasm: {kind:?} steps of {rows} rows now on {to} threads"
+                ));
             }
         }
         out
     }
 
+    /// Where a step on a level runs.
+    enum Level {
+        /// The whole global pool.
+        All,
+        /// A pool of fewer threads.
+        #[cfg(not(target_arch = "wasm32"))]
+        Pool(std::sync::Arc<rayon::ThreadPool>),
+        /// One thread of the global pool, nothing split (`crate::row_shards::stepping_shard`).
+        #[cfg(target_arch = "wasm32")]
+        Unsplit,
+    }
+
+    impl Level {
+        fn run<R: Send>(self, f: impl FnOnce() -> R + Send) -> R {
+            match self {
+                Level::All => on_global_pool(f),
+                #[cfg(not(target_arch = "wasm32"))]
+                Level::Pool(pool) => pool.install(f),
+                #[cfg(target_arch = "wasm32")]
+                Level::Unsplit => on_global_pool(|| crate::row_shards::stepping_shard(true, f)),
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn level(s: &mut Shared, threads: usize, max: usize) -> Level {
+        if threads >= max {
+            return Level::All;
+        }
+        let pool = s
+            .pools
+            .entry(threads)
+            .or_insert_with(|| std::sync::Arc::new(build_pool(threads)))
+            .clone();
+        Level::Pool(pool)
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn level(_: &mut Shared, threads: usize, max: usize) -> Level {
+        if threads >= max {
+            Level::All
+        } else {
+            Level::Unsplit
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     fn build_pool(threads: usize) -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -322,22 +390,17 @@ mod native {
             .expect("a rayon pool of a few threads builds")
     }
 
-    fn on_global_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-        let mut out = None;
-        rayon::scope(|_| out = Some(f()));
-        out.expect("rayon::scope ran its closure")
+    #[cfg(not(target_arch = "wasm32"))]
+    fn log(line: &str) {
+        eprintln!("{line}");
     }
-}
 
-#[cfg(target_arch = "wasm32")]
-mod native {
-    use super::StepKind;
+    #[cfg(target_arch = "wasm32")]
+    fn log(line: &str) {
+        web_sys::console::log_1(&line.into());
+    }
 
-    pub(super) fn run_step<R: Send>(
-        _kind: Option<StepKind>,
-        _rows: usize,
-        f: impl FnOnce() -> R + Send,
-    ) -> R {
+    fn on_global_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         let mut out = None;
         rayon::scope(|_| out = Some(f()));
         out.expect("rayon::scope ran its closure")
@@ -363,6 +426,22 @@ mod tests {
                 t
             })
             .collect()
+    }
+
+    #[test]
+    fn the_ends_alone_are_one_thread_and_the_pool() {
+        assert_eq!(Ladder::new(8).only_ends().levels(), &[1, 8]);
+        assert_eq!(Ladder::new(2).only_ends().levels(), &[1, 2]);
+        assert_eq!(Ladder::new(1).only_ends().levels(), &[1]);
+        let mut l = Ladder::new(8).only_ends();
+        assert_eq!(l.choose(StepKind::Greedy, 1), 8, "starts on the whole pool");
+        // One thread 1.2× as fast: the ladder moves there.
+        let chosen = drive(&mut l, 1, 200, |t| if t == 1 { 1.0 } else { 1.2 });
+        let on_1 = chosen[100..].iter().filter(|&&t| t == 1).count();
+        assert!(
+            on_1 >= 95,
+            "{on_1} of 100 steps on one thread (the rest probes)"
+        );
     }
 
     #[test]
