@@ -57,10 +57,11 @@ def thread_times():
     return on_cpu, waiting
 
 
-def timed(res: dict, t1: float, times0) -> dict:
-    """Adds the timed part's wall seconds and CPU seconds (see thread_times) to `res`."""
+def timed(res: dict, secs: float, times0) -> dict:
+    """Adds the timed part's wall seconds `secs` and CPU seconds since `times0` (see
+    thread_times) to `res`."""
     on_cpu, waiting = thread_times()
-    res.update(seconds=time.time() - t1, cpu_s=on_cpu - times0[0], cpu_wait_s=waiting - times0[1])
+    res.update(seconds=secs, cpu_s=on_cpu - times0[0], cpu_wait_s=waiting - times0[1])
     return res
 
 
@@ -101,7 +102,7 @@ def child_ct2(a) -> dict:
         for r in tr.translate_batch(b, **opts):
             produced += len(r.hypotheses[0])
     secs = time.time() - t1
-    return timed(dict(tokens_per_s=produced / secs, produced=produced, load_s=load_s), t1, times0)
+    return timed(dict(tokens_per_s=produced / secs, produced=produced, load_s=load_s), secs, times0)
 
 
 def child_torch(a) -> dict:
@@ -133,7 +134,7 @@ def child_torch(a) -> dict:
     t1 = time.time()
     produced = sum(run(sents[i : i + a.batch]) for i in range(0, len(sents), a.batch))
     secs = time.time() - t1
-    return timed(dict(tokens_per_s=produced / secs, produced=produced, load_s=load_s), t1, times0)
+    return timed(dict(tokens_per_s=produced / secs, produced=produced, load_s=load_s), secs, times0)
 
 
 def read_sentences(a) -> list:

@@ -248,10 +248,12 @@ pub fn run_step<R: Send>(kind: Option<StepKind>, rows: usize, f: impl FnOnce() -
     if rayon::current_num_threads() == 1 || rayon::current_thread_index().is_some() {
         return f();
     }
-    native::run_step(kind, rows, f)
+    runner::run_step(kind, rows, f)
 }
 
-mod native {
+/// The ladder's state and where a level's step runs: natively on pools of its own, in
+/// WebAssembly on the one pool of Web Workers.
+mod runner {
     use super::{Ladder, StepKind};
     use std::sync::{Mutex, OnceLock};
 

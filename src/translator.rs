@@ -477,7 +477,7 @@ pub struct BenchRun {
     /// Where they ran (the CPU after a GPU loss).
     pub device: Device,
     /// CPU time of the timed batches, where the platform tells it (`crate::thread_times`).
-    pub threads: Option<crate::thread_times::ThreadTimes>,
+    pub cpu_time: Option<crate::thread_times::ThreadTimes>,
 }
 
 impl Translator {
@@ -528,14 +528,14 @@ impl Translator {
                 ids.len() * tokens
             )));
         }
-        let threads = crate::thread_times::now()
+        let cpu_time = crate::thread_times::now()
             .zip(times0)
             .map(|(t, t0)| t.since(t0));
         Ok(BenchRun {
             tokens: produced,
             seconds,
             device,
-            threads,
+            cpu_time,
         })
     }
 }

@@ -140,7 +140,7 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
             "batch": batch, "tokens": args.tokens, "threads": threads, "device": device.as_str(),
             "quant": quant, "sentences": ids.len(), "adapter": adapter,
         });
-        if let Some(t) = run.threads {
+        if let Some(t) = run.cpu_time {
             // All threads' CPU seconds in the timed batches, and seconds they waited for a CPU.
             obj["cpu_s"] = serde_json::json!(t.on_cpu);
             obj["cpu_wait_s"] = serde_json::json!(t.waiting);
