@@ -8,6 +8,7 @@
 #   bash scripts/bench_peers.sh --isa avx2           # every engine on AVX2 kernels only
 #   bash scripts/bench_peers.sh --threads 16 --batches 1,32
 #   bash scripts/bench_peers.sh --engines marian-q8,marian-q8e,ct2-int8   # + q8 with f16 embeddings
+#   bash scripts/bench_peers.sh --engines marian-q8,marian-q8r,ct2-int8   # + q8 with residual embeddings
 # Extra arguments go to scripts/bench_peers.py (--engines, --tokens, --count, --json OUT ...).
 # Sentences: the first --count lines of $MARIAN_DATA/multi30k/test_2016_flickr.en (default
 # MARIAN_DATA=../shared/data). Work files: $BENCH_DIR (default target/bench).
@@ -63,6 +64,10 @@ done
 # marian-q8e: q8 with the embeddings (and so the tied output projection) kept at f16.
 if [[ " $* " == *marian-q8e* ]] && [ ! -f "$BENCH/pkg-q8e/manifest.json" ]; then
     "$BIN" convert "$CKPT" "$BENCH/pkg-q8e" --quant q8 --keep-f16 embeddings >&2
+fi
+# marian-q8r: q8 with a Q4_0 residual on the embeddings (and so the tied output projection).
+if [[ " $* " == *marian-q8r* ]] && [ ! -f "$BENCH/pkg-q8r/manifest.json" ]; then
+    "$BIN" convert "$CKPT" "$BENCH/pkg-q8r" --quant q8 --residual embeddings >&2
 fi
 if [ ! -f "$BENCH/ct2-int8/model.bin" ]; then
     say "converting the checkpoint for CTranslate2 (int8)"

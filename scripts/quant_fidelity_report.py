@@ -8,6 +8,7 @@ Usage (from the repository root, after `cargo build --release`):
     .venv/bin/python scripts/quant_fidelity_report.py DIR [DIR ...]    # any checkpoints
     ... --quant q8 --rounding gptq                                   # only those rows
     ... --keep-f16 embeddings                   # those matrices at f16 (`convert --keep-f16`)
+    ... --residual embeddings                   # those q8 matrices + a Q4_0 residual (`convert --residual`)
 
 For each Hugging Face checkpoint folder holding a heldout.json (made by
 scripts/make_heldout_references.py: transformers' own greedy and beam-4 output on the first 1 000
@@ -62,6 +63,9 @@ def main(argv: list[str]) -> int:
     keep = option("--keep-f16", [])
     keep_args = ["--keep-f16", ",".join(keep)] if keep else []
     kept = f" + {', '.join(keep)} f16" if keep else ""
+    residual = option("--residual", [])
+    keep_args += ["--residual", ",".join(residual)] if residual else []
+    kept += f" + {', '.join(residual)} residual" if residual else ""
     aside = "--aside" in argv
     dirs = [Path(a) for a in argv if a != "--aside"]
     if not dirs:

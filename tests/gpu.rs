@@ -105,7 +105,8 @@ fn same_tokens_as_the_cpu(ctx: &Arc<GpuContext>, quants: &[Quant]) {
 /// the CPU's own quantized path (16-bit activations in its integer kernels, where the GPU keeps
 /// f32), on held-out sentences in padded batches of 32, greedy and beam 4. Target >= 99 %
 /// identical; measured 2026-12-01 on lavapipe: 100 % of 1 000 sentences for both fixtures, q8
-/// and q4, greedy. Here the first 64 sentences (lavapipe time), also for q8 with f16 embeddings.
+/// and q4, greedy. Here the first 64 sentences (lavapipe time), also for q8 with f16 embeddings
+/// and for q8 with a residual on the embeddings.
 #[test]
 fn quantized_gpu_output_matches_the_quantized_cpu_on_held_out_sentences() {
     let ctx = gpu();
@@ -125,10 +126,17 @@ fn quantized_gpu_output_matches_the_quantized_cpu_on_held_out_sentences() {
             keep_f16: vec!["embeddings".into()],
             ..ConvertOptions::new(Quant::Q8)
         };
+        // q8 with a residual on the embeddings: the GPU dequantizes q8 + residual for every
+        // token, the CPU adds the residual only where the screen cannot rule a token out.
+        let residual = ConvertOptions {
+            residual: vec!["embeddings".into()],
+            ..ConvertOptions::new(Quant::Q8)
+        };
         let variants = [
             ("q8", ConvertOptions::new(Quant::Q8)),
             ("q4", ConvertOptions::new(Quant::Q4)),
             ("q8 + f16 embeddings", e16),
+            ("q8 + residual embeddings", residual),
         ];
         for (quant, options) in &variants {
             let dir = tempfile::tempdir().unwrap();

@@ -384,6 +384,10 @@ fn quantized_output_stays_close_to_transformers_on_held_out_sentences() {
         keep_f16: vec!["embeddings".into()],
         ..ConvertOptions::new(q)
     };
+    let residual = |q: Quant| ConvertOptions {
+        residual: vec!["embeddings".into()],
+        ..ConvertOptions::new(q)
+    };
     let bounds = [
         // f32: batches of 32 sentences, padded, against transformers one sentence at a time; a
         // padded batch rounds differently, and of these 2 000 runs one degenerate output (a word
@@ -391,6 +395,7 @@ fn quantized_output_stays_close_to_transformers_on_held_out_sentences() {
         ("f32", ConvertOptions::new(Quant::F32), 0.998, 99.9),
         ("q8", ConvertOptions::new(Quant::Q8), 0.855, 94.5),
         ("q8 + f16 embeddings", keep(Quant::Q8), 0.93, 97.3),
+        ("q8 + residual embeddings", residual(Quant::Q8), 0.93, 97.3),
         ("q4", ConvertOptions::new(Quant::Q4), 0.50, 80.0),
     ];
     let mut checked = 0;
@@ -513,4 +518,94 @@ fn greedy_shortcut_chooses_what_the_full_logits_choose() {
         }
     }
     assert!(steps >= 2 * 2 * 4 * 12, "held-out sentences missing");
+}
+
+/// A q8 output projection with a residual (`convert --residual embeddings`) is screened: each
+/// step multiplies every token by the q8 values and adds the residual's product only for the
+/// tokens that can be chosen (`screened_head::ResidualScreen`). Greedy and beam search must
+/// choose what the full product (q8 plus residual for every token, `Marian::decode_step`)
+/// makes them choose, with the same score bits, on trained models.
+#[test]
+fn residual_screen_chooses_what_the_full_product_chooses() {
+    let mut steps = 0;
+    for fx in fixtures() {
+        let Ok(text) = std::fs::read_to_string(fx.join("heldout.json")) else {
+            continue;
+        };
+        let held: Value = serde_json::from_str(&text).unwrap();
+        let srcs: Vec<Vec<u32>> = held["src_ids"].as_array().unwrap()[..48]
+            .iter()
+            .map(ids)
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let options = ConvertOptions {
+            residual: vec!["embeddings".into()],
+            ..ConvertOptions::new(Quant::Q8)
+        };
+        convert_with(&fx, dir.path(), &options).unwrap();
+        let t = Translator::new(&Package::read_dir(dir.path()).unwrap()).unwrap();
+        let banned: Vec<u32> = t
+            .generation
+            .bad_words_ids
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        let v = t.model.target_vocab_size();
+        for (top_n, batch_size) in [(1, 16), (8, 4)] {
+            let select = Select {
+                k: top_n,
+                log_softmax: false,
+                banned: &banned,
+                forced: None,
+            };
+            for batch in srcs.chunks(batch_size) {
+                let (enc, mask) = t.model.encode(batch).unwrap();
+                let mut screened = t.model.start_decoding(&enc, &mask, 1).unwrap();
+                let mut full = t.model.start_decoding(&enc, &mask, 1).unwrap();
+                let mut greedy = t.model.start_decoding(&enc, &mask, 1).unwrap();
+                let mut tokens = vec![t.generation.decoder_start_token_id; batch.len()];
+                for _ in 0..10 {
+                    let logits = t
+                        .model
+                        .decode_step_rows(&mut screened, &tokens, top_n, &banned)
+                        .unwrap()
+                        .to_vec();
+                    let want: Vec<f32> = t
+                        .model
+                        .decode_step(&mut full, &tokens)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    for (got, want) in logits.chunks_exact(v).zip(want.chunks_exact(v)) {
+                        let (got, want) = (top_k_of_row(got, &select), top_k_of_row(want, &select));
+                        let bits = |c: &[(u32, f32)]| -> Vec<(u32, u32)> {
+                            c.iter().map(|(i, s)| (*i, s.to_bits())).collect()
+                        };
+                        assert_eq!(bits(&got), bits(&want), "{} top {top_n}", name(&fx));
+                    }
+                    if top_n == 1 {
+                        // Greedy's own step (no proposal pass for a residual: the screen).
+                        let chosen = t
+                            .model
+                            .decode_step_greedy(&mut greedy, &tokens, &banned)
+                            .unwrap();
+                        for (got, want) in chosen.iter().zip(want.chunks_exact(v)) {
+                            let want = top_k_of_row(want, &select)[0];
+                            assert_eq!((got.0, got.1.to_bits()), (want.0, want.1.to_bits()));
+                        }
+                    }
+                    let next: Vec<u32> = logits
+                        .chunks_exact(v)
+                        .map(|row| top_k_of_row(row, &select)[0].0)
+                        .collect();
+                    tokens = next;
+                    steps += 1;
+                }
+            }
+        }
+    }
+    assert!(steps >= 2 * 10 * (3 + 12), "held-out sentences missing");
 }

@@ -8,14 +8,17 @@ pub enum WeightFormat {
     F16,
     Q8,
     Q4,
+    /// Q8_0 with a Q4_0 residual (`convert --residual`), interleaved per block at upload.
+    Q8Residual,
 }
 
 impl WeightFormat {
-    pub const ALL: [WeightFormat; 4] = [
+    pub const ALL: [WeightFormat; 5] = [
         WeightFormat::F32,
         WeightFormat::F16,
         WeightFormat::Q8,
         WeightFormat::Q4,
+        WeightFormat::Q8Residual,
     ];
     /// The WGSL file defining `weight4(row, k4, cols)` for this format.
     pub fn dequant_file(self) -> &'static str {
@@ -24,6 +27,7 @@ impl WeightFormat {
             WeightFormat::F16 => "dequant_f16.wgsl",
             WeightFormat::Q8 => "dequant_q8.wgsl",
             WeightFormat::Q4 => "dequant_q4.wgsl",
+            WeightFormat::Q8Residual => "dequant_q8_residual.wgsl",
         }
     }
 }

@@ -275,6 +275,7 @@ impl GpuMarian {
                     form: crate::package::quant::Quant::F32,
                     values: std::borrow::Cow::Borrowed(bytemuck::cast_slice(&values)),
                     scales: None,
+                    residual: None,
                 };
                 Some(Arc::new(GpuMatrix::upload(
                     &self.ctx,

@@ -5,17 +5,18 @@ use super::compose::WeightFormat;
 use super::context::GpuContext;
 use crate::error::Result;
 use crate::package::quant::{Quant, StoredMatrix};
+use std::borrow::Cow;
 use wgpu::util::DeviceExt;
 
 /// Storage buffers are bound in whole vec4s: pad every upload to 16 bytes.
-fn padded(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+fn padded(bytes: &[u8]) -> Cow<'_, [u8]> {
     let len = bytes.len().next_multiple_of(16).max(16);
     if len == bytes.len() {
-        std::borrow::Cow::Borrowed(bytes)
+        Cow::Borrowed(bytes)
     } else {
         let mut v = bytes.to_vec();
         v.resize(len, 0);
-        std::borrow::Cow::Owned(v)
+        Cow::Owned(v)
     }
 }
 
@@ -76,14 +77,28 @@ impl GpuMatrix {
                 "'{name}' has {cols} columns; the GPU kernels need a multiple of 4"
             )));
         }
-        let format = match m.form {
-            Quant::F32 => WeightFormat::F32,
-            Quant::F16 => WeightFormat::F16,
-            Quant::Q8 => WeightFormat::Q8,
-            Quant::Q4 => WeightFormat::Q4,
+        let (format, values, scales) = match (m.form, m.residual, m.scales) {
+            (Quant::Q8, Some((nibbles, fine_scales)), Some(scales)) => {
+                let (values, scales) = interleave_residual(&m.values, scales, nibbles, fine_scales);
+                (WeightFormat::Q8Residual, Cow::Owned(values), Cow::Owned(scales))
+            }
+            (Quant::Q4, Some(_), _) => {
+                return Err(crate::Error::Gpu(format!(
+                    "'{name}' is q4 with a residual; the GPU kernels read residuals of q8 matrices only"
+                )))
+            }
+            (form, _, scales) => {
+                let format = match form {
+                    Quant::F32 => WeightFormat::F32,
+                    Quant::F16 => WeightFormat::F16,
+                    Quant::Q8 => WeightFormat::Q8,
+                    Quant::Q4 => WeightFormat::Q4,
+                };
+                (format, Cow::Borrowed(&m.values[..]), Cow::Borrowed(scales.unwrap_or(&[])))
+            }
         };
-        let values = upload(ctx, name, &m.values)?;
-        let scales = upload(ctx, name, m.scales.unwrap_or(&[]))?;
+        let values = upload(ctx, name, &values)?;
+        let scales = upload(ctx, name, &scales)?;
         Ok(GpuMatrix {
             format,
             rows,
@@ -92,4 +107,25 @@ impl GpuMatrix {
             scales,
         })
     }
+}
+
+/// A Q8_0 matrix and its Q4_0 residual as `dequant_q8_residual.wgsl` reads them: per block of 32
+/// weights, its 32 int8 values then the residual's 16 nibble bytes (48 bytes), and one u32 of
+/// scales per block (Q8_0 scale in the low f16, the residual's in the high one).
+fn interleave_residual(
+    values: &[u8],
+    scales: &[u8],
+    nibbles: &[u8],
+    fine_scales: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let blocks = values.len() / 32;
+    let mut packed = Vec::with_capacity(blocks * 48);
+    let mut both = Vec::with_capacity(blocks * 4);
+    for b in 0..blocks {
+        packed.extend_from_slice(&values[b * 32..][..32]);
+        packed.extend_from_slice(&nibbles[b * 16..][..16]);
+        both.extend_from_slice(&scales[b * 2..][..2]);
+        both.extend_from_slice(&fine_scales[b * 2..][..2]);
+    }
+    (packed, both)
 }

@@ -24,6 +24,12 @@
 //! are exact (the rest keep screened logits below L; beam search's log-softmax normalizer
 //! sees them within B_i of exact).
 
+//!
+//! A q8 output projection with a Q4_0 residual (`convert --residual embeddings`) is screened
+//! the same way by `ResidualScreen`, with a simpler bound: the full product is the q8 product
+//! plus the residual's, so the screened logit differs from the full one by the residual
+//! product alone, |x̃·r_i| ≤ ‖x̃‖₂·‖r_i‖₂ (Cauchy–Schwarz; x̃ the kernel's 16-bit rounding of x).
+
 use crate::model::qgemm::{PackedMatrix, BLOCK};
 use half::f16;
 use rayon::prelude::*;
@@ -187,6 +193,118 @@ impl ScreenedHead {
     }
 }
 
+/// How an output projection wider than its q8 product is screened: stored at f16, or q8 with
+/// a residual.
+#[derive(Debug)]
+pub enum HeadScreen {
+    F16(ScreenedHead),
+    Residual(ResidualScreen),
+}
+
+/// The screen of a q8 (or q4) output projection that carries a residual (`PackedMatrix::
+/// residual`): the table of its bound, ‖r_i‖₂ per output.
+#[derive(Debug)]
+pub struct ResidualScreen {
+    /// [rows]: ‖r_i‖₂ of the dequantized residual, rounded up.
+    row_norm: Vec<f32>,
+}
+
+impl ResidualScreen {
+    /// The screen of `w`; `None` when it has no residual.
+    pub fn new(w: &PackedMatrix) -> Option<Self> {
+        let residual = w.residual()?;
+        let (rows, _) = residual.dims();
+        let row_norm = (0..rows as u32)
+            .into_par_iter()
+            .map(|i| {
+                let r = residual.dequantize_rows(&[i]);
+                let squares: f64 = r.iter().map(|&v| (v as f64).powi(2)).sum();
+                (squares.sqrt() * (1.0 + 1e-6)) as f32
+            })
+            .collect();
+        Some(ResidualScreen { row_norm })
+    }
+
+    /// Logits [m, V] row-major of activations `x` ([m, D]) into `out`: `x · wᵀ` with w the q8
+    /// values plus their residual, then `bias` ([V]), then `extra` (ids [K], values [m, K]).
+    /// In each row the best `top_n` tokens that are not `banned`, and every token that might
+    /// be among them, hold exactly what `w.matmul` and the additions give (the same bits); the
+    /// others hold the q8 product without the residual, within the bound of it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn logits_into(
+        &self,
+        w: &PackedMatrix,
+        x: &[f32],
+        m: usize,
+        bias: &[f32],
+        extra: Option<(&[u32], &[f32])>,
+        top_n: usize,
+        banned: &[u32],
+        out: &mut Vec<f32>,
+    ) {
+        let (rows, cols) = w.dims();
+        let residual = w
+            .residual()
+            .expect("a screen is made of a matrix with a residual");
+        assert_eq!(self.row_norm.len(), rows, "w is not this screen's matrix");
+        assert_eq!(x.len(), m * cols, "activations are not [m, D]");
+        out.resize(m * rows, 0.0);
+        w.base_matmul_into(x, m, out);
+        let k = extra.map_or(0, |(ids, _)| ids.len());
+        let largest_bias = bias.iter().fold(0f32, |a, b| a.max(b.abs()));
+        out.par_chunks_exact_mut(rows)
+            .enumerate()
+            .with_min_len(crate::row_shards::split_min(1))
+            .for_each(|(r, row)| {
+                let xr = &x[r * cols..][..cols];
+                let extra_row = extra.map(|(ids, values)| (ids, &values[r * k..][..k]));
+                // The logit as the caller will see it: projection, bias, then the extra values.
+                let with_additions = |i: usize, v: f32| -> f32 {
+                    let mut y = v + bias[i];
+                    if let Some((ids, values)) = extra_row {
+                        if let Some(p) = ids.iter().position(|&id| id as usize == i) {
+                            y += values[p];
+                        }
+                    }
+                    y
+                };
+                let largest_extra =
+                    extra_row.map_or(0.0, |(_, v)| v.iter().fold(0f32, |a, b| a.max(b.abs())));
+                let largest =
+                    row.iter().fold(0f32, |a, b| a.max(b.abs())) + largest_bias + largest_extra;
+                // ‖x̃‖₂: the 16-bit rounding moves each activation by at most its block's amax/65534.
+                let norm = xr.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+                let amax = xr.iter().fold(0f32, |a, b| a.max(b.abs())) as f64;
+                let norm = (norm * (1.0 + 1e-6) + (cols as f64).sqrt() * amax / 65534.0) as f32;
+                // Cauchy–Schwarz, the kernel's f32 rounding (far below 0.1 %), and a relative
+                // 2⁻²⁰ of the row's largest magnitude for the additions' rounding.
+                let common = largest * RELATIVE_SLACK;
+                let bound = |i: usize| (norm * self.row_norm[i]) * 1.001 + common;
+                let floor = nth_largest(row, top_n, banned, |i, v| with_additions(i, v) - bound(i));
+                let all = !norm.is_finite()
+                    || !largest.is_finite()
+                    || floor.is_some_and(|f| !f.is_finite());
+                let candidates: Vec<u32> = match floor {
+                    None => Vec::new(),
+                    // Non-finite activations or logits: no bound holds; every logit in full.
+                    _ if all => (0..rows as u32).collect(),
+                    Some(floor) => (0..rows)
+                        .filter(|&i| with_additions(i, row[i]) + bound(i) >= floor)
+                        .map(|i| i as u32)
+                        .collect(),
+                };
+                if candidates.is_empty() {
+                    return;
+                }
+                let fine = residual.select_rows(&candidates).matmul(xr, 1);
+                for (&i, f) in candidates.iter().zip(&fine) {
+                    row[i as usize] += f;
+                }
+            });
+        crate::model::add_bias_and_extra(out, rows, bias, extra);
+    }
+}
+
 /// The `n`-th largest `key(id, value)` of `row` over the ids not in `banned` (`None` when
 /// none is left); the smallest of them when fewer than `n` are.
 fn nth_largest(
@@ -281,6 +399,92 @@ mod tests {
         }
         // The test means something only if the q8 copy alone gets some of them wrong.
         assert!(screened_wrong > 0, "no near-tie in the test data");
+    }
+
+    /// A q8 matrix whose rows share their q8 values in groups of 10 and differ by a random
+    /// Q4_0 residual: within a group the q8 product ties exactly, so only the residual decides.
+    fn q8_with_residual(rows: usize, cols: usize, seed: u64) -> PackedMatrix {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let blocks = cols / BLOCK;
+        let scale = |rng: &mut rand_chacha::ChaCha8Rng, s: f32| {
+            f16::from_f32(s * rng.random_range(0.5..1.5)).to_le_bytes()
+        };
+        let mut values = vec![0u8; rows * cols];
+        let mut scales = Vec::new();
+        for r in 0..rows {
+            if r % 10 == 0 {
+                for v in &mut values[r * cols..][..cols] {
+                    *v = rng.random_range(-127i8..=127) as u8;
+                }
+                for _ in 0..blocks {
+                    scales.extend_from_slice(&scale(&mut rng, 0.01));
+                }
+            } else {
+                values.copy_within((r - 1) * cols..r * cols, r * cols);
+                let at = (r - 1) * blocks * 2;
+                scales.extend_from_within(at..at + blocks * 2);
+            }
+        }
+        let nibbles: Vec<u8> = (0..rows * cols / 2).map(|_| rng.random()).collect();
+        let fine: Vec<u8> = (0..rows * blocks)
+            .flat_map(|_| scale(&mut rng, 0.01 / 16.0))
+            .collect();
+        PackedMatrix::from_q8(rows, cols, &values, &scales)
+            .with_residual(PackedMatrix::from_q4(rows, cols, &nibbles, &fine))
+    }
+
+    #[test]
+    fn a_residual_screen_keeps_the_full_products_best_n_bit_for_bit() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let (rows, cols, m) = (700, 96, 5);
+        let w = q8_with_residual(rows, cols, 10);
+        let screen = ResidualScreen::new(&w).unwrap();
+        let x: Vec<f32> = (0..m * cols).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let bias: Vec<f32> = (0..rows).map(|_| rng.random_range(-0.01..0.01)).collect();
+        let mut full = w.matmul(&x, m);
+        crate::model::add_bias_and_extra(&mut full, rows, &bias, None);
+        let mut base_only = vec![0f32; m * rows];
+        w.base_matmul_into(&x, m, &mut base_only);
+        crate::model::add_bias_and_extra(&mut base_only, rows, &bias, None);
+        let mut screened_wrong = 0;
+        for n in [1, 4, 8] {
+            let mut out = Vec::new();
+            screen.logits_into(&w, &x, m, &bias, None, n, &[], &mut out);
+            for r in 0..m {
+                let (got, want) = (&out[r * rows..][..rows], &full[r * rows..][..rows]);
+                assert_eq!(top_of(got, n), top_of(want, n), "row {r}, n {n}");
+                for i in top_of(want, n) {
+                    let i = i as usize;
+                    assert_eq!(got[i].to_bits(), want[i].to_bits(), "row {r}, token {i}");
+                }
+                screened_wrong +=
+                    (top_of(&base_only[r * rows..][..rows], n) != top_of(want, n)) as usize;
+            }
+        }
+        assert!(
+            screened_wrong > 0,
+            "the q8 product alone chose right everywhere"
+        );
+        // Banned ids and extra values, as for the f16 screen.
+        let best = top_of(&full[..rows], 1)[0];
+        let mut out = Vec::new();
+        screen.logits_into(&w, &x[..cols], 1, &bias, None, 1, &[best], &mut out);
+        let mut without = full[..rows].to_vec();
+        without[best as usize] = f32::NEG_INFINITY;
+        out[best as usize] = f32::NEG_INFINITY;
+        assert_eq!(top_of(&out, 1), top_of(&without, 1));
+        let poor = top_of(&full[..rows].iter().map(|v| -v).collect::<Vec<_>>(), 1)[0];
+        screen.logits_into(
+            &w,
+            &x[..cols],
+            1,
+            &bias,
+            Some((&[poor], &[100.0])),
+            1,
+            &[],
+            &mut out,
+        );
+        assert_eq!(top_of(&out, 1)[0], poor);
     }
 
     #[test]

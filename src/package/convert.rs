@@ -27,9 +27,10 @@ fn form_for(role: Role, quant: Quant) -> Quant {
     }
 }
 
-/// Whether `--keep-f16` part `part` names the matrix `spec`: `embeddings` every embedding and
-/// the output projection, any other part the matrices whose names contain it.
-fn kept_f16(spec: &TensorSpec, part: &str) -> bool {
+/// Whether part `part` (of `--keep-f16` or `--residual`) names the matrix `spec`: `embeddings`
+/// every embedding and the output projection, any other part the matrices whose names contain
+/// it.
+fn names_matrix(spec: &TensorSpec, part: &str) -> bool {
     match (spec.role, part) {
         (Role::Vector, _) | (_, "") => false,
         (role, "embeddings") => role == Role::Embedding,
@@ -122,6 +123,13 @@ pub struct ConvertOptions {
     /// multiplied through a q8 screen, `model::screened_head`, so it costs size, not speed);
     /// empty: none.
     pub keep_f16: Vec<String>,
+    /// Quantized matrices that also store their rounding error rounded to Q4_0 (residual
+    /// quantization, `package::quant`: ≈ 12 bits a weight in a q8 package for 4.5 more bits
+    /// of storage), named as in `keep_f16`. For `embeddings` (the tied output projection) the
+    /// decoding steps multiply by the q8 part and add the residual only for the tokens that
+    /// can be chosen (`model::screened_head`), so it costs size, not speed; any other matrix
+    /// is multiplied twice. Empty: none.
+    pub residual: Vec<String>,
 }
 
 impl ConvertOptions {
@@ -132,6 +140,7 @@ impl ConvertOptions {
             rounding: Rounding::Gptq,
             calibration: None,
             keep_f16: Vec::new(),
+            residual: Vec::new(),
         }
     }
 }
@@ -221,17 +230,21 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         }
         tensors.push((spec, t));
     }
-    if let Some(part) = opts
-        .keep_f16
-        .iter()
-        .find(|p| !tensors.iter().any(|(s, _)| kept_f16(s, p)))
-    {
-        return Err(Error::Input(format!(
-            "--keep-f16 '{part}' names no weight matrix of this model (matrices are named like {}, {} and {})",
-            tensors[0].0.name,
-            "encoder.layers.0.fc1.weight",
-            "decoder.layers.0.self_attn.q_proj.weight"
-        )));
+    for (flag, parts) in [
+        ("--keep-f16", &opts.keep_f16),
+        ("--residual", &opts.residual),
+    ] {
+        if let Some(part) = parts
+            .iter()
+            .find(|p| !tensors.iter().any(|(s, _)| names_matrix(s, p)))
+        {
+            return Err(Error::Input(format!(
+                "{flag} '{part}' names no weight matrix of this model (matrices are named like {}, {} and {})",
+                tensors[0].0.name,
+                "encoder.layers.0.fc1.weight",
+                "decoder.layers.0.self_attn.q_proj.weight"
+            )));
+        }
     }
     // GPTQ rounding needs what each layer is fed on calibration text.
     let calibrate = matches!(quant, Quant::Q8 | Quant::Q4) && opts.rounding == Rounding::Gptq;
@@ -261,8 +274,16 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             opts.keep_f16.join(", ")
         )
     };
+    let with_residual = if opts.residual.is_empty() || !matches!(quant, Quant::Q8 | Quant::Q4) {
+        String::new()
+    } else {
+        format!(
+            "; matrices named like {} with a Q4_0 residual",
+            opts.residual.join(", ")
+        )
+    };
     let provenance = format!(
-        "converted by marian-wasm {} from {} ({weights_file}){rounding}{kept}",
+        "converted by marian-wasm {} from {} ({weights_file}){rounding}{kept}{with_residual}",
         env!("CARGO_PKG_VERSION"),
         hf_dir
             .file_name()
@@ -335,7 +356,7 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
 
     let mut stored: Vec<StoredTensor> = Vec::new();
     for (spec, t) in &tensors {
-        let keep_f16 = opts.keep_f16.iter().any(|p| kept_f16(spec, p));
+        let keep_f16 = opts.keep_f16.iter().any(|p| names_matrix(spec, p));
         let form = match (keep_f16, quant) {
             (true, Quant::Q8 | Quant::Q4) => Quant::F16,
             _ => form_for(spec.role, quant),
@@ -349,7 +370,10 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
                 let gram = (spec.role == Role::Matrix)
                     .then(|| grams.get(layer))
                     .flatten();
-                stored.extend(encode_matrix(&spec.name, t, form, gram)?)
+                // A residual finishes a q8 matrix (q4 ones would need their own GPU kernels).
+                let residual =
+                    form == Quant::Q8 && opts.residual.iter().any(|p| names_matrix(spec, p));
+                stored.extend(encode_matrix(&spec.name, t, form, gram, residual)?)
             }
         }
     }

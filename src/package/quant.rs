@@ -6,6 +6,10 @@
 //!   `<name>.q8`  U8 [rows, cols]      int8 values (two's complement) in GGML order
 //!   `<name>.q4`  U8 [rows, cols / 2]  Q4_0 nibbles in GGML order (low nibbles = first 16)
 //!   `<name>.scales` F16 [rows, cols / 32]
+//! and, for a matrix converted with a residual (`convert --residual`), the q8/q4 values'
+//! rounding error itself rounded to Q4_0 (residual quantization: the matrix is the sum of the
+//! two, ≈ 12 bits a weight for q8 at 4.5 more bits of storage):
+//!   `<name>.residual.q4` U8 [rows, cols / 2], `<name>.residual.scales` F16 [rows, cols / 32]
 //! The CPU path re-interleaves them into GGML blocks (one copy at load); a GPU kernel reads
 //! them as stored. How weights are rounded to those blocks (to nearest, or by GPTQ) is
 //! `package::rounding`'s.
@@ -97,13 +101,15 @@ pub fn matrix_form(quant: Quant, cols: usize) -> Quant {
 
 /// Encode one weight matrix [rows, cols] in the package's form: f32 or f16 as is; Q8_0 / Q4_0
 /// rounded by GPTQ against `gram` (the Gram matrix of the layer's inputs) when given, else to
-/// the nearest level (`package::rounding`).
+/// the nearest level (`package::rounding`). With `residual`, a quantized matrix also stores its
+/// rounding error rounded to the nearest Q4_0 level (`<name>.residual.*`, module docs).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn encode_matrix(
     name: &str,
     w: &Tensor,
     quant: Quant,
     gram: Option<&crate::model::observe::InputGram>,
+    residual: bool,
 ) -> Result<Vec<StoredTensor>> {
     use super::rounding::{round_gptq, round_nearest};
     let (rows, cols) = w.dims2()?;
@@ -120,7 +126,14 @@ pub fn encode_matrix(
         None => round_nearest(&values, rows, cols, form),
     };
     let value_cols = if form == Quant::Q8 { cols } else { cols / 2 };
-    Ok(vec![
+    let kept = residual.then(|| {
+        match form {
+            Quant::Q8 => PackedMatrix::from_q8(rows, cols, &rounded.values, &rounded.scales),
+            _ => PackedMatrix::from_q4(rows, cols, &rounded.values, &rounded.scales),
+        }
+        .dequantize()
+    });
+    let mut stored = vec![
         StoredTensor {
             name: format!("{name}.{tag}"),
             dtype: safetensors::Dtype::U8,
@@ -133,8 +146,28 @@ pub fn encode_matrix(
             shape: vec![rows, cols / BLOCK],
             data: rounded.scales,
         },
-    ])
+    ];
+    if let Some(kept) = kept {
+        let error: Vec<f32> = values.iter().zip(&kept).map(|(w, k)| w - k).collect();
+        let r = round_nearest(&error, rows, cols, Quant::Q4);
+        stored.push(StoredTensor {
+            name: format!("{name}.{RESIDUAL}.q4"),
+            dtype: safetensors::Dtype::U8,
+            shape: vec![rows, cols / 2],
+            data: r.values,
+        });
+        stored.push(StoredTensor {
+            name: format!("{name}.{RESIDUAL}.scales"),
+            dtype: safetensors::Dtype::F16,
+            shape: vec![rows, cols / BLOCK],
+            data: r.scales,
+        });
+    }
+    Ok(stored)
 }
+
+/// The infix of a matrix's residual tensors (`<name>.residual.q4`, `<name>.residual.scales`).
+pub const RESIDUAL: &str = "residual";
 
 /// A weight matrix as the CPU backend uses it.
 /// A matrix's stored bytes: little-endian f32 or f16 values, or GGML Q8_0/Q4_0 values with
@@ -143,6 +176,9 @@ pub struct StoredMatrix<'a> {
     pub form: Quant,
     pub values: Cow<'a, [u8]>,
     pub scales: Option<&'a [u8]>,
+    /// A quantized matrix's Q4_0 residual, if it has one: (nibbles [rows, cols / 2], f16
+    /// scales [rows, cols / 32]); the matrix is `values` + this.
+    pub residual: Option<(&'a [u8], &'a [u8])>,
 }
 
 #[derive(Clone, Debug)]
@@ -250,6 +286,19 @@ impl<'a> WeightFile<'a> {
                     format!("'{name}' is quantized but its {cols} columns do not split into blocks of {BLOCK}"),
                 ));
             }
+            let residual_values = format!("{name}.{RESIDUAL}.q4");
+            let residual = if self.has(&residual_values) {
+                Some((
+                    self.bytes(&residual_values, safetensors::Dtype::U8, &[rows, cols / 2])?,
+                    self.bytes(
+                        &format!("{name}.{RESIDUAL}.scales"),
+                        safetensors::Dtype::F16,
+                        &[rows, cols / BLOCK],
+                    )?,
+                ))
+            } else {
+                None
+            };
             return Ok(StoredMatrix {
                 form,
                 values: Cow::Borrowed(self.bytes(
@@ -262,6 +311,7 @@ impl<'a> WeightFile<'a> {
                     safetensors::Dtype::F16,
                     &[rows, cols / BLOCK],
                 )?),
+                residual,
             });
         }
         let v = self.view(name)?;
@@ -275,6 +325,7 @@ impl<'a> WeightFile<'a> {
                     form: Quant::F32,
                     values: Cow::Owned(StoredTensor::f32(name, &t)?.data),
                     scales: None,
+                    residual: None,
                 });
             }
         };
@@ -282,6 +333,7 @@ impl<'a> WeightFile<'a> {
             form,
             values: Cow::Borrowed(self.bytes(name, v.dtype(), &[rows, cols])?),
             scales: None,
+            residual: None,
         })
     }
 
@@ -310,6 +362,12 @@ impl<'a> WeightFile<'a> {
             (Quant::Q8, Some(scales)) => PackedMatrix::from_q8(rows, cols, &stored.values, scales),
             (Quant::Q4, Some(scales)) => PackedMatrix::from_q4(rows, cols, &stored.values, scales),
             _ => return Ok(Matrix::Dense(self.float(name, &[rows, cols])?)),
+        };
+        let packed = match stored.residual {
+            Some((nibbles, scales)) => {
+                packed.with_residual(PackedMatrix::from_q4(rows, cols, nibbles, scales))
+            }
+            None => packed,
         };
         if self.dequantize {
             let t = Tensor::from_vec(packed.dequantize(), (rows, cols), &Device::Cpu)?;

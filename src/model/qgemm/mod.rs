@@ -24,6 +24,7 @@
 //! reduction. Scales are kept apart, 16 f32 per group and block.
 
 use rayon::prelude::*;
+use std::sync::Arc;
 
 mod proposal;
 
@@ -50,6 +51,10 @@ pub struct PackedMatrix {
     /// What greedy decoding's 8-bit proposal pass needs, made on first use (output
     /// projections only; `None` where no kernel for it runs).
     proposal: std::sync::OnceLock<Option<proposal::Tables>>,
+    /// The Q4_0 rounding of these values' own rounding error (residual quantization,
+    /// `package::quant`): when present the matrix is the sum of the two, and every product
+    /// is this matrix's product plus the residual's, added element by element.
+    residual: Option<Arc<PackedMatrix>>,
 }
 
 /// Activations rounded to 16 bits per block of 32: what the kernel multiplies.
@@ -124,7 +129,20 @@ impl PackedMatrix {
             scales,
             values,
             proposal: Default::default(),
+            residual: None,
         }
+    }
+
+    /// This matrix plus `residual` (same dims): its rounding error, stored finer.
+    pub fn with_residual(mut self, residual: PackedMatrix) -> Self {
+        assert_eq!(self.dims(), residual.dims(), "residual dims");
+        self.residual = Some(Arc::new(residual));
+        self
+    }
+
+    /// The residual added to this matrix's values, if any.
+    pub fn residual(&self) -> Option<&PackedMatrix> {
+        self.residual.as_deref()
     }
 
     pub fn dims(&self) -> (usize, usize) {
@@ -135,8 +153,20 @@ impl PackedMatrix {
         self.cols / BLOCK
     }
 
-    /// Row `r` dequantized into `out` (`cols` floats): `scale · value`, as GGML dequantizes.
+    /// Row `r` dequantized into `out` (`cols` floats): `scale · value`, as GGML dequantizes,
+    /// plus the residual's `scale · value` when there is one.
     fn dequantize_row_into(&self, r: usize, out: &mut [f32]) {
+        self.dequantize_base_row_into(r, out);
+        if let Some(residual) = &self.residual {
+            let mut fine = vec![0f32; self.cols];
+            residual.dequantize_base_row_into(r, &mut fine);
+            for (o, f) in out.iter_mut().zip(&fine) {
+                *o += f;
+            }
+        }
+    }
+
+    fn dequantize_base_row_into(&self, r: usize, out: &mut [f32]) {
         let blocks = self.blocks();
         let (g, lane) = (r / GROUP, r % GROUP);
         for b in 0..blocks {
@@ -197,6 +227,7 @@ impl PackedMatrix {
             scales,
             values,
             proposal: Default::default(),
+            residual: self.residual.as_ref().map(|r| Arc::new(r.select_rows(ids))),
         }
     }
 
@@ -213,17 +244,37 @@ impl PackedMatrix {
         self.matmul_on(Kernel::detect(), x, m, y)
     }
 
+    /// The product with this matrix's own values only, without its residual: what a screened
+    /// output projection multiplies every token by (`model::screened_head`).
+    pub fn base_matmul_into(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        assert_eq!(x.len(), m * self.cols, "activations are not [m, cols]");
+        assert_eq!(y.len(), m * self.rows, "result is not [m, rows]");
+        let xq = QuantizedRows::of(x, m, self.cols);
+        self.base_matmul_on(Kernel::detect(), &xq, m, y);
+    }
+
     fn matmul_on(&self, kernel: Kernel, x: &[f32], m: usize, y: &mut [f32]) {
         assert_eq!(x.len(), m * self.cols, "activations are not [m, cols]");
         assert_eq!(y.len(), m * self.rows, "result is not [m, rows]");
-        let blocks = self.blocks();
         let xq = QuantizedRows::of(x, m, self.cols);
+        self.base_matmul_on(kernel, &xq, m, y);
+        if let Some(residual) = &self.residual {
+            let mut fine = vec![0f32; y.len()];
+            residual.base_matmul_on(kernel, &xq, m, &mut fine);
+            for (o, f) in y.iter_mut().zip(&fine) {
+                *o += f;
+            }
+        }
+    }
+
+    fn base_matmul_on(&self, kernel: Kernel, xq: &QuantizedRows, m: usize, y: &mut [f32]) {
+        let blocks = self.blocks();
         let out = OutputPtr(y.as_mut_ptr());
         self.for_each_group(m, |g| {
             let w = &self.values[g * blocks * GROUP_BLOCK_VALUES..][..blocks * GROUP_BLOCK_VALUES];
             let s = &self.scales[g * blocks * GROUP..][..blocks * GROUP];
             let width = GROUP.min(self.rows - g * GROUP);
-            kernel.group(w, s, &xq, m, blocks, |r, lanes| {
+            kernel.group(w, s, xq, m, blocks, |r, lanes| {
                 // SAFETY: `y` outlives the loop, row r < m, and group g alone writes
                 // columns g·16 .. g·16 + width of each row (groups are disjoint).
                 unsafe { out.write_lanes(r * self.rows + g * GROUP, lanes, width) }

@@ -214,7 +214,8 @@ impl PackedMatrix {
         banned: &[u32],
         scratch: &mut Vec<f32>,
     ) -> Option<Vec<(u32, f32)>> {
-        if m < MIN_ROWS {
+        // A residual's candidates are screened by `model::screened_head` instead.
+        if m < MIN_ROWS || self.residual().is_some() {
             return None;
         }
         let tables = self
