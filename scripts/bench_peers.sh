@@ -65,9 +65,13 @@ done
 if [[ " $* " == *marian-q8e* ]] && [ ! -f "$BENCH/pkg-q8e/manifest.json" ]; then
     "$BIN" convert "$CKPT" "$BENCH/pkg-q8e" --quant q8 --keep-f16 embeddings >&2
 fi
-# marian-q8r: q8 with a Q4_0 residual on the embeddings (and so the tied output projection).
+# marian-q8r: q8 with a Q4_0 residual on the embeddings (and so the tied output projection);
+# marian-q8rd: on the decoder's matrices too.
 if [[ " $* " == *marian-q8r* ]] && [ ! -f "$BENCH/pkg-q8r/manifest.json" ]; then
     "$BIN" convert "$CKPT" "$BENCH/pkg-q8r" --quant q8 --residual embeddings >&2
+fi
+if [[ " $* " == *marian-q8rd* ]] && [ ! -f "$BENCH/pkg-q8rd/manifest.json" ]; then
+    "$BIN" convert "$CKPT" "$BENCH/pkg-q8rd" --quant q8 --residual embeddings,decoder. >&2
 fi
 if [ ! -f "$BENCH/ct2-int8/model.bin" ]; then
     say "converting the checkpoint for CTranslate2 (int8)"

@@ -201,28 +201,15 @@ pub enum HeadScreen {
     Residual(ResidualScreen),
 }
 
-/// The screen of a q8 (or q4) output projection that carries a residual (`PackedMatrix::
-/// residual`): the table of its bound, ‖r_i‖₂ per output.
+/// The screen of a q8 output projection that carries a residual (`PackedMatrix::residual`);
+/// its bound's table, ‖r_i‖₂ per output, is the matrix's own (`PackedMatrix::residual_norms`).
 #[derive(Debug)]
-pub struct ResidualScreen {
-    /// [rows]: ‖r_i‖₂ of the dequantized residual, rounded up.
-    row_norm: Vec<f32>,
-}
+pub struct ResidualScreen;
 
 impl ResidualScreen {
     /// The screen of `w`; `None` when it has no residual.
     pub fn new(w: &PackedMatrix) -> Option<Self> {
-        let residual = w.residual()?;
-        let (rows, _) = residual.dims();
-        let row_norm = (0..rows as u32)
-            .into_par_iter()
-            .map(|i| {
-                let r = residual.dequantize_rows(&[i]);
-                let squares: f64 = r.iter().map(|&v| (v as f64).powi(2)).sum();
-                (squares.sqrt() * (1.0 + 1e-6)) as f32
-            })
-            .collect();
-        Some(ResidualScreen { row_norm })
+        w.residual().map(|_| ResidualScreen)
     }
 
     /// Logits [m, V] row-major of activations `x` ([m, D]) into `out`: `x · wᵀ` with w the q8
@@ -246,7 +233,7 @@ impl ResidualScreen {
         let residual = w
             .residual()
             .expect("a screen is made of a matrix with a residual");
-        assert_eq!(self.row_norm.len(), rows, "w is not this screen's matrix");
+        let row_norm = w.residual_norms();
         assert_eq!(x.len(), m * cols, "activations are not [m, D]");
         out.resize(m * rows, 0.0);
         w.base_matmul_into(x, m, out);
@@ -257,41 +244,35 @@ impl ResidualScreen {
             .with_min_len(crate::row_shards::split_min(1))
             .for_each(|(r, row)| {
                 let xr = &x[r * cols..][..cols];
-                let extra_row = extra.map(|(ids, values)| (ids, &values[r * k..][..k]));
-                // The logit as the caller will see it: projection, bias, then the extra values.
-                let with_additions = |i: usize, v: f32| -> f32 {
-                    let mut y = v + bias[i];
-                    if let Some((ids, values)) = extra_row {
-                        if let Some(p) = ids.iter().position(|&id| id as usize == i) {
-                            y += values[p];
-                        }
+                // Each logit as the caller will see it without the residual: projection, bias,
+                // then the extra values (in that order, as `add_bias_and_extra` adds them).
+                let mut keys: Vec<f32> = row.iter().zip(bias).map(|(v, b)| v + b).collect();
+                let mut largest_extra = 0f32;
+                if let Some((ids, values)) = extra {
+                    for (&id, e) in ids.iter().zip(&values[r * k..][..k]) {
+                        keys[id as usize] += e;
+                        largest_extra = largest_extra.max(e.abs());
                     }
-                    y
-                };
-                let largest_extra =
-                    extra_row.map_or(0.0, |(_, v)| v.iter().fold(0f32, |a, b| a.max(b.abs())));
-                let largest =
-                    row.iter().fold(0f32, |a, b| a.max(b.abs())) + largest_bias + largest_extra;
-                // ‖x̃‖₂: the 16-bit rounding moves each activation by at most its block's amax/65534.
-                let norm = xr.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-                let amax = xr.iter().fold(0f32, |a, b| a.max(b.abs())) as f64;
-                let norm = (norm * (1.0 + 1e-6) + (cols as f64).sqrt() * amax / 65534.0) as f32;
-                // Cauchy–Schwarz, the kernel's f32 rounding (far below 0.1 %), and a relative
-                // 2⁻²⁰ of the row's largest magnitude for the additions' rounding.
-                let common = largest * RELATIVE_SLACK;
-                let bound = |i: usize| (norm * self.row_norm[i]) * 1.001 + common;
-                let floor = nth_largest(row, top_n, banned, |i, v| with_additions(i, v) - bound(i));
-                let all = !norm.is_finite()
-                    || !largest.is_finite()
-                    || floor.is_some_and(|f| !f.is_finite());
+                }
+                let largest_base = row.iter().fold(0f32, |a, b| a.max(b.abs()));
+                // B_i = c·‖r_i‖ + C: Cauchy–Schwarz with the kernel's f32 rounding (far below
+                // 0.1 %), and a relative 2⁻²⁰ of the magnitudes added for their rounding.
+                let c = crate::model::qgemm::activation_norm_bound(xr) * 1.001;
+                let common = (largest_base + largest_bias + largest_extra) * RELATIVE_SLACK;
+                // The n-th largest lower end keys_i − B_i is that of keys_i − c·‖r_i‖, less C;
+                // a token can be among the best n if keys_i + B_i reaches it.
+                let floor = nth_largest(&keys, top_n, banned, |i, v| v - c * row_norm[i]);
                 let candidates: Vec<u32> = match floor {
                     None => Vec::new(),
+                    Some(f) if f.is_finite() && c.is_finite() && common.is_finite() => {
+                        let reach = f - 2.0 * common;
+                        (0..rows)
+                            .filter(|&i| keys[i] + c * row_norm[i] >= reach)
+                            .map(|i| i as u32)
+                            .collect()
+                    }
                     // Non-finite activations or logits: no bound holds; every logit in full.
-                    _ if all => (0..rows as u32).collect(),
-                    Some(floor) => (0..rows)
-                        .filter(|&i| with_additions(i, row[i]) + bound(i) >= floor)
-                        .map(|i| i as u32)
-                        .collect(),
+                    Some(_) => (0..rows as u32).collect(),
                 };
                 if candidates.is_empty() {
                     return;

@@ -20,6 +20,10 @@
 //! of either adds at most (blocks + 3) · 2⁻²³ · Σ_b c_ib · amax_b. Their sum, with 1 % and a relative 2⁻²⁰ to spare
 //! for the bound's own rounding and the bias addition, is B_i ≥ |proposal_i − exact_i|. A token
 //! with proposal_i + B_i < max_k (proposal_k − B_k) has exact_i < exact_k: it cannot win.
+//!
+//! A matrix with a residual (`convert --residual`) proposes from its q8 values alone: B_i adds
+//! c·‖r_i‖₂, the Cauchy–Schwarz bound of the residual's product (`activation_norm_bound`), and
+//! a candidate's exact output is the q8 output plus the residual's, as `matmul` sums them.
 
 use super::{
     for_each_tile, Kernel, OutputPtr, PackedMatrix, QuantizedRows, BLOCK, GROUP,
@@ -113,6 +117,8 @@ pub(super) struct Tables {
     l1: Vec<f32>,
     /// max over rows of Σ_b c_ib.
     l1_max: f32,
+    /// max over rows of ‖r_i‖₂ of the matrix's residual (0 without one).
+    residual_norm_max: f32,
 }
 
 impl Tables {
@@ -147,6 +153,7 @@ impl Tables {
             offsets,
             l1,
             l1_max,
+            residual_norm_max: w.residual_norms().iter().fold(0f32, |m, &n| m.max(n)),
         }
     }
 }
@@ -214,8 +221,7 @@ impl PackedMatrix {
         banned: &[u32],
         scratch: &mut Vec<f32>,
     ) -> Option<Vec<(u32, f32)>> {
-        // A residual's candidates are screened by `model::screened_head` instead.
-        if m < MIN_ROWS || self.residual().is_some() {
+        if m < MIN_ROWS {
             return None;
         }
         let tables = self
@@ -262,13 +268,18 @@ impl PackedMatrix {
             .enumerate()
             .map(|(r, pre)| {
                 let extra = extra.map(|(ids, v)| (ids, &v[r * k..][..k]));
+                let xr = &x[r * cols..][..cols];
                 let row = Row {
                     matrix: self,
                     tables,
-                    x: &x[r * cols..][..cols],
+                    x: xr,
                     amax: &x8.amax[r * blocks..][..blocks],
                     bias,
                     extra,
+                    residual_c: match self.residual() {
+                        Some(_) => super::activation_norm_bound(xr) * 1.001,
+                        None => 0.0,
+                    },
                 };
                 row.choose(pre, banned)
             })
@@ -303,6 +314,9 @@ struct Row<'a> {
     amax: &'a [f32],
     bias: &'a [f32],
     extra: Option<(&'a [u32], &'a [f32])>,
+    /// With a residual, c such that c·‖r_i‖₂ bounds what it adds to output i (the residual
+    /// screen's bound, `model::screened_head`); 0 without one.
+    residual_c: f32,
 }
 
 impl Row<'_> {
@@ -315,12 +329,21 @@ impl Row<'_> {
             + (blocks as f32 + 3.0) * f32::EPSILON / 2.0;
         let err: Vec<f32> = self.amax.iter().map(|a| a * per_amax).collect();
         let err_max = err.iter().fold(0f32, |m, &e| m.max(e));
+        let norms = self.matrix.residual_norms();
+        let residual = |i: usize| {
+            if norms.is_empty() {
+                0.0
+            } else {
+                self.residual_c * norms[i]
+            }
+        };
         let bound = |i: usize, p: f32| {
             let core: f32 = t.l1[i * blocks..][..blocks]
                 .iter()
                 .zip(&err)
                 .map(|(c, e)| c * e)
-                .sum();
+                .sum::<f32>()
+                + residual(i);
             core * 1.01 + (p.abs() + core) * RELATIVE_SLACK
         };
         let (max, largest, nan) = row_stats(pre);
@@ -345,7 +368,7 @@ impl Row<'_> {
         // Σ_b c_ib e_b ≤ (max_i Σ_b c_ib) · max_b e_b, and |p| ≤ largest: one margin for the
         // whole row, so the scan below is a plain comparison; the few proposals it lets through
         // face their own bound. (2 % over `bound`'s 1 %, so it never rejects what `bound` keeps.)
-        let core = t.l1_max * err_max;
+        let core = t.l1_max * err_max + self.residual_c * t.residual_norm_max;
         let cut = threshold - (core * 1.02 + (largest + core) * RELATIVE_SLACK);
         let mut candidates = Vec::new();
         for (c, chunk) in pre.chunks(LANES).enumerate() {
@@ -366,7 +389,12 @@ impl Row<'_> {
         let xq = QuantizedRows::of(self.x, 1, self.x.len());
         let mut choice: Option<(u32, f32)> = None;
         for i in candidates {
-            let mut v = self.matrix.exact_output(i, &xq) + self.bias[i];
+            // With a residual: the sum `matmul` forms, the q8 output plus the residual's.
+            let mut v = self.matrix.exact_output(i, &xq);
+            if let Some(r) = self.matrix.residual() {
+                v += r.exact_output(i, &xq);
+            }
+            v += self.bias[i];
             if let Some((ids, values)) = self.extra {
                 if let Ok(j) = ids.binary_search(&(i as u32)) {
                     v += values[j];
@@ -640,50 +668,122 @@ mod tests {
             (77, 96, 3, 3),
             (40, 32, 1, 4),
         ] {
-            let w = matrix(rows, cols, seed);
-            let mut s = seed * 31;
-            // Rows 0 and 1 point along weight row 3 (which rows 7 and rows-1 copy): exact ties.
-            let mut x: Vec<f32> = (0..m * cols).map(|_| lcg(&mut s) * 2.0).collect();
-            let row3 = w.dequantize_rows(&[3]);
-            x[..cols].copy_from_slice(&row3);
-            if m > 1 {
-                for (xv, wv) in x[cols..2 * cols].iter_mut().zip(&row3) {
-                    *xv = wv * 50.0;
-                }
-            }
-            // Biases as large as the logits' spread (every fifth id), so that they decide.
-            let spread = w.matmul(&x, m).iter().fold(0f32, |a, v| a.max(v.abs()));
-            let bias: Vec<f32> = (0..rows)
-                .map(|i| {
-                    if i % 5 == 0 {
-                        lcg(&mut s) * spread
-                    } else {
-                        0.0
+            for with_residual in [false, true] {
+                let w = matrix(rows, cols, seed);
+                // A residual (`convert --residual`) breaks the ties of rows 3, 7 and rows-1: only
+                // its products decide between them.
+                let w = if with_residual {
+                    let mut s = seed * 7;
+                    let nibbles: Vec<u8> = (0..rows * cols / 2)
+                        .map(|_| ((lcg(&mut s) + 1.0) * 127.9) as u8)
+                        .collect();
+                    let fine: Vec<u8> = (0..rows * cols / BLOCK)
+                        .flat_map(|_| half::f16::from_f32(0.004).to_le_bytes())
+                        .collect();
+                    w.with_residual(PackedMatrix::from_q4(rows, cols, &nibbles, &fine))
+                } else {
+                    w
+                };
+                let mut s = seed * 31;
+                // Rows 0 and 1 point along weight row 3 (which rows 7 and rows-1 copy): exact ties.
+                let mut x: Vec<f32> = (0..m * cols).map(|_| lcg(&mut s) * 2.0).collect();
+                let row3 = w.dequantize_rows(&[3]);
+                x[..cols].copy_from_slice(&row3);
+                if m > 1 {
+                    for (xv, wv) in x[cols..2 * cols].iter_mut().zip(&row3) {
+                        *xv = wv * 50.0;
                     }
-                })
-                .map(|b| if rows > 40 { b } else { 0.0 })
-                .collect();
-            let ids = [3u32, 11, 20];
-            let extra_values: Vec<f32> = (0..m * ids.len()).map(|_| lcg(&mut s) * 0.3).collect();
-            for extra in [None, Some((&ids[..], &extra_values[..]))] {
-                for banned in [&[][..], &[3u32, 0][..]] {
-                    let want = reference(&w, &x, m, &bias, extra, banned);
-                    for pass in passes() {
-                        let tables = Tables::new(&w, pass);
-                        let mut scratch = Vec::new();
-                        let got = w
-                            .greedy_choice_with(&tables, &x, m, &bias, extra, banned, &mut scratch)
-                            .expect("a choice");
-                        for (g, e) in got.iter().zip(&want) {
-                            assert_eq!(g.0, e.0, "{pass:?} {rows}x{cols}");
-                            assert_eq!(g.1.to_bits(), e.1.to_bits(), "{pass:?}");
+                }
+                // Biases as large as the logits' spread (every fifth id), so that they decide.
+                let spread = w.matmul(&x, m).iter().fold(0f32, |a, v| a.max(v.abs()));
+                let bias: Vec<f32> = (0..rows)
+                    .map(|i| {
+                        if i % 5 == 0 {
+                            lcg(&mut s) * spread
+                        } else {
+                            0.0
                         }
-                        checked += 1;
+                    })
+                    .map(|b| if rows > 40 { b } else { 0.0 })
+                    .collect();
+                let ids = [3u32, 11, 20];
+                let extra_values: Vec<f32> =
+                    (0..m * ids.len()).map(|_| lcg(&mut s) * 0.3).collect();
+                for extra in [None, Some((&ids[..], &extra_values[..]))] {
+                    for banned in [&[][..], &[3u32, 0][..]] {
+                        let want = reference(&w, &x, m, &bias, extra, banned);
+                        for pass in passes() {
+                            let tables = Tables::new(&w, pass);
+                            let mut scratch = Vec::new();
+                            let got = w
+                                .greedy_choice_with(
+                                    &tables,
+                                    &x,
+                                    m,
+                                    &bias,
+                                    extra,
+                                    banned,
+                                    &mut scratch,
+                                )
+                                .expect("a choice");
+                            for (g, e) in got.iter().zip(&want) {
+                                assert_eq!(g.0, e.0, "{pass:?} {rows}x{cols}");
+                                assert_eq!(g.1.to_bits(), e.1.to_bits(), "{pass:?}");
+                            }
+                            checked += 1;
+                        }
                     }
                 }
             }
         }
-        assert!(checked >= 16);
+        assert!(checked >= 32);
+    }
+
+    /// Token 0 leads token 1 by 2 % in the q8 values, beyond the 8-bit pass's bound; token 1's
+    /// residual overturns that. Only the residual's own bound keeps token 1 a candidate.
+    #[test]
+    fn a_residual_can_overturn_the_q8_choice() {
+        let (rows, cols, m) = (48, 64, 4);
+        let blocks = cols / BLOCK;
+        let values = vec![100i8 as u8; rows * cols];
+        let scales: Vec<u8> = (0..rows * blocks)
+            .flat_map(|b| {
+                let scale = match b / blocks {
+                    0 => 0.01,
+                    1 => 0.0098,
+                    _ => 0.0001,
+                };
+                half::f16::from_f32(scale).to_le_bytes()
+            })
+            .collect();
+        // Nibble 8 is 0; token 1's residual is +7 levels of 0.004 everywhere.
+        let nibbles: Vec<u8> = (0..rows * cols / 2)
+            .map(|k| if k / (cols / 2) == 1 { 0xff } else { 0x88 })
+            .collect();
+        let fine: Vec<u8> = (0..rows * blocks)
+            .flat_map(|_| half::f16::from_f32(0.004).to_le_bytes())
+            .collect();
+        let q8 = PackedMatrix::from_q8(rows, cols, &values, &scales);
+        let w = q8
+            .clone()
+            .with_residual(PackedMatrix::from_q4(rows, cols, &nibbles, &fine));
+        let mut s = 3;
+        let x: Vec<f32> = (0..m * cols).map(|_| 1.0 + lcg(&mut s) * 0.5).collect();
+        let bias = vec![0f32; rows];
+        let want = reference(&w, &x, m, &bias, None, &[]);
+        assert!(want.iter().all(|c| c.0 == 1), "the residual decides");
+        assert!(reference(&q8, &x, m, &bias, None, &[])
+            .iter()
+            .all(|c| c.0 == 0));
+        for pass in passes() {
+            let tables = Tables::new(&w, pass);
+            let got = w
+                .greedy_choice_with(&tables, &x, m, &bias, None, &[], &mut Vec::new())
+                .expect("a choice");
+            for (g, e) in got.iter().zip(&want) {
+                assert_eq!((g.0, g.1.to_bits()), (e.0, e.1.to_bits()), "{pass:?}");
+            }
+        }
     }
 
     #[test]
