@@ -246,7 +246,7 @@ impl ResidualScreen {
                 let xr = &x[r * cols..][..cols];
                 // Each logit as the caller will see it without the residual: projection, bias,
                 // then the extra values (in that order, as `add_bias_and_extra` adds them).
-                let mut keys: Vec<f32> = row.iter().zip(bias).map(|(v, b)| v + b).collect();
+                let (mut keys, largest_base) = keys_and_largest(row, bias);
                 let mut largest_extra = 0f32;
                 if let Some((ids, values)) = extra {
                     for (&id, e) in ids.iter().zip(&values[r * k..][..k]) {
@@ -254,22 +254,24 @@ impl ResidualScreen {
                         largest_extra = largest_extra.max(e.abs());
                     }
                 }
-                let largest_base = row.iter().fold(0f32, |a, b| a.max(b.abs()));
                 // B_i = c·‖r_i‖ + C: Cauchy–Schwarz with the kernel's f32 rounding (far below
                 // 0.1 %), and a relative 2⁻²⁰ of the magnitudes added for their rounding.
                 let c = crate::model::qgemm::activation_norm_bound(xr) * 1.001;
                 let common = (largest_base + largest_bias + largest_extra) * RELATIVE_SLACK;
                 // The n-th largest lower end keys_i − B_i is that of keys_i − c·‖r_i‖, less C;
                 // a token can be among the best n if keys_i + B_i reaches it.
-                let floor = nth_largest(&keys, top_n, banned, |i, v| v - c * row_norm[i]);
+                let lower = |i: usize, v: f32| v - c * row_norm[i];
+                let floor = match top_n {
+                    1 => best_lower(&keys, row_norm, c)
+                        .filter(|&(i, _)| !banned.contains(&(i as u32)))
+                        .map(|(_, f)| f)
+                        .or_else(|| nth_largest(&keys, 1, banned, lower)),
+                    n => nth_largest(&keys, n, banned, lower),
+                };
                 let candidates: Vec<u32> = match floor {
                     None => Vec::new(),
                     Some(f) if f.is_finite() && c.is_finite() && common.is_finite() => {
-                        let reach = f - 2.0 * common;
-                        (0..rows)
-                            .filter(|&i| keys[i] + c * row_norm[i] >= reach)
-                            .map(|i| i as u32)
-                            .collect()
+                        reaching(&keys, row_norm, c, f - 2.0 * common)
                     }
                     // Non-finite activations or logits: no bound holds; every logit in full.
                     Some(_) => (0..rows as u32).collect(),
@@ -284,6 +286,77 @@ impl ResidualScreen {
             });
         crate::model::add_bias_and_extra(out, rows, bias, extra);
     }
+}
+
+/// Lanes of the row scans below (written lane-wise so that they vectorize).
+const LANES: usize = 16;
+
+/// `row + bias` element by element, and the largest |row_i|.
+fn keys_and_largest(row: &[f32], bias: &[f32]) -> (Vec<f32>, f32) {
+    let mut keys = vec![0f32; row.len()];
+    let mut largest = [0f32; LANES];
+    let mut chunks = keys.chunks_exact_mut(LANES);
+    for ((k, v), b) in (&mut chunks)
+        .zip(row.chunks_exact(LANES))
+        .zip(bias.chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            k[l] = v[l] + b[l];
+            let a = v[l].abs();
+            largest[l] = if a > largest[l] { a } else { largest[l] };
+        }
+    }
+    let done = row.len() - chunks.into_remainder().len();
+    let mut most = largest.iter().fold(0f32, |m, &a| m.max(a));
+    for i in done..row.len() {
+        keys[i] = row[i] + bias[i];
+        most = most.max(row[i].abs());
+    }
+    (keys, most)
+}
+
+/// The largest `keys_i − c·norms_i` and its first index (`None` for an empty row or a NaN).
+fn best_lower(keys: &[f32], norms: &[f32], c: f32) -> Option<(usize, f32)> {
+    let mut best = [f32::NEG_INFINITY; LANES];
+    let whole = keys.len() - keys.len() % LANES;
+    for (k, n) in keys[..whole]
+        .chunks_exact(LANES)
+        .zip(norms[..whole].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            let v = k[l] - c * n[l];
+            best[l] = if v > best[l] { v } else { best[l] };
+        }
+    }
+    let mut max = best.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for i in whole..keys.len() {
+        max = max.max(keys[i] - c * norms[i]);
+    }
+    keys.iter()
+        .zip(norms)
+        .position(|(k, n)| k - c * n == max)
+        .map(|i| (i, max))
+}
+
+/// The ids with `keys_i + c·norms_i ≥ reach`, ascending.
+fn reaching(keys: &[f32], norms: &[f32], c: f32, reach: f32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for (chunk, (k, n)) in keys.chunks(LANES).zip(norms.chunks(LANES)).enumerate() {
+        // Whole chunks below `reach` are skipped by a comparison that vectorizes.
+        if !k
+            .iter()
+            .zip(n)
+            .fold(false, |any, (k, n)| any | (k + c * n >= reach))
+        {
+            continue;
+        }
+        for (l, (k, n)) in k.iter().zip(n).enumerate() {
+            if k + c * n >= reach {
+                out.push((chunk * LANES + l) as u32);
+            }
+        }
+    }
+    out
 }
 
 /// The `n`-th largest `key(id, value)` of `row` over the ids not in `banned` (`None` when
