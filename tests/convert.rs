@@ -216,3 +216,88 @@ fn cli_convert_takes_rounding_and_calibration_text_and_names_a_missing_file() {
     let e = String::from_utf8_lossy(&missing.stderr);
     assert!(e.contains("/nonexistent/calibration.txt"), "{e}");
 }
+
+/// `convert --residual`: the named q8 matrices (and only they) gain a Q4_0 residual, the q8
+/// values stay those of the plain package, the sum is much closer to the checkpoint's weights,
+/// and a part that names nothing is a clear error.
+#[test]
+fn residual_conversion_adds_a_finer_rounding_of_the_named_q8_matrices() {
+    use marian_wasm::package::quant::{Matrix, WeightFile};
+    let fx = fixtures()
+        .into_iter()
+        .find(|f| name(f) == "tiny-opus")
+        .expect("tiny-opus fixture");
+    let out = tempfile::tempdir().unwrap();
+    let run = cli()
+        .arg("convert")
+        .arg(&fx)
+        .arg(out.path())
+        .args(["--quant", "q8", "--residual", "embeddings,decoder."])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let plain = convert_to(&fx, &ConvertOptions::new(Quant::Q8));
+    let (with, without) = (weights(out.path()), weights(plain.path()));
+    let st = safetensors::SafeTensors::deserialize(&with).unwrap();
+    let base = safetensors::SafeTensors::deserialize(&without).unwrap();
+    let mut residuals = 0;
+    for name in st.names() {
+        if let Some(matrix) = name.strip_suffix(".residual.q4") {
+            assert!(
+                matrix == "shared.weight" || matrix.starts_with("decoder."),
+                "{matrix} has a residual"
+            );
+            residuals += 1;
+        } else if !name.contains(".residual.") {
+            assert_eq!(
+                st.tensor(name).unwrap().data(),
+                base.tensor(name).unwrap().data(),
+                "{name}"
+            );
+        }
+    }
+    // The embedding and the decoder's 2 layers × (4 + 4 + 2) linear layers.
+    assert_eq!(residuals, 1 + 2 * 10, "residual tensors");
+
+    // The q8 + residual sum against the checkpoint's f32 embedding.
+    let f32_bytes = std::fs::read(fx.join("model.safetensors")).unwrap();
+    let f32_st = safetensors::SafeTensors::deserialize(&f32_bytes).unwrap();
+    let truth = f32_st.tensor("model.shared.weight").unwrap();
+    let truth: Vec<f32> = truth
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let (rows, cols) = (truth.len() / 64, 64);
+    let worst = |bytes: &[u8]| -> f32 {
+        let file = WeightFile::parse("model.safetensors", bytes).unwrap();
+        let Matrix::Quantized(q) = file.matrix("shared.weight", rows, cols).unwrap() else {
+            panic!("a q8 embedding");
+        };
+        q.dequantize()
+            .iter()
+            .zip(&truth)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+    };
+    let (fine, coarse) = (worst(&with), worst(&without));
+    assert!(
+        fine * 8.0 < coarse,
+        "q8 + residual error {fine}, q8 {coarse}"
+    );
+    Translator::new(&Package::read_dir(out.path()).unwrap()).unwrap();
+
+    let bad = cli()
+        .arg("convert")
+        .arg(&fx)
+        .arg(tempfile::tempdir().unwrap().path())
+        .args(["--quant", "q8", "--residual", "nosuch"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(e.contains("--residual 'nosuch'"), "{e}");
+}

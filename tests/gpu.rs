@@ -106,7 +106,7 @@ fn same_tokens_as_the_cpu(ctx: &Arc<GpuContext>, quants: &[Quant]) {
 /// f32), on held-out sentences in padded batches of 32, greedy and beam 4. Target >= 99 %
 /// identical; measured 2026-12-01 on lavapipe: 100 % of 1 000 sentences for both fixtures, q8
 /// and q4, greedy. Here the first 64 sentences (lavapipe time), also for q8 with f16 embeddings
-/// and for q8 with a residual on the embeddings.
+/// and for q8 with a residual on the embeddings and the decoder.
 #[test]
 fn quantized_gpu_output_matches_the_quantized_cpu_on_held_out_sentences() {
     let ctx = gpu();
@@ -126,17 +126,18 @@ fn quantized_gpu_output_matches_the_quantized_cpu_on_held_out_sentences() {
             keep_f16: vec!["embeddings".into()],
             ..ConvertOptions::new(Quant::Q8)
         };
-        // q8 with a residual on the embeddings: the GPU dequantizes q8 + residual for every
-        // token, the CPU adds the residual only where the screen cannot rule a token out.
+        // q8 with a residual on the embeddings and the decoder's matrices: the GPU dequantizes
+        // q8 + residual in every kernel, the CPU adds the residual's product (for the output
+        // projection only where its screen cannot rule a token out).
         let residual = ConvertOptions {
-            residual: vec!["embeddings".into()],
+            residual: vec!["embeddings".into(), "decoder.".into()],
             ..ConvertOptions::new(Quant::Q8)
         };
         let variants = [
             ("q8", ConvertOptions::new(Quant::Q8)),
             ("q4", ConvertOptions::new(Quant::Q4)),
             ("q8 + f16 embeddings", e16),
-            ("q8 + residual embeddings", residual),
+            ("q8 + residual embeddings, decoder", residual),
         ];
         for (quant, options) in &variants {
             let dir = tempfile::tempdir().unwrap();

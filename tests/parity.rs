@@ -384,9 +384,13 @@ fn quantized_output_stays_close_to_transformers_on_held_out_sentences() {
         keep_f16: vec!["embeddings".into()],
         ..ConvertOptions::new(q)
     };
-    let residual = |q: Quant| ConvertOptions {
-        residual: vec!["embeddings".into()],
-        ..ConvertOptions::new(q)
+    // q8 with a Q4_0 residual (`convert --residual`, 2026-12-05): on the embeddings, what f16
+    // embeddings give (tiny-opus 94.7 / 92.9 %, BLEU 98.03 / 97.49); on the embeddings and the
+    // decoder's matrices, issue 17's targets (tiny-opus 97.6 / 97.8 %, BLEU 98.97 / 99.18;
+    // tiny-switches, whose embeddings are f16 anyway, 98.1 / 97.7 %, 99.46 / 99.37).
+    let residual = |parts: &str| ConvertOptions {
+        residual: parts.split(',').map(String::from).collect(),
+        ..ConvertOptions::new(Quant::Q8)
     };
     let bounds = [
         // f32: batches of 32 sentences, padded, against transformers one sentence at a time; a
@@ -395,7 +399,18 @@ fn quantized_output_stays_close_to_transformers_on_held_out_sentences() {
         ("f32", ConvertOptions::new(Quant::F32), 0.998, 99.9),
         ("q8", ConvertOptions::new(Quant::Q8), 0.855, 94.5),
         ("q8 + f16 embeddings", keep(Quant::Q8), 0.93, 97.3),
-        ("q8 + residual embeddings", residual(Quant::Q8), 0.93, 97.3),
+        (
+            "q8 + residual embeddings",
+            residual("embeddings"),
+            0.93,
+            97.3,
+        ),
+        (
+            "q8 + residual embeddings, decoder",
+            residual("embeddings,decoder."),
+            0.97,
+            98.0,
+        ),
         ("q4", ConvertOptions::new(Quant::Q4), 0.50, 80.0),
     ];
     let mut checked = 0;

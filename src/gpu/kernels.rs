@@ -11,7 +11,7 @@ macro_rules! shader {
     };
 }
 
-const SOURCES: [(&str, &str); 18] = [
+const SOURCES: [(&str, &str); 19] = [
     shader!("common.wgsl"),
     shader!("matmul_params.wgsl"),
     shader!("block_scales.wgsl"),
@@ -19,6 +19,7 @@ const SOURCES: [(&str, &str); 18] = [
     shader!("dequant_f16.wgsl"),
     shader!("dequant_q8.wgsl"),
     shader!("dequant_q4.wgsl"),
+    shader!("dequant_q8_residual.wgsl"),
     shader!("matvec_common.wgsl"),
     shader!("matvec.wgsl"),
     shader!("matvec_subgroup.wgsl"),
