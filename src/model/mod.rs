@@ -568,7 +568,7 @@ impl Marian {
             Matrix::Dense(t) if !dequantize && t.dim(1)? % qgemm::BLOCK == 0 => {
                 let (rows, cols) = t.dims2()?;
                 with_f16_values(t, |w| {
-                    Arc::new(HeadScreen::F16(ScreenedHead::new(w, rows, cols)))
+                    Arc::new(HeadScreen::F16(Box::new(ScreenedHead::new(w, rows, cols))))
                 })
             }
             Matrix::Quantized(q) => {

@@ -197,7 +197,7 @@ impl ScreenedHead {
 /// a residual.
 #[derive(Debug)]
 pub enum HeadScreen {
-    F16(ScreenedHead),
+    F16(Box<ScreenedHead>),
     Residual(ResidualScreen),
 }
 
