@@ -246,43 +246,45 @@ impl ResidualScreen {
                 let xr = &x[r * cols..][..cols];
                 // Each logit as the caller will see it without the residual: projection, bias,
                 // then the extra values (in that order, as `add_bias_and_extra` adds them).
-                let (mut keys, largest_base) = keys_and_largest(row, bias);
-                let mut largest_extra = 0f32;
-                if let Some((ids, values)) = extra {
-                    for (&id, e) in ids.iter().zip(&values[r * k..][..k]) {
-                        keys[id as usize] += e;
-                        largest_extra = largest_extra.max(e.abs());
+                KEYS.with_borrow_mut(|keys| {
+                    let largest_base = keys_and_largest(row, bias, keys);
+                    let mut largest_extra = 0f32;
+                    if let Some((ids, values)) = extra {
+                        for (&id, e) in ids.iter().zip(&values[r * k..][..k]) {
+                            keys[id as usize] += e;
+                            largest_extra = largest_extra.max(e.abs());
+                        }
                     }
-                }
-                // B_i = c·‖r_i‖ + C: Cauchy–Schwarz with the kernel's f32 rounding (far below
-                // 0.1 %), and a relative 2⁻²⁰ of the magnitudes added for their rounding.
-                let c = crate::model::qgemm::activation_norm_bound(xr) * 1.001;
-                let common = (largest_base + largest_bias + largest_extra) * RELATIVE_SLACK;
-                // The n-th largest lower end keys_i − B_i is that of keys_i − c·‖r_i‖, less C;
-                // a token can be among the best n if keys_i + B_i reaches it.
-                let lower = |i: usize, v: f32| v - c * row_norm[i];
-                let floor = match top_n {
-                    1 => best_lower(&keys, row_norm, c)
-                        .filter(|&(i, _)| !banned.contains(&(i as u32)))
-                        .map(|(_, f)| f)
-                        .or_else(|| nth_largest(&keys, 1, banned, lower)),
-                    n => nth_largest(&keys, n, banned, lower),
-                };
-                let candidates: Vec<u32> = match floor {
-                    None => Vec::new(),
-                    Some(f) if f.is_finite() && c.is_finite() && common.is_finite() => {
-                        reaching(&keys, row_norm, c, f - 2.0 * common)
+                    // B_i = c·‖r_i‖ + C: Cauchy–Schwarz with the kernel's f32 rounding (far below
+                    // 0.1 %), and a relative 2⁻²⁰ of the magnitudes added for their rounding.
+                    let c = crate::model::qgemm::activation_norm_bound(xr) * 1.001;
+                    let common = (largest_base + largest_bias + largest_extra) * RELATIVE_SLACK;
+                    // The n-th largest lower end keys_i − B_i is that of keys_i − c·‖r_i‖, less C;
+                    // a token can be among the best n if keys_i + B_i reaches it.
+                    let lower = |i: usize, v: f32| v - c * row_norm[i];
+                    let floor = match top_n {
+                        1 => best_lower(keys, row_norm, c)
+                            .filter(|&(i, _)| !banned.contains(&(i as u32)))
+                            .map(|(_, f)| f)
+                            .or_else(|| nth_largest(keys, 1, banned, lower)),
+                        n => nth_largest(keys, n, banned, lower),
+                    };
+                    let candidates: Vec<u32> = match floor {
+                        None => Vec::new(),
+                        Some(f) if f.is_finite() && c.is_finite() && common.is_finite() => {
+                            reaching(keys, row_norm, c, f - 2.0 * common)
+                        }
+                        // Non-finite activations or logits: no bound holds; every logit in full.
+                        Some(_) => (0..rows as u32).collect(),
+                    };
+                    if candidates.is_empty() {
+                        return;
                     }
-                    // Non-finite activations or logits: no bound holds; every logit in full.
-                    Some(_) => (0..rows as u32).collect(),
-                };
-                if candidates.is_empty() {
-                    return;
-                }
-                let fine = residual.select_rows(&candidates).matmul(xr, 1);
-                for (&i, f) in candidates.iter().zip(&fine) {
-                    row[i as usize] += f;
-                }
+                    let fine = residual.select_rows(&candidates).matmul(xr, 1);
+                    for (&i, f) in candidates.iter().zip(&fine) {
+                        row[i as usize] += f;
+                    }
+                })
             });
         crate::model::add_bias_and_extra(out, rows, bias, extra);
     }
@@ -291,9 +293,14 @@ impl ResidualScreen {
 /// Lanes of the row scans below (written lane-wise so that they vectorize).
 const LANES: usize = 16;
 
-/// `row + bias` element by element, and the largest |row_i|.
-fn keys_and_largest(row: &[f32], bias: &[f32]) -> (Vec<f32>, f32) {
-    let mut keys = vec![0f32; row.len()];
+thread_local! {
+    /// A row's keys, kept per thread: a V-wide allocation every step would cost page faults.
+    static KEYS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `keys` = `row + bias` element by element; returns the largest |row_i|.
+fn keys_and_largest(row: &[f32], bias: &[f32], keys: &mut Vec<f32>) -> f32 {
+    keys.resize(row.len(), 0.0);
     let mut largest = [0f32; LANES];
     let mut chunks = keys.chunks_exact_mut(LANES);
     for ((k, v), b) in (&mut chunks)
@@ -312,7 +319,7 @@ fn keys_and_largest(row: &[f32], bias: &[f32]) -> (Vec<f32>, f32) {
         keys[i] = row[i] + bias[i];
         most = most.max(row[i].abs());
     }
-    (keys, most)
+    most
 }
 
 /// The largest `keys_i − c·norms_i` and its first index (`None` for an empty row or a NaN).
