@@ -126,7 +126,7 @@ fn cli_translate(input: &str, args: &[&str], env: &[(&str, &str)]) -> String {
 /// picks (AVX-512 VNNI, AVX2 or portable Rust, as far as this CPU has them; the WebAssembly
 /// kernel does the same arithmetic), so the translations are too: greedy and beam 4, batches
 /// of 16, one shard of rows or several (src/row_shards.rs: 2 and more threads shard a batch of 16;
-/// one thread does not).
+/// one thread does not); also for a package with residuals (issue 17: 1, 2, 4 and 16 threads).
 #[test]
 fn output_does_not_depend_on_threads_or_instruction_set() {
     let mut input: String = PINNED_TRANSLATIONS
@@ -146,9 +146,30 @@ fn output_does_not_depend_on_threads_or_instruction_set() {
          A boy jumps into the swimming pool with his clothes on.\n\
          Two women are walking their dogs along the river.\n",
     );
-    for beams in ["1", "4"] {
-        let args = ["--ids", "--beams", beams, "--batch-size", "16"];
-        // Token ids from the trained default model: near-ties are rare, so real drift shows.
+    // The trained default model (near-ties are rare, so real drift shows), and tiny-opus with a
+    // residual on its embeddings and decoder (`convert --residual`: the screened output
+    // projection and the proposal pass add the residual's products for a few tokens a row).
+    let residual = tempfile::tempdir().unwrap();
+    let tiny_opus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-opus");
+    let converted = Command::new(env!("CARGO_BIN_EXE_marian-wasm"))
+        .arg("convert")
+        .arg(&tiny_opus)
+        .arg(residual.path())
+        .args(["--quant", "q8", "--residual", "embeddings,decoder."])
+        .output()
+        .unwrap();
+    assert!(converted.status.success(), "convert --residual failed");
+    let residual_dir = residual.path().to_str().unwrap();
+    for (model, beams) in [
+        (None, "1"),
+        (None, "4"),
+        (Some(residual_dir), "1"),
+        (Some(residual_dir), "4"),
+    ] {
+        let mut args = vec!["--ids", "--beams", beams, "--batch-size", "16"];
+        if let Some(dir) = model {
+            args.extend(["--model", dir]);
+        }
         let reference = cli_translate(&input, &args, &[("RAYON_NUM_THREADS", "1")]);
         assert_eq!(reference.lines().count(), input.lines().count());
         let runs: [&[(&str, &str)]; 8] = [
@@ -167,7 +188,10 @@ fn output_does_not_depend_on_threads_or_instruction_set() {
         ];
         for env in runs {
             let got = cli_translate(&input, &args, env);
-            assert_eq!(got, reference, "beams {beams}: {env:?} changed the output");
+            assert_eq!(
+                got, reference,
+                "{model:?} beams {beams}: {env:?} changed the output"
+            );
         }
     }
 }
