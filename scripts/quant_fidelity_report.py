@@ -9,6 +9,7 @@ Usage (from the repository root, after `cargo build --release`):
     ... --quant q8 --rounding gptq                                   # only those rows
     ... --keep-f16 embeddings                   # those matrices at f16 (`convert --keep-f16`)
     ... --residual embeddings                   # those q8 matrices + a Q4_0 residual (`convert --residual`)
+    ... --device gpu                            # translate on the GPU (lavapipe counts)
 
 For each Hugging Face checkpoint folder holding a heldout.json (made by
 scripts/make_heldout_references.py: transformers' own greedy and beam-4 output on the first 1 000
@@ -63,6 +64,7 @@ def main(argv: list[str]) -> int:
     keep = option("--keep-f16", [])
     keep_args = ["--keep-f16", ",".join(keep)] if keep else []
     kept = f" + {', '.join(keep)} f16" if keep else ""
+    device = option("--device", ["cpu"])[0]
     residual = option("--residual", [])
     keep_args += ["--residual", ",".join(residual)] if residual else []
     kept += f" + {', '.join(residual)} residual" if residual else ""
@@ -109,7 +111,7 @@ def main(argv: list[str]) -> int:
                         out = subprocess.run(
                             # --no-protect: transformers keeps no span as written either.
                             [str(BIN), "translate", "--model", pkg, "--ids", "--beams", beams,
-                             "--batch-size", "32", "--no-protect"],
+                             "--batch-size", "32", "--no-protect", "--device", device],
                             input=text,
                             capture_output=True,
                             text=True,
@@ -121,7 +123,7 @@ def main(argv: list[str]) -> int:
                         dec = lambda v: [tok.decode(x, skip_special_tokens=True) for x in v]  # noqa: E731
                         bleu.append(sacrebleu.corpus_bleu(dec(ours), [dec(ref)]).score)
                 print(
-                    f"| {d.name} | {quant} | {rounding}{kept} | {same[0]:.1f} % / {same[1]:.1f} % "
+                    f"| {d.name} | {quant} | {rounding}{kept}{' (GPU)' if device == 'gpu' else ''} | {same[0]:.1f} % / {same[1]:.1f} % "
                     f"| {bleu[0]:.2f} / {bleu[1]:.2f} |",
                     flush=True,
                 )
