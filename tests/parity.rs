@@ -482,23 +482,12 @@ fn quantized_output_stays_close_to_transformers_on_held_out_sentences() {
 fn greedy_shortcut_chooses_what_the_full_logits_choose() {
     let mut steps = 0;
     for fx in fixtures() {
-        let Ok(text) = std::fs::read_to_string(fx.join("heldout.json")) else {
+        let Some(srcs) = held_out_sources(&fx, 64) else {
             continue;
         };
-        let held: Value = serde_json::from_str(&text).unwrap();
-        let srcs: Vec<Vec<u32>> = held["src_ids"].as_array().unwrap()[..64]
-            .iter()
-            .map(ids)
-            .collect();
         for q in [Quant::Q8, Quant::Q4] {
             let t = translator(&fx, q);
-            let banned: Vec<u32> = t
-                .generation
-                .bad_words_ids
-                .iter()
-                .flatten()
-                .copied()
-                .collect();
+            let banned = banned_ids(&t);
             let v = t.model.target_vocab_size();
             // What the generation loop asks of a greedy step.
             let select = Select {
@@ -544,14 +533,9 @@ fn greedy_shortcut_chooses_what_the_full_logits_choose() {
 fn residual_screen_chooses_what_the_full_product_chooses() {
     let mut steps = 0;
     for fx in fixtures() {
-        let Ok(text) = std::fs::read_to_string(fx.join("heldout.json")) else {
+        let Some(srcs) = held_out_sources(&fx, 48) else {
             continue;
         };
-        let held: Value = serde_json::from_str(&text).unwrap();
-        let srcs: Vec<Vec<u32>> = held["src_ids"].as_array().unwrap()[..48]
-            .iter()
-            .map(ids)
-            .collect();
         let dir = tempfile::tempdir().unwrap();
         let options = ConvertOptions {
             residual: vec!["embeddings".into()],
@@ -559,13 +543,7 @@ fn residual_screen_chooses_what_the_full_product_chooses() {
         };
         convert_with(&fx, dir.path(), &options).unwrap();
         let t = Translator::new(&Package::read_dir(dir.path()).unwrap()).unwrap();
-        let banned: Vec<u32> = t
-            .generation
-            .bad_words_ids
-            .iter()
-            .flatten()
-            .copied()
-            .collect();
+        let banned = banned_ids(&t);
         let v = t.model.target_vocab_size();
         for (top_n, batch_size) in [(1, 16), (8, 4)] {
             let select = Select {
@@ -623,4 +601,26 @@ fn residual_screen_chooses_what_the_full_product_chooses() {
         }
     }
     assert!(steps >= 2 * 10 * (3 + 12), "held-out sentences missing");
+}
+
+/// The first `n` held-out source sentences' ids of a fixture (`None` without heldout.json).
+fn held_out_sources(fx: &std::path::Path, n: usize) -> Option<Vec<Vec<u32>>> {
+    let text = std::fs::read_to_string(fx.join("heldout.json")).ok()?;
+    let held: Value = serde_json::from_str(&text).unwrap();
+    Some(
+        held["src_ids"].as_array().unwrap()[..n]
+            .iter()
+            .map(ids)
+            .collect(),
+    )
+}
+
+/// The ids generation never chooses (`bad_words_ids`), as the generation loop passes them.
+fn banned_ids(t: &Translator) -> Vec<u32> {
+    t.generation
+        .bad_words_ids
+        .iter()
+        .flatten()
+        .copied()
+        .collect()
 }
