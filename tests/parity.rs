@@ -526,7 +526,7 @@ fn greedy_shortcut_chooses_what_the_full_logits_choose() {
 
 /// A q8 output projection with a residual (`convert --residual embeddings`) is screened: each
 /// step multiplies every token by the q8 values and adds the residual's product only for the
-/// tokens that can be chosen (`screened_head::ResidualScreen`). Greedy and beam search must
+/// tokens that can be chosen (`screened_head::residual_logits_into`). Greedy and beam search must
 /// choose what the full product (q8 plus residual for every token, `Marian::decode_step`)
 /// makes them choose, with the same score bits, on trained models.
 #[test]

@@ -23,7 +23,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
 use kv_cache::KvCache;
 use rayon::prelude::*;
-use screened_head::{HeadScreen, ResidualScreen, ScreenedHead};
+use screened_head::ScreenedHead;
 use std::sync::Arc;
 use weights::{AttentionWeights, LinearWeights, MarianWeights, NormWeights, WeightSource};
 
@@ -489,7 +489,7 @@ pub struct Marian {
     head_delta: Option<HeadDelta>,
     /// The q8 screen of an f16 output projection (`screened_head`): decoding steps multiply
     /// through it and recompute only the tokens that can be chosen from the f16 weights.
-    head_screen: Option<Arc<HeadScreen>>,
+    head_screen: Option<Arc<ScreenedHead>>,
     /// The last decoder layer's fc2 as the package has it, while an adapter's merged one
     /// (`set_last_layer_delta`) is in its place.
     base_last_fc2: Option<Linear>,
@@ -567,12 +567,7 @@ impl Marian {
         let head_screen = match &lm_head.matrix {
             Matrix::Dense(t) if !dequantize && t.dim(1)? % qgemm::BLOCK == 0 => {
                 let (rows, cols) = t.dims2()?;
-                with_f16_values(t, |w| {
-                    Arc::new(HeadScreen::F16(Box::new(ScreenedHead::new(w, rows, cols))))
-                })
-            }
-            Matrix::Quantized(q) => {
-                ResidualScreen::new(q).map(|s| Arc::new(HeadScreen::Residual(s)))
+                with_f16_values(t, |w| Arc::new(ScreenedHead::new(w, rows, cols)))
             }
             _ => None,
         };
@@ -947,8 +942,8 @@ impl Marian {
     ) -> Result<()> {
         let (r, v) = (h.dim(0)?, self.target_vocab_size());
         let screened = extra.map(|(ids, v)| (&ids[..], &v[..]));
-        match (self.head_screen.as_deref(), &self.lm_head.matrix) {
-            (Some(HeadScreen::F16(screen)), Matrix::Dense(w)) => {
+        match (&self.head_screen, &self.lm_head.matrix) {
+            (Some(screen), Matrix::Dense(w)) => {
                 let done = with_f32_values(h, |x| {
                     with_f16_values(w, |w| {
                         screen.logits_into(w, x, r, bias, screened, top_n, banned, out)
@@ -958,9 +953,10 @@ impl Marian {
                     return Ok(());
                 }
             }
-            (Some(HeadScreen::Residual(screen)), Matrix::Quantized(w)) => {
+            // A residual's screen needs no table of its own (`screened_head`).
+            (_, Matrix::Quantized(w)) if w.residual().is_some() => {
                 with_f32_values(h, |x| {
-                    screen.logits_into(w, x, r, bias, screened, top_n, banned, out)
+                    screened_head::residual_logits_into(w, x, r, bias, screened, top_n, banned, out)
                 })?;
                 return Ok(());
             }

@@ -23,10 +23,9 @@
 //! < L cannot be among the best n: every other token is recomputed, and the best n of the row
 //! are exact (the rest keep screened logits below L; beam search's log-softmax normalizer
 //! sees them within B_i of exact).
-
 //!
 //! A q8 output projection with a Q4_0 residual (`convert --residual embeddings`) is screened
-//! the same way by `ResidualScreen`, with a simpler bound: the full product is the q8 product
+//! the same way by `residual_logits_into`, with a simpler bound: the full product is the q8 product
 //! plus the residual's, so the screened logit differs from the full one by the residual
 //! product alone, |x̃·r_i| ≤ ‖x̃‖₂·‖r_i‖₂ (Cauchy–Schwarz; x̃ the kernel's 16-bit rounding of x).
 
@@ -193,101 +192,82 @@ impl ScreenedHead {
     }
 }
 
-/// How an output projection wider than its q8 product is screened: stored at f16, or q8 with
-/// a residual.
-#[derive(Debug)]
-pub enum HeadScreen {
-    F16(Box<ScreenedHead>),
-    Residual(ResidualScreen),
-}
-
-/// The screen of a q8 output projection that carries a residual (`PackedMatrix::residual`);
-/// its bound's table, ‖r_i‖₂ per output, is the matrix's own (`PackedMatrix::residual_norms`).
-#[derive(Debug)]
-pub struct ResidualScreen;
-
-impl ResidualScreen {
-    /// The screen of `w`; `None` when it has no residual.
-    pub fn new(w: &PackedMatrix) -> Option<Self> {
-        w.residual().map(|_| ResidualScreen)
-    }
-
-    /// Logits [m, V] row-major of activations `x` ([m, D]) into `out`: `x · wᵀ` with w the q8
-    /// values plus their residual, then `bias` ([V]), then `extra` (ids [K], values [m, K]).
-    /// In each row the best `top_n` tokens that are not `banned`, and every token that might
-    /// be among them, hold exactly what `w.matmul` and the additions give (the same bits); the
-    /// others hold the q8 product without the residual, within the bound of it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn logits_into(
-        &self,
-        w: &PackedMatrix,
-        x: &[f32],
-        m: usize,
-        bias: &[f32],
-        extra: Option<(&[u32], &[f32])>,
-        top_n: usize,
-        banned: &[u32],
-        out: &mut Vec<f32>,
-    ) {
-        let (rows, cols) = w.dims();
-        let residual = w
-            .residual()
-            .expect("a screen is made of a matrix with a residual");
-        let row_norm = w.residual_norms();
-        assert_eq!(x.len(), m * cols, "activations are not [m, D]");
-        out.resize(m * rows, 0.0);
-        w.base_matmul_into(x, m, out);
-        let k = extra.map_or(0, |(ids, _)| ids.len());
-        let largest_bias = bias.iter().fold(0f32, |a, b| a.max(b.abs()));
-        out.par_chunks_exact_mut(rows)
-            .enumerate()
-            .with_min_len(crate::row_shards::split_min(1))
-            .for_each(|(r, row)| {
-                let xr = &x[r * cols..][..cols];
-                // Each logit as the caller will see it without the residual: projection, bias,
-                // then the extra values (in that order, as `add_bias_and_extra` adds them).
-                KEYS.with_borrow_mut(|keys| {
-                    let largest_base = keys_and_largest(row, bias, keys);
-                    let mut largest_extra = 0f32;
-                    if let Some((ids, values)) = extra {
-                        for (&id, e) in ids.iter().zip(&values[r * k..][..k]) {
-                            keys[id as usize] += e;
-                            largest_extra = largest_extra.max(e.abs());
-                        }
+/// The screen of a q8 output projection `w` that carries a residual (`PackedMatrix::residual`;
+/// the bound's table, ‖r_i‖₂ per output, is `PackedMatrix::residual_norms`). Logits [m, V]
+/// row-major of activations `x` ([m, D]) into `out`: `x · wᵀ` with w the q8 values plus their
+/// residual, then `bias` ([V]), then `extra` (ids [K], values [m, K]). In each row the best
+/// `top_n` tokens that are not `banned`, and every token that might be among them, hold exactly
+/// what `w.matmul` and the additions give (the same bits); the others hold the q8 product
+/// without the residual, within the bound of it. Panics if `w` has no residual.
+#[allow(clippy::too_many_arguments)]
+pub fn residual_logits_into(
+    w: &PackedMatrix,
+    x: &[f32],
+    m: usize,
+    bias: &[f32],
+    extra: Option<(&[u32], &[f32])>,
+    top_n: usize,
+    banned: &[u32],
+    out: &mut Vec<f32>,
+) {
+    let (rows, cols) = w.dims();
+    let residual = w
+        .residual()
+        .expect("a residual screen is made of a matrix with a residual");
+    let row_norm = w.residual_norms();
+    assert_eq!(x.len(), m * cols, "activations are not [m, D]");
+    out.resize(m * rows, 0.0);
+    w.base_matmul_into(x, m, out);
+    let k = extra.map_or(0, |(ids, _)| ids.len());
+    let largest_bias = bias.iter().fold(0f32, |a, b| a.max(b.abs()));
+    out.par_chunks_exact_mut(rows)
+        .enumerate()
+        .with_min_len(crate::row_shards::split_min(1))
+        .for_each(|(r, row)| {
+            let xr = &x[r * cols..][..cols];
+            // Each logit as the caller will see it without the residual: projection, bias,
+            // then the extra values (in that order, as `add_bias_and_extra` adds them).
+            KEYS.with_borrow_mut(|keys| {
+                let largest_base = keys_and_largest(row, bias, keys);
+                let mut largest_extra = 0f32;
+                if let Some((ids, values)) = extra {
+                    for (&id, e) in ids.iter().zip(&values[r * k..][..k]) {
+                        keys[id as usize] += e;
+                        largest_extra = largest_extra.max(e.abs());
                     }
-                    // B_i = c·‖r_i‖ + C: Cauchy–Schwarz with the kernel's f32 rounding (far below
-                    // 0.1 %), and a relative 2⁻²⁰ of the magnitudes added for their rounding.
-                    let c = crate::model::qgemm::activation_norm_bound(xr) * 1.001;
-                    let common = (largest_base + largest_bias + largest_extra) * RELATIVE_SLACK;
-                    // The n-th largest lower end keys_i − B_i is that of keys_i − c·‖r_i‖, less C;
-                    // a token can be among the best n if keys_i + B_i reaches it.
-                    let lower = |i: usize, v: f32| v - c * row_norm[i];
-                    let floor = match top_n {
-                        1 => best_lower(keys, row_norm, c)
-                            .filter(|&(i, _)| !banned.contains(&(i as u32)))
-                            .map(|(_, f)| f)
-                            .or_else(|| nth_largest(keys, 1, banned, lower)),
-                        n => nth_largest(keys, n, banned, lower),
-                    };
-                    let candidates: Vec<u32> = match floor {
-                        None => Vec::new(),
-                        Some(f) if f.is_finite() && c.is_finite() && common.is_finite() => {
-                            reaching(keys, row_norm, c, f - 2.0 * common)
-                        }
-                        // Non-finite activations or logits: no bound holds; every logit in full.
-                        Some(_) => (0..rows as u32).collect(),
-                    };
-                    if candidates.is_empty() {
-                        return;
+                }
+                // B_i = c·‖r_i‖ + C: Cauchy–Schwarz with the kernel's f32 rounding (far below
+                // 0.1 %), and a relative 2⁻²⁰ of the magnitudes added for their rounding.
+                let c = crate::model::qgemm::residual_bound_factor(xr);
+                let common = (largest_base + largest_bias + largest_extra) * RELATIVE_SLACK;
+                // The n-th largest lower end keys_i − B_i is that of keys_i − c·‖r_i‖, less C;
+                // a token can be among the best n if keys_i + B_i reaches it.
+                let lower = |i: usize, v: f32| v - c * row_norm[i];
+                let floor = match top_n {
+                    1 => best_lower(keys, row_norm, c)
+                        .filter(|&(i, _)| !banned.contains(&(i as u32)))
+                        .map(|(_, f)| f)
+                        .or_else(|| nth_largest(keys, 1, banned, lower)),
+                    n => nth_largest(keys, n, banned, lower),
+                };
+                let candidates: Vec<u32> = match floor {
+                    None => Vec::new(),
+                    Some(f) if f.is_finite() && c.is_finite() && common.is_finite() => {
+                        reaching(keys, row_norm, c, f - 2.0 * common)
                     }
-                    let fine = residual.select_rows(&candidates).matmul(xr, 1);
-                    for (&i, f) in candidates.iter().zip(&fine) {
-                        row[i as usize] += f;
-                    }
-                })
-            });
-        crate::model::add_bias_and_extra(out, rows, bias, extra);
-    }
+                    // Non-finite activations or logits: no bound holds; every logit in full.
+                    Some(_) => (0..rows as u32).collect(),
+                };
+                if candidates.is_empty() {
+                    return;
+                }
+                let fine = residual.select_rows(&candidates).matmul(xr, 1);
+                for (&i, f) in candidates.iter().zip(&fine) {
+                    row[i as usize] += f;
+                }
+            })
+        });
+    crate::model::add_bias_and_extra(out, rows, bias, extra);
 }
 
 /// Lanes of the row scans below (written lane-wise so that they vectorize).
@@ -499,7 +479,6 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let (rows, cols, m) = (700, 96, 5);
         let w = q8_with_residual(rows, cols, 10);
-        let screen = ResidualScreen::new(&w).unwrap();
         let x: Vec<f32> = (0..m * cols).map(|_| rng.random_range(-2.0..2.0)).collect();
         let bias: Vec<f32> = (0..rows).map(|_| rng.random_range(-0.01..0.01)).collect();
         let mut full = w.matmul(&x, m);
@@ -510,7 +489,7 @@ mod tests {
         let mut screened_wrong = 0;
         for n in [1, 4, 8] {
             let mut out = Vec::new();
-            screen.logits_into(&w, &x, m, &bias, None, n, &[], &mut out);
+            residual_logits_into(&w, &x, m, &bias, None, n, &[], &mut out);
             for r in 0..m {
                 let (got, want) = (&out[r * rows..][..rows], &full[r * rows..][..rows]);
                 assert_eq!(top_of(got, n), top_of(want, n), "row {r}, n {n}");
@@ -529,13 +508,13 @@ mod tests {
         // Banned ids and extra values, as for the f16 screen.
         let best = top_of(&full[..rows], 1)[0];
         let mut out = Vec::new();
-        screen.logits_into(&w, &x[..cols], 1, &bias, None, 1, &[best], &mut out);
+        residual_logits_into(&w, &x[..cols], 1, &bias, None, 1, &[best], &mut out);
         let mut without = full[..rows].to_vec();
         without[best as usize] = f32::NEG_INFINITY;
         out[best as usize] = f32::NEG_INFINITY;
         assert_eq!(top_of(&out, 1), top_of(&without, 1));
         let poor = top_of(&full[..rows].iter().map(|v| -v).collect::<Vec<_>>(), 1)[0];
-        screen.logits_into(
+        residual_logits_into(
             &w,
             &x[..cols],
             1,

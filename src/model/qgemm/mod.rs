@@ -275,36 +275,63 @@ impl PackedMatrix {
         assert_eq!(x.len(), m * self.cols, "activations are not [m, cols]");
         assert_eq!(y.len(), m * self.rows, "result is not [m, rows]");
         let xq = QuantizedRows::of(x, m, self.cols);
-        self.base_matmul_on(Kernel::detect(), &xq, m, y);
+        self.products_on(Kernel::detect(), &xq, m, y, false);
     }
 
     fn matmul_on(&self, kernel: Kernel, x: &[f32], m: usize, y: &mut [f32]) {
         assert_eq!(x.len(), m * self.cols, "activations are not [m, cols]");
         assert_eq!(y.len(), m * self.rows, "result is not [m, rows]");
         let xq = QuantizedRows::of(x, m, self.cols);
-        self.base_matmul_on(kernel, &xq, m, y);
-        if let Some(residual) = &self.residual {
-            let mut fine = vec![0f32; y.len()];
-            residual.base_matmul_on(kernel, &xq, m, &mut fine);
-            for (o, f) in y.iter_mut().zip(&fine) {
-                *o += f;
-            }
-        }
+        self.products_on(kernel, &xq, m, y, true);
     }
 
-    fn base_matmul_on(&self, kernel: Kernel, xq: &QuantizedRows, m: usize, y: &mut [f32]) {
+    /// Group by group, every row's outputs: this matrix's product, plus, with `add_residual`
+    /// and a residual, the residual's product of the same group added lane by lane before the
+    /// write (one pass over the groups, one fork-join).
+    fn products_on(
+        &self,
+        kernel: Kernel,
+        xq: &QuantizedRows,
+        m: usize,
+        y: &mut [f32],
+        add_residual: bool,
+    ) {
         let blocks = self.blocks();
+        let residual = self.residual.as_deref().filter(|_| add_residual);
         let out = OutputPtr(y.as_mut_ptr());
         self.for_each_group(m, |g| {
-            let w = &self.values[g * blocks * GROUP_BLOCK_VALUES..][..blocks * GROUP_BLOCK_VALUES];
-            let s = &self.scales[g * blocks * GROUP..][..blocks * GROUP];
+            let fine: Vec<[f32; GROUP]> = match residual {
+                Some(r) => {
+                    let (w, s) = r.group(g);
+                    let mut fine = vec![[0f32; GROUP]; m];
+                    kernel.group(w, s, xq, m, blocks, |row, lanes| fine[row] = *lanes);
+                    fine
+                }
+                None => Vec::new(),
+            };
+            let (w, s) = self.group(g);
             let width = GROUP.min(self.rows - g * GROUP);
             kernel.group(w, s, xq, m, blocks, |r, lanes| {
+                let mut lanes = *lanes;
+                if let Some(f) = fine.get(r) {
+                    for (l, f) in lanes.iter_mut().zip(f) {
+                        *l += f;
+                    }
+                }
                 // SAFETY: `y` outlives the loop, row r < m, and group g alone writes
                 // columns g·16 .. g·16 + width of each row (groups are disjoint).
-                unsafe { out.write_lanes(r * self.rows + g * GROUP, lanes, width) }
+                unsafe { out.write_lanes(r * self.rows + g * GROUP, &lanes, width) }
             });
         });
+    }
+
+    /// Group `g`'s values and scales, as the kernels read them.
+    fn group(&self, g: usize) -> (&[i8], &[f32]) {
+        let blocks = self.blocks();
+        (
+            &self.values[g * blocks * GROUP_BLOCK_VALUES..][..blocks * GROUP_BLOCK_VALUES],
+            &self.scales[g * blocks * GROUP..][..blocks * GROUP],
+        )
     }
 
     /// `run(g)` for every group of 16 outputs of a product with `m` activation rows: on this
@@ -332,14 +359,14 @@ impl PackedMatrix {
     }
 }
 
-/// An upper bound of ‖x̃‖₂ for one row of activations `x` as the kernel rounds them (16 bits
-/// per block of 32: each moves by at most its block's amax / 65534 ≤ the row's amax / 65534).
-/// Times a residual row's norm it bounds what that residual adds to the row's product
-/// (Cauchy–Schwarz), before the kernel's f32 rounding, which stays far below 0.1 % of it.
-pub fn activation_norm_bound(x: &[f32]) -> f32 {
+/// c for one row of activations `x`: c·‖r_i‖₂ bounds what a residual row r_i adds to the row's
+/// product as the kernel computes it. Cauchy–Schwarz on ‖x̃‖₂, the activations as the kernel
+/// rounds them (16 bits per block of 32: each moves by at most its block's amax / 65534 ≤ the
+/// row's amax / 65534), with 0.1 % for the kernel's f32 rounding, which stays far below that.
+pub fn residual_bound_factor(x: &[f32]) -> f32 {
     let norm = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
     let amax = x.iter().fold(0f32, |a, b| a.max(b.abs())) as f64;
-    (norm * (1.0 + 1e-6) + (x.len() as f64).sqrt() * amax / 65534.0) as f32
+    (norm * (1.0 + 1e-6) + (x.len() as f64).sqrt() * amax / 65534.0) as f32 * 1.001
 }
 
 /// Products smaller than this run on the calling thread: waking a sleeping worker costs more

@@ -22,7 +22,7 @@
 //! with proposal_i + B_i < max_k (proposal_k − B_k) has exact_i < exact_k: it cannot win.
 //!
 //! A matrix with a residual (`convert --residual`) proposes from its q8 values alone: B_i adds
-//! c·‖r_i‖₂, the Cauchy–Schwarz bound of the residual's product (`activation_norm_bound`), and
+//! c·‖r_i‖₂, the Cauchy–Schwarz bound of the residual's product (`residual_bound_factor`), and
 //! a candidate's exact output is the q8 output plus the residual's, as `matmul` sums them.
 
 use super::{
@@ -249,8 +249,7 @@ impl PackedMatrix {
         scratch.resize(m * rows, 0.0);
         let out = OutputPtr(scratch.as_mut_ptr());
         self.for_each_group(m, |g| {
-            let w = &self.values[g * blocks * GROUP_BLOCK_VALUES..][..blocks * GROUP_BLOCK_VALUES];
-            let s = &self.scales[g * blocks * GROUP..][..blocks * GROUP];
+            let (w, s) = self.group(g);
             let o = &tables.offsets[g * blocks * GROUP..][..blocks * GROUP];
             let width = GROUP.min(rows - g * GROUP);
             tables.pass.group(w, s, o, &x8, m, blocks, |r, lanes| {
@@ -277,7 +276,7 @@ impl PackedMatrix {
                     bias,
                     extra,
                     residual_c: match self.residual() {
-                        Some(_) => super::activation_norm_bound(xr) * 1.001,
+                        Some(_) => super::residual_bound_factor(xr),
                         None => 0.0,
                     },
                 };
@@ -330,13 +329,7 @@ impl Row<'_> {
         let err: Vec<f32> = self.amax.iter().map(|a| a * per_amax).collect();
         let err_max = err.iter().fold(0f32, |m, &e| m.max(e));
         let norms = self.matrix.residual_norms();
-        let residual = |i: usize| {
-            if norms.is_empty() {
-                0.0
-            } else {
-                self.residual_c * norms[i]
-            }
-        };
+        let residual = |i: usize| norms.get(i).map_or(0.0, |n| self.residual_c * n);
         let bound = |i: usize, p: f32| {
             let core: f32 = t.l1[i * blocks..][..blocks]
                 .iter()
