@@ -59,7 +59,7 @@ pub const MATMUL_KERNELS: [&str; 3] = ["matvec.wgsl", "matvec_subgroup.wgsl", "m
 pub const MATVEC_COMMON_FILE: &str = "matvec_common.wgsl";
 /// Kernels that take `MATVEC_COMMON_FILE`.
 pub const MATVEC_KERNELS: [&str; 2] = ["matvec.wgsl", "matvec_subgroup.wgsl"];
-/// Block scales of the GGML formats (Q8_0, Q4_0).
+/// Block scales of the GGML formats (Q8_0, Q4_0; a residual's are implied by its Q8_0 ones).
 pub const BLOCK_SCALES_FILE: &str = "block_scales.wgsl";
 
 /// The files, in order, whose concatenation is the module of `kernel` reading weights stored
@@ -67,7 +67,10 @@ pub const BLOCK_SCALES_FILE: &str = "block_scales.wgsl";
 pub fn module_files(kernel: &'static str, format: Option<WeightFormat>) -> Vec<&'static str> {
     let mut files = vec![COMMON_FILE];
     if let Some(f) = format {
-        if matches!(f, WeightFormat::Q8 | WeightFormat::Q4) {
+        if matches!(
+            f,
+            WeightFormat::Q8 | WeightFormat::Q4 | WeightFormat::Q8Residual
+        ) {
             files.push(BLOCK_SCALES_FILE);
         }
         files.push(f.dequant_file());

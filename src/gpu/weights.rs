@@ -78,9 +78,9 @@ impl GpuMatrix {
             )));
         }
         let (format, values, scales) = match (m.form, m.residual, m.scales) {
-            (Quant::Q8, Some((nibbles, fine_scales)), Some(scales)) => {
-                let (values, scales) = interleave_residual(&m.values, scales, nibbles, fine_scales);
-                (WeightFormat::Q8Residual, Cow::Owned(values), Cow::Owned(scales))
+            (Quant::Q8, Some(nibbles), Some(scales)) => {
+                let values = interleave_residual(&m.values, nibbles);
+                (WeightFormat::Q8Residual, Cow::Owned(values), Cow::Borrowed(scales))
             }
             (Quant::Q4, Some(_), _) => {
                 return Err(crate::Error::Gpu(format!(
@@ -109,23 +109,15 @@ impl GpuMatrix {
     }
 }
 
-/// A Q8_0 matrix and its Q4_0 residual as `dequant_q8_residual.wgsl` reads them: per block of 32
-/// weights, its 32 int8 values then the residual's 16 nibble bytes (48 bytes), and one u32 of
-/// scales per block (Q8_0 scale in the low f16, the residual's in the high one).
-fn interleave_residual(
-    values: &[u8],
-    scales: &[u8],
-    nibbles: &[u8],
-    fine_scales: &[u8],
-) -> (Vec<u8>, Vec<u8>) {
+/// A Q8_0 matrix's values and its Q4_0 residual's nibbles as `dequant_q8_residual.wgsl` reads
+/// them: per block of 32 weights, its 32 int8 values then the residual's 16 nibble bytes (48
+/// bytes, 12 u32 words); the scales stay as stored.
+fn interleave_residual(values: &[u8], nibbles: &[u8]) -> Vec<u8> {
     let blocks = values.len() / 32;
     let mut packed = Vec::with_capacity(blocks * 48);
-    let mut both = Vec::with_capacity(blocks * 4);
     for b in 0..blocks {
         packed.extend_from_slice(&values[b * 32..][..32]);
         packed.extend_from_slice(&nibbles[b * 16..][..16]);
-        both.extend_from_slice(&scales[b * 2..][..2]);
-        both.extend_from_slice(&fine_scales[b * 2..][..2]);
     }
-    (packed, both)
+    packed
 }

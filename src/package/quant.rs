@@ -6,10 +6,13 @@
 //!   `<name>.q8`  U8 [rows, cols]      int8 values (two's complement) in GGML order
 //!   `<name>.q4`  U8 [rows, cols / 2]  Q4_0 nibbles in GGML order (low nibbles = first 16)
 //!   `<name>.scales` F16 [rows, cols / 32]
-//! and, for a matrix converted with a residual (`convert --residual`), the q8/q4 values'
-//! rounding error itself rounded to Q4_0 (residual quantization: the matrix is the sum of the
-//! two, ≈ 12 bits a weight for q8 at 4.5 more bits of storage):
-//!   `<name>.residual.q4` U8 [rows, cols / 2], `<name>.residual.scales` F16 [rows, cols / 32]
+//! and, for a q8 matrix converted with a residual (`convert --residual`), its rounding error
+//! rounded to Q4_0 levels r (−8 … 7) under the implied scale s / 16 of each block's Q8_0 scale
+//! s (residual quantization: the weight is q·s + r·s/16 = (16q + r)·s/16, a 12-bit level, at
+//! 4 more bits of storage):
+//!   `<name>.residual.q4` U8 [rows, cols / 2]
+//! The CPU folds such a pair into one matrix of 12-bit levels (`PackedMatrix::
+//! from_q8_residual_folded`) except where the screened output projection wants them apart.
 //! The CPU path re-interleaves them into GGML blocks (one copy at load); a GPU kernel reads
 //! them as stored. How weights are rounded to those blocks (to nearest, or by GPTQ) is
 //! `package::rounding`'s.
@@ -101,8 +104,10 @@ pub fn matrix_form(quant: Quant, cols: usize) -> Quant {
 
 /// Encode one weight matrix [rows, cols] in the package's form: f32 or f16 as is; Q8_0 / Q4_0
 /// rounded by GPTQ against `gram` (the Gram matrix of the layer's inputs) when given, else to
-/// the nearest level (`package::rounding`). With `residual`, a quantized matrix also stores its
-/// rounding error rounded to the nearest Q4_0 level (`<name>.residual.*`, module docs).
+/// the nearest level (`package::rounding`). With `residual`, a Q8_0 matrix also stores its
+/// rounding error as a Q4_0 residual under the implied scale s / 16 (`<name>.residual.q4`,
+/// module docs); such a matrix is rounded to nearest (the pair is within s / 32 of every
+/// weight, which leaves GPTQ nothing to compensate). `residual` with a Q4_0 form is an error.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn encode_matrix(
     name: &str,
@@ -111,7 +116,7 @@ pub fn encode_matrix(
     gram: Option<&crate::model::observe::InputGram>,
     residual: bool,
 ) -> Result<Vec<StoredTensor>> {
-    use super::rounding::{round_gptq, round_nearest};
+    use super::rounding::{round_gptq, round_nearest, round_nearest_with_residual};
     let (rows, cols) = w.dims2()?;
     let form = matrix_form(quant, cols);
     let tag = match form {
@@ -120,19 +125,21 @@ pub fn encode_matrix(
         Quant::Q8 => "q8",
         Quant::Q4 => "q4",
     };
+    if residual && form != Quant::Q8 {
+        return Err(Error::Input(format!(
+            "'{name}' is {form}: only q8 matrices take a residual"
+        )));
+    }
     let values = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let rounded = match gram {
-        Some(g) => round_gptq(&values, rows, cols, form, g)?,
-        None => round_nearest(&values, rows, cols, form),
+    let (rounded, nibbles) = match gram {
+        _ if residual => {
+            let (q8, nibbles) = round_nearest_with_residual(&values, rows, cols);
+            (q8, Some(nibbles))
+        }
+        Some(g) => (round_gptq(&values, rows, cols, form, g)?, None),
+        None => (round_nearest(&values, rows, cols, form), None),
     };
     let value_cols = if form == Quant::Q8 { cols } else { cols / 2 };
-    let kept = residual.then(|| {
-        match form {
-            Quant::Q8 => PackedMatrix::from_q8(rows, cols, &rounded.values, &rounded.scales),
-            _ => PackedMatrix::from_q4(rows, cols, &rounded.values, &rounded.scales),
-        }
-        .dequantize()
-    });
     let mut stored = vec![
         StoredTensor {
             name: format!("{name}.{tag}"),
@@ -147,26 +154,18 @@ pub fn encode_matrix(
             data: rounded.scales,
         },
     ];
-    if let Some(kept) = kept {
-        let error: Vec<f32> = values.iter().zip(&kept).map(|(w, k)| w - k).collect();
-        let r = round_nearest(&error, rows, cols, Quant::Q4);
+    if let Some(nibbles) = nibbles {
         stored.push(StoredTensor {
             name: format!("{name}.{RESIDUAL}.q4"),
             dtype: safetensors::Dtype::U8,
             shape: vec![rows, cols / 2],
-            data: r.values,
-        });
-        stored.push(StoredTensor {
-            name: format!("{name}.{RESIDUAL}.scales"),
-            dtype: safetensors::Dtype::F16,
-            shape: vec![rows, cols / BLOCK],
-            data: r.scales,
+            data: nibbles,
         });
     }
     Ok(stored)
 }
 
-/// The infix of a matrix's residual tensors (`<name>.residual.q4`, `<name>.residual.scales`).
+/// The infix of a matrix's residual tensor (`<name>.residual.q4`).
 pub const RESIDUAL: &str = "residual";
 
 /// A weight matrix as the CPU backend uses it.
@@ -176,9 +175,9 @@ pub struct StoredMatrix<'a> {
     pub form: Quant,
     pub values: Cow<'a, [u8]>,
     pub scales: Option<&'a [u8]>,
-    /// A quantized matrix's Q4_0 residual, if it has one: (nibbles [rows, cols / 2], f16
-    /// scales [rows, cols / 32]); the matrix is `values` + this.
-    pub residual: Option<(&'a [u8], &'a [u8])>,
+    /// A Q8_0 matrix's Q4_0 residual, if it has one: nibbles [rows, cols / 2] under the
+    /// implied scale s / 16 of each block's Q8_0 scale s; the matrix is `values` + this.
+    pub residual: Option<&'a [u8]>,
 }
 
 #[derive(Clone, Debug)]
@@ -287,15 +286,20 @@ impl<'a> WeightFile<'a> {
                 ));
             }
             let residual_values = format!("{name}.{RESIDUAL}.q4");
+            if self.has(&format!("{name}.{RESIDUAL}.scales")) {
+                return Err(Error::corrupt(
+                    &self.file,
+                    format!("'{name}' has a residual with scales of its own, a form only earlier builds of marian-wasm wrote; convert the model again"),
+                ));
+            }
             let residual = if self.has(&residual_values) {
-                Some((
-                    self.bytes(&residual_values, safetensors::Dtype::U8, &[rows, cols / 2])?,
-                    self.bytes(
-                        &format!("{name}.{RESIDUAL}.scales"),
-                        safetensors::Dtype::F16,
-                        &[rows, cols / BLOCK],
-                    )?,
-                ))
+                if form != Quant::Q8 {
+                    return Err(Error::corrupt(
+                        &self.file,
+                        format!("'{name}' is {form} with a residual; only q8 matrices take one"),
+                    ));
+                }
+                Some(self.bytes(&residual_values, safetensors::Dtype::U8, &[rows, cols / 2])?)
             } else {
                 None
             };
@@ -345,7 +349,8 @@ impl<'a> WeightFile<'a> {
         // Only where the screen can run (whole blocks of 32): elsewhere a product would widen
         // the whole matrix every step.
         if stored.form != Quant::F16 || self.dequantize || !cols.is_multiple_of(BLOCK) {
-            return self.matrix(name, rows, cols);
+            // A residual stays apart: the screen multiplies every token by the q8 part alone.
+            return self.packed(name, rows, cols, false);
         }
         Ok(Matrix::Dense(Tensor::from_raw_buffer(
             &stored.values,
@@ -355,19 +360,26 @@ impl<'a> WeightFile<'a> {
         )?))
     }
 
-    /// Load a [rows, cols] matrix in whichever form the package stored it.
+    /// Load a [rows, cols] matrix in whichever form the package stored it (a q8 matrix with a
+    /// residual folded into 12-bit levels: one product, `PackedMatrix::from_q8_residual_folded`).
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        self.packed(name, rows, cols, true)
+    }
+
+    /// `matrix`, with a residual folded in or kept apart (`PackedMatrix::residual`).
+    fn packed(&self, name: &str, rows: usize, cols: usize, fold_residual: bool) -> Result<Matrix> {
         let stored = self.stored_matrix(name, rows, cols)?;
-        let packed = match (stored.form, stored.scales) {
-            (Quant::Q8, Some(scales)) => PackedMatrix::from_q8(rows, cols, &stored.values, scales),
-            (Quant::Q4, Some(scales)) => PackedMatrix::from_q4(rows, cols, &stored.values, scales),
-            _ => return Ok(Matrix::Dense(self.float(name, &[rows, cols])?)),
-        };
-        let packed = match stored.residual {
-            Some((nibbles, scales)) => {
-                packed.with_residual(PackedMatrix::from_q4(rows, cols, nibbles, scales))
+        let values = &stored.values[..];
+        let packed = match (stored.form, stored.scales, stored.residual) {
+            (Quant::Q8, Some(scales), Some(nibbles)) if fold_residual => {
+                PackedMatrix::from_q8_residual_folded(rows, cols, values, scales, nibbles)
             }
-            None => packed,
+            (Quant::Q8, Some(scales), Some(nibbles)) => {
+                PackedMatrix::from_q8_and_residual(rows, cols, values, scales, nibbles)
+            }
+            (Quant::Q8, Some(scales), None) => PackedMatrix::from_q8(rows, cols, values, scales),
+            (Quant::Q4, Some(scales), _) => PackedMatrix::from_q4(rows, cols, values, scales),
+            _ => return Ok(Matrix::Dense(self.float(name, &[rows, cols])?)),
         };
         if self.dequantize {
             let t = Tensor::from_vec(packed.dequantize(), (rows, cols), &Device::Cpu)?;

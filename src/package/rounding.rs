@@ -49,6 +49,52 @@ pub fn round_nearest(w: &[f32], rows: usize, cols: usize, form: Quant) -> Rounde
     })
 }
 
+/// `w` rounded to 12-bit levels `v = round(16·x / s)` of each block's Q8_0 scale `s`, stored
+/// as a Q8_0 matrix (levels q, scales s) and a Q4_0 residual (levels r, −8 … 7, under the
+/// implied scale s / 16) with `v = 16·q + r`: q is the nearest Q8_0 level except where x lies
+/// within s/32 of a half level, where q is the level above and r = −8 (so that r fits 4 bits).
+/// Returns the Q8_0 matrix and the residual's nibbles ([rows, cols / 2], Q4_0 order).
+pub fn round_nearest_with_residual(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+) -> (RoundedMatrix, Vec<u8>) {
+    // v = 16q + r with r in −8 … 7: q = floor((v + 8) / 16); v clamped so that |q| ≤ 127.
+    let split = |x: f64, scale: f64| -> (i8, i8) {
+        if scale == 0.0 || !x.is_finite() {
+            return (0, 0);
+        }
+        let v = (16.0 * x / scale).round().clamp(-2040.0, 2039.0) as i32;
+        let q = (v + 8).div_euclid(16);
+        (q as i8, (v - 16 * q) as i8)
+    };
+    let scale_of = |block: &[f32]| {
+        let block: Vec<f64> = block.iter().map(|&x| x as f64).collect();
+        block_scale(&block, Quant::Q8)
+    };
+    let q8 = round_rows(w, rows, cols, Quant::Q8, |row, out| {
+        for (b, block) in row.chunks_exact(BLOCK).enumerate() {
+            let scale = scale_of(block);
+            out.scales[b] = scale;
+            for (j, &x) in block.iter().enumerate() {
+                out.levels[b * BLOCK + j] = split(x as f64, scale).0;
+            }
+        }
+    });
+    let mut nibbles = vec![0u8; rows * cols / 2];
+    nibbles
+        .par_chunks_mut(BLOCK / 2)
+        .zip(w.par_chunks(BLOCK))
+        .for_each(|(bytes, block)| {
+            let scale = scale_of(block);
+            let r = |j: usize| (split(block[j] as f64, scale).1 + 8) as u8;
+            for (j, byte) in bytes.iter_mut().enumerate() {
+                *byte = r(j) | (r(j + BLOCK / 2) << 4);
+            }
+        });
+    (q8, nibbles)
+}
+
 /// `w` rounded by GPTQ against the Gram matrix of the layer's inputs (`gram.dim` = cols).
 /// Errors when the Gram matrix does not fit the matrix or is not finite.
 pub fn round_gptq(

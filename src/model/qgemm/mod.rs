@@ -47,7 +47,7 @@ pub struct PackedMatrix {
     /// [groups][blocks][GROUP] scales (0 for the padding features of the last group).
     scales: Vec<f32>,
     /// [groups][blocks][PAIRS][GROUP][2] values.
-    values: Vec<i8>,
+    values: Levels,
     /// What greedy decoding's 8-bit proposal pass needs, made on first use (output
     /// projections only; `None` where no kernel for it runs).
     proposal: std::sync::OnceLock<Option<proposal::Tables>>,
@@ -58,6 +58,39 @@ pub struct PackedMatrix {
     /// [rows]: ‖r_i‖₂ of each row of the residual, rounded up (empty without one): the
     /// Cauchy–Schwarz bound of what the residual adds to a product, for the screens.
     residual_norms: Vec<f32>,
+}
+
+/// A matrix's integer levels in the kernel's layout: what each weight is, times its scale.
+#[derive(Debug, Clone)]
+enum Levels {
+    /// Q8_0 / Q4_0 levels (−127 … 127, −8 … 7).
+    I8(Vec<i8>),
+    /// A Q8_0 matrix with its residual folded in: `16·q + r` (−2040 … 2039) under the scale
+    /// `s / 16`, the exact value `q·s + r·s/16` of the pair as one 12-bit level.
+    I16(Vec<i16>),
+}
+
+impl Levels {
+    fn get(&self, i: usize) -> i32 {
+        match self {
+            Levels::I8(v) => v[i] as i32,
+            Levels::I16(v) => v[i] as i32,
+        }
+    }
+}
+
+/// The integer type of stored levels, as the kernels read it: 8-bit levels are sign-extended
+/// to 16 bits on load, 16-bit ones loaded as they are (the same `vpdpwssd` / `pmaddwd` /
+/// `i32x4.dot_i16x8` products follow either way).
+pub(crate) trait Level: Copy + Default + Send + Sync + Into<i32> + 'static {
+    /// 16-bit levels (no widening on load).
+    const WIDE: bool;
+}
+impl Level for i8 {
+    const WIDE: bool = false;
+}
+impl Level for i16 {
+    const WIDE: bool = true;
 }
 
 /// Activations rounded to 16 bits per block of 32: what the kernel multiplies.
@@ -73,19 +106,58 @@ impl PackedMatrix {
     /// (`rows × cols / 32` little-endian f16), as a package stores them.
     pub fn from_q8(rows: usize, cols: usize, values: &[u8], scales_f16: &[u8]) -> Self {
         assert_eq!(values.len(), rows * cols, "q8 values");
-        Self::build(rows, cols, scales_f16, |r, c| values[r * cols + c] as i8)
+        let scale = f16_scales(rows, cols, scales_f16);
+        Self::build(rows, cols, scale, |r, c| values[r * cols + c] as i8)
     }
 
     /// From GGML Q4_0 nibbles (`rows × cols / 2` bytes: per block, byte j holds value j in
     /// its low nibble and value j + 16 in its high one, each offset by 8) and f16 scales.
     pub fn from_q4(rows: usize, cols: usize, nibbles: &[u8], scales_f16: &[u8]) -> Self {
-        assert_eq!(nibbles.len(), rows * cols / 2, "q4 nibbles");
-        Self::build(rows, cols, scales_f16, |r, c| {
-            let (block, j) = (c / BLOCK, c % BLOCK);
-            let byte = nibbles[r * cols / 2 + block * PAIRS + j % PAIRS];
-            let nibble = if j < PAIRS { byte & 0x0f } else { byte >> 4 };
-            nibble as i8 - 8
-        })
+        let scale = f16_scales(rows, cols, scales_f16);
+        Self::build(rows, cols, scale, q4_levels(rows, cols, nibbles))
+    }
+
+    /// A Q8_0 matrix (as `from_q8`) and its Q4_0 residual (nibbles as `from_q4`, under the
+    /// scale `s / 16` of each q8 block: `package::quant`), kept as two matrices: products go
+    /// through the q8 part and add the residual's (`residual`), and a screened output projection
+    /// adds the residual only for its candidates (`model::screened_head`).
+    pub fn from_q8_and_residual(
+        rows: usize,
+        cols: usize,
+        values: &[u8],
+        scales_f16: &[u8],
+        nibbles: &[u8],
+    ) -> Self {
+        let scale = f16_scales(rows, cols, scales_f16);
+        let fine = Self::build(
+            rows,
+            cols,
+            |r, b| scale(r, b) / 16.0,
+            q4_levels(rows, cols, nibbles),
+        );
+        Self::from_q8(rows, cols, values, scales_f16).with_residual(fine)
+    }
+
+    /// The same pair as `from_q8_and_residual` folded into one matrix of 12-bit levels
+    /// `16·q + r` under the scale `s / 16` (both exact): one product instead of two, at the
+    /// cost of the q8 product alone (the kernels read 16-bit levels where they widened 8-bit
+    /// ones). A block's i32 sum stays below 2³¹: 32 · 2040 · 32767 < 2 147 483 647.
+    pub fn from_q8_residual_folded(
+        rows: usize,
+        cols: usize,
+        values: &[u8],
+        scales_f16: &[u8],
+        nibbles: &[u8],
+    ) -> Self {
+        assert_eq!(values.len(), rows * cols, "q8 values");
+        let scale = f16_scales(rows, cols, scales_f16);
+        let fine = q4_levels(rows, cols, nibbles);
+        Self::build(
+            rows,
+            cols,
+            |r, b| scale(r, b) / 16.0,
+            |r, c| 16 * (values[r * cols + c] as i8 as i16) + fine(r, c) as i16,
+        )
     }
 
     /// From Q8_0 values given by `value(row, col)` and f16 block scales (as `from_q8`), for a
@@ -96,30 +168,31 @@ impl PackedMatrix {
         scales_f16: &[u8],
         value: impl Fn(usize, usize) -> i8,
     ) -> Self {
-        Self::build(rows, cols, scales_f16, value)
+        Self::build(rows, cols, f16_scales(rows, cols, scales_f16), value)
     }
 
-    fn build(
+    /// The kernel's layout of levels `value(row, col)` under scales `scale(row, block)`.
+    fn build<W: Level>(
         rows: usize,
         cols: usize,
-        scales_f16: &[u8],
-        value: impl Fn(usize, usize) -> i8,
-    ) -> Self {
+        scale: impl Fn(usize, usize) -> f32,
+        value: impl Fn(usize, usize) -> W,
+    ) -> Self
+    where
+        Vec<W>: Into<Levels>,
+    {
         assert!(
             cols.is_multiple_of(BLOCK),
             "cols {cols} is not a multiple of {BLOCK}"
         );
         let blocks = cols / BLOCK;
-        assert_eq!(scales_f16.len(), rows * blocks * 2, "f16 scales");
         let groups = rows.div_ceil(GROUP);
         let mut scales = vec![0f32; groups * blocks * GROUP];
-        let mut values = vec![0i8; groups * blocks * GROUP_BLOCK_VALUES];
+        let mut values = vec![W::default(); groups * blocks * GROUP_BLOCK_VALUES];
         for r in 0..rows {
             let (g, lane) = (r / GROUP, r % GROUP);
             for b in 0..blocks {
-                let at = (r * blocks + b) * 2;
-                let s = half::f16::from_le_bytes([scales_f16[at], scales_f16[at + 1]]);
-                scales[(g * blocks + b) * GROUP + lane] = s.to_f32();
+                scales[(g * blocks + b) * GROUP + lane] = scale(r, b);
                 let base = (g * blocks + b) * GROUP_BLOCK_VALUES;
                 for j in 0..BLOCK {
                     values[base + (j / 2) * GROUP * 2 + lane * 2 + j % 2] = value(r, b * BLOCK + j);
@@ -130,7 +203,7 @@ impl PackedMatrix {
             rows,
             cols,
             scales,
-            values,
+            values: values.into(),
             proposal: Default::default(),
             residual: None,
             residual_norms: Vec::new(),
@@ -191,7 +264,9 @@ impl PackedMatrix {
             let s = self.scales[(g * blocks + b) * GROUP + lane];
             let base = (g * blocks + b) * GROUP_BLOCK_VALUES;
             for j in 0..BLOCK {
-                let q = self.values[base + (j / 2) * GROUP * 2 + lane * 2 + j % 2];
+                let q = self
+                    .values
+                    .get(base + (j / 2) * GROUP * 2 + lane * 2 + j % 2);
                 out[b * BLOCK + j] = q as f32 * s;
             }
         }
@@ -222,23 +297,37 @@ impl PackedMatrix {
         let blocks = self.blocks();
         let groups = ids.len().div_ceil(GROUP);
         let mut scales = vec![0f32; groups * blocks * GROUP];
-        let mut values = vec![0i8; groups * blocks * GROUP_BLOCK_VALUES];
         for (r, &id) in ids.iter().enumerate() {
             let (src_g, src_lane) = (id as usize / GROUP, id as usize % GROUP);
             let (g, lane) = (r / GROUP, r % GROUP);
             for b in 0..blocks {
                 scales[(g * blocks + b) * GROUP + lane] =
                     self.scales[(src_g * blocks + b) * GROUP + src_lane];
-                let src = (src_g * blocks + b) * GROUP_BLOCK_VALUES;
-                let dst = (g * blocks + b) * GROUP_BLOCK_VALUES;
-                for p in 0..PAIRS {
-                    for e in 0..2 {
-                        values[dst + p * GROUP * 2 + lane * 2 + e] =
-                            self.values[src + p * GROUP * 2 + src_lane * 2 + e];
+            }
+        }
+        fn select<W: Level>(src: &[W], ids: &[u32], blocks: usize) -> Vec<W> {
+            let mut values =
+                vec![W::default(); ids.len().div_ceil(GROUP) * blocks * GROUP_BLOCK_VALUES];
+            for (r, &id) in ids.iter().enumerate() {
+                let (src_g, src_lane) = (id as usize / GROUP, id as usize % GROUP);
+                let (g, lane) = (r / GROUP, r % GROUP);
+                for b in 0..blocks {
+                    let from = (src_g * blocks + b) * GROUP_BLOCK_VALUES;
+                    let to = (g * blocks + b) * GROUP_BLOCK_VALUES;
+                    for p in 0..PAIRS {
+                        for e in 0..2 {
+                            values[to + p * GROUP * 2 + lane * 2 + e] =
+                                src[from + p * GROUP * 2 + src_lane * 2 + e];
+                        }
                     }
                 }
             }
+            values
         }
+        let values = match &self.values {
+            Levels::I8(v) => Levels::I8(select(v, ids, blocks)),
+            Levels::I16(v) => Levels::I16(select(v, ids, blocks)),
+        };
         PackedMatrix {
             rows: ids.len(),
             cols: self.cols,
@@ -296,42 +385,83 @@ impl PackedMatrix {
         y: &mut [f32],
         add_residual: bool,
     ) {
-        let blocks = self.blocks();
         let residual = self.residual.as_deref().filter(|_| add_residual);
+        match &self.values {
+            Levels::I8(v) => self.products_of(v, kernel, xq, m, y, residual),
+            Levels::I16(v) => self.products_of(v, kernel, xq, m, y, residual),
+        }
+    }
+
+    /// `products_on` over this matrix's levels `values` (its `Levels`, unwrapped).
+    fn products_of<W: Level>(
+        &self,
+        values: &[W],
+        kernel: Kernel,
+        xq: &QuantizedRows,
+        m: usize,
+        y: &mut [f32],
+        residual: Option<&PackedMatrix>,
+    ) {
+        let blocks = self.blocks();
         let out = OutputPtr(y.as_mut_ptr());
         self.for_each_group(m, |g| {
             let fine: Vec<[f32; GROUP]> = match residual {
                 Some(r) => {
-                    let (w, s) = r.group(g);
                     let mut fine = vec![[0f32; GROUP]; m];
-                    kernel.group(w, s, xq, m, blocks, |row, lanes| fine[row] = *lanes);
+                    let emit = |row, lanes: &[f32; GROUP]| fine[row] = *lanes;
+                    match &r.values {
+                        Levels::I8(v) => {
+                            kernel.group(r.group_of(v, g), r.group_scales(g), xq, m, blocks, emit)
+                        }
+                        Levels::I16(v) => {
+                            kernel.group(r.group_of(v, g), r.group_scales(g), xq, m, blocks, emit)
+                        }
+                    }
                     fine
                 }
                 None => Vec::new(),
             };
-            let (w, s) = self.group(g);
             let width = GROUP.min(self.rows - g * GROUP);
-            kernel.group(w, s, xq, m, blocks, |r, lanes| {
-                let mut lanes = *lanes;
-                if let Some(f) = fine.get(r) {
-                    for (l, f) in lanes.iter_mut().zip(f) {
-                        *l += f;
+            kernel.group(
+                self.group_of(values, g),
+                self.group_scales(g),
+                xq,
+                m,
+                blocks,
+                |r, lanes| {
+                    let mut lanes = *lanes;
+                    if let Some(f) = fine.get(r) {
+                        for (l, f) in lanes.iter_mut().zip(f) {
+                            *l += f;
+                        }
                     }
-                }
-                // SAFETY: `y` outlives the loop, row r < m, and group g alone writes
-                // columns g·16 .. g·16 + width of each row (groups are disjoint).
-                unsafe { out.write_lanes(r * self.rows + g * GROUP, &lanes, width) }
-            });
+                    // SAFETY: `y` outlives the loop, row r < m, and group g alone writes
+                    // columns g·16 .. g·16 + width of each row (groups are disjoint).
+                    unsafe { out.write_lanes(r * self.rows + g * GROUP, &lanes, width) }
+                },
+            );
         });
     }
 
-    /// Group `g`'s values and scales, as the kernels read them.
-    fn group(&self, g: usize) -> (&[i8], &[f32]) {
-        let blocks = self.blocks();
-        (
-            &self.values[g * blocks * GROUP_BLOCK_VALUES..][..blocks * GROUP_BLOCK_VALUES],
-            &self.scales[g * blocks * GROUP..][..blocks * GROUP],
-        )
+    /// Group `g`'s part of this matrix's levels `values`, as the kernels read it.
+    fn group_of<'a, W>(&self, values: &'a [W], g: usize) -> &'a [W] {
+        let n = self.blocks() * GROUP_BLOCK_VALUES;
+        &values[g * n..][..n]
+    }
+
+    /// Group `g`'s scales, [blocks][GROUP].
+    fn group_scales(&self, g: usize) -> &[f32] {
+        let n = self.blocks() * GROUP;
+        &self.scales[g * n..][..n]
+    }
+
+    /// Group `g`'s 8-bit levels and scales (None for a matrix of 12-bit levels): what the
+    /// proposal pass reads.
+    fn group(&self, g: usize) -> Option<(&[i8], &[f32])> {
+        match &self.values {
+            Levels::I8(v) => Some((self.group_of(v, g), self.group_scales(g))),
+            Levels::I16(_) => None,
+        }
     }
 
     /// `run(g)` for every group of 16 outputs of a product with `m` activation rows: on this
@@ -356,6 +486,40 @@ impl PackedMatrix {
                 .with_max_len(leaf)
                 .for_each(run);
         }
+    }
+}
+
+/// `scale(row, block)` of f16 block scales stored [rows, cols / 32] little-endian.
+fn f16_scales(rows: usize, cols: usize, scales_f16: &[u8]) -> impl Fn(usize, usize) -> f32 + '_ {
+    let blocks = cols / BLOCK;
+    assert_eq!(scales_f16.len(), rows * blocks * 2, "f16 scales");
+    move |r, b| {
+        let at = (r * blocks + b) * 2;
+        half::f16::from_le_bytes([scales_f16[at], scales_f16[at + 1]]).to_f32()
+    }
+}
+
+/// `level(row, col)` of GGML Q4_0 nibbles [rows, cols / 2] (per block, byte j holds value j
+/// low and value j + 16 high, each offset by 8).
+fn q4_levels(rows: usize, cols: usize, nibbles: &[u8]) -> impl Fn(usize, usize) -> i8 + '_ {
+    assert_eq!(nibbles.len(), rows * cols / 2, "q4 nibbles");
+    move |r, c| {
+        let (block, j) = (c / BLOCK, c % BLOCK);
+        let byte = nibbles[r * cols / 2 + block * PAIRS + j % PAIRS];
+        let nibble = if j < PAIRS { byte & 0x0f } else { byte >> 4 };
+        nibble as i8 - 8
+    }
+}
+
+impl From<Vec<i8>> for Levels {
+    fn from(v: Vec<i8>) -> Self {
+        Levels::I8(v)
+    }
+}
+
+impl From<Vec<i16>> for Levels {
+    fn from(v: Vec<i16>) -> Self {
+        Levels::I16(v)
     }
 }
 
@@ -507,9 +671,9 @@ impl Kernel {
     }
 
     /// One group's 16 outputs for every row, handed to `emit(row, lanes)`.
-    fn group(
+    fn group<W: Level>(
         self,
-        w: &[i8],
+        w: &[W],
         s: &[f32],
         xq: &QuantizedRows,
         m: usize,
@@ -543,25 +707,29 @@ impl Kernel {
             // features; the slices hold `tile` rows and `blocks` blocks as the kernels read them.
             match (self, tile) {
                 #[cfg(target_arch = "x86_64")]
-                (Kernel::Avx512Vnni, 16) => unsafe { avx512::tile::<16>(w, s, a, da, blocks, out) },
+                (Kernel::Avx512Vnni, 16) => unsafe {
+                    avx512::tile::<W, 16>(w, s, a, da, blocks, out)
+                },
                 #[cfg(target_arch = "x86_64")]
                 (Kernel::Avx512Vnni, 8..=15) => unsafe {
-                    avx512::tile::<8>(w, s, a, da, blocks, out)
+                    avx512::tile::<W, 8>(w, s, a, da, blocks, out)
                 },
                 #[cfg(target_arch = "x86_64")]
                 (Kernel::Avx512Vnni, 4..=7) => unsafe {
-                    avx512::tile::<4>(w, s, a, da, blocks, out)
+                    avx512::tile::<W, 4>(w, s, a, da, blocks, out)
                 },
                 #[cfg(target_arch = "x86_64")]
                 (Kernel::Avx512Vnni, _) => unsafe {
-                    avx2::tile::<1>(w, s, a, da, blocks, out, next)
+                    avx2::tile::<W, 1>(w, s, a, da, blocks, out, next)
                 },
                 #[cfg(target_arch = "x86_64")]
-                (Kernel::Avx2, 4) => unsafe { avx2::tile::<4>(w, s, a, da, blocks, out, next) },
+                (Kernel::Avx2, 4) => unsafe { avx2::tile::<W, 4>(w, s, a, da, blocks, out, next) },
                 #[cfg(target_arch = "x86_64")]
-                (Kernel::Avx2, 2 | 3) => unsafe { avx2::tile::<2>(w, s, a, da, blocks, out, next) },
+                (Kernel::Avx2, 2 | 3) => unsafe {
+                    avx2::tile::<W, 2>(w, s, a, da, blocks, out, next)
+                },
                 #[cfg(target_arch = "x86_64")]
-                (Kernel::Avx2, _) => unsafe { avx2::tile::<1>(w, s, a, da, blocks, out, next) },
+                (Kernel::Avx2, _) => unsafe { avx2::tile::<W, 1>(w, s, a, da, blocks, out, next) },
                 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                 (Kernel::Simd128, _) => simd128::tile(w, s, a, da, blocks, &mut out[..tile]),
                 _ => portable_tile(w, s, a, da, blocks, &mut out[..tile]),
@@ -592,8 +760,8 @@ fn for_each_tile(
 
 /// The reference: what every vector kernel computes, bit for bit, for `out.len()` rows. Each
 /// kernel returns how many rows it computed (its tile; the caller goes on from there).
-fn portable_tile(
-    w: &[i8],
+fn portable_tile<W: Level>(
+    w: &[W],
     s: &[f32],
     a: &[i16],
     da: &[f32],
@@ -610,7 +778,7 @@ fn portable_tile(
             for p in 0..PAIRS {
                 for (lane, sum) in isum.iter_mut().enumerate() {
                     let wv = &wb[p * GROUP * 2 + lane * 2..][..2];
-                    *sum += wv[0] as i32 * ab[2 * p] as i32 + wv[1] as i32 * ab[2 * p + 1] as i32;
+                    *sum += wv[0].into() * ab[2 * p] as i32 + wv[1].into() * ab[2 * p + 1] as i32;
                 }
             }
             let d = da[r * blocks + b];
@@ -626,7 +794,7 @@ fn portable_tile(
 #[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
+    use super::{Level, BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
     use std::arch::x86_64::*;
 
     /// `R` rows × 16 outputs as two 8-lane halves (`out` holds at least R rows). Unless it is
@@ -634,14 +802,14 @@ mod avx2 {
     /// are fetched into cache block by block (a hint only: it never faults, any address will do).
     /// Safety: the CPU has AVX2; slices are as `portable_tile` takes them.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn tile<const R: usize>(
-        w: &[i8],
+    pub unsafe fn tile<W: Level, const R: usize>(
+        w: &[W],
         s: &[f32],
         a: &[i16],
         da: &[f32],
         blocks: usize,
         out: &mut [[f32; GROUP]],
-        prefetch: *const i8,
+        prefetch: *const W,
     ) -> usize {
         let cols = blocks * BLOCK;
         assert!(w.len() >= blocks * GROUP_BLOCK_VALUES && s.len() >= blocks * GROUP);
@@ -650,16 +818,26 @@ mod avx2 {
         for b in 0..blocks {
             let wb = w.as_ptr().add(b * GROUP_BLOCK_VALUES);
             if !prefetch.is_null() {
-                for line in 0..GROUP_BLOCK_VALUES / 64 {
-                    let at = prefetch.wrapping_add(b * GROUP_BLOCK_VALUES + line * 64);
-                    _mm_prefetch::<_MM_HINT_T0>(at);
+                let bytes = prefetch.wrapping_add(b * GROUP_BLOCK_VALUES) as *const i8;
+                for line in 0..GROUP_BLOCK_VALUES * size_of::<W>() / 64 {
+                    _mm_prefetch::<_MM_HINT_T0>(bytes.wrapping_add(line * 64));
                 }
             }
             let mut isum = [[_mm256_setzero_si256(); 2]; R];
             for p in 0..PAIRS {
-                let lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(p * 32) as *const __m128i));
-                let hi =
-                    _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(p * 32 + 16) as *const __m128i));
+                let (lo, hi) = if W::WIDE {
+                    (
+                        _mm256_loadu_si256(wb.add(p * 32) as *const __m256i),
+                        _mm256_loadu_si256(wb.add(p * 32 + 16) as *const __m256i),
+                    )
+                } else {
+                    (
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(p * 32) as *const __m128i)),
+                        _mm256_cvtepi8_epi16(
+                            _mm_loadu_si128(wb.add(p * 32 + 16) as *const __m128i),
+                        ),
+                    )
+                };
                 for r in 0..R {
                     let pair = (a.as_ptr().add(r * cols + b * BLOCK + 2 * p) as *const i32)
                         .read_unaligned();
@@ -694,15 +872,15 @@ mod avx2 {
 #[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
+    use super::{Level, BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
     use std::arch::x86_64::*;
 
     /// `R` rows × 16 outputs, one 16-lane vector each; `vpdpwssd` adds the two i16 products
     /// of every lane to its i32 sum exactly as `madd` + `add` do.
     /// Safety: the CPU has AVX-512 F/BW/VNNI; slices are as `portable_tile` takes them.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn tile<const R: usize>(
-        w: &[i8],
+    pub unsafe fn tile<W: Level, const R: usize>(
+        w: &[W],
         s: &[f32],
         a: &[i16],
         da: &[f32],
@@ -717,7 +895,11 @@ mod avx512 {
             let wb = w.as_ptr().add(b * GROUP_BLOCK_VALUES);
             let mut isum = [_mm512_setzero_si512(); R];
             for p in 0..PAIRS {
-                let wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(wb.add(p * 32) as *const __m256i));
+                let wv = if W::WIDE {
+                    _mm512_loadu_si512(wb.add(p * 32) as *const __m512i)
+                } else {
+                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(wb.add(p * 32) as *const __m256i))
+                };
                 for r in 0..R {
                     let pair = (a.as_ptr().add(r * cols + b * BLOCK + 2 * p) as *const i32)
                         .read_unaligned();
@@ -742,14 +924,14 @@ mod avx512 {
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
-    use super::{BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
+    use super::{Level, BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
     use std::arch::wasm32::*;
 
     /// Rows × 16 outputs as four 4-lane quarters; the same arithmetic as `portable_tile`. Rows go
     /// two at a time, so each widened weight vector serves two rows (14 of the 16 SIMD registers
     /// a wasm engine has on x86-64: 8 sums, 4 weights, 2 activation pairs).
-    pub fn tile(
-        w: &[i8],
+    pub fn tile<W: Level>(
+        w: &[W],
         s: &[f32],
         a: &[i16],
         da: &[f32],
@@ -758,19 +940,19 @@ mod simd128 {
     ) -> usize {
         let mut r = 0;
         while r + 2 <= out.len() {
-            rows::<2>(w, s, a, da, blocks, r, &mut out[r..r + 2]);
+            rows::<W, 2>(w, s, a, da, blocks, r, &mut out[r..r + 2]);
             r += 2;
         }
         if r < out.len() {
-            rows::<1>(w, s, a, da, blocks, r, &mut out[r..r + 1]);
+            rows::<W, 1>(w, s, a, da, blocks, r, &mut out[r..r + 1]);
         }
         out.len()
     }
 
     /// `R` rows from row `first` on.
     #[inline(always)]
-    fn rows<const R: usize>(
-        w: &[i8],
+    fn rows<W: Level, const R: usize>(
+        w: &[W],
         s: &[f32],
         a: &[i16],
         da: &[f32],
@@ -786,17 +968,26 @@ mod simd128 {
                 std::array::from_fn(|i| &a[(first + i) * cols + b * BLOCK..][..BLOCK]);
             let mut isum = [[i32x4_splat(0); 4]; R];
             for p in 0..PAIRS {
-                // SAFETY: 32 bytes inside `wb` (p < PAIRS, GROUP * 2 = 32).
-                let (w0, w1) = unsafe {
+                // SAFETY: 32 levels inside `wb` (p < PAIRS, GROUP * 2 = 32).
+                let wq = unsafe {
                     let at = wb.as_ptr().add(p * GROUP * 2) as *const v128;
-                    (v128_load(at), v128_load(at.add(1)))
+                    if W::WIDE {
+                        [
+                            v128_load(at),
+                            v128_load(at.add(1)),
+                            v128_load(at.add(2)),
+                            v128_load(at.add(3)),
+                        ]
+                    } else {
+                        let (w0, w1) = (v128_load(at), v128_load(at.add(1)));
+                        [
+                            i16x8_extend_low_i8x16(w0),
+                            i16x8_extend_high_i8x16(w0),
+                            i16x8_extend_low_i8x16(w1),
+                            i16x8_extend_high_i8x16(w1),
+                        ]
+                    }
                 };
-                let wq = [
-                    i16x8_extend_low_i8x16(w0),
-                    i16x8_extend_high_i8x16(w0),
-                    i16x8_extend_low_i8x16(w1),
-                    i16x8_extend_high_i8x16(w1),
-                ];
                 for i in 0..R {
                     let pair = i32x4_splat(
                         (ab[i][2 * p] as u16 as i32) | ((ab[i][2 * p + 1] as i32) << 16),
@@ -860,45 +1051,103 @@ mod tests {
             (40, 128, 8),
         ] {
             let (v, s) = random_q8(rows, cols, rows as u64 * 7 + cols as u64);
-            let w = PackedMatrix::from_q8(rows, cols, &v, &s);
-            let mut seed = 99;
-            let x: Vec<f32> = (0..m * cols).map(|_| lcg(&mut seed) * 3.0).collect();
-            let y = w.matmul(&x, m);
-            let dq = w.dequantize();
-            for r in 0..m {
-                for c in 0..rows {
-                    let xr = &x[r * cols..(r + 1) * cols];
-                    let exact: f64 = (0..cols)
-                        .map(|k| xr[k] as f64 * dq[c * cols + k] as f64)
-                        .sum();
-                    // Rounding each activation to 16 bits moves it by at most half a step of its
-                    // block (amax / 32767 / 2); f32 sums add ~1e-6 of the magnitudes.
-                    let bound: f64 = (0..cols)
-                        .map(|k| {
-                            let block = &xr[k / BLOCK * BLOCK..][..BLOCK];
-                            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
-                            let w = dq[c * cols + k].abs() as f64;
-                            w * amax / 32767.0 * 0.5 + 1e-6 * w * xr[k].abs() as f64
-                        })
-                        .sum();
-                    let got = y[r * rows + c] as f64;
-                    assert!(
-                        (got - exact).abs() <= bound,
-                        "({r},{c}) {got} vs {exact} (bound {bound})"
-                    );
-                }
+            let nibbles = random_nibbles(rows, cols, cols as u64);
+            for w in [
+                PackedMatrix::from_q8(rows, cols, &v, &s),
+                PackedMatrix::from_q8_residual_folded(rows, cols, &v, &s, &nibbles),
+            ] {
+                products_match(&w, m);
             }
-            // Every kernel this CPU has gives the portable reference's bits.
-            for kernel in Kernel::available() {
-                let mut yk = vec![0f32; m * rows];
-                w.matmul_on(kernel, &x, m, &mut yk);
-                let same = yk.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits());
+        }
+    }
+
+    fn random_nibbles(rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        (0..rows * cols / 2)
+            .map(|_| ((lcg(&mut s) + 1.0) * 127.99) as u8)
+            .collect()
+    }
+
+    /// `w`'s product with m random rows is within the 16-bit activation rounding of the f64
+    /// product with its dequantized values, and every kernel gives the portable one's bits.
+    fn products_match(w: &PackedMatrix, m: usize) {
+        let (rows, cols) = w.dims();
+        let mut seed = 99;
+        let x: Vec<f32> = (0..m * cols).map(|_| lcg(&mut seed) * 3.0).collect();
+        let y = w.matmul(&x, m);
+        let dq = w.dequantize();
+        for r in 0..m {
+            for c in 0..rows {
+                let xr = &x[r * cols..(r + 1) * cols];
+                let exact: f64 = (0..cols)
+                    .map(|k| xr[k] as f64 * dq[c * cols + k] as f64)
+                    .sum();
+                // Rounding each activation to 16 bits moves it by at most half a step of its
+                // block (amax / 32767 / 2); f32 sums add ~1e-6 of the magnitudes.
+                let bound: f64 = (0..cols)
+                    .map(|k| {
+                        let block = &xr[k / BLOCK * BLOCK..][..BLOCK];
+                        let amax = block.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+                        let w = dq[c * cols + k].abs() as f64;
+                        w * amax / 32767.0 * 0.5 + 1e-6 * w * xr[k].abs() as f64
+                    })
+                    .sum();
+                let got = y[r * rows + c] as f64;
                 assert!(
-                    same,
-                    "{} differs from {}",
-                    kernel.name(),
-                    Kernel::detect().name()
+                    (got - exact).abs() <= bound,
+                    "({r},{c}) {got} vs {exact} (bound {bound})"
                 );
+            }
+        }
+        // Every kernel this CPU has gives the portable reference's bits.
+        for kernel in Kernel::available() {
+            let mut yk = vec![0f32; m * rows];
+            w.matmul_on(kernel, &x, m, &mut yk);
+            let same = yk.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{} differs from {}",
+                kernel.name(),
+                Kernel::detect().name()
+            );
+        }
+    }
+
+    /// A residual folded into 12-bit levels is the same matrix as the pair kept apart, and the
+    /// largest levels (2039 = 16·127 + 7, −2040) against full-scale activations stay exact in
+    /// the kernels' i32 sums.
+    #[test]
+    fn a_folded_residual_is_the_pair_and_its_extremes_stay_exact() {
+        let (rows, cols) = (37, 96);
+        let (v, s) = random_q8(rows, cols, 5);
+        let nibbles = random_nibbles(rows, cols, 6);
+        let folded = PackedMatrix::from_q8_residual_folded(rows, cols, &v, &s, &nibbles);
+        let apart = PackedMatrix::from_q8_and_residual(rows, cols, &v, &s, &nibbles);
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same(&folded.dequantize(), &apart.dequantize()));
+        let ids = [36u32, 0, 17];
+        assert!(same(
+            &folded.select_rows(&ids).dequantize(),
+            &folded.dequantize_rows(&ids)
+        ));
+
+        let (rows, cols) = (16, 64);
+        let scales: Vec<u8> = (0..rows * cols / BLOCK)
+            .flat_map(|_| half::f16::from_f32(1.0).to_le_bytes())
+            .collect();
+        for (q, nibble, expect) in [(127i8, 0xffu8, 2039.0f32), (-127, 0x00, -2040.0)] {
+            let values = vec![q as u8; rows * cols];
+            let fine = vec![nibble; rows * cols / 2];
+            let w = PackedMatrix::from_q8_residual_folded(rows, cols, &values, &scales, &fine);
+            assert_eq!(w.dequantize()[0], expect / 16.0);
+            let x = vec![-3.0f32; 2 * cols];
+            for kernel in Kernel::available() {
+                let mut y = vec![0f32; 2 * rows];
+                w.matmul_on(kernel, &x, 2, &mut y);
+                // An i32 sum that wrapped would be off by 2³² steps, not by f32 rounding.
+                let want = expect as f64 / 16.0 * -3.0 * cols as f64;
+                let close = y.iter().all(|&v| ((v as f64 - want) / want).abs() < 1e-6);
+                assert!(close, "{}: {y:?} vs {want}", kernel.name());
             }
         }
     }
@@ -968,10 +1217,20 @@ mod speed {
             let scales: Vec<u8> = (0..rows * cols / BLOCK)
                 .flat_map(|_| half::f16::from_f32(0.01).to_le_bytes())
                 .collect();
-            let w = PackedMatrix::from_q8(rows, cols, &values, &scales);
+            let nibbles = vec![0x5au8; rows * cols / 2];
+            let q8 = PackedMatrix::from_q8(rows, cols, &values, &scales);
+            let folded =
+                PackedMatrix::from_q8_residual_folded(rows, cols, &values, &scales, &nibbles);
+            let apart = PackedMatrix::from_q8_and_residual(rows, cols, &values, &scales, &nibbles);
             for m in [1, 16, 64] {
                 let x = vec![0.5f32; m * cols];
-                for k in Kernel::available() {
+                for (k, form, w) in Kernel::available().into_iter().flat_map(|k| {
+                    [
+                        (k, "q8", &q8),
+                        (k, "q8+r folded", &folded),
+                        (k, "q8+r apart", &apart),
+                    ]
+                }) {
                     let reps = (200_000_000 / (rows * cols * m)).max(3);
                     let t = std::time::Instant::now();
                     let mut y = vec![0f32; m * rows];
@@ -981,7 +1240,7 @@ mod speed {
                     }
                     let s = t.elapsed().as_secs_f64() / reps as f64;
                     println!(
-                        "{rows}x{cols} m={m} {}: {:.3} ms, {:.1} GMAC/s",
+                        "{rows}x{cols} m={m} {} {form}: {:.3} ms, {:.1} GMAC/s",
                         k.name(),
                         s * 1e3,
                         (rows * cols * m) as f64 / s / 1e9

@@ -26,7 +26,7 @@
 //! a candidate's exact output is the q8 output plus the residual's, as `matmul` sums them.
 
 use super::{
-    for_each_tile, Kernel, OutputPtr, PackedMatrix, QuantizedRows, BLOCK, GROUP,
+    for_each_tile, Kernel, Levels, OutputPtr, PackedMatrix, QuantizedRows, BLOCK, GROUP,
     GROUP_BLOCK_VALUES, PAIRS,
 };
 use rayon::prelude::*;
@@ -135,7 +135,7 @@ impl Tables {
                 let (mut sum, mut abs) = (0i32, 0i32);
                 for p in 0..PAIRS {
                     for e in 0..2 {
-                        let q = w.values[base + p * GROUP * 2 + lane * 2 + e] as i32;
+                        let q = w.values.get(base + p * GROUP * 2 + lane * 2 + e);
                         sum += q;
                         abs += q.abs();
                     }
@@ -226,7 +226,13 @@ impl PackedMatrix {
         }
         let tables = self
             .proposal
-            .get_or_init(|| Pass::for_kernel(Kernel::detect()).map(|p| Tables::new(self, p)))
+            .get_or_init(
+                || match (&self.values, Pass::for_kernel(Kernel::detect())) {
+                    // The passes read 8-bit levels; a folded residual's 12-bit ones have none.
+                    (Levels::I8(_), Some(p)) => Some(Tables::new(self, p)),
+                    _ => None,
+                },
+            )
             .as_ref()?;
         self.greedy_choice_with(tables, x, m, bias, extra, banned, scratch)
     }
@@ -249,7 +255,9 @@ impl PackedMatrix {
         scratch.resize(m * rows, 0.0);
         let out = OutputPtr(scratch.as_mut_ptr());
         self.for_each_group(m, |g| {
-            let (w, s) = self.group(g);
+            let (w, s) = self
+                .group(g)
+                .expect("proposal tables are made for 8-bit levels only");
             let o = &tables.offsets[g * blocks * GROUP..][..blocks * GROUP];
             let width = GROUP.min(rows - g * GROUP);
             tables.pass.group(w, s, o, &x8, m, blocks, |r, lanes| {
@@ -296,8 +304,9 @@ impl PackedMatrix {
             let a = &xq.values[b * BLOCK..][..BLOCK];
             let mut isum = 0i32;
             for p in 0..PAIRS {
-                let w = &self.values[base + p * GROUP * 2 + lane * 2..][..2];
-                isum += w[0] as i32 * a[2 * p] as i32 + w[1] as i32 * a[2 * p + 1] as i32;
+                let at = base + p * GROUP * 2 + lane * 2;
+                isum += self.values.get(at) * a[2 * p] as i32
+                    + self.values.get(at + 1) * a[2 * p + 1] as i32;
             }
             acc += isum as f32 * (self.scales[(g * blocks + b) * GROUP + lane] * xq.scales[b]);
         }
@@ -796,9 +805,7 @@ mod tests {
             let x8 = Rows8::of(&x, m, cols, pass.levels()).unwrap();
             let mut pre = vec![0f32; m * rows];
             for g in 0..rows.div_ceil(GROUP) {
-                let wv =
-                    &w.values[g * blocks * GROUP_BLOCK_VALUES..][..blocks * GROUP_BLOCK_VALUES];
-                let sv = &w.scales[g * blocks * GROUP..][..blocks * GROUP];
+                let (wv, sv) = w.group(g).unwrap();
                 let o = &t.offsets[g * blocks * GROUP..][..blocks * GROUP];
                 pass.group(wv, sv, o, &x8, m, blocks, |r, lanes| {
                     for (l, v) in lanes.iter().enumerate() {
@@ -894,9 +901,7 @@ mod speed {
             let blocks = cols / BLOCK;
             let pass = time(&mut || {
                 for g in 0..rows.div_ceil(GROUP) {
-                    let wv =
-                        &w.values[g * blocks * GROUP_BLOCK_VALUES..][..blocks * GROUP_BLOCK_VALUES];
-                    let sv = &w.scales[g * blocks * GROUP..][..blocks * GROUP];
+                    let (wv, sv) = w.group(g).unwrap();
                     let o = &tables.offsets[g * blocks * GROUP..][..blocks * GROUP];
                     tables.pass.group(wv, sv, o, &x8, m, blocks, |r, l| {
                         let at = r * rows + g * GROUP;
