@@ -56,21 +56,23 @@ if [ ! -f "$CKPT/model.safetensors" ]; then
     say "making the random-weights opus-mt-en-fr-shaped checkpoint"
     .venv/bin/python scripts/make_bench_checkpoint.py "$CKPT" >&2
 fi
+# A package is made again when the binary is newer than it (the package format may have moved).
+stale() { [ ! -f "$1/manifest.json" ] || [ "$BIN" -nt "$1/manifest.json" ]; }
 for q in q8 q4; do
-    if [ ! -f "$BENCH/pkg-$q/manifest.json" ]; then
+    if stale "$BENCH/pkg-$q"; then
         "$BIN" convert "$CKPT" "$BENCH/pkg-$q" --quant "$q" >&2
     fi
 done
 # marian-q8e: q8 with the embeddings (and so the tied output projection) kept at f16.
-if [[ " $* " == *marian-q8e* ]] && [ ! -f "$BENCH/pkg-q8e/manifest.json" ]; then
+if [[ " $* " == *marian-q8e* ]] && stale "$BENCH/pkg-q8e"; then
     "$BIN" convert "$CKPT" "$BENCH/pkg-q8e" --quant q8 --keep-f16 embeddings >&2
 fi
 # marian-q8r: q8 with a Q4_0 residual on the embeddings (and so the tied output projection);
 # marian-q8rd: on the decoder's matrices too.
-if [[ " $* " == *marian-q8r* ]] && [ ! -f "$BENCH/pkg-q8r/manifest.json" ]; then
+if [[ " $* " == *marian-q8r* ]] && stale "$BENCH/pkg-q8r"; then
     "$BIN" convert "$CKPT" "$BENCH/pkg-q8r" --quant q8 --residual embeddings >&2
 fi
-if [[ " $* " == *marian-q8rd* ]] && [ ! -f "$BENCH/pkg-q8rd/manifest.json" ]; then
+if [[ " $* " == *marian-q8rd* ]] && stale "$BENCH/pkg-q8rd"; then
     "$BIN" convert "$CKPT" "$BENCH/pkg-q8rd" --quant q8 --residual embeddings,decoder. >&2
 fi
 if [ ! -f "$BENCH/ct2-int8/model.bin" ]; then

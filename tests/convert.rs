@@ -255,10 +255,10 @@ fn residual_conversion_adds_a_finer_rounding_of_the_named_q8_matrices() {
             );
             residuals += 1;
         } else if !name.contains(".residual.") {
-            // A matrix with a residual is rounded to nearest (its q8 values may differ from
-            // the plain package's GPTQ ones); its scales are max|w| / 127 either way.
-            let matrix = name.trim_end_matches(".q8");
-            if name.ends_with(".q8") && names.contains(&&format!("{matrix}.residual.q4")) {
+            // A matrix with a residual is rounded to nearest: its q8 values and scales may
+            // differ from the plain package's GPTQ ones (checked against the weights below).
+            let matrix = name.trim_end_matches(".q8").trim_end_matches(".scales");
+            if names.contains(&format!("{matrix}.residual.q4").as_str()) {
                 continue;
             }
             assert_eq!(
@@ -271,58 +271,59 @@ fn residual_conversion_adds_a_finer_rounding_of_the_named_q8_matrices() {
     // The embedding and the decoder's 2 layers × (4 + 4 + 2) linear layers.
     assert_eq!(residuals, 1 + 2 * 10, "residual tensors");
 
-    // The q8 + residual pair against the checkpoint's f32 embedding: within s / 32 (half a
-    // 12-bit step) of every weight, where q8 alone is up to s / 2 off.
+    // The q8 + residual pair against the checkpoint's f32 weights (the embedding, and a
+    // decoder layer GPTQ would round without one): within s / 32 (half a 12-bit step) of every
+    // weight, where q8 alone is up to s / 2 off.
     let f32_bytes = std::fs::read(fx.join("model.safetensors")).unwrap();
     let f32_st = safetensors::SafeTensors::deserialize(&f32_bytes).unwrap();
-    let floats = |b: &[u8]| -> Vec<f32> {
-        b.chunks_exact(4)
+    for name in ["shared.weight", "decoder.layers.1.fc1.weight"] {
+        let truth = f32_st.tensor(&format!("model.{name}")).unwrap();
+        let (rows, cols) = (truth.shape()[0], truth.shape()[1]);
+        let truth: Vec<f32> = truth
+            .data()
+            .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    };
-    let truth = floats(f32_st.tensor("model.shared.weight").unwrap().data());
-    let (rows, cols) = (truth.len() / 64, 64);
-    let scales: Vec<f32> = st
-        .tensor("shared.weight.scales")
-        .unwrap()
-        .data()
-        .chunks_exact(2)
-        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-        .collect();
-    let dequantized = |bytes: &[u8], folded: bool| -> Vec<f32> {
-        let file = WeightFile::parse("model.safetensors", bytes).unwrap();
-        let m = if folded {
-            file.matrix("shared.weight", rows, cols)
-        } else {
-            file.embedding_matrix("shared.weight", rows, cols)
+            .collect();
+        let scales: Vec<f32> = st
+            .tensor(&format!("{name}.scales"))
+            .unwrap()
+            .data()
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect();
+        let dequantized = |bytes: &[u8], folded: bool| -> Vec<f32> {
+            let file = WeightFile::parse("model.safetensors", bytes).unwrap();
+            let m = if folded {
+                file.matrix(name, rows, cols)
+            } else {
+                file.embedding_matrix(name, rows, cols)
+            };
+            let Matrix::Quantized(q) = m.unwrap() else {
+                panic!("{name} is q8");
+            };
+            q.dequantize()
         };
-        let Matrix::Quantized(q) = m.unwrap() else {
-            panic!("a q8 embedding");
-        };
-        q.dequantize()
-    };
-    let (folded, apart) = (dequantized(&with, true), dequantized(&with, false));
-    assert!(
-        folded
+        let (folded, apart) = (dequantized(&with, true), dequantized(&with, false));
+        let alike = folded
             .iter()
             .zip(&apart)
-            .all(|(a, b)| a.to_bits() == b.to_bits()),
-        "the folded and the kept-apart pair dequantize alike"
-    );
-    let coarse = dequantized(&without, true);
-    let mut coarse_worst = 0f32;
-    for (i, ((&fine, &w), &q8)) in folded.iter().zip(&truth).zip(&coarse).enumerate() {
-        let s = scales[i / 32];
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(alike, "{name}: the folded and the kept-apart pair differ");
+        let coarse = dequantized(&without, true);
+        let mut coarse_worst = 0f32;
+        for (i, ((&fine, &w), &q8)) in folded.iter().zip(&truth).zip(&coarse).enumerate() {
+            let s = scales[i / 32];
+            assert!(
+                (fine - w).abs() <= s / 32.0 * 1.0001,
+                "{name} weight {i}: {fine} vs {w} (scale {s})"
+            );
+            coarse_worst = coarse_worst.max((q8 - w).abs() / s);
+        }
         assert!(
-            (fine - w).abs() <= s / 32.0 * 1.0001,
-            "weight {i}: {fine} vs {w} (scale {s})"
+            coarse_worst > 0.25,
+            "{name}: q8 alone is only {coarse_worst} steps off"
         );
-        coarse_worst = coarse_worst.max((q8 - w).abs() / s);
     }
-    assert!(
-        coarse_worst > 0.25,
-        "q8 alone is coarser ({coarse_worst} steps)"
-    );
     Translator::new(&Package::read_dir(out.path()).unwrap()).unwrap();
 
     let bad = cli()

@@ -123,12 +123,14 @@ pub struct ConvertOptions {
     /// multiplied through a q8 screen, `model::screened_head`, so it costs size, not speed);
     /// empty: none.
     pub keep_f16: Vec<String>,
-    /// Quantized matrices that also store their rounding error rounded to Q4_0 (residual
-    /// quantization, `package::quant`: ≈ 12 bits a weight in a q8 package for 4.5 more bits
-    /// of storage), named as in `keep_f16`. For `embeddings` (the tied output projection) the
-    /// decoding steps multiply by the q8 part and add the residual only for the tokens that
-    /// can be chosen (`model::screened_head`), so it costs size, not speed; any other matrix
-    /// is multiplied twice. Empty: none.
+    /// Q8 matrices that also store their rounding error rounded to 4 bits under the implied
+    /// scale s / 16 (residual quantization, `package::quant`: 12-bit levels for 4 more bits of
+    /// storage; such a matrix is rounded to nearest, not by GPTQ), named as in `keep_f16`. For
+    /// `embeddings` (the tied output projection) the decoding steps multiply by the q8 part
+    /// and add the residual only for the tokens that can be chosen (`model::screened_head`);
+    /// any other matrix is multiplied as one of 12-bit levels at q8's speed
+    /// (`PackedMatrix::from_q8_residual_folded`). Empty: none; a part naming a q4 matrix is
+    /// not an error (q4 matrices take no residual).
     pub residual: Vec<String>,
 }
 

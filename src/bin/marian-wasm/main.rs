@@ -77,10 +77,11 @@ mod cli {
             #[arg(long, value_delimiter = ',')]
             keep_f16: Vec<String>,
             /// Store beside the q8 matrices named by these parts (as --keep-f16) their rounding
-            /// error rounded to 4 bits (Q4_0): ≈ 12-bit weights, closer to transformers.
-            /// `embeddings` (+17 MB on opus-mt-en-fr) costs size, not speed: the decoding steps
-            /// add the residual only for the tokens that can be chosen; other matrices
-            /// (`decoder.`) are multiplied twice.
+            /// error rounded to 4 bits: 12-bit weights, closer to transformers (the named
+            /// matrices are rounded to nearest, not by GPTQ). It costs size, not speed:
+            /// `embeddings` +15 MB and `embeddings,decoder.` +26 MB on opus-mt-en-fr; the
+            /// output projection adds the residual only for the tokens that can be chosen, other
+            /// matrices are multiplied as one matrix of 12-bit levels.
             #[arg(long, value_delimiter = ',')]
             residual: Vec<String>,
         },
