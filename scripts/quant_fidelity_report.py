@@ -8,6 +8,7 @@ Usage (from the repository root, after `cargo build --release`):
     .venv/bin/python scripts/quant_fidelity_report.py DIR [DIR ...]    # any checkpoints
     ... --quant q8 --rounding gptq                                   # only those rows
     ... --keep-f16 embeddings                   # those matrices at f16 (`convert --keep-f16`)
+    ... --keep-q8 decoder.                      # those matrices of a q4 package at q8 (`convert --keep-q8`)
     ... --residual embeddings                   # those q8 matrices + a Q4_0 residual (`convert --residual`)
     ... --device gpu                            # translate on the GPU (lavapipe counts)
 
@@ -65,6 +66,9 @@ def main(argv: list[str]) -> int:
     keep_args = ["--keep-f16", ",".join(keep)] if keep else []
     kept = f" + {', '.join(keep)} f16" if keep else ""
     device = option("--device", ["cpu"])[0]
+    keep_q8 = option("--keep-q8", [])
+    keep_args += ["--keep-q8", ",".join(keep_q8)] if keep_q8 else []
+    kept += f" + {', '.join(keep_q8)} q8" if keep_q8 else ""
     residual = option("--residual", [])
     keep_args += ["--residual", ",".join(residual)] if residual else []
     kept += f" + {', '.join(residual)} residual" if residual else ""

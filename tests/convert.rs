@@ -337,3 +337,72 @@ fn residual_conversion_adds_a_finer_rounding_of_the_named_q8_matrices() {
     let e = String::from_utf8_lossy(&bad.stderr);
     assert!(e.contains("--residual 'nosuch'"), "{e}");
 }
+
+/// `convert --quant q4 --keep-q8 PARTS`: the named matrices are stored q8 (with a residual when
+/// `--residual` names them too), every other matrix stays q4, the package translates, and
+/// `--keep-q8` outside a q4 package is a clear error.
+#[test]
+fn keep_q8_keeps_the_named_matrices_of_a_q4_package_at_q8() {
+    let fx = fixtures()
+        .into_iter()
+        .find(|f| name(f) == "tiny-opus")
+        .expect("tiny-opus fixture");
+    let out = tempfile::tempdir().unwrap();
+    let run = cli()
+        .arg("convert")
+        .arg(&fx)
+        .arg(out.path())
+        .args(["--quant", "q4", "--keep-q8", "decoder."])
+        .args(["--residual", "decoder.layers.0.fc1"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let bytes = weights(out.path());
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (mut q8, mut q4) = (Vec::new(), Vec::new());
+    for name in st.names() {
+        if let Some(m) = name.strip_suffix(".q8") {
+            q8.push(m.to_string());
+        } else if let Some(m) = name.strip_suffix(".q4") {
+            q4.push(m.to_string());
+        }
+    }
+    // The embedding is q8 in any q4 package; the decoder's 2 layers × 10 matrices by the option.
+    assert_eq!(q8.len(), 1 + 2 * 10, "{q8:?}");
+    assert!(q8
+        .iter()
+        .all(|m| m == "shared.weight" || m.starts_with("decoder.")));
+    let residuals: Vec<_> = q4.iter().filter(|m| m.ends_with(".residual")).collect();
+    assert_eq!(residuals, ["decoder.layers.0.fc1.weight.residual"]);
+    assert!(q4.iter().any(|m| m.starts_with("encoder.")), "{q4:?}");
+    let package = Package::read_dir(out.path()).unwrap();
+    assert!(
+        package.manifest.provenance.contains("decoder. kept at q8"),
+        "{}",
+        package.manifest.provenance
+    );
+    let t = Translator::new(&package).unwrap();
+    let out = t
+        .translate(
+            &["Two dogs are playing in the snow."],
+            &marian_wasm::GenerateOptions::default(),
+            1,
+        )
+        .unwrap();
+    assert!(!out[0].text.is_empty());
+
+    let bad = cli()
+        .arg("convert")
+        .arg(&fx)
+        .arg(tempfile::tempdir().unwrap().path())
+        .args(["--quant", "q8", "--keep-q8", "decoder."])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(e.contains("--keep-q8") && e.contains("q4 package"), "{e}");
+}

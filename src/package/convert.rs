@@ -123,6 +123,10 @@ pub struct ConvertOptions {
     /// multiplied through a q8 screen, `model::screened_head`, so it costs size, not speed);
     /// empty: none.
     pub keep_f16: Vec<String>,
+    /// Matrices kept at q8 in a q4 package, named as in `keep_f16` (mixed precision: q4's
+    /// drift comes mostly from the layers named `decoder.`). With any other quantization it is
+    /// an error.
+    pub keep_q8: Vec<String>,
     /// Q8 matrices that also store their rounding error rounded to 4 bits under the implied
     /// scale s / 16 (residual quantization, `package::quant`: 12-bit levels for 4 more bits of
     /// storage; such a matrix is rounded to nearest, not by GPTQ), named as in `keep_f16`. For
@@ -142,6 +146,7 @@ impl ConvertOptions {
             rounding: Rounding::Gptq,
             calibration: None,
             keep_f16: Vec::new(),
+            keep_q8: Vec::new(),
             residual: Vec::new(),
         }
     }
@@ -232,8 +237,14 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         }
         tensors.push((spec, t));
     }
+    if !opts.keep_q8.is_empty() && quant != Quant::Q4 {
+        return Err(Error::Input(format!(
+            "--keep-q8 keeps matrices of a q4 package at q8; this package is {quant}"
+        )));
+    }
     for (flag, parts) in [
         ("--keep-f16", &opts.keep_f16),
+        ("--keep-q8", &opts.keep_q8),
         ("--residual", &opts.residual),
     ] {
         if let Some(part) = parts
@@ -268,7 +279,7 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             }
         ),
     };
-    let kept = if opts.keep_f16.is_empty() || !matches!(quant, Quant::Q8 | Quant::Q4) {
+    let mut kept = if opts.keep_f16.is_empty() || !matches!(quant, Quant::Q8 | Quant::Q4) {
         String::new()
     } else {
         format!(
@@ -276,6 +287,12 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             opts.keep_f16.join(", ")
         )
     };
+    if !opts.keep_q8.is_empty() {
+        kept += &format!(
+            "; matrices named like {} kept at q8",
+            opts.keep_q8.join(", ")
+        );
+    }
     let with_residual = if opts.residual.is_empty() || !matches!(quant, Quant::Q8 | Quant::Q4) {
         String::new()
     } else {
@@ -359,8 +376,10 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
     let mut stored: Vec<StoredTensor> = Vec::new();
     for (spec, t) in &tensors {
         let keep_f16 = opts.keep_f16.iter().any(|p| names_matrix(spec, p));
-        let form = match (keep_f16, quant) {
-            (true, Quant::Q8 | Quant::Q4) => Quant::F16,
+        let keep_q8 = opts.keep_q8.iter().any(|p| names_matrix(spec, p));
+        let form = match (keep_f16, keep_q8, quant) {
+            (true, _, Quant::Q8 | Quant::Q4) => Quant::F16,
+            (false, true, Quant::Q4) => form_for(spec.role, Quant::Q8),
             _ => form_for(spec.role, quant),
         };
         match form {

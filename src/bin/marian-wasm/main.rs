@@ -76,6 +76,10 @@ mod cli {
             /// `decoder.`, `fc2` …): fidelity bought with size, or finding where drift comes from.
             #[arg(long, value_delimiter = ',')]
             keep_f16: Vec<String>,
+            /// Keep at q8 the q4 package's matrices named by these parts (as --keep-f16):
+            /// `decoder.` is where most of q4's drift from transformers comes from.
+            #[arg(long, value_delimiter = ',')]
+            keep_q8: Vec<String>,
             /// Store beside the q8 matrices named by these parts (as --keep-f16) their rounding
             /// error rounded to 4 bits: 12-bit weights, closer to transformers (the named
             /// matrices are rounded to nearest, not by GPTQ). It costs size, not speed:
@@ -174,6 +178,7 @@ mod cli {
                 rounding,
                 calibration,
                 keep_f16,
+                keep_q8,
                 residual,
             } => {
                 use marian_wasm::package::convert::{convert_with, ConvertOptions, Rounding};
@@ -184,6 +189,7 @@ mod cli {
                     RoundingArg::Nearest => Rounding::Nearest,
                 };
                 opts.keep_f16 = keep_f16;
+                opts.keep_q8 = keep_q8;
                 opts.residual = residual;
                 if let Some(path) = calibration {
                     let text = std::fs::read_to_string(&path).map_err(|e| {

@@ -21,7 +21,9 @@
 //! pairs × 16 features × 2 values as i8, so one 32-byte load sign-extended to i16 feeds
 //! `vpdpwssd` (AVX-512 VNNI; `pmaddwd` + add on AVX2, `i32x4.dot_i16x8` in WebAssembly) against
 //! a broadcast pair of activations and yields 16 features' partial sums with no horizontal
-//! reduction. Scales are kept apart, 16 f32 per group and block.
+//! reduction. Scales are kept apart, 16 f32 per group and block. A q8 matrix with its residual
+//! folded in (12-bit levels, `from_q8_residual_folded`) has the same layout in i16, loaded
+//! without the sign extension: the same products, twice the bytes.
 
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -82,15 +84,22 @@ impl Levels {
 /// The integer type of stored levels, as the kernels read it: 8-bit levels are sign-extended
 /// to 16 bits on load, 16-bit ones loaded as they are (the same `vpdpwssd` / `pmaddwd` /
 /// `i32x4.dot_i16x8` products follow either way).
-pub(crate) trait Level: Copy + Default + Send + Sync + Into<i32> + 'static {
+trait Level: Copy + Default + Send + Sync + Into<i32> + 'static {
     /// 16-bit levels (no widening on load).
     const WIDE: bool;
+    fn into_levels(v: Vec<Self>) -> Levels;
 }
 impl Level for i8 {
     const WIDE: bool = false;
+    fn into_levels(v: Vec<Self>) -> Levels {
+        Levels::I8(v)
+    }
 }
 impl Level for i16 {
     const WIDE: bool = true;
+    fn into_levels(v: Vec<Self>) -> Levels {
+        Levels::I16(v)
+    }
 }
 
 /// Activations rounded to 16 bits per block of 32: what the kernel multiplies.
@@ -177,10 +186,7 @@ impl PackedMatrix {
         cols: usize,
         scale: impl Fn(usize, usize) -> f32,
         value: impl Fn(usize, usize) -> W,
-    ) -> Self
-    where
-        Vec<W>: Into<Levels>,
-    {
+    ) -> Self {
         assert!(
             cols.is_multiple_of(BLOCK),
             "cols {cols} is not a multiple of {BLOCK}"
@@ -203,7 +209,7 @@ impl PackedMatrix {
             rows,
             cols,
             scales,
-            values: values.into(),
+            values: W::into_levels(values),
             proposal: Default::default(),
             residual: None,
             residual_norms: Vec::new(),
@@ -508,18 +514,6 @@ fn q4_levels(rows: usize, cols: usize, nibbles: &[u8]) -> impl Fn(usize, usize) 
         let byte = nibbles[r * cols / 2 + block * PAIRS + j % PAIRS];
         let nibble = if j < PAIRS { byte & 0x0f } else { byte >> 4 };
         nibble as i8 - 8
-    }
-}
-
-impl From<Vec<i8>> for Levels {
-    fn from(v: Vec<i8>) -> Self {
-        Levels::I8(v)
-    }
-}
-
-impl From<Vec<i16>> for Levels {
-    fn from(v: Vec<i16>) -> Self {
-        Levels::I16(v)
     }
 }
 
