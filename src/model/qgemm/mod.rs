@@ -70,6 +70,11 @@ enum Levels {
     /// A Q8_0 matrix with its residual folded in: `16·q + r` (−2040 … 2039) under the scale
     /// `s / 16`, the exact value `q·s + r·s/16` of the pair as one 12-bit level.
     I16(Vec<i16>),
+    /// Q4_0 levels two to a byte, each offset by 8 (level 2k in the low nibble, 2k + 1 in the
+    /// high one): a residual kept apart (`from_q8_and_residual`), which decoding reads a few rows at
+    /// a time (lookups, `select_rows`), so it stays packed; a whole product unpacks it one
+    /// group at a time.
+    Nibbles(Vec<u8>),
 }
 
 impl Levels {
@@ -77,6 +82,7 @@ impl Levels {
         match self {
             Levels::I8(v) => v[i] as i32,
             Levels::I16(v) => v[i] as i32,
+            Levels::Nibbles(v) => ((v[i / 2] >> (4 * (i % 2))) & 15) as i32 - 8,
         }
     }
 }
@@ -138,12 +144,15 @@ impl PackedMatrix {
         nibbles: &[u8],
     ) -> Self {
         let scale = f16_scales(rows, cols, scales_f16);
-        let fine = Self::build(
+        let fine = q4_levels(rows, cols, nibbles);
+        let mut packed = vec![0u8; Self::levels_len(rows, cols) / 2];
+        let scales = Self::lay_out(
             rows,
             cols,
             |r, b| scale(r, b) / 16.0,
-            q4_levels(rows, cols, nibbles),
+            |i, r, c| packed[i / 2] |= ((fine(r, c) + 8) as u8) << (4 * (i % 2)),
         );
+        let fine = Self::with_levels(rows, cols, scales, Levels::Nibbles(packed));
         Self::from_q8(rows, cols, values, scales_f16).with_residual(fine)
     }
 
@@ -187,29 +196,54 @@ impl PackedMatrix {
         scale: impl Fn(usize, usize) -> f32,
         value: impl Fn(usize, usize) -> W,
     ) -> Self {
+        let mut values = vec![W::default(); Self::levels_len(rows, cols)];
+        let scales = Self::lay_out(rows, cols, scale, |i, r, c| values[i] = value(r, c));
+        Self::with_levels(rows, cols, scales, W::into_levels(values))
+    }
+
+    /// How many levels the kernel's layout of a [rows, cols] matrix holds (the last group
+    /// padded to 16 rows).
+    fn levels_len(rows: usize, cols: usize) -> usize {
+        rows.div_ceil(GROUP) * (cols / BLOCK) * GROUP_BLOCK_VALUES
+    }
+
+    /// Walks the kernel's layout: `put(index, row, col)` for every weight, and returns the
+    /// scales, `scale(row, block)` in layout order.
+    fn lay_out(
+        rows: usize,
+        cols: usize,
+        scale: impl Fn(usize, usize) -> f32,
+        mut put: impl FnMut(usize, usize, usize),
+    ) -> Vec<f32> {
         assert!(
             cols.is_multiple_of(BLOCK),
             "cols {cols} is not a multiple of {BLOCK}"
         );
         let blocks = cols / BLOCK;
-        let groups = rows.div_ceil(GROUP);
-        let mut scales = vec![0f32; groups * blocks * GROUP];
-        let mut values = vec![W::default(); groups * blocks * GROUP_BLOCK_VALUES];
+        let mut scales = vec![0f32; rows.div_ceil(GROUP) * blocks * GROUP];
         for r in 0..rows {
             let (g, lane) = (r / GROUP, r % GROUP);
             for b in 0..blocks {
                 scales[(g * blocks + b) * GROUP + lane] = scale(r, b);
                 let base = (g * blocks + b) * GROUP_BLOCK_VALUES;
                 for j in 0..BLOCK {
-                    values[base + (j / 2) * GROUP * 2 + lane * 2 + j % 2] = value(r, b * BLOCK + j);
+                    put(
+                        base + (j / 2) * GROUP * 2 + lane * 2 + j % 2,
+                        r,
+                        b * BLOCK + j,
+                    );
                 }
             }
         }
+        scales
+    }
+
+    fn with_levels(rows: usize, cols: usize, scales: Vec<f32>, values: Levels) -> Self {
         PackedMatrix {
             rows,
             cols,
             scales,
-            values: W::into_levels(values),
+            values,
             proposal: Default::default(),
             residual: None,
             residual_norms: Vec::new(),
@@ -311,7 +345,7 @@ impl PackedMatrix {
                     self.scales[(src_g * blocks + b) * GROUP + src_lane];
             }
         }
-        fn select<W: Level>(src: &[W], ids: &[u32], blocks: usize) -> Vec<W> {
+        fn select<W: Level>(src: impl Fn(usize) -> W, ids: &[u32], blocks: usize) -> Vec<W> {
             let mut values =
                 vec![W::default(); ids.len().div_ceil(GROUP) * blocks * GROUP_BLOCK_VALUES];
             for (r, &id) in ids.iter().enumerate() {
@@ -323,7 +357,7 @@ impl PackedMatrix {
                     for p in 0..PAIRS {
                         for e in 0..2 {
                             values[to + p * GROUP * 2 + lane * 2 + e] =
-                                src[from + p * GROUP * 2 + src_lane * 2 + e];
+                                src(from + p * GROUP * 2 + src_lane * 2 + e);
                         }
                     }
                 }
@@ -331,8 +365,10 @@ impl PackedMatrix {
             values
         }
         let values = match &self.values {
-            Levels::I8(v) => Levels::I8(select(v, ids, blocks)),
-            Levels::I16(v) => Levels::I16(select(v, ids, blocks)),
+            Levels::I8(v) => Levels::I8(select(|i| v[i], ids, blocks)),
+            Levels::I16(v) => Levels::I16(select(|i| v[i], ids, blocks)),
+            // A few rows: unpacked.
+            Levels::Nibbles(_) => Levels::I8(select(|i| self.values.get(i) as i8, ids, blocks)),
         };
         PackedMatrix {
             rows: ids.len(),
@@ -392,67 +428,54 @@ impl PackedMatrix {
         add_residual: bool,
     ) {
         let residual = self.residual.as_deref().filter(|_| add_residual);
-        match &self.values {
-            Levels::I8(v) => self.products_of(v, kernel, xq, m, y, residual),
-            Levels::I16(v) => self.products_of(v, kernel, xq, m, y, residual),
-        }
-    }
-
-    /// `products_on` over this matrix's levels `values` (its `Levels`, unwrapped).
-    fn products_of<W: Level>(
-        &self,
-        values: &[W],
-        kernel: Kernel,
-        xq: &QuantizedRows,
-        m: usize,
-        y: &mut [f32],
-        residual: Option<&PackedMatrix>,
-    ) {
-        let blocks = self.blocks();
         let out = OutputPtr(y.as_mut_ptr());
         self.for_each_group(m, |g| {
             let fine: Vec<[f32; GROUP]> = match residual {
                 Some(r) => {
                     let mut fine = vec![[0f32; GROUP]; m];
-                    let emit = |row, lanes: &[f32; GROUP]| fine[row] = *lanes;
-                    match &r.values {
-                        Levels::I8(v) => {
-                            kernel.group(r.group_of(v, g), r.group_scales(g), xq, m, blocks, emit)
-                        }
-                        Levels::I16(v) => {
-                            kernel.group(r.group_of(v, g), r.group_scales(g), xq, m, blocks, emit)
-                        }
-                    }
+                    r.group_products(kernel, g, xq, m, |row, lanes| fine[row] = *lanes);
                     fine
                 }
                 None => Vec::new(),
             };
             let width = GROUP.min(self.rows - g * GROUP);
-            kernel.group(
-                self.group_of(values, g),
-                self.group_scales(g),
-                xq,
-                m,
-                blocks,
-                |r, lanes| {
-                    let mut lanes = *lanes;
-                    if let Some(f) = fine.get(r) {
-                        for (l, f) in lanes.iter_mut().zip(f) {
-                            *l += f;
-                        }
+            self.group_products(kernel, g, xq, m, |r, lanes| {
+                let mut lanes = *lanes;
+                if let Some(f) = fine.get(r) {
+                    for (l, f) in lanes.iter_mut().zip(f) {
+                        *l += f;
                     }
-                    // SAFETY: `y` outlives the loop, row r < m, and group g alone writes
-                    // columns g·16 .. g·16 + width of each row (groups are disjoint).
-                    unsafe { out.write_lanes(r * self.rows + g * GROUP, &lanes, width) }
-                },
-            );
+                }
+                // SAFETY: `y` outlives the loop, row r < m, and group g alone writes
+                // columns g·16 .. g·16 + width of each row (groups are disjoint).
+                unsafe { out.write_lanes(r * self.rows + g * GROUP, &lanes, width) }
+            });
         });
     }
 
-    /// Group `g`'s part of this matrix's levels `values`, as the kernels read it.
-    fn group_of<'a, W>(&self, values: &'a [W], g: usize) -> &'a [W] {
-        let n = self.blocks() * GROUP_BLOCK_VALUES;
-        &values[g * n..][..n]
+    /// Group `g`'s 16 outputs of this matrix (without its residual) for every row, by
+    /// `kernel`, handed to `emit(row, lanes)`.
+    fn group_products(
+        &self,
+        kernel: Kernel,
+        g: usize,
+        xq: &QuantizedRows,
+        m: usize,
+        emit: impl FnMut(usize, &[f32; GROUP]),
+    ) {
+        let (blocks, s) = (self.blocks(), self.group_scales(g));
+        let n = blocks * GROUP_BLOCK_VALUES;
+        match &self.values {
+            Levels::I8(v) => kernel.group(&v[g * n..][..n], s, xq, m, blocks, emit),
+            Levels::I16(v) => kernel.group(&v[g * n..][..n], s, xq, m, blocks, emit),
+            Levels::Nibbles(v) => {
+                let levels: Vec<i8> = v[g * n / 2..][..n / 2]
+                    .iter()
+                    .flat_map(|&b| [(b & 15) as i8 - 8, (b >> 4) as i8 - 8])
+                    .collect();
+                kernel.group(&levels, s, xq, m, blocks, emit)
+            }
+        }
     }
 
     /// Group `g`'s scales, [blocks][GROUP].
@@ -461,12 +484,13 @@ impl PackedMatrix {
         &self.scales[g * n..][..n]
     }
 
-    /// Group `g`'s 8-bit levels and scales (None for a matrix of 12-bit levels): what the
+    /// Group `g`'s 8-bit levels and scales (None for levels held otherwise): what the
     /// proposal pass reads.
     fn group(&self, g: usize) -> Option<(&[i8], &[f32])> {
+        let n = self.blocks() * GROUP_BLOCK_VALUES;
         match &self.values {
-            Levels::I8(v) => Some((self.group_of(v, g), self.group_scales(g))),
-            Levels::I16(_) => None,
+            Levels::I8(v) => Some((&v[g * n..][..n], self.group_scales(g))),
+            _ => None,
         }
     }
 
@@ -1049,6 +1073,7 @@ mod tests {
             for w in [
                 PackedMatrix::from_q8(rows, cols, &v, &s),
                 PackedMatrix::from_q8_residual_folded(rows, cols, &v, &s, &nibbles),
+                PackedMatrix::from_q8_and_residual(rows, cols, &v, &s, &nibbles),
             ] {
                 products_match(&w, m);
             }
@@ -1120,10 +1145,18 @@ mod tests {
         let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
         assert!(same(&folded.dequantize(), &apart.dequantize()));
         let ids = [36u32, 0, 17];
-        assert!(same(
-            &folded.select_rows(&ids).dequantize(),
-            &folded.dequantize_rows(&ids)
-        ));
+        for w in [&folded, &apart] {
+            assert!(same(
+                &w.select_rows(&ids).dequantize(),
+                &w.dequantize_rows(&ids)
+            ));
+        }
+        // The pair kept apart holds its residual as nibbles, and unpacks it right.
+        let r = apart.residual().unwrap();
+        assert!(matches!(r.values, Levels::Nibbles(_)));
+        let (x, m) = (vec![0.7f32; 2 * cols], 2);
+        let unpacked = r.select_rows(&(0..rows as u32).collect::<Vec<_>>());
+        assert!(same(&r.matmul(&x, m), &unpacked.matmul(&x, m)));
 
         let (rows, cols) = (16, 64);
         let scales: Vec<u8> = (0..rows * cols / BLOCK)
