@@ -10,7 +10,7 @@ Usage (from the repository root):
 
 `--aside NAME` builds a model of ASIDE_SPECS into target/aside/NAME instead: models that no test
 and no default was tuned on, for checking that a method generalizes (scripts/
-quant_fidelity_report.py --aside); not committed (~20 min to train on two cores).
+quant_fidelity_report.py --aside); not committed (~5 min to train on two cores).
 
 Needs the packages pinned in scripts/requirements-fixtures.txt and the parallel data directory
 named by the environment variable MARIAN_DATA (default: ../shared/data relative to the repository

@@ -78,14 +78,14 @@ impl GpuMatrix {
             )));
         }
         let (format, values, scales) = match (m.form, m.residual, m.scales) {
+            // Only q8 matrices carry a residual (`WeightFile::stored_matrix` refuses others).
             (Quant::Q8, Some(nibbles), Some(scales)) => {
                 let values = interleave_residual(&m.values, nibbles);
-                (WeightFormat::Q8Residual, Cow::Owned(values), Cow::Borrowed(scales))
-            }
-            (Quant::Q4, Some(_), _) => {
-                return Err(crate::Error::Gpu(format!(
-                    "'{name}' is q4 with a residual; the GPU kernels read residuals of q8 matrices only"
-                )))
+                (
+                    WeightFormat::Q8Residual,
+                    Cow::Owned(values),
+                    Cow::Borrowed(scales),
+                )
             }
             (form, _, scales) => {
                 let format = match form {
@@ -94,7 +94,11 @@ impl GpuMatrix {
                     Quant::Q8 => WeightFormat::Q8,
                     Quant::Q4 => WeightFormat::Q4,
                 };
-                (format, Cow::Borrowed(&m.values[..]), Cow::Borrowed(scales.unwrap_or(&[])))
+                (
+                    format,
+                    Cow::Borrowed(&m.values[..]),
+                    Cow::Borrowed(scales.unwrap_or(&[])),
+                )
             }
         };
         let values = upload(ctx, name, &values)?;
