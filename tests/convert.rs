@@ -150,6 +150,42 @@ fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_marian-wasm"))
 }
 
+/// `marian-wasm convert FIXTURE DIR ARGS…` into a new temporary DIR: the folder and the run's
+/// stderr; panics with that stderr when the conversion fails.
+fn cli_convert(fx: &Path, args: &[&str]) -> (tempfile::TempDir, String) {
+    let out = tempfile::tempdir().unwrap();
+    let run = cli()
+        .arg("convert")
+        .arg(fx)
+        .arg(out.path())
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "convert {args:?}: {stderr}");
+    (out, stderr)
+}
+
+/// The stderr of `marian-wasm convert FIXTURE DIR ARGS…`, which must fail.
+fn cli_convert_error(fx: &Path, args: &[&str]) -> String {
+    let run = cli()
+        .arg("convert")
+        .arg(fx)
+        .arg(tempfile::tempdir().unwrap().path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!run.status.success(), "convert {args:?} succeeded");
+    String::from_utf8_lossy(&run.stderr).to_string()
+}
+
+fn tiny_opus() -> std::path::PathBuf {
+    fixtures()
+        .into_iter()
+        .find(|f| name(f) == "tiny-opus")
+        .expect("tiny-opus fixture")
+}
+
 #[test]
 fn cli_convert_takes_rounding_and_calibration_text_and_names_a_missing_file() {
     let fx = &fixtures()[0];
@@ -159,21 +195,8 @@ fn cli_convert_takes_rounding_and_calibration_text_and_names_a_missing_file() {
         "A man is riding a bicycle.\n\nTwo dogs play in the snow.\n",
     )
     .unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let run = cli()
-        .arg("convert")
-        .arg(fx)
-        .arg(out.path())
-        .args(["--quant", "q4", "--calibration"])
-        .arg(text.path())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let calibration = text.path().to_str().unwrap();
+    let (out, stderr) = cli_convert(fx, &["--quant", "q4", "--calibration", calibration]);
     assert!(
         stderr.contains("GPTQ") && stderr.contains("2 sentences"),
         "{stderr}"
@@ -185,19 +208,7 @@ fn cli_convert_takes_rounding_and_calibration_text_and_names_a_missing_file() {
     ]);
     assert_eq!(weights(out.path()), weights(convert_to(fx, &own).path()));
 
-    let nearest = tempfile::tempdir().unwrap();
-    let run = cli()
-        .arg("convert")
-        .arg(fx)
-        .arg(nearest.path())
-        .args(["--quant", "q4", "--rounding", "nearest"])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let (nearest, _) = cli_convert(fx, &["--quant", "q4", "--rounding", "nearest"]);
     let mut opts = ConvertOptions::new(Quant::Q4);
     opts.rounding = Rounding::Nearest;
     assert_eq!(
@@ -205,15 +216,7 @@ fn cli_convert_takes_rounding_and_calibration_text_and_names_a_missing_file() {
         weights(convert_to(fx, &opts).path())
     );
 
-    let missing = cli()
-        .arg("convert")
-        .arg(fx)
-        .arg(tempfile::tempdir().unwrap().path())
-        .args(["--calibration", "/nonexistent/calibration.txt"])
-        .output()
-        .unwrap();
-    assert!(!missing.status.success());
-    let e = String::from_utf8_lossy(&missing.stderr);
+    let e = cli_convert_error(fx, &["--calibration", "/nonexistent/calibration.txt"]);
     assert!(e.contains("/nonexistent/calibration.txt"), "{e}");
 }
 
@@ -224,23 +227,8 @@ fn cli_convert_takes_rounding_and_calibration_text_and_names_a_missing_file() {
 #[test]
 fn residual_conversion_adds_a_finer_rounding_of_the_named_q8_matrices() {
     use marian_wasm::package::quant::{Matrix, WeightFile};
-    let fx = fixtures()
-        .into_iter()
-        .find(|f| name(f) == "tiny-opus")
-        .expect("tiny-opus fixture");
-    let out = tempfile::tempdir().unwrap();
-    let run = cli()
-        .arg("convert")
-        .arg(&fx)
-        .arg(out.path())
-        .args(["--quant", "q8", "--residual", "embeddings,decoder."])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let fx = tiny_opus();
+    let (out, _) = cli_convert(&fx, &["--quant", "q8", "--residual", "embeddings,decoder."]);
     let plain = convert_to(&fx, &ConvertOptions::new(Quant::Q8));
     let (with, without) = (weights(out.path()), weights(plain.path()));
     let st = safetensors::SafeTensors::deserialize(&with).unwrap();
@@ -326,15 +314,7 @@ fn residual_conversion_adds_a_finer_rounding_of_the_named_q8_matrices() {
     }
     Translator::new(&Package::read_dir(out.path()).unwrap()).unwrap();
 
-    let bad = cli()
-        .arg("convert")
-        .arg(&fx)
-        .arg(tempfile::tempdir().unwrap().path())
-        .args(["--quant", "q8", "--residual", "nosuch"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    let e = String::from_utf8_lossy(&bad.stderr);
+    let e = cli_convert_error(&fx, &["--quant", "q8", "--residual", "nosuch"]);
     assert!(e.contains("--residual 'nosuch'"), "{e}");
 }
 
@@ -343,23 +323,17 @@ fn residual_conversion_adds_a_finer_rounding_of_the_named_q8_matrices() {
 /// `--keep-q8` outside a q4 package is a clear error.
 #[test]
 fn keep_q8_keeps_the_named_matrices_of_a_q4_package_at_q8() {
-    let fx = fixtures()
-        .into_iter()
-        .find(|f| name(f) == "tiny-opus")
-        .expect("tiny-opus fixture");
-    let out = tempfile::tempdir().unwrap();
-    let run = cli()
-        .arg("convert")
-        .arg(&fx)
-        .arg(out.path())
-        .args(["--quant", "q4", "--keep-q8", "decoder."])
-        .args(["--residual", "decoder.layers.0.fc1"])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    let fx = tiny_opus();
+    let (out, _) = cli_convert(
+        &fx,
+        &[
+            "--quant",
+            "q4",
+            "--keep-q8",
+            "decoder.",
+            "--residual",
+            "decoder.layers.0.fc1",
+        ],
     );
     let bytes = weights(out.path());
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -395,14 +369,6 @@ fn keep_q8_keeps_the_named_matrices_of_a_q4_package_at_q8() {
         .unwrap();
     assert!(!out[0].text.is_empty());
 
-    let bad = cli()
-        .arg("convert")
-        .arg(&fx)
-        .arg(tempfile::tempdir().unwrap().path())
-        .args(["--quant", "q8", "--keep-q8", "decoder."])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    let e = String::from_utf8_lossy(&bad.stderr);
+    let e = cli_convert_error(&fx, &["--quant", "q8", "--keep-q8", "decoder."]);
     assert!(e.contains("--keep-q8") && e.contains("q4 package"), "{e}");
 }
