@@ -131,13 +131,13 @@ pub fn encode_matrix(
         )));
     }
     let values = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let (rounded, nibbles) = match gram {
-        _ if residual => {
-            let (q8, nibbles) = round_nearest_with_residual(&values, rows, cols);
-            (q8, Some(nibbles))
-        }
-        Some(g) => (round_gptq(&values, rows, cols, form, g)?, None),
-        None => (round_nearest(&values, rows, cols, form), None),
+    let (rounded, nibbles) = if residual {
+        let (q8, nibbles) = round_nearest_with_residual(&values, rows, cols);
+        (q8, Some(nibbles))
+    } else if let Some(g) = gram {
+        (round_gptq(&values, rows, cols, form, g)?, None)
+    } else {
+        (round_nearest(&values, rows, cols, form), None)
     };
     let value_cols = if form == Quant::Q8 { cols } else { cols / 2 };
     let mut stored = vec![

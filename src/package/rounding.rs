@@ -68,25 +68,24 @@ pub fn round_nearest_with_residual(
         let q = (v + 8).div_euclid(16);
         (q as i8, (v - 16 * q) as i8)
     };
-    let scale_of = |block: &[f32]| {
-        let block: Vec<f64> = block.iter().map(|&x| x as f64).collect();
-        block_scale(&block, Quant::Q8)
-    };
     let q8 = round_rows(w, rows, cols, Quant::Q8, |row, out| {
         for (b, block) in row.chunks_exact(BLOCK).enumerate() {
-            let scale = scale_of(block);
+            let block: Vec<f64> = block.iter().map(|&x| x as f64).collect();
+            let scale = block_scale(&block, Quant::Q8);
             out.scales[b] = scale;
             for (j, &x) in block.iter().enumerate() {
-                out.levels[b * BLOCK + j] = split(x as f64, scale).0;
+                out.levels[b * BLOCK + j] = split(x, scale).0;
             }
         }
     });
+    // The residual under the scale just stored (f16, so it reads back exactly).
     let mut nibbles = vec![0u8; rows * cols / 2];
     nibbles
         .par_chunks_mut(BLOCK / 2)
         .zip(w.par_chunks(BLOCK))
-        .for_each(|(bytes, block)| {
-            let scale = scale_of(block);
+        .zip(q8.scales.par_chunks(2))
+        .for_each(|((bytes, block), scale)| {
+            let scale = f16::from_le_bytes([scale[0], scale[1]]).to_f64();
             let r = |j: usize| (split(block[j] as f64, scale).1 + 8) as u8;
             for (j, byte) in bytes.iter_mut().enumerate() {
                 *byte = r(j) | (r(j + BLOCK / 2) << 4);
