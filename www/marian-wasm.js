@@ -23,6 +23,13 @@ export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', imp
  * @typedef {'available' | 'downloadable' | 'unavailable'} Availability
  * @typedef {{ beams?: number, maxLength?: number, lengthPenalty?: number, batchSize?: number,
  *   signal?: AbortSignal }} TranslateOptions
+ * @typedef {{ text: string, issues: string[] }} TranslateResult
+ *   `issues`: why parts of the text were kept as they were instead of translated (a word longer
+ *   than the model's positions, a text over 1 MiB); empty when the model translated all of it.
+ *   Texts without letters (numbers, emoji) pass through by rule, with no issue.
+ * @typedef {{ tokens: number, ms: number, device: string, issues: string[][] | null }} RunFigures
+ *   `issues`: per input text, as in TranslateResult; null after translateStreaming (which does
+ *   not report them).
  * @typedef {{ model?: string | URL, device?: Device, store?: boolean, signal?: AbortSignal,
  *   monitor?: (m: EventTarget) => void, adapter?: Uint8Array, threads?: number }} CreateOptions
  *   `threads`: CPU threads to translate on (default: one per core, at most 8). More than one needs a
@@ -248,7 +255,7 @@ export class MarianTranslator {
     this.fromCache = info.fromCache;
     /** Milliseconds to load the package and build the model. */
     this.loadMs = info.loadMs;
-    /** Figures of the last translate / translateStreaming call. @type {{ tokens: number, ms: number, device: string } | null} */
+    /** Figures of the last translate / translateStreaming call. @type {RunFigures | null} */
     this.lastRun = null;
     /** @private */
     this.destroyed = false;
@@ -282,13 +289,52 @@ export class MarianTranslator {
    */
   async translate(text, options) {
     const many = Array.isArray(text);
-    const texts = many ? text : [text];
-    for (const t of texts) if (typeof t !== 'string') throw new TypeError('translate() takes a string or an array of strings');
+    const r = await this.run(many ? text : [text], options, 'translate');
+    return many ? r.map((x) => x.text) : r[0].text;
+  }
+
+  /**
+   * Like translate(), and says what was kept as is: `{ text, issues }` per input (see
+   * TranslateResult). The same is in `lastRun.issues` after translate().
+   * @overload
+   * @param {string} text
+   * @param {TranslateOptions} [options]
+   * @returns {Promise<TranslateResult>}
+   */
+  /**
+   * @overload
+   * @param {string[]} text
+   * @param {TranslateOptions} [options]
+   * @returns {Promise<TranslateResult[]>}
+   */
+  /**
+   * @param {string | string[]} text
+   * @param {TranslateOptions} [options]
+   * @returns {Promise<TranslateResult | TranslateResult[]>}
+   */
+  async translateWithIssues(text, options) {
+    const many = Array.isArray(text);
+    const r = await this.run(many ? text : [text], options, 'translateWithIssues');
+    return many ? r : r[0];
+  }
+
+  /**
+   * One translate request to the worker; keeps its figures in lastRun.
+   * @private
+   * @param {string[]} texts
+   * @param {TranslateOptions | undefined} options
+   * @param {string} method  named in the error for a wrong argument
+   * @returns {Promise<TranslateResult[]>}
+   */
+  async run(texts, options, method) {
+    for (const t of texts) if (typeof t !== 'string') throw new TypeError(`${method}() takes a string or an array of strings`);
     const { options: o, signal } = generationOptions(options);
     const r = await this.live().request({ type: 'translate', texts, options: o }, { signal });
-    this.lastRun = { tokens: r.tokens, ms: r.ms, device: r.device };
+    /** @type {string[][]} */
+    const issues = texts.map((_, i) => r.issues?.[i] ?? []);
+    this.lastRun = { tokens: r.tokens, ms: r.ms, device: r.device, issues };
     this.device = r.device;
-    return many ? r.texts : r.texts[0];
+    return r.texts.map((/** @type {string} */ t, /** @type {number} */ i) => ({ text: t, issues: issues[i] }));
   }
 
   /**
@@ -316,7 +362,7 @@ export class MarianTranslator {
             { type: 'stream', text, options: o },
             { signal, onMessage: (m) => m.type === 'partial' && push(m.text) },
           );
-          this.lastRun = { tokens: r.tokens, ms: r.ms, device: r.device };
+          this.lastRun = { tokens: r.tokens, ms: r.ms, device: r.device, issues: null };
           this.device = r.device;
           if (r.text.startsWith(sent)) push(r.text);
           else controller.enqueue(r.text.slice(commonPrefix(sent, r.text)));
@@ -331,7 +377,8 @@ export class MarianTranslator {
   /**
    * Translate a DOM subtree in place, keeping its markup; resolves when the text present now is
    * translated. The returned PageTranslator keeps following changes (unless `observe: false`) and
-   * puts the original back with `restore()`.
+   * puts the original back with `restore()`; its `kept` lists the texts the model kept (in part)
+   * as they were, and why.
    * @param {Element} [root]
    * @param {Omit<import('./page-translator.js').PageTranslatorOptions, 'translate'> & TranslateOptions} [options]
    */
@@ -339,7 +386,11 @@ export class MarianTranslator {
     const { beams, maxLength, lengthPenalty, batchSize, signal, ...pageOptions } = options;
     const page = new PageTranslator(root, {
       ...pageOptions,
-      translate: (texts) => this.translate(texts, { beams, maxLength, lengthPenalty, batchSize, signal }),
+      translate: async (texts) => {
+        const out = await this.translateWithIssues(texts, { beams, maxLength, lengthPenalty, batchSize, signal });
+        out.forEach((r, i) => r.issues.length && page.kept.push({ text: texts[i], issues: r.issues }));
+        return out.map((r) => r.text);
+      },
     });
     await page.translate();
     return page;
@@ -486,6 +537,15 @@ export class MarianTranslator {
     this.reloading = this.client
       .request({ type: 'create', model: this.model, device: this.device_, store: true, adapter: this.adapterBytes, threads: this.threads_ })
       .catch((e) => console.error('marian-wasm: reloading the model after a cancel failed:', e));
+  }
+
+  /**
+   * The worker's memory: `wasmBytes`, the size of the WebAssembly module's linear memory (the
+   * model, its buffers, the allocator's free space). It never shrinks, so it is the peak so far.
+   * @returns {Promise<{ wasmBytes: number }>}
+   */
+  async memoryUsage() {
+    return this.live().request({ type: 'memory' });
   }
 
   /** Stop the worker and free the model's memory. Pending requests reject. */

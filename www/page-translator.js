@@ -14,6 +14,10 @@
 // page back exactly (innerHTML byte-identical). Attributes people read (title, alt, placeholder,
 // aria-label) are translated too. Visible runs go first; identical texts are translated once;
 // content added later is picked up by a MutationObserver.
+//
+// The DOM work (the walk that finds the runs, the swaps that apply them) is cut into slices of
+// bounded work with a yield to the event loop between them, so a large page never holds the main
+// thread for long, even when every text is already cached and no model reply comes in between.
 
 /** Elements whose content is never translated. */
 const SKIP = new Set([
@@ -30,6 +34,65 @@ const INLINE = new Set([
 const SEPARATORS = /^\s*[·|•‧∙⋅/]+\s*$/u;
 /** Attributes a reader sees or hears. */
 const DEFAULT_ATTRIBUTES = ['title', 'alt', 'placeholder', 'aria-label'];
+/** The most work (nodes visited or applied) done between two yields to the event loop… */
+const SLICE_WORK = 200;
+/** …and the most milliseconds (a slow device gets there first). */
+const SLICE_MS = 8;
+
+/** @type {(() => void)[]} */
+const waiting = [];
+/** @type {MessageChannel | null} */
+let channel = null;
+
+/**
+ * Let the event loop run (input, rendering, the page's own tasks), then continue. A posted message
+ * rather than setTimeout(0), which nested calls clamp to 4 ms each.
+ * @returns {Promise<void>}
+ */
+function nextTask() {
+  if (typeof MessageChannel === 'undefined') return new Promise((resolve) => setTimeout(resolve, 0));
+  if (!channel) {
+    channel = new MessageChannel();
+    channel.port1.onmessage = () => waiting.shift()?.();
+  }
+  return new Promise((resolve) => {
+    waiting.push(resolve);
+    /** @type {MessageChannel} */ (channel).port2.postMessage(null);
+  });
+}
+
+/** Counts the DOM work of a translator and yields to the event loop when a slice is full. */
+class Slicer {
+  constructor() {
+    /** Yields to the event loop so far. */
+    this.yields = 0;
+    /** The most work units any slice held. */
+    this.maxWork = 0;
+    /** @private */
+    this.work = 0;
+    /** @private */
+    this.start = 0;
+  }
+
+  /**
+   * Call before `units` of work: yields first when they would overfill the current slice. (A
+   * single item larger than a slice gets a slice of its own.)
+   * @param {number} units
+   */
+  async spend(units) {
+    const now = performance.now();
+    if (this.work === 0) this.start = now;
+    else if (this.work + units > SLICE_WORK || now - this.start >= SLICE_MS) {
+      this.maxWork = Math.max(this.maxWork, this.work);
+      this.yields++;
+      await nextTask();
+      this.work = 0;
+      this.start = performance.now();
+    }
+    this.work += units;
+    this.maxWork = Math.max(this.maxWork, this.work);
+  }
+}
 
 /**
  * @typedef {{
@@ -48,7 +111,8 @@ const DEFAULT_ATTRIBUTES = ['title', 'alt', 'placeholder', 'aria-label'];
  *   where the translation has the same text, else at the same relative position; part: an element
  *   covering part of a word (a drop cap, a link on a syllable): kept on the same part of the
  *   translated word, never translated on its own.
- * @typedef {{ parent: Node, nodes: Node[], items: Item[], source: string, lead: string, trail: string }} Run
+ * @typedef {{ parent: Node, nodes: Node[], items: Item[], source: string, lead: string, trail: string, weight: number }} Run
+ *   weight: the items in the run, a measure of the DOM work its swap takes.
  */
 
 /** Collapse whitespace as the browser renders it. @param {string} s */
@@ -348,6 +412,11 @@ function elementTexts(items, out) {
   }
 }
 
+/** How many items, nested ones included. @param {Item[]} items @returns {number} */
+function countItems(items) {
+  return items.reduce((n, it) => n + 1 + (it.kind === 'el' ? countItems(it.items) : 0), 0);
+}
+
 /** @param {Item[]} items */
 function hasElements(items) {
   return items.some((it) => it.kind === 'el');
@@ -374,6 +443,8 @@ export class PageTranslator {
     this.cache = new Map();
     /** Texts the model failed on, left as they are, and why. @type {{ text: string, error: string }[]} */
     this.failures = [];
+    /** Texts translated with parts kept as they were, and why (filled by MarianTranslator.translatePage, whose model reports them). @type {{ text: string, issues: string[] }[]} */
+    this.kept = [];
     /** Nodes this translator inserted. @type {WeakSet<Node>} */
     this.produced = new WeakSet();
     /** Inline elements re-created in the translation: original -> copy. @type {WeakMap<Element, Element>} */
@@ -390,6 +461,8 @@ export class PageTranslator {
     /** @type {Promise<void>} */
     this.pending = Promise.resolve();
     this.restored = false;
+    /** The DOM work's slices: `yields` to the event loop so far, `maxWork` the largest slice. */
+    this.slicer = new Slicer();
   }
 
   /**
@@ -439,13 +512,17 @@ export class PageTranslator {
     return Promise.all(texts.map((t) => /** @type {Promise<string | null>} */ (this.cache.get(t))));
   }
 
-  /** The runs and attributes under `scope` not yet handled. @param {Node} scope */
-  collect(scope) {
+  /**
+   * The runs and attributes under `scope` not yet handled; the walk yields to the event loop
+   * between slices.
+   * @param {Node} scope
+   */
+  async collect(scope) {
     /** @type {Run[]} */
     const runs = [];
     /** @type {{ el: Element, name: string, value: string }[]} */
     const attrs = [];
-    const visit = (/** @type {Node} */ node) => {
+    const visit = async (/** @type {Node} */ node) => {
       if (node.nodeType !== Node.ELEMENT_NODE && node.nodeType !== Node.DOCUMENT_FRAGMENT_NODE) return;
       const el = /** @type {Element} */ (node);
       if (node.nodeType === Node.ELEMENT_NODE) {
@@ -467,6 +544,7 @@ export class PageTranslator {
         cur = [];
       };
       for (const c of [...node.childNodes]) {
+        await this.slicer.spend(1);
         if (this.produced.has(c) || this.handled.has(c)) {
           flush();
           continue;
@@ -481,12 +559,12 @@ export class PageTranslator {
           if (c.nodeType === Node.ELEMENT_NODE) this.collectAttrsInline(/** @type {Element} */ (c), attrs);
         } else {
           flush();
-          visit(c);
+          await visit(c);
         }
       }
       flush();
     };
-    visit(scope);
+    await visit(scope);
     return { runs, attrs };
   }
 
@@ -511,7 +589,7 @@ export class PageTranslator {
     if (items.every((it) => it.kind === 'text' ? !hasLetters(it.text) : it.verbatim)) return;
     const lead = /^\s*/.exec(full)?.[0] ? ' ' : '';
     const trail = /\s*$/.exec(full)?.[0] ? ' ' : '';
-    runs.push({ parent, nodes, items, source, lead, trail });
+    runs.push({ parent, nodes, items, source, lead, trail, weight: countItems(items) });
   }
 
   /** Is any of the run's nodes on screen? @param {Run} run */
@@ -548,9 +626,14 @@ export class PageTranslator {
   /** @param {Node} scope */
   async translateScope(scope) {
     if (this.excluded(scope)) return;
-    const { runs, attrs } = this.collect(scope);
+    const { runs, attrs } = await this.collect(scope);
     if (this.visibleFirst) {
-      const vis = new Map(runs.map((r) => [r, this.visible(r)]));
+      /** @type {Map<Run, boolean>} */
+      const vis = new Map();
+      for (const r of runs) {
+        await this.slicer.spend(1);
+        vis.set(r, this.visible(r));
+      }
       runs.sort((a, b) => Number(vis.get(b)) - Number(vis.get(a))); // stable: document order within each
     }
     const total = runs.length + attrs.length;
@@ -574,18 +657,22 @@ export class PageTranslator {
         const out = subOut[k];
         if (out !== null) pieces.set(t, out);
       });
-      group.forEach((r, k) => {
+      for (const [k, r] of group.entries()) {
         const out = full[k];
-        if (out !== null) this.applyRun(r, out, pieces);
-      });
+        if (out === null) continue;
+        await this.slicer.spend(r.weight);
+        this.applyRun(r, out, pieces);
+      }
       done += group.length;
       this.onProgress?.({ done, total });
     }
     const attrOut = await this.translateTexts(attrs.map((a) => a.value.trim()));
-    attrs.forEach((a, k) => {
+    for (const [k, a] of attrs.entries()) {
       const out = attrOut[k];
-      if (out !== null) this.applyAttr(a, out);
-    });
+      if (out === null) continue;
+      await this.slicer.spend(1);
+      this.applyAttr(a, out);
+    }
     done += attrs.length;
     this.onProgress?.({ done, total });
   }

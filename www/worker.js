@@ -18,6 +18,8 @@
 //                                                      run the features pass here) -> as 'finetune'
 //   { type: 'adapter',   id, bytes | null }           put an adapter on (or take it off)
 //   { type: 'destroy',   id }                         free the model's memory
+//   { type: 'memory',    id }                         -> { wasmBytes }: the size of the wasm
+//                                                      module's linear memory (it never shrinks)
 // Replies (worker -> page):
 //   { type: 'progress', id, loaded, total, file, fromCache }
 //   { type: 'partial',  id, text }                     the translation so far (stable prefix)
@@ -31,7 +33,7 @@ import { loadPackage } from './store.js';
 /** @typedef {typeof import('./pkg/marian_wasm.js')} WasmModule */
 /** @typedef {import('./pkg/marian_wasm.js').Translator} Translator */
 
-/** The build in use and its thread count. @type {Promise<{ wasm: WasmModule, threads: number, threadsUnavailable: string | null }> | null} */
+/** The build in use, its thread count and its linear memory. @type {Promise<{ wasm: WasmModule, threads: number, threadsUnavailable: string | null, memory: WebAssembly.Memory }> | null} */
 let wasmReady = null;
 /** @type {Translator | null} */
 let translator = null;
@@ -63,7 +65,7 @@ const POOL_START_TIMEOUT_MS = 20000;
  * over shared memory) when more than one thread is asked for and the page is cross-origin isolated
  * (COOP/COEP: SharedArrayBuffer), else the single-threaded one (www/pkg). Both give the same tokens.
  * @param {number | undefined} asked  threads asked for; default one per core, at most 8
- * @returns {Promise<{ wasm: WasmModule, threads: number, threadsUnavailable: string | null }>}
+ * @returns {Promise<{ wasm: WasmModule, threads: number, threadsUnavailable: string | null, memory: WebAssembly.Memory }>}
  */
 async function wasmBuild(asked) {
   const cores = self.navigator?.hardwareConcurrency ?? 1;
@@ -78,21 +80,21 @@ async function wasmBuild(asked) {
     try {
       /** @type {WasmModule & { initThreadPool(n: number): Promise<unknown> }} */
       const mt = await import('./pkg-mt/marian_wasm.js');
-      await mt.default();
+      const { memory } = await mt.default();
       let timer;
       const timeout = new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`the thread pool did not start in ${POOL_START_TIMEOUT_MS} ms`)), POOL_START_TIMEOUT_MS);
       });
       await Promise.race([mt.initThreadPool(want), timeout]).finally(() => clearTimeout(timer));
-      return { wasm: mt, threads: mt.computeThreads(), threadsUnavailable: null };
+      return { wasm: mt, threads: mt.computeThreads(), threadsUnavailable: null, memory };
     } catch (e) {
       why = `the multi-threaded build did not start: ${e instanceof Error ? e.message : String(e)}`;
       console.warn(`marian-wasm: ${why}; computing on one thread`);
     }
   }
   const st = await import('./pkg/marian_wasm.js');
-  await st.default();
-  return { wasm: st, threads: 1, threadsUnavailable: why };
+  const { memory } = await st.default();
+  return { wasm: st, threads: 1, threadsUnavailable: why, memory };
 }
 
 /** @param {any} msg */
@@ -243,6 +245,8 @@ async function handle(msg) {
       return fineTuneRun(msg);
     case 'adapter':
       return needModel().setAdapter(msg.bytes ?? undefined) ?? null;
+    case 'memory':
+      return { wasmBytes: wasmReady ? (await wasmReady).memory.buffer.byteLength : 0 };
     case 'destroy':
       translator?.free();
       translator = null;

@@ -1,5 +1,6 @@
 // MarianTranslator's contract in the page, on a small test package:
-// availability before/after, streaming == one-shot, arrays, empty text, abort, destroy, bad input.
+// availability before/after, streaming == one-shot, arrays, empty text, abort, destroy, bad input,
+// what was kept as is (lastRun.issues, translateWithIssues).
 
 export const timeoutS = 300;
 
@@ -89,13 +90,31 @@ export async function run({ page, baseUrl, assert, log }) {
     out.badBeams = await caught(() => t.translate('Hello.', { beams: 0 }));
     out.stillWorksText = await t.translate('Hello world.', { beams: 2 });
     out.stillWorks = out.stillWorksText === many[0];
+    // What was kept as is: a 3 000-character run without spaces (longer than the model's
+    // positions) comes back unchanged with an issue; the text beside it is translated, an
+    // emoji-only line passes through by rule (no issue).
+    const alnum = 'abcdefghijklmnopqrstuvwxyz0123456789';
+    const longRun = Array.from({ length: 3000 }, (_, i) => alnum[(i * 7919 + (i >> 3)) % alnum.length]).join('');
+    const mixed = ['Hello world.', longRun, '🎉🚀 🙂'];
+    const plain = await t.translate(mixed, { beams: 2 });
+    out.kept = {
+      plain,
+      lastRunIssues: t.lastRun?.issues,
+      detailed: await t.translateWithIssues(mixed, { beams: 2 }),
+      one: await t.translateWithIssues(longRun, { beams: 2 }),
+      longRun,
+    };
+    await t.translate('Hello world.', { beams: 2 });
+    out.keptCleared = t.lastRun?.issues;
     out.fineTuneNotArray = await caught(() => t.fineTune(/** @type {any} */ ('pairs')));
     out.fineTuneEmpty = await caught(() => t.fineTune([{ source: '', target: 'vide' }]));
     t.destroy();
     out.afterDestroy = await caught(() => t.translate('Hello.'));
     return out;
   });
-  log(r);
+  const { kept: keptRaw, ...rest } = r;
+  log(rest);
+  log('kept as is:', /** @type {any} */ (keptRaw).lastRunIssues, /** @type {any} */ (keptRaw).plain.map((/** @type {string} */ t) => t.slice(0, 40)));
   assert.equal(r.before, 'downloadable');
   assert.match(String(r.aborted), /^AbortError/);
   assert.match(String(r.badDevice), /^TypeError: device must be/);
@@ -135,6 +154,21 @@ export async function run({ page, baseUrl, assert, log }) {
   assert.equal(r.huge.other, r.stillWorksText, 'the text beside it is translated as alone');
   assert.match(String(r.badBeams), /beams must be in 1\.\.=64/);
   assert.equal(r.stillWorks, true, 'an error leaves the translator usable');
+  const kept = /** @type {any} */ (r.kept);
+  assert.equal(kept.plain[0], r.stillWorksText, 'the normal text beside the run is translated as alone');
+  assert.equal(kept.plain[1], kept.longRun, 'the 3 000-character run comes back as is');
+  assert.equal(kept.plain[2], '🎉🚀 🙂', 'an emoji-only line passes through');
+  assert.equal(kept.lastRunIssues.length, 3, 'lastRun.issues: one list per input text');
+  assert.deepEqual(kept.lastRunIssues[0], []);
+  assert.ok(kept.lastRunIssues[1].length >= 1 && kept.lastRunIssues[1].every((/** @type {unknown} */ x) => typeof x === 'string'), 'the run carries its reason');
+  assert.deepEqual(kept.lastRunIssues[2], [], 'letterless text passes by rule, with no issue');
+  assert.deepEqual(
+    kept.detailed,
+    kept.plain.map((/** @type {string} */ text, /** @type {number} */ i) => ({ text, issues: kept.lastRunIssues[i] })),
+    'translateWithIssues gives the same texts with their issues',
+  );
+  assert.deepEqual(kept.one, { text: kept.longRun, issues: kept.lastRunIssues[1] }, 'one string in, one { text, issues } out');
+  assert.deepEqual(r.keptCleared, [[]], 'the next call replaces lastRun.issues');
   assert.match(String(r.fineTuneNotArray), /^TypeError/);
   assert.match(String(r.fineTuneEmpty), /no usable pairs/);
   assert.match(String(r.afterDestroy), /^InvalidStateError/);
