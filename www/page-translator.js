@@ -104,7 +104,8 @@ class Slicer {
  *   onProgress?: (p: { done: number, total: number }) => void,
  * }} PageTranslatorOptions
  *
- * @typedef {{ kind: 'text', text: string } | { kind: 'el', el: Element, verbatim: boolean, items: Item[], role?: ElementRole }} Item
+ * @typedef {{ kind: 'text', text: string } | { kind: 'el', el: Element, verbatim: boolean, items: Item[], role?: ElementRole } | { kind: 'comment', node: Comment }} Item
+ *   comment: kept (never sent to the model), after the word at the same share of words.
  * @typedef {'marker' | 'symbol' | 'part'} ElementRole
  *   marker: a footnote mark (<sup>/<sub> without letters): not sent to the model, put back after
  *   the word it followed; symbol: an element whose text is only digits or symbols: kept as is,
@@ -144,7 +145,7 @@ function isInlineSubtree(n) {
 
 /** Plain text of items as the model reads it (whitespace as rendered; footnote marks left out). @param {Item[]} items @returns {string} */
 function itemsText(items) {
-  return items.map((it) => (it.kind === 'text' ? it.text : it.role === 'marker' ? '' : itemsText(it.items))).join('');
+  return items.map((it) => (it.kind === 'text' ? it.text : it.kind === 'comment' || it.role === 'marker' ? '' : itemsText(it.items))).join('');
 }
 
 /** Sets each element item's role (see ElementRole) from its text and its neighbours'. @param {Item[]} items */
@@ -167,7 +168,8 @@ function classify(items) {
 /** @param {Node} n @returns {Item | null} */
 function toItem(n) {
   if (n.nodeType === Node.TEXT_NODE) return { kind: 'text', text: squash(n.nodeValue ?? '') };
-  if (n.nodeType !== Node.ELEMENT_NODE) return null; // comments dropped from the translation
+  if (n.nodeType === Node.COMMENT_NODE) return { kind: 'comment', node: /** @type {Comment} */ (n) };
+  if (n.nodeType !== Node.ELEMENT_NODE) return null;
   const el = /** @type {Element} */ (n);
   // A line-break opportunity inside a word: the word is one word to the model (and the
   // translated word has other break points).
@@ -211,28 +213,30 @@ function dice(a, b) {
 }
 
 /**
- * Where in `text[lo, hi)` does `piece` go? Returns a character span not overlapping `taken`.
+ * @typedef {{ span: [number, number], exact: boolean }} Found
+ */
+
+/**
+ * Where in `text[lo, hi)` is `piece`? An exact (then case-insensitive) occurrence, else the most
+ * similar window of words (of similar length, nearest the expected position on ties); null when
+ * nothing resembles it. The span found overlaps none in `taken`.
  * @param {string} text
  * @param {number} lo
  * @param {number} hi
  * @param {string} piece      the element's own translation (or verbatim text)
- * @param {number} relStart   where the element started in its source, 0..1
- * @param {number} relEnd
+ * @param {number} center     where the element sat in its source, 0..1
  * @param {[number, number][]} taken
- * @returns {[number, number]}
+ * @param {number} [from]      an occurrence from here on is preferred (after the elements before it)
+ * @returns {Found | null}
  */
-function place(text, lo, hi, piece, relStart, relEnd, taken) {
+function similar(text, lo, hi, piece, center, taken, from = lo) {
   const free = (/** @type {number} */ s, /** @type {number} */ e) => taken.every(([a, b]) => e <= a || s >= b);
   const p = piece.trim();
-  // 1. Exact (then case-insensitive) occurrence.
-  const found = exactly(text, lo, hi, p, taken) ?? exactly(text.toLowerCase(), lo, hi, p.toLowerCase(), taken);
-  if (found) return found;
+  const found = inOrder(text, lo, hi, p, taken, from) ?? inOrder(text.toLowerCase(), lo, hi, p.toLowerCase(), taken, from);
+  if (found) return { span: found, exact: true };
   const spans = words(text.slice(lo, hi)).map(([s, e]) => /** @type {[number, number]} */ ([s + lo, e + lo]));
-  if (!spans.length) return [hi, hi];
   const want = p.split(/\s+/).map(normWord).filter(Boolean);
   const n = Math.max(1, want.length);
-  const center = (relStart + relEnd) / 2;
-  // 2. The most similar window of words (similar length), nearest the expected position on ties.
   let best = /** @type {[number, number] | null} */ (null);
   let bestScore = 0;
   for (let i = 0; i < spans.length; i++) {
@@ -248,9 +252,21 @@ function place(text, lo, hi, piece, relStart, relEnd, taken) {
       }
     }
   }
-  if (best && bestScore > 0.2) return best;
-  // 3. The window at the same relative position, as many words as the piece has.
-  const k = Math.min(spans.length, n);
+  return best && bestScore > 0.2 ? { span: best, exact: false } : null;
+}
+
+/**
+ * The window of words at the same relative position as the element had in its source, as many
+ * words as `piece` has, overlapping none in `taken`.
+ * @param {string} text @param {number} lo @param {number} hi @param {string} piece @param {number} relStart
+ * @param {[number, number][]} taken
+ * @returns {[number, number]}
+ */
+function samePosition(text, lo, hi, piece, relStart, taken) {
+  const free = (/** @type {number} */ s, /** @type {number} */ e) => taken.every(([a, b]) => e <= a || s >= b);
+  const spans = words(text.slice(lo, hi)).map(([s, e]) => /** @type {[number, number]} */ ([s + lo, e + lo]));
+  if (!spans.length) return [hi, hi];
+  const k = Math.min(spans.length, Math.max(1, piece.trim().split(/\s+/).filter(Boolean).length));
   let i = Math.min(spans.length - k, Math.max(0, Math.round(relStart * spans.length)));
   for (let tries = 0; tries < spans.length; tries++) {
     const s = spans[i][0];
@@ -259,6 +275,16 @@ function place(text, lo, hi, piece, relStart, relEnd, taken) {
     i = (i + 1) % (spans.length - k + 1);
   }
   return [hi, hi];
+}
+
+/**
+ * A free exact occurrence of `needle` in `text[lo, hi)`, the first from `from` on if there is one
+ * (a text found several times goes after the elements placed before it), or null.
+ * @param {string} text @param {number} lo @param {number} hi @param {string} needle @param {[number, number][]} taken @param {number} from
+ * @returns {[number, number] | null}
+ */
+function inOrder(text, lo, hi, needle, taken, from) {
+  return (from > lo ? exactly(text, from, hi, needle, taken) : null) ?? exactly(text, lo, hi, needle, taken);
 }
 
 /**
@@ -331,7 +357,51 @@ function partOfWord(text, lo, hi, full, s, e, taken) {
 }
 
 /**
- * Build the translated nodes for `items` over `text[lo, hi)`.
+ * @typedef {{ item: Item & { kind: 'el' | 'comment' }, at: number, len: number, span: [number, number] | null }} Placement
+ *   at, len: where the element's text sits in its level's source text.
+ */
+
+/**
+ * Where the translation holds an element's text (see similar), or null: only elements with text
+ * of their own to find; footnote marks, parts of words and comments go by position.
+ * @param {Placement} p @param {string} text @param {number} lo @param {number} hi @param {number} total
+ * @param {Map<string, string>} pieces @param {[number, number][]} taken
+ * @param {number} from  where the element placed before it ends
+ * @returns {Found | null}
+ */
+function anchored(p, text, lo, hi, total, pieces, taken, from) {
+  const it = p.item;
+  if (it.kind === 'comment' || it.role === 'marker' || it.role === 'part') return null;
+  const src = itemsText(it.items);
+  if (it.role === 'symbol') {
+    const span = inOrder(text, lo, hi, src.trim(), taken, from);
+    return span && { span, exact: true };
+  }
+  const piece = it.verbatim ? src : pieces.get(src.trim()) ?? src;
+  return similar(text, lo, hi, piece, (p.at + p.len / 2) / total, taken, from);
+}
+
+/**
+ * Where an element the translation does not visibly hold goes: after the word at the same share
+ * of words (footnote marks, symbols, comments), on the same part of a word (parts), else the
+ * words at the same relative position.
+ * @param {Placement} p @param {string} text @param {number} lo @param {number} hi @param {string} levelText
+ * @param {Map<string, string>} pieces @param {[number, number][]} taken
+ * @returns {[number, number]}
+ */
+function positioned(p, text, lo, hi, levelText, pieces, taken) {
+  const it = p.item;
+  if (it.kind === 'comment' || it.role === 'marker' || it.role === 'symbol') return afterWord(text, lo, hi, levelText, p.at);
+  if (it.role === 'part') return partOfWord(text, lo, hi, levelText, p.at, p.at + p.len, taken);
+  const src = itemsText(it.items);
+  const piece = it.verbatim ? src : pieces.get(src.trim()) ?? src;
+  return samePosition(text, lo, hi, piece, p.at / (levelText.length || 1), taken);
+}
+
+/**
+ * Build the translated nodes for `items` over `text[lo, hi)`. Elements whose text the translation
+ * holds are placed first, where it is (a model may reorder them); the others by position, kept
+ * between their neighbours so placed, so they never change places with them.
  * @param {Item[]} items
  * @param {string} text
  * @param {number} lo
@@ -344,28 +414,49 @@ function partOfWord(text, lo, hi, full, s, e, taken) {
 function project(items, text, lo, hi, pieces, produced, clones) {
   const levelText = itemsText(items);
   const total = levelText.length || 1;
-  /** @type {{ item: Item & { kind: 'el' }, span: [number, number] }[]} */
-  const placed = [];
-  /** @type {[number, number][]} */
-  const taken = [];
+  /** @type {Placement[]} */
+  const placements = [];
   let at = 0;
   for (const it of items) {
-    const len = it.kind === 'text' ? it.text.length : it.role === 'marker' ? 0 : itemsText(it.items).length;
-    if (it.kind === 'el') {
-      const src = itemsText(it.items);
-      const piece = it.verbatim ? src : pieces.get(src.trim()) ?? src;
-      /** @type {[number, number]} */
-      let span;
-      if (it.role === 'marker') span = afterWord(text, lo, hi, levelText, at);
-      else if (it.role === 'symbol') span = exactly(text, lo, hi, src.trim(), taken) ?? afterWord(text, lo, hi, levelText, at);
-      else if (it.role === 'part') span = partOfWord(text, lo, hi, levelText, at, at + len, taken);
-      else span = place(text, lo, hi, piece, at / total, (at + len) / total, taken);
-      taken.push(span);
-      placed.push({ item: it, span });
-    }
+    const len = it.kind === 'text' ? it.text.length : it.kind === 'el' && it.role !== 'marker' ? itemsText(it.items).length : 0;
+    if (it.kind !== 'text') placements.push({ item: it, at, len, span: null });
     at += len;
   }
-  placed.sort((a, b) => a.span[0] - b.span[0] || a.span[1] - b.span[1]);
+  /** @type {[number, number][]} */
+  let taken = [];
+  /** @type {(Found | null)[]} */
+  const found = [];
+  let from = lo;
+  for (const p of placements) {
+    const f = anchored(p, text, lo, hi, total, pieces, taken, from);
+    found.push(f);
+    if (f) taken.push(f.span), (from = f.span[1]);
+  }
+  // A model may reorder words, but only an exact find is trusted to say so: a similar window out
+  // of order with another element's is dropped (placed by position instead).
+  found.forEach((f, i) => {
+    if (!f) return;
+    for (let j = 0; j < i; j++) {
+      const g = found[j];
+      if (!g || g.span[0] <= f.span[0]) continue;
+      if (!f.exact) return void (found[i] = null);
+      if (!g.exact) found[j] = null;
+    }
+  });
+  placements.forEach((p, i) => (p.span = found[i]?.span ?? null));
+  taken = placements.flatMap((p) => (p.span ? [p.span] : []));
+  placements.forEach((p, i) => {
+    if (p.span) return;
+    let a = lo;
+    for (let j = i - 1; j >= 0 && a === lo; j--) a = placements[j].span?.[1] ?? lo;
+    const b = placements.slice(i + 1).find((q) => q.span)?.span?.[0] ?? hi;
+    const [s, e] = positioned(p, text, lo, hi, levelText, pieces, taken);
+    // Between the neighbours placed before and after it (unless the model reordered those).
+    p.span = a <= b ? [Math.min(Math.max(s, a), b), Math.min(Math.max(e, a), b)] : [s, e];
+    taken.push(p.span);
+  });
+  const placed = /** @type {(Placement & { span: [number, number] })[]} */ (placements);
+  placed.sort((x, y) => x.span[0] - y.span[0] || x.span[1] - y.span[1]);
   /** @type {Node[]} */
   const out = [];
   const textNode = (/** @type {string} */ s) => {
@@ -376,20 +467,25 @@ function project(items, text, lo, hi, pieces, produced, clones) {
   let pos = lo;
   for (const { item, span } of placed) {
     if (span[0] > pos) textNode(text.slice(pos, span[0]));
-    /** @type {Element} */
-    let el;
-    if (item.verbatim || item.role === 'marker' || item.role === 'symbol') {
+    /** @type {Node} */
+    let node;
+    if (item.kind === 'comment') {
+      node = item.node.cloneNode();
+    } else if (item.verbatim || item.role === 'marker' || item.role === 'symbol') {
       // Untranslatable content goes in verbatim, in place of the window the model made of it
       // (a footnote mark or a symbol the translation lacks: after the word it belongs to).
-      el = /** @type {Element} */ (item.el.cloneNode(true));
+      node = item.el.cloneNode(true);
+      // Attributes inside it (a footnote link's title) are translated on the copy.
+      const inner = /** @type {Element} */ (node).querySelectorAll('*');
+      item.el.querySelectorAll('*').forEach((el, k) => clones.set(el, inner[k]));
       if (item.role === 'symbol' && span[0] === span[1] && span[0] < hi) textNode(' ');
     } else {
-      el = /** @type {Element} */ (item.el.cloneNode(false));
-      for (const c of project(item.items, text, span[0], span[1], pieces, produced, clones)) el.appendChild(c);
+      node = item.el.cloneNode(false);
+      for (const c of project(item.items, text, span[0], span[1], pieces, produced, clones)) node.appendChild(c);
     }
-    clones.set(item.el, el);
-    markProduced(el, produced);
-    out.push(el);
+    if (item.kind === 'el') clones.set(item.el, /** @type {Element} */ (node));
+    markProduced(node, produced);
+    out.push(node);
     pos = Math.max(pos, span[1]);
   }
   if (hi > pos) textNode(text.slice(pos, hi));
@@ -417,9 +513,9 @@ function countItems(items) {
   return items.reduce((n, it) => n + 1 + (it.kind === 'el' ? countItems(it.items) : 0), 0);
 }
 
-/** @param {Item[]} items */
+/** Does the run hold anything besides text (elements, comments) to put back? @param {Item[]} items */
 function hasElements(items) {
-  return items.some((it) => it.kind === 'el');
+  return items.some((it) => it.kind !== 'text');
 }
 
 export class PageTranslator {
@@ -568,13 +664,18 @@ export class PageTranslator {
     return { runs, attrs };
   }
 
-  /** Attributes inside an inline subtree (e.g. an <a title> in a sentence). @param {Element} el @param {any[]} attrs */
+  /**
+   * Attributes inside an inline subtree (e.g. an <a title> in a sentence); as in collect(), an
+   * element whose content is not translated (<code title>) still has its attributes translated.
+   * @param {Element} el @param {any[]} attrs
+   */
   collectAttrsInline(el, attrs) {
-    if (noTranslate(el)) return;
+    if (el.getAttribute('translate')?.toLowerCase() === 'no' || el.classList?.contains('notranslate')) return;
     for (const name of this.attributes) {
       const v = el.getAttribute(name);
       if (v && hasLetters(v) && !this.handled.has(el.getAttributeNode(name) ?? el)) attrs.push({ el, name, value: v });
     }
+    if (SKIP.has(el.tagName.toUpperCase())) return;
     for (const c of el.children) this.collectAttrsInline(c, attrs);
   }
 
@@ -586,7 +687,7 @@ export class PageTranslator {
     const source = full.trim();
     if (!hasLetters(source)) return;
     // Only verbatim content (e.g. a lone <code>): nothing to translate.
-    if (items.every((it) => it.kind === 'text' ? !hasLetters(it.text) : it.verbatim)) return;
+    if (items.every((it) => (it.kind === 'text' ? !hasLetters(it.text) : it.kind === 'comment' || it.verbatim))) return;
     const lead = /^\s*/.exec(full)?.[0] ? ' ' : '';
     const trail = /\s*$/.exec(full)?.[0] ? ' ' : '';
     runs.push({ parent, nodes, items, source, lead, trail, weight: countItems(items) });
