@@ -233,7 +233,9 @@ function similar(text, lo, hi, piece, center, taken, from = lo) {
   const free = (/** @type {number} */ s, /** @type {number} */ e) => taken.every(([a, b]) => e <= a || s >= b);
   const p = piece.trim();
   const found = inOrder(text, lo, hi, p, taken, from) ?? inOrder(text.toLowerCase(), lo, hi, p.toLowerCase(), taken, from);
-  if (found) return { span: found, exact: true };
+  // Found only before the element placed before it: the model reordered the words, if it is a
+  // word; digits or punctuation occur anywhere (weak evidence, placed in order instead).
+  if (found) return { span: found, exact: found[0] >= from || hasLetters(p) };
   const spans = words(text.slice(lo, hi)).map(([s, e]) => /** @type {[number, number]} */ ([s + lo, e + lo]));
   const want = p.split(/\s+/).map(normWord).filter(Boolean);
   const n = Math.max(1, want.length);
@@ -375,7 +377,7 @@ function anchored(p, text, lo, hi, total, pieces, taken, from) {
   const src = itemsText(it.items);
   if (it.role === 'symbol') {
     const span = inOrder(text, lo, hi, src.trim(), taken, from);
-    return span && { span, exact: true };
+    return span && { span, exact: span[0] >= from };
   }
   const piece = it.verbatim ? src : pieces.get(src.trim()) ?? src;
   return similar(text, lo, hi, piece, (p.at + p.len / 2) / total, taken, from);
@@ -432,8 +434,8 @@ function project(items, text, lo, hi, pieces, produced, clones) {
     found.push(f);
     if (f) taken.push(f.span), (from = f.span[1]);
   }
-  // A model may reorder words, but only an exact find is trusted to say so: a similar window out
-  // of order with another element's is dropped (placed by position instead).
+  // A model may reorder words, but only an exact find of words is trusted to say so: another find
+  // out of order with an element's before it is dropped (placed by position instead).
   found.forEach((f, i) => {
     if (!f) return;
     for (let j = 0; j < i; j++) {

@@ -59,6 +59,8 @@ async function regressions({ page, baseUrl, assert, log }) {
     noteTitle: ['The word<sup><a href="#n1" title="See the note">1</a></sup> has a note.', 'Le mot<sup><a href="#n1" title="Voir la note">1</a></sup> a une note.'],
     // An untranslatable number found earlier in the sentence jumped before the element it followed.
     repeatedNumber: ['He ran 20 km <b>fast</b><sup class="notranslate">20</sup> today.', 'Il a couru 20 km <b>vite</b><sup class="notranslate">20</sup> aujourd’hui.'],
+    // A symbol the translation has only before the element preceding it jumped before that element.
+    symbolOrder: ['A dog - <b>the big one</b> runs<span>-</span>', 'Un chien - <b>le grand</b> court<span>-</span>'],
     // Two untranslatable spans matched only by their numbers changed places.
     similarOrder: [
       'Call <span translate="no">Ann 555 0101</span> or <span translate="no">Bob 555 0101</span> today.',
@@ -76,6 +78,8 @@ async function regressions({ page, baseUrl, assert, log }) {
     'See the note': 'Voir la note',
     'He ran 20 km fast20 today.': 'Il a couru 20 km vite20 aujourd’hui.',
     fast: 'vite',
+    'A dog - the big one runs-': 'Un chien - le grand court',
+    'the big one': 'le grand',
     'Call Ann 555 0101 or Bob 555 0101 today.': 'Appelez le 555 0101 ou Ann 555 0101 aujourd’hui.',
   };
   await page.goto(`${baseUrl}/test-pages/blank.html`);

@@ -106,6 +106,14 @@ export async function run({ page, baseUrl, assert, log }) {
     };
     await t.translate('Hello world.', { beams: 2 });
     out.keptCleared = t.lastRun?.issues;
+    // translatePage lists such texts on its PageTranslator.
+    const host = document.createElement('div');
+    host.innerHTML = `<p>Hello world.</p><p>See ${longRun} here.</p>`;
+    document.body.appendChild(host);
+    const pg = await t.translatePage(host, { observe: false, beams: 2 });
+    out.pageKept = pg.kept.map((k) => ({ hasRun: k.text.includes(longRun), issues: k.issues.length }));
+    pg.restore();
+    host.remove();
     out.fineTuneNotArray = await caught(() => t.fineTune(/** @type {any} */ ('pairs')));
     out.fineTuneEmpty = await caught(() => t.fineTune([{ source: '', target: 'vide' }]));
     t.destroy();
@@ -169,6 +177,7 @@ export async function run({ page, baseUrl, assert, log }) {
   );
   assert.deepEqual(kept.one, { text: kept.longRun, issues: kept.lastRunIssues[1] }, 'one string in, one { text, issues } out');
   assert.deepEqual(r.keptCleared, [[]], 'the next call replaces lastRun.issues');
+  assert.deepEqual(r.pageKept, [{ hasRun: true, issues: 1 }], 'translatePage lists the paragraph with the run in kept');
   assert.match(String(r.fineTuneNotArray), /^TypeError/);
   assert.match(String(r.fineTuneEmpty), /no usable pairs/);
   assert.match(String(r.afterDestroy), /^InvalidStateError/);
