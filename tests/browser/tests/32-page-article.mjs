@@ -80,7 +80,9 @@ export async function run({ page, baseUrl, assert, log, skip }) {
     const sample = blocks.slice(0, 4).map((b) => b.innerHTML);
 
     // The same page again from the cache: no model reply breaks the work up, only the slices do.
+    const r0 = performance.now();
     pt.restore();
+    const restoreMs = performance.now() - r0;
     const restored = root.innerHTML === before;
     const calls = pt.modelCalls;
     const yields0 = pt.slicer.yields;
@@ -117,6 +119,7 @@ export async function run({ page, baseUrl, assert, log, skip }) {
       order,
       changed,
       restored,
+      restoreMs,
       restoredAgain: root.innerHTML === before,
       failures: pt.failures.length,
       kept: pt.kept.length,
@@ -179,6 +182,7 @@ export async function run({ page, baseUrl, assert, log, skip }) {
   log(`article: ${r.nodes} nodes, ${r.blocks} text blocks (${r.visible.filter(Boolean).length} on screen), ${r.modelCalls} texts to the model`);
   log(`model pass: ${(r.modelPass.ms / 1000).toFixed(1)} s, ${fmt(r.modelPass.longTasks)} [${r.modelPass.longTasks.map((x) => x.toFixed(0))}], ${r.modelPass.yields} yields, largest slice ${r.modelPass.maxWork} units`);
   log(`cached pass: ${r.cachedPass.ms.toFixed(0)} ms, ${fmt(r.cachedPass.longTasks)} [${r.cachedPass.longTasks.map((x) => x.toFixed(0))}], ${r.cachedPass.yields} yields, page timer ran ${r.cachedPass.ticks} times`);
+  log(`restore(): ${r.restoreMs.toFixed(0)} ms (one synchronous pass)`);
   log('first blocks translated:', r.sample);
   assert.ok(r.nodes >= 2000, `the article has ${r.nodes} nodes`);
 
