@@ -112,8 +112,9 @@ class Slicer {
  *   where the translation has the same text, else at the same relative position; part: an element
  *   covering part of a word (a drop cap, a link on a syllable): kept on the same part of the
  *   translated word, never translated on its own.
- * @typedef {{ parent: Node, nodes: Node[], items: Item[], source: string, lead: string, trail: string, weight: number }} Run
- *   weight: the items in the run, a measure of the DOM work its swap takes.
+ * @typedef {{ parent: Node, nodes: Node[], items: Item[], source: string, lead: string, trail: string, weight: number, seen: string }} Run
+ *   weight: the items in the run, a measure of the DOM work its swap takes; seen: its nodes'
+ *   text when it was collected (a run the page changed since is not swapped).
  */
 
 /** Collapse whitespace as the browser renders it. @param {string} s */
@@ -305,7 +306,9 @@ function exactly(text, lo, hi, needle, taken) {
 /**
  * The point right after the letters of an output word, before its punctuation: where a footnote
  * mark (or a symbol the translation lacks) goes. The mark sat after word k of the n words of its
- * source `full` (at offset `at`); it goes after word round(k/n·m) of the m words of `text[lo, hi)`.
+ * source `full` (at offset `at`); it goes after word round(k/n·m) of the m words of `text[lo, hi)`
+ * — after the word's punctuation too when it followed punctuation in the source
+ * ("large.<sup>[1]</sup>" stays after the full stop).
  * @param {string} text @param {number} lo @param {number} hi @param {string} full @param {number} at
  * @returns {[number, number]}
  */
@@ -317,7 +320,8 @@ function afterWord(text, lo, hi, full, at) {
   const j = Math.min(out.length, Math.max(1, Math.round((k / n) * out.length)));
   const [s, e] = out[j - 1];
   const w = text.slice(lo + s, lo + e);
-  const core = w.replace(/[^\p{L}\p{N}]+$/u, '');
+  const afterPunctuation = at > 0 && /[^\p{L}\p{N}\s]/u.test(full[at - 1]);
+  const core = afterPunctuation ? w : w.replace(/[^\p{L}\p{N}]+$/u, '');
   const p = lo + s + (core.length || w.length);
   return [p, p];
 }
@@ -471,6 +475,7 @@ function project(items, text, lo, hi, pieces, produced, clones) {
     if (span[0] > pos) textNode(text.slice(pos, span[0]));
     /** @type {Node} */
     let node;
+    let spaceAfter = false;
     if (item.kind === 'comment') {
       node = item.node.cloneNode();
     } else if (item.verbatim || item.role === 'marker' || item.role === 'symbol') {
@@ -483,11 +488,21 @@ function project(items, text, lo, hi, pieces, produced, clones) {
       if (item.role === 'symbol' && span[0] === span[1] && span[0] < hi) textNode(' ');
     } else {
       node = item.el.cloneNode(false);
-      for (const c of project(item.items, text, span[0], span[1], pieces, produced, clones)) node.appendChild(c);
+      // Kept between its neighbours, an element can be left no words of the sentence (the model
+      // dropped or moved them): it shows its own translation there rather than nothing.
+      const own = span[0] === span[1] && item.role !== 'part' ? pieces.get(itemsText(item.items).trim()) ?? '' : '';
+      if (hasLetters(own)) {
+        if (span[0] > lo && /\S/.test(text[span[0] - 1])) textNode(' ');
+        for (const c of project(item.items, own, 0, own.length, pieces, produced, clones)) node.appendChild(c);
+        spaceAfter = span[1] < hi && /\S/.test(text[span[1]]);
+      } else {
+        for (const c of project(item.items, text, span[0], span[1], pieces, produced, clones)) node.appendChild(c);
+      }
     }
     if (item.kind === 'el') clones.set(item.el, /** @type {Element} */ (node));
     markProduced(node, produced);
     out.push(node);
+    if (spaceAfter) textNode(' ');
     pos = Math.max(pos, span[1]);
   }
   if (hi > pos) textNode(text.slice(pos, hi));
@@ -513,6 +528,11 @@ function elementTexts(items, out) {
 /** How many items, nested ones included. @param {Item[]} items @returns {number} */
 function countItems(items) {
   return items.reduce((n, it) => n + 1 + (it.kind === 'el' ? countItems(it.items) : 0), 0);
+}
+
+/** The text of nodes as they are now (to see whether the page changed them). @param {Node[]} nodes */
+function nodesText(nodes) {
+  return nodes.map((n) => n.textContent ?? '').join('\u0000');
 }
 
 /** Does the run hold anything besides text (elements, comments) to put back? @param {Item[]} items */
@@ -692,7 +712,7 @@ export class PageTranslator {
     if (items.every((it) => (it.kind === 'text' ? !hasLetters(it.text) : it.kind === 'comment' || it.verbatim))) return;
     const lead = /^\s*/.exec(full)?.[0] ? ' ' : '';
     const trail = /\s*$/.exec(full)?.[0] ? ' ' : '';
-    runs.push({ parent, nodes, items, source, lead, trail, weight: countItems(items) });
+    runs.push({ parent, nodes, items, source, lead, trail, weight: countItems(items), seen: nodesText(nodes) });
   }
 
   /** Is any of the run's nodes on screen? @param {Run} run */
@@ -710,11 +730,15 @@ export class PageTranslator {
    */
   async translate() {
     this.restored = false;
-    await this.translateScope(this.root);
+    // Follow changes from the start: the page may change while the model works (content added,
+    // text replaced); what changed is translated after this pass (settled() waits for both).
     if (this.observe && !this.observer && typeof MutationObserver !== 'undefined') {
       this.observer = new MutationObserver((records) => this.onMutations(records));
       this.observer.observe(this.root, { childList: true, subtree: true, characterData: true, attributes: true, attributeFilter: this.attributes });
     }
+    const pass = this.translateScope(this.root);
+    this.pending = this.pending.then(() => pass.then(() => {}, () => {}));
+    await pass;
   }
 
   /** Is `node` inside content this translator must not touch? @param {Node} node */
@@ -783,8 +807,9 @@ export class PageTranslator {
   /** @param {Run} run @param {string} translated @param {Map<string, string>} pieces */
   applyRun(run, translated, pieces) {
     if (this.restored) return;
-    // The page may have changed while the model worked: only swap nodes still in place.
-    if (run.nodes.some((n) => n.parentNode !== run.parent)) return;
+    // The page may have changed while the model worked: only swap nodes still in place and still
+    // holding the text that was translated (the observer translates what changed).
+    if (run.nodes.some((n) => n.parentNode !== run.parent) || nodesText(run.nodes) !== run.seen) return;
     const text = run.lead + translated.trim() + run.trail;
     const lo = run.lead.length;
     const hi = text.length - run.trail.length;
@@ -825,10 +850,12 @@ export class PageTranslator {
     this.applied.push({ kind: 'attr', el, name: a.name, value: a.value });
   }
 
-  /** Apply our own DOM change without the observer reacting to it. @param {() => void} f */
+  /** Apply our own DOM change without the observer reacting to it (the page's changes queued before it still count). @param {() => void} f */
   mutate(f) {
+    const page = this.observer?.takeRecords() ?? [];
     f();
     this.observer?.takeRecords();
+    if (page.length) this.onMutations(page);
   }
 
   /** @param {MutationRecord[]} records */
@@ -837,9 +864,9 @@ export class PageTranslator {
     const scopes = new Set();
     for (const r of records) {
       if (r.type === 'childList') {
-        for (const n of r.addedNodes) if (!this.produced.has(n)) scopes.add(n.nodeType === Node.TEXT_NODE ? r.target : n);
+        for (const n of r.addedNodes) if (!this.produced.has(n)) scopes.add(this.blockOf(n.parentNode ? n : r.target));
       } else if (r.type === 'characterData') {
-        if (!this.produced.has(r.target) && r.target.parentNode) scopes.add(r.target.parentNode);
+        if (!this.produced.has(r.target) && r.target.parentNode) scopes.add(this.blockOf(r.target));
       } else if (r.type === 'attributes' && r.target.nodeType === Node.ELEMENT_NODE) {
         const el = /** @type {Element} */ (r.target);
         const node = r.attributeName ? el.getAttributeNode(r.attributeName) : null;
@@ -860,7 +887,19 @@ export class PageTranslator {
     });
   }
 
-  /** Resolves when content added so far has been translated. */
+  /**
+   * Where a change to `node` is translated from: the block holding it (text and inline elements
+   * are parts of a sentence, translated with the rest of it).
+   * @param {Node} node
+   * @returns {Node}
+   */
+  blockOf(node) {
+    let s = node.nodeType === Node.ELEMENT_NODE ? node : node.parentNode ?? node;
+    while (s !== this.root && s.parentNode && s.nodeType === Node.ELEMENT_NODE && INLINE.has(/** @type {Element} */ (s).tagName.toUpperCase())) s = s.parentNode;
+    return s;
+  }
+
+  /** Resolves when the translation and content added so far have been translated. */
   settled() {
     return this.pending;
   }

@@ -1,0 +1,82 @@
+// Page translator (www/page-translator.js): a page that changes while the model works, and two
+// projection cases found by trying realistic pages (review of issue 18), each checked exactly with
+// a model that upper-cases words (or a dictionary) and then restore()d byte for byte.
+//  - Content added, text replaced (also inside an inline element) and readable attributes set
+//    during the first pass were never translated: the observer started after that pass, and a run
+//    whose text the page changed got the translation of its old text.
+//  - A footnote mark after a full stop ("large.<sup>[1]</sup>", Wikipedia's references) was moved
+//    before it.
+//  - An element kept between neighbours that left it no words of the sentence came out empty (a
+//    link with no text); it now shows its own translation.
+
+export const timeoutS = 60;
+
+/** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void }} ctx */
+export async function run({ page, baseUrl, assert, log }) {
+  await page.goto(`${baseUrl}/test-pages/blank.html`);
+  const r = await page.evaluate(async () => {
+    const { PageTranslator } = await import('/page-translator.js');
+    const up = (/** @type {string} */ s) => s.replace(/\p{L}+/gu, (w) => w.toUpperCase());
+    /** @type {Record<string, string>} */
+    const dict = { 'A dog big one runs.': 'UN CHIEN COURT.', 'A dog': 'UN CHIEN', 'big one': 'GRAND', runs: 'COURT' };
+    const source = '<p id="p1">One dog runs.</p><p id="p2">Two <b>cats</b> sleep.</p><p id="p3">Three birds sing.</p><p id="p4">Four fish swim.</p>';
+    /** What the page does while the first batch is with the model. @type {Record<string, (root: Element) => void>} */
+    const changes = {
+      append: (root) => root.insertAdjacentHTML('beforeend', '<p>A new paragraph arrives.</p>'),
+      setText: (root) => ((/** @type {Element} */ (root.querySelector('#p3'))).textContent = 'Changed by the page.'),
+      inlineData: (root) => ((/** @type {Text} */ (root.querySelector('#p2 b')?.firstChild)).data = 'dogs'),
+      attr: (root) => root.querySelector('#p4')?.setAttribute('title', 'A new title'),
+    };
+    /** @type {Record<string, { after: string, restored: boolean }>} */
+    const out = {};
+    for (const [name, change] of Object.entries(changes)) {
+      const root = document.createElement('main');
+      root.innerHTML = source;
+      document.body.replaceChildren(root);
+      let calls = 0;
+      const pt = new PageTranslator(root, {
+        translate: async (texts) => {
+          if (calls++ === 0) setTimeout(() => change(root), 5);
+          await new Promise((res) => setTimeout(res, 30));
+          return texts.map(up);
+        },
+        batchSize: 1,
+      });
+      await pt.translate();
+      await pt.settled();
+      const after = root.innerHTML;
+      const expected = document.createElement('main');
+      expected.innerHTML = source;
+      change(expected);
+      pt.restore();
+      out[name] = { after, restored: root.innerHTML === expected.innerHTML };
+    }
+    const root = document.createElement('main');
+    root.innerHTML =
+      '<p id="ref">The city is large.<sup class="reference"><a href="#n1">[1]</a></sup> It has a river.</p>' +
+      '<p id="between"><i>A dog</i> <b>big one</b> <u>runs</u>.</p>';
+    document.body.replaceChildren(root);
+    const before = root.innerHTML;
+    const pt = new PageTranslator(root, { translate: async (texts) => texts.map((t) => dict[t] ?? up(t)), observe: false });
+    await pt.translate();
+    const ref = root.querySelector('#ref')?.innerHTML;
+    const between = root.querySelector('#between')?.innerHTML;
+    pt.restore();
+    return { changed: out, ref, between, restored: root.innerHTML === before };
+  });
+  log(r);
+  const c = r.changed;
+  assert.equal(c.append.after, source('<p id="p2">TWO <b>CATS</b> SLEEP.</p>', 'THREE BIRDS SING.', '<p id="p4">FOUR FISH SWIM.</p>') + '<p>A NEW PARAGRAPH ARRIVES.</p>', 'content added during the first pass is translated');
+  assert.equal(c.setText.after, source('<p id="p2">TWO <b>CATS</b> SLEEP.</p>', 'CHANGED BY THE PAGE.', '<p id="p4">FOUR FISH SWIM.</p>'), 'text replaced during the first pass is translated as it is now');
+  assert.equal(c.inlineData.after, source('<p id="p2">TWO <b>DOGS</b> SLEEP.</p>', 'THREE BIRDS SING.', '<p id="p4">FOUR FISH SWIM.</p>'), 'text changed inside an inline element: its sentence is translated as it is now');
+  assert.equal(c.attr.after, source('<p id="p2">TWO <b>CATS</b> SLEEP.</p>', 'THREE BIRDS SING.', '<p id="p4" title="A NEW TITLE">FOUR FISH SWIM.</p>'), 'an attribute set during the first pass is translated');
+  for (const [name, v] of Object.entries(c)) assert.equal(v.restored, true, `${name}: restore() gives the page as the page left it`);
+  assert.equal(r.ref, 'THE CITY IS LARGE.<sup class="reference"><a href="#n1">[1]</a></sup> IT HAS A RIVER.', 'a footnote mark after a full stop stays after it');
+  assert.equal(r.between, '<i>UN CHIEN</i> <b>GRAND</b> <u>COURT</u>.', 'an element left no words shows its own translation');
+  assert.equal(r.restored, true);
+
+  /** @param {string} p2 @param {string} p3 @param {string} p4 */
+  function source(p2, p3, p4) {
+    return `<p id="p1">ONE DOG RUNS.</p>${p2}<p id="p3">${p3}</p>${p4}`;
+  }
+}
