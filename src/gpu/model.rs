@@ -413,7 +413,7 @@ impl GpuMarian {
         rec.dispatch(
             &self.ctx.kernels.layer_norm,
             bytes_of(&params),
-            &[(1, h), (2, &n.gamma), (3, &n.beta), (5, x)],
+            &[(1, h), (2, &n.weight), (3, &n.bias), (5, x)],
             grid(rows),
         );
     }
@@ -518,7 +518,7 @@ impl GpuMarian {
         self.embed(rec, &self.decoder_embed, &st.tokens, r, 1, t, &st.x);
         for (i, layer) in self.decoder.iter().enumerate() {
             let a = &layer.self_attn;
-            self.dense(rec, &a.q, &st.x, r, &st.q, 0, a.scaling() as f32);
+            self.dense(rec, &a.q_proj, &st.x, r, &st.q, 0, a.scaling() as f32);
             let fc2 = match (&last_fc2, i == last) {
                 (Some(merged), true) => merged.as_ref(),
                 _ => &layer.fc2.weight,
@@ -526,8 +526,8 @@ impl GpuMarian {
             // K and V of the new token go straight into the cache at position t.
             self.linear(
                 rec,
-                &a.k.weight,
-                Some(&a.k.bias),
+                &a.k_proj.weight,
+                Some(&a.k_proj.bias),
                 &st.x,
                 r,
                 &st.self_k[i],
@@ -538,8 +538,8 @@ impl GpuMarian {
             );
             self.linear(
                 rec,
-                &a.v.weight,
-                Some(&a.v.bias),
+                &a.v_proj.weight,
+                Some(&a.v_proj.bias),
                 &st.x,
                 r,
                 &st.self_v[i],
@@ -562,10 +562,10 @@ impl GpuMarian {
                 t + 1,
                 &st.ctx_buf,
             );
-            self.dense(rec, &a.out, &st.ctx_buf, r, &st.h, 0, 1.0);
-            self.norm(rec, &layer.self_attn_norm, &st.x, &st.h, r);
-            let c = &layer.cross_attn;
-            self.dense(rec, &c.q, &st.x, r, &st.q, 0, c.scaling() as f32);
+            self.dense(rec, &a.out_proj, &st.ctx_buf, r, &st.h, 0, 1.0);
+            self.norm(rec, &layer.self_attn_layer_norm, &st.x, &st.h, r);
+            let c = &layer.encoder_attn;
+            self.dense(rec, &c.q_proj, &st.x, r, &st.q, 0, c.scaling() as f32);
             self.attend(
                 rec,
                 c.heads,
@@ -580,8 +580,8 @@ impl GpuMarian {
                 0,
                 &st.ctx_buf,
             );
-            self.dense(rec, &c.out, &st.ctx_buf, r, &st.h, 0, 1.0);
-            self.norm(rec, &layer.cross_attn_norm, &st.x, &st.h, r);
+            self.dense(rec, &c.out_proj, &st.ctx_buf, r, &st.h, 0, 1.0);
+            self.norm(rec, &layer.encoder_attn_layer_norm, &st.x, &st.h, r);
             if let (Some(keep), true) = (base_pass, i == last) {
                 let copy = Quad {
                     a: r as u32,
@@ -609,7 +609,7 @@ impl GpuMarian {
                 0,
                 1.0,
             );
-            self.norm(rec, &layer.final_norm, &st.x, &st.h, r);
+            self.norm(rec, &layer.final_layer_norm, &st.x, &st.h, r);
         }
     }
 
@@ -776,9 +776,9 @@ impl Backend for GpuMarian {
         self.embed(&mut rec, &self.encoder_embed, &enc_ids, n, s, 0, &ex);
         for layer in &self.encoder {
             let a = &layer.self_attn;
-            self.dense(&mut rec, &a.q, &ex, n, &eq, 0, a.scaling() as f32);
-            self.dense(&mut rec, &a.k, &ex, n, &ek, 0, 1.0);
-            self.dense(&mut rec, &a.v, &ex, n, &ev, 0, 1.0);
+            self.dense(&mut rec, &a.q_proj, &ex, n, &eq, 0, a.scaling() as f32);
+            self.dense(&mut rec, &a.k_proj, &ex, n, &ek, 0, 1.0);
+            self.dense(&mut rec, &a.v_proj, &ex, n, &ev, 0, 1.0);
             self.attend(
                 &mut rec,
                 a.heads,
@@ -793,16 +793,16 @@ impl Backend for GpuMarian {
                 0,
                 &ec,
             );
-            self.dense(&mut rec, &a.out, &ec, n, &eh, 0, 1.0);
-            self.norm(&mut rec, &layer.self_attn_norm, &ex, &eh, n);
+            self.dense(&mut rec, &a.out_proj, &ec, n, &eh, 0, 1.0);
+            self.norm(&mut rec, &layer.self_attn_layer_norm, &ex, &eh, n);
             self.dense(&mut rec, &layer.fc1, &ex, n, &ef, self.act, 1.0);
             self.dense(&mut rec, &layer.fc2, &ef, n, &eh, 0, 1.0);
-            self.norm(&mut rec, &layer.final_norm, &ex, &eh, n);
+            self.norm(&mut rec, &layer.final_layer_norm, &ex, &eh, n);
         }
         for (i, layer) in self.decoder.iter().enumerate() {
-            let a = &layer.cross_attn;
-            self.dense(&mut rec, &a.k, &ex, n, &cross_k[i], 0, 1.0);
-            self.dense(&mut rec, &a.v, &ex, n, &cross_v[i], 0, 1.0);
+            let a = &layer.encoder_attn;
+            self.dense(&mut rec, &a.k_proj, &ex, n, &cross_k[i], 0, 1.0);
+            self.dense(&mut rec, &a.v_proj, &ex, n, &cross_v[i], 0, 1.0);
         }
         self.submit(rec, &[]);
 

@@ -1,7 +1,11 @@
-//! The tensors a Marian package holds: one list, used by the converter to write them and
-//! by the loader to find them. Names follow Hugging Face's without the `model.` prefix.
+//! The tensors a Marian package holds, as the converter writes them: the loader's walk
+//! (`weights::MarianWeights::load`) recorded, so both always agree. Names follow Hugging
+//! Face's without the `model.` prefix.
 
+use super::weights::{MarianWeights, WeightSource};
 use crate::config::MarianConfig;
+use crate::error::Result;
+use std::cell::RefCell;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -36,89 +40,55 @@ fn spec(name: String, shape: Vec<usize>, role: Role) -> TensorSpec {
     }
 }
 
-fn linear(out: &mut Vec<TensorSpec>, prefix: &str, rows: usize, cols: usize) {
-    out.push(spec(
-        format!("{prefix}.weight"),
-        vec![rows, cols],
-        Role::Matrix,
-    ));
-    out.push(spec(format!("{prefix}.bias"), vec![rows], Role::Vector));
-}
-
-fn norm(out: &mut Vec<TensorSpec>, prefix: &str, d: usize) {
-    out.push(spec(format!("{prefix}.weight"), vec![d], Role::Vector));
-    out.push(spec(format!("{prefix}.bias"), vec![d], Role::Vector));
-}
-
-fn attention(out: &mut Vec<TensorSpec>, prefix: &str, d: usize) {
-    for p in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-        linear(out, &format!("{prefix}.{p}"), d, d);
-    }
-}
-
 pub const SHARED_EMBEDDING: &str = "shared.weight";
 pub const ENCODER_EMBEDDING: &str = "encoder.embed_tokens.weight";
 pub const DECODER_EMBEDDING: &str = "decoder.embed_tokens.weight";
 pub const LM_HEAD: &str = "lm_head.weight";
 pub const FINAL_LOGITS_BIAS: &str = "final_logits_bias";
 
+/// Every tensor of a package for `cfg`, in the order the loader reads them: the walk of
+/// `MarianWeights::load`, recorded (so the converter writes exactly what the loader finds).
 pub fn tensors(cfg: &MarianConfig) -> Vec<TensorSpec> {
-    let d = cfg.d_model;
-    let mut out = Vec::new();
-    if cfg.share_encoder_decoder_embeddings {
-        let mut s = spec(
-            SHARED_EMBEDDING.into(),
-            vec![cfg.vocab_size, d],
-            Role::Embedding,
-        );
-        s.hf_names = vec![
-            "model.shared.weight".into(),
-            "model.encoder.embed_tokens.weight".into(),
-            "model.decoder.embed_tokens.weight".into(),
-            "shared.weight".into(),
-        ];
-        out.push(s);
-    } else {
-        out.push(spec(
-            ENCODER_EMBEDDING.into(),
-            vec![cfg.vocab_size, d],
-            Role::Embedding,
-        ));
-        out.push(spec(
-            DECODER_EMBEDDING.into(),
-            vec![cfg.target_vocab_size(), d],
-            Role::Embedding,
-        ));
+    let recorder = Recorder::default();
+    MarianWeights::load(cfg, &recorder).expect("recording the walk cannot fail");
+    recorder.specs.into_inner()
+}
+
+/// A `WeightSource` that loads nothing and notes each tensor asked for.
+#[derive(Default)]
+struct Recorder {
+    specs: RefCell<Vec<TensorSpec>>,
+}
+
+impl Recorder {
+    fn note(&self, name: &str, shape: &[usize], role: Role) {
+        let mut s = spec(name.to_string(), shape.to_vec(), role);
+        if name == SHARED_EMBEDDING {
+            // Checkpoints store the shared embedding under any of these (all the same tensor).
+            s.hf_names = vec![
+                "model.shared.weight".into(),
+                "model.encoder.embed_tokens.weight".into(),
+                "model.decoder.embed_tokens.weight".into(),
+                "shared.weight".into(),
+            ];
+        }
+        self.specs.borrow_mut().push(s);
     }
-    if !cfg.tie_word_embeddings {
-        out.push(spec(
-            LM_HEAD.into(),
-            vec![cfg.target_vocab_size(), d],
-            Role::Embedding,
-        ));
+}
+
+impl WeightSource for Recorder {
+    type Matrix = ();
+    type Vector = ();
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<()> {
+        self.note(name, &[rows, cols], Role::Matrix);
+        Ok(())
     }
-    out.push(spec(
-        FINAL_LOGITS_BIAS.into(),
-        vec![1, cfg.target_vocab_size()],
-        Role::Vector,
-    ));
-    for i in 0..cfg.encoder_layers {
-        let p = format!("encoder.layers.{i}");
-        attention(&mut out, &format!("{p}.self_attn"), d);
-        norm(&mut out, &format!("{p}.self_attn_layer_norm"), d);
-        linear(&mut out, &format!("{p}.fc1"), cfg.encoder_ffn_dim, d);
-        linear(&mut out, &format!("{p}.fc2"), d, cfg.encoder_ffn_dim);
-        norm(&mut out, &format!("{p}.final_layer_norm"), d);
+    fn embedding(&self, name: &str, rows: usize, cols: usize) -> Result<()> {
+        self.note(name, &[rows, cols], Role::Embedding);
+        Ok(())
     }
-    for i in 0..cfg.decoder_layers {
-        let p = format!("decoder.layers.{i}");
-        attention(&mut out, &format!("{p}.self_attn"), d);
-        norm(&mut out, &format!("{p}.self_attn_layer_norm"), d);
-        attention(&mut out, &format!("{p}.encoder_attn"), d);
-        norm(&mut out, &format!("{p}.encoder_attn_layer_norm"), d);
-        linear(&mut out, &format!("{p}.fc1"), cfg.decoder_ffn_dim, d);
-        linear(&mut out, &format!("{p}.fc2"), d, cfg.decoder_ffn_dim);
-        norm(&mut out, &format!("{p}.final_layer_norm"), d);
+    fn vector(&self, name: &str, shape: &[usize]) -> Result<()> {
+        self.note(name, shape, Role::Vector);
+        Ok(())
     }
-    out
 }

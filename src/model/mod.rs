@@ -6,6 +6,7 @@
 //! stored in the package (GGML Q8_0/Q4_0 through candle's `QMatMul`).
 
 pub mod kv_cache;
+mod layers;
 pub mod layout;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod observe;
@@ -20,12 +21,12 @@ use crate::package::quant::{Matrix, WeightFile};
 use crate::package::Package;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::LayerNorm;
 use kv_cache::KvCache;
+use layers::{activate, DecoderContext, DecoderLayer, EncoderLayer, Linear};
 use rayon::prelude::*;
 use screened_head::ScreenedHead;
 use std::sync::Arc;
-use weights::{AttentionWeights, LinearWeights, MarianWeights, NormWeights, WeightSource};
+use weights::{MarianWeights, WeightSource};
 
 pub(crate) const LAYER_NORM_EPS: f64 = 1e-5;
 
@@ -42,15 +43,6 @@ impl WeightSource for WeightFile<'_> {
     fn vector(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         Ok(self.float(name, shape)?.flatten_all()?)
     }
-}
-
-/// A linear layer whose weight may be quantized.
-#[derive(Debug, Clone)]
-pub struct Linear {
-    /// The layer's name in the package (`decoder.layers.0.fc1`).
-    name: Arc<str>,
-    weight: Matrix,
-    bias: Tensor,
 }
 
 /// `x · Wᵀ` for x [..., cols] and W [rows, cols]: f32 weights through candle's GEMM (exactly as
@@ -173,44 +165,6 @@ impl FrozenTail {
     }
 }
 
-impl Linear {
-    fn widened(&self) -> Result<Self> {
-        Ok(Linear {
-            name: self.name.clone(),
-            weight: widen_matrix(&self.weight)?,
-            bias: self.bias.clone(),
-        })
-    }
-
-    fn from_weights(l: LinearWeights<Matrix, Tensor>) -> Self {
-        Linear {
-            name: l.name.into(),
-            weight: l.weight,
-            bias: l.bias,
-        }
-    }
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        #[cfg(not(target_arch = "wasm32"))]
-        observe::linear_input(&self.name, x)?;
-        Ok(matrix_product(&self.weight, x)?.broadcast_add(&self.bias)?)
-    }
-}
-
-fn layer_norm(n: NormWeights<Tensor>) -> LayerNorm {
-    LayerNorm::new(n.gamma, n.beta, LAYER_NORM_EPS)
-}
-
-fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
-    Ok(match act {
-        Activation::Swish => x.silu()?,
-        Activation::Gelu => x.gelu_erf()?,
-        Activation::GeluNew => x.gelu()?,
-        Activation::Relu => x.relu()?,
-        Activation::Tanh => x.tanh()?,
-        Activation::Sigmoid => candle_nn::ops::sigmoid(x)?,
-    })
-}
-
 /// Token embeddings; the same matrix is the tied output projection.
 #[derive(Debug, Clone)]
 pub struct Embedding {
@@ -316,150 +270,6 @@ pub(crate) fn sinusoidal_table(n_pos: usize, dim: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-#[derive(Debug, Clone)]
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    heads: usize,
-    head_dim: usize,
-    scaling: f64,
-}
-
-impl Attention {
-    fn widened(&self) -> Result<Self> {
-        Ok(Attention {
-            q: self.q.widened()?,
-            k: self.k.widened()?,
-            v: self.v.widened()?,
-            out: self.out.widened()?,
-            ..self.clone()
-        })
-    }
-
-    fn from_weights(a: AttentionWeights<Matrix, Tensor>) -> Self {
-        let scaling = a.scaling();
-        Attention {
-            q: Linear::from_weights(a.q),
-            k: Linear::from_weights(a.k),
-            v: Linear::from_weights(a.v),
-            out: Linear::from_weights(a.out),
-            heads: a.heads,
-            head_dim: a.head_dim,
-            scaling,
-        }
-    }
-
-    /// [B, T, D] -> [B, H, T, hd]
-    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        Ok(x.reshape((b, t, self.heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()?)
-    }
-
-    /// Keys already transposed for the score product, kᵀ [B, H, hd, S], and values
-    /// [B, H, S, hd] of x [B, S, D]: a decoder keeps them across steps without copying them
-    /// into that layout again at every step.
-    fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        Ok((
-            self.split_heads(&self.k.forward(x)?)?
-                .transpose(2, 3)?
-                .contiguous()?,
-            self.split_heads(&self.v.forward(x)?)?,
-        ))
-    }
-
-    /// Keys and values [R, S, D] of x [R, S, D] in a cache (the encoder's side of
-    /// cross-attention, projected once per batch).
-    fn cache_of(&self, x: &Tensor) -> Result<KvCache> {
-        let (r, s, _) = x.dims3()?;
-        let (k, v) = (self.k.forward(x)?, self.v.forward(x)?);
-        with_f32_values(&k, |k| {
-            with_f32_values(&v, |v| {
-                KvCache::from_projected(k, v, r, s, self.heads, self.head_dim)
-            })
-        })?
-    }
-
-    /// One decoding step of attention: x [R, 1, D] (one new position per row), its key and
-    /// value appended to `cache` first when `append` (self-attention), then one query per row
-    /// and head over the cache (`mask` additive [R, len]); returns [R, 1, D]. The same steps as
-    /// `attend`, by hand (see `kv_cache`).
-    fn attend_step(
-        &self,
-        x: &Tensor,
-        cache: &mut KvCache,
-        append: bool,
-        mask: Option<&[f32]>,
-    ) -> Result<Tensor> {
-        let (r, _, d) = x.dims3()?;
-        if append {
-            let (k, v) = (self.k.forward(x)?, self.v.forward(x)?);
-            with_f32_values(&k, |k| with_f32_values(&v, |v| cache.push(k, v)))??;
-        }
-        let q = (self.q.forward(x)? * self.scaling)?;
-        let ctx = with_f32_values(&q, |q| cache.attend(q, mask))?;
-        let ctx = Tensor::from_vec(ctx, (r, 1, d), &Device::Cpu)?.to_dtype(x.dtype())?;
-        self.out.forward(&ctx)
-    }
-
-    /// Attend from x [B, T, D] over kᵀ [B, H, hd, S] and v [B, H, S, hd]; `mask` is additive,
-    /// broadcast to [B, H, T, S] ([B, 1, 1, S] padding, [1, 1, T, T] causal).
-    fn attend(&self, x: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
-        let q = self.split_heads(&(self.q.forward(x)? * self.scaling)?)?;
-        let mut scores = q.matmul(kt)?;
-        if let Some(m) = mask {
-            scores = scores.broadcast_add(m)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        self.out.forward(&ctx)
-    }
-}
-
-#[derive(Debug, Clone)]
-struct FeedForward {
-    fc1: Linear,
-    fc2: Linear,
-    act: Activation,
-}
-
-impl FeedForward {
-    fn widened(&self) -> Result<Self> {
-        Ok(FeedForward {
-            fc1: self.fc1.widened()?,
-            fc2: self.fc2.widened()?,
-            act: self.act,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2
-            .forward(&activate(self.act, &self.fc1.forward(x)?)?)
-    }
-}
-
-#[derive(Debug, Clone)]
-struct EncoderLayer {
-    self_attn: Attention,
-    self_attn_norm: LayerNorm,
-    ffn: FeedForward,
-    final_norm: LayerNorm,
-}
-
-#[derive(Debug, Clone)]
-struct DecoderLayer {
-    self_attn: Attention,
-    self_attn_norm: LayerNorm,
-    cross_attn: Attention,
-    cross_attn_norm: LayerNorm,
-    ffn: FeedForward,
-    final_norm: LayerNorm,
 }
 
 /// A learned correction of the output projection on a few target tokens (what a fine-tuning
@@ -573,33 +383,15 @@ impl Marian {
         };
         let final_logits_bias = weights.final_logits_bias;
         let act = cfg.activation_function;
-        let ffn =
-            |fc1: LinearWeights<Matrix, Tensor>, fc2: LinearWeights<Matrix, Tensor>| FeedForward {
-                fc1: Linear::from_weights(fc1),
-                fc2: Linear::from_weights(fc2),
-                act,
-            };
         let encoder = weights
             .encoder
             .into_iter()
-            .map(|l| EncoderLayer {
-                self_attn: Attention::from_weights(l.self_attn),
-                self_attn_norm: layer_norm(l.self_attn_norm),
-                ffn: ffn(l.fc1, l.fc2),
-                final_norm: layer_norm(l.final_norm),
-            })
+            .map(|l| EncoderLayer::new(l, act))
             .collect();
         let decoder = weights
             .decoder
             .into_iter()
-            .map(|l| DecoderLayer {
-                self_attn: Attention::from_weights(l.self_attn),
-                self_attn_norm: layer_norm(l.self_attn_norm),
-                cross_attn: Attention::from_weights(l.cross_attn),
-                cross_attn_norm: layer_norm(l.cross_attn_norm),
-                ffn: ffn(l.fc1, l.fc2),
-                final_norm: layer_norm(l.final_norm),
-            })
+            .map(|l| DecoderLayer::new(l, act))
             .collect();
         Ok(Marian {
             positions: sinusoidal_positions(cfg.max_position_embeddings, d)?,
@@ -650,25 +442,12 @@ impl Marian {
             encoder: self
                 .encoder
                 .iter()
-                .map(|l| {
-                    Ok(EncoderLayer {
-                        self_attn: l.self_attn.widened()?,
-                        ffn: l.ffn.widened()?,
-                        ..l.clone()
-                    })
-                })
+                .map(EncoderLayer::widened)
                 .collect::<Result<_>>()?,
             decoder: self
                 .decoder
                 .iter()
-                .map(|l| {
-                    Ok(DecoderLayer {
-                        self_attn: l.self_attn.widened()?,
-                        cross_attn: l.cross_attn.widened()?,
-                        ffn: l.ffn.widened()?,
-                        ..l.clone()
-                    })
-                })
+                .map(DecoderLayer::widened)
                 .collect::<Result<_>>()?,
             head_screen: None,
             ..self.clone()
@@ -712,7 +491,7 @@ impl Marian {
             return Err(Error::Input("the model has no decoder layer".into()));
         };
         if let Some(base) = self.base_last_fc2.take() {
-            last.ffn.fc2 = base;
+            last.fc2 = base;
         }
         let Some(delta) = delta else { return Ok(()) };
         if delta.dims() != [d, f] {
@@ -722,11 +501,11 @@ impl Marian {
             )));
         }
         let merged = Linear {
-            name: last.ffn.fc2.name.clone(),
-            weight: Matrix::Dense((dense_f32(&last.ffn.fc2.weight)? + delta)?),
-            bias: last.ffn.fc2.bias.clone(),
+            name: last.fc2.name.clone(),
+            weight: Matrix::Dense((last.fc2.weight_f32()? + delta)?),
+            bias: last.fc2.bias.clone(),
         };
-        self.base_last_fc2 = Some(std::mem::replace(&mut last.ffn.fc2, merged));
+        self.base_last_fc2 = Some(std::mem::replace(&mut last.fc2, merged));
         Ok(())
     }
 
@@ -734,7 +513,7 @@ impl Marian {
     /// adapter's delta merged, when one is on): what the GPU backend uploads in its place.
     pub fn last_fc2_weight(&self) -> Result<Option<Tensor>> {
         match (&self.base_last_fc2, self.decoder.last()) {
-            (Some(_), Some(last)) => Ok(Some(dense_f32(&last.ffn.fc2.weight)?)),
+            (Some(_), Some(last)) => Ok(Some(last.fc2.weight_f32()?)),
             _ => Ok(None),
         }
     }
@@ -746,16 +525,16 @@ impl Marian {
             .decoder
             .last()
             .ok_or_else(|| Error::Input("the model has no decoder layer".into()))?;
-        let fc2 = self.base_last_fc2.as_ref().unwrap_or(&last.ffn.fc2);
+        let fc2 = self.base_last_fc2.as_ref().unwrap_or(&last.fc2);
         Ok(FrozenTail {
-            fc1_weight: dense_f32(&last.ffn.fc1.weight)?,
-            fc1_bias: last.ffn.fc1.bias.clone(),
-            fc2_weight: dense_f32(&fc2.weight)?,
+            fc1_weight: last.fc1.weight_f32()?,
+            fc1_bias: last.fc1.bias.clone(),
+            fc2_weight: fc2.weight_f32()?,
             fc2_bias: fc2.bias.clone(),
-            act: last.ffn.act,
-            norm_weight: last.final_norm.weight().clone(),
+            act: last.activation_fn,
+            norm_weight: last.final_layer_norm.weight().clone(),
             norm_bias: last
-                .final_norm
+                .final_layer_norm
                 .bias()
                 .cloned()
                 .ok_or_else(|| Error::Input("the last layer norm has no bias".into()))?,
@@ -799,11 +578,7 @@ impl Marian {
         let mask = Tensor::from_vec(mask, (b, 1, 1, s), &Device::Cpu)?;
         let mut x = self.embed(&self.encoder_embed, &ids, 0)?;
         for layer in &self.encoder {
-            let (k, v) = layer.self_attn.keys_values(&x)?;
-            let h = layer.self_attn.attend(&x, &k, &v, Some(&mask))?;
-            x = layer.self_attn_norm.forward(&(x + h)?)?;
-            let h = layer.ffn.forward(&x)?;
-            x = layer.final_norm.forward(&(x + h)?)?;
+            x = layer.forward(&x, &mask)?;
         }
         Ok((x, mask))
     }
@@ -828,14 +603,14 @@ impl Marian {
         let cross_kv = self
             .decoder
             .iter()
-            .map(|l| l.cross_attn.cache_of(&enc))
+            .map(|l| l.encoder_attn.cache_of(&enc))
             .collect::<Result<Vec<_>>>()?;
         let rows = enc.dim(0)?;
         Ok(DecoderState {
             self_kv: self
                 .decoder
                 .iter()
-                .map(|l| KvCache::new(rows, l.self_attn.heads, l.self_attn.head_dim))
+                .map(|l| KvCache::new(rows, l.self_attn.num_heads, l.self_attn.head_dim))
                 .collect(),
             cross_kv,
             cross_mask: mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
@@ -1030,15 +805,12 @@ impl Marian {
         let mut x = self.embed(&self.decoder_embed, &ids, 0)?;
         let mut ffn_input = x.clone();
         for layer in &self.decoder {
-            let (k, v) = layer.self_attn.keys_values(&x)?;
-            let h = layer.self_attn.attend(&x, &k, &v, Some(&causal))?;
-            x = layer.self_attn_norm.forward(&(x + h)?)?;
-            let (ck, cv) = layer.cross_attn.keys_values(encoded)?;
-            let h = layer.cross_attn.attend(&x, &ck, &cv, Some(mask))?;
-            x = layer.cross_attn_norm.forward(&(x + h)?)?;
-            ffn_input = x.clone();
-            let h = layer.ffn.forward(&x)?;
-            x = layer.final_norm.forward(&(x + h)?)?;
+            let context = DecoderContext::Sequence {
+                causal: &causal,
+                encoded,
+                mask,
+            };
+            (x, ffn_input) = layer.forward(&x, context)?;
         }
         Ok((x, ffn_input))
     }
@@ -1049,19 +821,12 @@ impl Marian {
         let ids = Tensor::from_vec(tokens.to_vec(), (r, 1), &Device::Cpu)?;
         let mut x = self.embed(&self.decoder_embed, &ids, state.length)?;
         for (i, layer) in self.decoder.iter().enumerate() {
-            let h = layer
-                .self_attn
-                .attend_step(&x, &mut state.self_kv[i], true, None)?;
-            x = layer.self_attn_norm.forward(&(x + h)?)?;
-            let h = layer.cross_attn.attend_step(
-                &x,
-                &mut state.cross_kv[i],
-                false,
-                Some(&state.cross_mask),
-            )?;
-            x = layer.cross_attn_norm.forward(&(x + h)?)?;
-            let h = layer.ffn.forward(&x)?;
-            x = layer.final_norm.forward(&(x + h)?)?;
+            let context = DecoderContext::Step {
+                self_kv: &mut state.self_kv[i],
+                cross_kv: &mut state.cross_kv[i],
+                cross_mask: &state.cross_mask,
+            };
+            (x, _) = layer.forward(&x, context)?;
         }
         state.length += 1;
         Ok(x.squeeze(1)?)

@@ -1,6 +1,8 @@
-//! Which weights a Marian model has and how they are shared, walked once for both backends:
-//! the CPU model (candle) and the GPU model (wgpu buffers) build from the same
-//! `MarianWeights`, generic over how a backend holds a matrix and a vector.
+//! Which weights a Marian model has and how they are shared, walked once for everything that
+//! reads or writes them: the CPU model (candle) and the GPU model (wgpu buffers) build from the
+//! same `MarianWeights`, generic over how a backend holds a matrix and a vector, and the
+//! converter's list of tensors (`layout::tensors`) is this walk recorded. Field names are the
+//! checkpoint's, so a Hugging Face tensor name greps to the code that uses it.
 
 use super::layout::{
     DECODER_EMBEDDING, ENCODER_EMBEDDING, FINAL_LOGITS_BIAS, LM_HEAD, SHARED_EMBEDDING,
@@ -31,16 +33,17 @@ pub struct LinearWeights<M, V> {
     pub bias: V,
 }
 
+/// A layer norm's scale (`weight`, γ) and shift (`bias`, β), as the checkpoint names them.
 pub struct NormWeights<V> {
-    pub gamma: V,
-    pub beta: V,
+    pub weight: V,
+    pub bias: V,
 }
 
 pub struct AttentionWeights<M, V> {
-    pub q: LinearWeights<M, V>,
-    pub k: LinearWeights<M, V>,
-    pub v: LinearWeights<M, V>,
-    pub out: LinearWeights<M, V>,
+    pub q_proj: LinearWeights<M, V>,
+    pub k_proj: LinearWeights<M, V>,
+    pub v_proj: LinearWeights<M, V>,
+    pub out_proj: LinearWeights<M, V>,
     pub heads: usize,
     pub head_dim: usize,
 }
@@ -52,22 +55,25 @@ impl<M, V> AttentionWeights<M, V> {
     }
 }
 
+/// `encoder.layers.{i}`: field names are the checkpoint's (Hugging Face `MarianEncoderLayer`).
 pub struct EncoderLayerWeights<M, V> {
     pub self_attn: AttentionWeights<M, V>,
-    pub self_attn_norm: NormWeights<V>,
+    pub self_attn_layer_norm: NormWeights<V>,
     pub fc1: LinearWeights<M, V>,
     pub fc2: LinearWeights<M, V>,
-    pub final_norm: NormWeights<V>,
+    pub final_layer_norm: NormWeights<V>,
 }
 
+/// `decoder.layers.{i}`: field names are the checkpoint's (Hugging Face `MarianDecoderLayer`;
+/// `encoder_attn` is the cross-attention).
 pub struct DecoderLayerWeights<M, V> {
     pub self_attn: AttentionWeights<M, V>,
-    pub self_attn_norm: NormWeights<V>,
-    pub cross_attn: AttentionWeights<M, V>,
-    pub cross_attn_norm: NormWeights<V>,
+    pub self_attn_layer_norm: NormWeights<V>,
+    pub encoder_attn: AttentionWeights<M, V>,
+    pub encoder_attn_layer_norm: NormWeights<V>,
     pub fc1: LinearWeights<M, V>,
     pub fc2: LinearWeights<M, V>,
-    pub final_norm: NormWeights<V>,
+    pub final_layer_norm: NormWeights<V>,
 }
 
 pub struct MarianWeights<M, V> {
@@ -102,6 +108,7 @@ impl<M, V> MarianWeights<M, V> {
         } else {
             Arc::new(s.embedding(LM_HEAD, tv, d)?)
         };
+        let final_logits_bias = s.vector(FINAL_LOGITS_BIAS, &[1, tv])?;
         let linear = |p: &str, rows: usize, cols: usize| -> Result<LinearWeights<M, V>> {
             Ok(LinearWeights {
                 name: p.to_string(),
@@ -111,16 +118,16 @@ impl<M, V> MarianWeights<M, V> {
         };
         let norm = |p: &str| -> Result<NormWeights<V>> {
             Ok(NormWeights {
-                gamma: s.vector(&format!("{p}.weight"), &[d])?,
-                beta: s.vector(&format!("{p}.bias"), &[d])?,
+                weight: s.vector(&format!("{p}.weight"), &[d])?,
+                bias: s.vector(&format!("{p}.bias"), &[d])?,
             })
         };
         let attention = |p: &str, heads: usize| -> Result<AttentionWeights<M, V>> {
             Ok(AttentionWeights {
-                q: linear(&format!("{p}.q_proj"), d, d)?,
-                k: linear(&format!("{p}.k_proj"), d, d)?,
-                v: linear(&format!("{p}.v_proj"), d, d)?,
-                out: linear(&format!("{p}.out_proj"), d, d)?,
+                q_proj: linear(&format!("{p}.q_proj"), d, d)?,
+                k_proj: linear(&format!("{p}.k_proj"), d, d)?,
+                v_proj: linear(&format!("{p}.v_proj"), d, d)?,
+                out_proj: linear(&format!("{p}.out_proj"), d, d)?,
                 heads,
                 head_dim: d / heads,
             })
@@ -130,10 +137,10 @@ impl<M, V> MarianWeights<M, V> {
                 let p = format!("encoder.layers.{i}");
                 Ok(EncoderLayerWeights {
                     self_attn: attention(&format!("{p}.self_attn"), cfg.encoder_attention_heads)?,
-                    self_attn_norm: norm(&format!("{p}.self_attn_layer_norm"))?,
+                    self_attn_layer_norm: norm(&format!("{p}.self_attn_layer_norm"))?,
                     fc1: linear(&format!("{p}.fc1"), cfg.encoder_ffn_dim, d)?,
                     fc2: linear(&format!("{p}.fc2"), d, cfg.encoder_ffn_dim)?,
-                    final_norm: norm(&format!("{p}.final_layer_norm"))?,
+                    final_layer_norm: norm(&format!("{p}.final_layer_norm"))?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -142,15 +149,15 @@ impl<M, V> MarianWeights<M, V> {
                 let p = format!("decoder.layers.{i}");
                 Ok(DecoderLayerWeights {
                     self_attn: attention(&format!("{p}.self_attn"), cfg.decoder_attention_heads)?,
-                    self_attn_norm: norm(&format!("{p}.self_attn_layer_norm"))?,
-                    cross_attn: attention(
+                    self_attn_layer_norm: norm(&format!("{p}.self_attn_layer_norm"))?,
+                    encoder_attn: attention(
                         &format!("{p}.encoder_attn"),
                         cfg.decoder_attention_heads,
                     )?,
-                    cross_attn_norm: norm(&format!("{p}.encoder_attn_layer_norm"))?,
+                    encoder_attn_layer_norm: norm(&format!("{p}.encoder_attn_layer_norm"))?,
                     fc1: linear(&format!("{p}.fc1"), cfg.decoder_ffn_dim, d)?,
                     fc2: linear(&format!("{p}.fc2"), d, cfg.decoder_ffn_dim)?,
-                    final_norm: norm(&format!("{p}.final_layer_norm"))?,
+                    final_layer_norm: norm(&format!("{p}.final_layer_norm"))?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -158,7 +165,7 @@ impl<M, V> MarianWeights<M, V> {
             encoder_embed,
             decoder_embed,
             lm_head,
-            final_logits_bias: s.vector(FINAL_LOGITS_BIAS, &[1, tv])?,
+            final_logits_bias,
             encoder,
             decoder,
         })
