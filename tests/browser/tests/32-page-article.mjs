@@ -22,8 +22,11 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..', '..');
 /** page-translator.js's SLICE_WORK: the most work units between two yields. */
 const SLICE_WORK = 200;
-/** No long task may reach this, even on a loaded machine (a slice is ~8 ms of work). */
-const LONGEST_TASK_MS = 500;
+/** Issue 18 asks for no main-thread block over 50 ms; measured: no long task at all (> 50 ms) in
+ * runs beside a Rust build. Twice that as the bound leaves room for a loaded CI machine while a
+ * slice-less walk of this page (one 59 ms task measured, more on a slow machine) or a slice that
+ * grew would still be caught beside the work bound below. */
+const LONGEST_TASK_MS = 100;
 
 /** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void, skip: (why: string) => never }} ctx */
 export async function run({ page, baseUrl, assert, log, skip }) {
