@@ -14,13 +14,13 @@ impl Backend for Marian {
     async fn start(
         &self,
         batch: &[Vec<u32>],
-        rows_per_sentence: usize,
+        num_beams: usize,
         _max_length: usize,
     ) -> Result<DecoderState> {
-        let rows = batch.len() * rows_per_sentence;
+        let rows = batch.len() * num_beams;
         run_step(None, rows, || {
             let (encoded, mask) = self.encode(batch)?;
-            self.start_decoding(&encoded, &mask, rows_per_sentence)
+            self.start_decoding(&encoded, &mask, num_beams)
         })
     }
 
@@ -42,8 +42,8 @@ impl Backend for Marian {
         })
     }
 
-    async fn select_rows(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
-        self.retain_rows(state, rows)
+    async fn reorder_cache(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
+        Marian::reorder_cache(self, state, rows)
     }
 
     /// A batch with rows enough for several shards (`row_shards::plan`) is decoded as shards of
@@ -58,10 +58,10 @@ impl Backend for Marian {
         g: &GenerationConfig,
         observe: &mut Observer<'_>,
     ) -> Result<Vec<Vec<u32>>> {
-        let rows_per_sentence = state.rows() / sentences.max(1);
+        let num_beams = state.rows() / sentences.max(1);
         let plan = row_shards::plan(
             sentences,
-            rows_per_sentence,
+            num_beams,
             rayon::current_num_threads(),
             row_shards::requested(),
         );
@@ -72,7 +72,7 @@ impl Backend for Marian {
         let shards: Vec<(usize, DecoderState)> = plan
             .iter()
             .map(|&n| {
-                let rows = (n * rows_per_sentence) as u32;
+                let rows = (n * num_beams) as u32;
                 let shard = state.selected(&(first..first + rows).collect::<Vec<_>>());
                 first += rows;
                 (n, shard)

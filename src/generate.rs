@@ -25,12 +25,12 @@ pub struct Select<'a> {
 #[allow(async_fn_in_trait)]
 pub trait Backend {
     type State;
-    /// Encode `batch` (ids ending in `</s>`) and prepare `rows_per_sentence` decoder rows each,
+    /// Encode `batch` (ids ending in `</s>`) and prepare `num_beams` decoder rows each,
     /// for outputs of at most `max_length` tokens (decoder start token included).
     async fn start(
         &self,
         batch: &[Vec<u32>],
-        rows_per_sentence: usize,
+        num_beams: usize,
         max_length: usize,
     ) -> Result<Self::State>;
     /// Feed one token per row; return each row's best `select.k` (token, score), best first,
@@ -41,8 +41,9 @@ pub trait Backend {
         tokens: &[u32],
         select: &Select<'_>,
     ) -> Result<Vec<Vec<(u32, f32)>>>;
-    /// Continue with these rows, in this order (beam reordering and dropping finished rows).
-    async fn select_rows(&self, state: &mut Self::State, rows: &[u32]) -> Result<()>;
+    /// Continue with these rows of the cache, in this order: beam search's reordering (as
+    /// transformers' `_reorder_cache`) and dropping finished rows.
+    async fn reorder_cache(&self, state: &mut Self::State, rows: &[u32]) -> Result<()>;
     /// Decode a started state of `sentences` sentences to the end: greedy or beam search as
     /// `g` says, `observe` told along the way; each sentence's full sequence, in order. A
     /// backend may override it to decode independent groups of sentences side by side (the
@@ -211,7 +212,7 @@ async fn greedy_from<B: Backend>(
         }
         cur_len += 1;
         if still.len() != live.len() && !still.is_empty() {
-            backend.select_rows(&mut state, &keep).await?;
+            backend.reorder_cache(&mut state, &keep).await?;
         }
         live = still;
     }
@@ -415,7 +416,7 @@ async fn beam_search_from<B: Backend>(
         if next_live.is_empty() || cur_len >= g.max_length {
             break;
         }
-        backend.select_rows(&mut state, &rows).await?;
+        backend.reorder_cache(&mut state, &rows).await?;
         live = next_live;
     }
     Ok(hyps.into_iter().map(|h| h.best(g.eos_token_id)).collect())

@@ -53,17 +53,17 @@ pub fn stepping_shard<R>(alone: bool, f: impl FnOnce() -> R) -> R {
     out
 }
 
-/// Sentences per shard for a batch of `sentences` with `rows_per_sentence` decoder rows each, on
+/// Sentences per shard for a batch of `sentences` with `num_beams` decoder rows each, on
 /// a pool of `threads`: one shard per thread while each keeps at least [`MIN_SHARD_ROWS`] rows,
 /// sizes differing by one sentence at most, larger ones first. `requested` (from
 /// `MARIAN_SHARDS`) overrides the count, within the same row minimum.
 pub fn plan(
     sentences: usize,
-    rows_per_sentence: usize,
+    num_beams: usize,
     threads: usize,
     requested: Option<usize>,
 ) -> Vec<usize> {
-    let rows = sentences * rows_per_sentence;
+    let rows = sentences * num_beams;
     let most = (rows / MIN_SHARD_ROWS).min(sentences).max(1);
     let shards = requested.unwrap_or(threads).clamp(1, most);
     (0..shards)

@@ -1,7 +1,7 @@
 //! The GPU backend against the CPU backend on the committed fixtures, natively through wgpu
 //! (lavapipe on machines without a GPU: `apt-get install mesa-vulkan-drivers`).
 //!
-//! Reference: the CPU model with the same stored weights, quantized matrices widened to f32
+//! Reference: the CPU model with the same stored weights, quantized matrices dequantized to f32
 //! (`Marian::from_package_dequantized`) — the GPU dequantizes weights inside its kernels but
 //! keeps activations in f32, where candle's q8 kernels quantize activations too. Asserted:
 //! identical tokens (greedy and beam, batched) and step scores within 1e-4 of the reference.

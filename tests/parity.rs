@@ -273,8 +273,8 @@ fn teacher_forced_pass_matches_step_by_step_decoding() {
         let exp = expected(&fx);
         for quant in [Quant::F32, Quant::Q8] {
             let t = translator(&fx, quant);
-            // The f32 math fine-tuning runs (a q8 package widened).
-            let model = t.model.widened().unwrap();
+            // The f32 math fine-tuning runs (a q8 package dequantized).
+            let model = t.model.dequantized().unwrap();
             let sents = sentences(&exp);
             let srcs: Vec<Vec<u32>> = sents.iter().map(|s| ids(&s["src_ids"])).collect();
             let outs: Vec<Vec<u32>> = sents.iter().map(|s| ids(&s["greedy"])).collect();
@@ -336,7 +336,7 @@ fn teacher_forced_pass_matches_step_by_step_decoding() {
             }
             assert!(worst < 1e-4, "{} {quant:?}: max |diff| {worst}", name(&fx));
 
-            // Head rows: the package's own (unwidened) projection, q8 rows copied as stored.
+            // Head rows: the package's own (not dequantized) projection, q8 rows copied as stored.
             let h = whole.get(0).unwrap();
             let full = t.model.base_logits(&h).unwrap().to_vec2::<f32>().unwrap();
             let v = t.model.target_vocab_size() as u32;

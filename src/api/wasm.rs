@@ -167,7 +167,7 @@ async fn fetch_bytes(url: &str, mut on_chunk: impl FnMut(usize)) -> Result<Vec<u
 pub struct Translator {
     inner: crate::Translator,
     manifest: Manifest,
-    /// The model widened to f32 while this worker runs fine-tuning feature shards (dropped
+    /// The model dequantized to f32 while this worker runs fine-tuning feature shards (dropped
     /// when training starts; a helper worker is terminated after its shards).
     frozen: Option<crate::model::Marian>,
 }
@@ -514,9 +514,9 @@ impl Translator {
         let pairs = decode_shard_inputs(&inputs).map_err(js_err)?;
         let mut on_pair = features_progress(&on_progress, pairs.len());
         if self.frozen.is_none() {
-            self.frozen = Some(self.inner.model.widened().map_err(js_err)?);
+            self.frozen = Some(self.inner.model.dequantized().map_err(js_err)?);
         }
-        let frozen = self.frozen.as_ref().expect("widened above");
+        let frozen = self.frozen.as_ref().expect("dequantized above");
         let shard = crate::finetune::FeatureShard::compute_with(
             &self.inner,
             frozen,

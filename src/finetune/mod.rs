@@ -318,7 +318,7 @@ pub struct FineTuneReport {
     pub feature_shards: usize,
     /// Where the features pass ran: "gpu" or "cpu".
     pub feature_device: &'static str,
-    /// Summed over the workers: widening the frozen model, running its encoder and decoder ...
+    /// Summed over the workers: dequantizing the frozen model, running its encoder and decoder ...
     pub frozen_model_seconds: f64,
     /// ... and the full-vocabulary logits with their per-position summaries (top-k, normaliser).
     pub vocabulary_seconds: f64,
@@ -920,7 +920,7 @@ pub fn train_adapter(
     let set: Vec<u32> = s_set.into_iter().collect();
     let has_val = !p_val.labels.is_empty();
     // S's rows of the projection in f32, as the features pass used them.
-    let head_rows = t.model.head_rows(&set)?.widened()?;
+    let head_rows = t.model.head_rows(&set)?.dequantized()?;
     let tail = if o.last_layer_rank > 0 {
         Some(Tail::new(t.model.frozen_tail()?, &set)?)
     } else {

@@ -502,27 +502,27 @@ fn check_top_k(t: &Translator, top_k: usize) -> Result<()> {
 
 impl FeatureShard {
     /// Run the frozen model over `pairs` (source and target token ids): None when `on_pair`
-    /// (called with the pairs done after every batch) cancels. The model is widened to f32 for
+    /// (called with the pairs done after every batch) cancels. The model is dequantized to f32 for
     /// the pass (candle's f32 GEMM is about 3× its quantized kernels over many rows; measured
-    /// in BENCHMARKS.md) and the widened copy dropped after it.
+    /// in BENCHMARKS.md) and the dequantized copy dropped after it.
     pub fn compute(
         t: &Translator,
         pairs: &[(Vec<u32>, Vec<u32>)],
         top_k: usize,
         on_pair: &mut dyn FnMut(usize) -> Control,
     ) -> Result<Option<FeatureShard>> {
-        let t_widen = Instant::now();
-        let frozen = t.model.widened()?;
-        let widening = t_widen.elapsed().as_secs_f64();
+        let t_dequantize = Instant::now();
+        let frozen = t.model.dequantized()?;
+        let dequantizing = t_dequantize.elapsed().as_secs_f64();
         let mut shard = Self::compute_with(t, &frozen, pairs, top_k, on_pair)?;
         if let Some(s) = &mut shard {
-            s.clock.model += widening;
+            s.clock.model += dequantizing;
         }
         Ok(shard)
     }
 
-    /// `compute` with the widened model at hand (`Marian::widened` of the translator's model):
-    /// a worker that runs several shards widens once.
+    /// `compute` with the dequantized model at hand (`Marian::dequantized` of the translator's model):
+    /// a worker that runs several shards dequantizes once.
     pub fn compute_with(
         t: &Translator,
         frozen: &Marian,

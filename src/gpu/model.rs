@@ -496,6 +496,44 @@ impl GpuMarian {
         Ok(data)
     }
 
+    /// Record one encoder layer over all n = b·s positions of `x` [n, d]: the CPU
+    /// `EncoderLayer::forward`'s steps in its order and under its names — self_attn (q/k/v/out
+    /// projections, attention within each sentence's `src_lens`), self_attn_layer_norm, fc1/fc2,
+    /// final_layer_norm.
+    fn record_encoder_layer<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        layer: &'a EncoderLayer,
+        x: &wgpu::Buffer,
+        b: &EncoderBatch<'_>,
+    ) {
+        let d = self.config.d_model;
+        let (n, s) = (b.positions, b.src_len);
+        let a = &layer.self_attn;
+        self.dense(rec, &a.q_proj, x, n, &b.q, 0, a.scaling() as f32);
+        self.dense(rec, &a.k_proj, x, n, &b.k, 0, 1.0);
+        self.dense(rec, &a.v_proj, x, n, &b.v, 0, 1.0);
+        self.attend(
+            rec,
+            a.num_heads,
+            &b.q,
+            n,
+            s,
+            &b.k,
+            &b.v,
+            b.identity,
+            b.src_lens,
+            s * d,
+            0,
+            &b.context,
+        );
+        self.dense(rec, &a.out_proj, &b.context, n, &b.h, 0, 1.0);
+        self.norm(rec, &layer.self_attn_layer_norm, x, &b.h, n);
+        self.dense(rec, &layer.fc1, x, n, &b.ffn, self.act, 1.0);
+        self.dense(rec, &layer.fc2, &b.ffn, n, &b.h, 0, 1.0);
+        self.norm(rec, &layer.final_layer_norm, x, &b.h, n);
+    }
+
     /// Record one decoding step up to the last layer norm, for `r` rows at position `t`: the
     /// embedding of `st.tokens`, every decoder layer (the new token's K/V go into the cache),
     /// the rows' hidden states left in `st.x`. With `base_pass` (fine-tuning's features pass)
@@ -508,109 +546,131 @@ impl GpuMarian {
         t: usize,
         base_pass: Option<&wgpu::Buffer>,
     ) {
-        let d = self.config.d_model;
         let last_fc2 = match base_pass {
             Some(_) => None,
             None => self.last_fc2.lock().unwrap().clone(),
         };
         let last = self.decoder.len().saturating_sub(1);
-        let kv_stride = st.capacity * d;
         self.embed(rec, &self.decoder_embed, &st.tokens, r, 1, t, &st.x);
         for (i, layer) in self.decoder.iter().enumerate() {
-            let a = &layer.self_attn;
-            self.dense(rec, &a.q_proj, &st.x, r, &st.q, 0, a.scaling() as f32);
             let fc2 = match (&last_fc2, i == last) {
                 (Some(merged), true) => merged.as_ref(),
                 _ => &layer.fc2.weight,
             };
-            // K and V of the new token go straight into the cache at position t.
-            self.linear(
-                rec,
-                &a.k_proj.weight,
-                Some(&a.k_proj.bias),
-                &st.x,
-                r,
-                &st.self_k[i],
-                t * d,
-                kv_stride,
-                0,
-                1.0,
-            );
-            self.linear(
-                rec,
-                &a.v_proj.weight,
-                Some(&a.v_proj.bias),
-                &st.x,
-                r,
-                &st.self_v[i],
-                t * d,
-                kv_stride,
-                0,
-                1.0,
-            );
-            self.attend(
-                rec,
-                a.heads,
-                &st.q,
-                r,
-                1,
-                &st.self_k[i],
-                &st.self_v[i],
-                &st.identity,
-                &st.src_lens,
-                kv_stride,
-                t + 1,
-                &st.ctx_buf,
-            );
-            self.dense(rec, &a.out_proj, &st.ctx_buf, r, &st.h, 0, 1.0);
-            self.norm(rec, &layer.self_attn_layer_norm, &st.x, &st.h, r);
-            let c = &layer.encoder_attn;
-            self.dense(rec, &c.q_proj, &st.x, r, &st.q, 0, c.scaling() as f32);
-            self.attend(
-                rec,
-                c.heads,
-                &st.q,
-                r,
-                1,
-                &st.cross_k[i],
-                &st.cross_v[i],
-                &st.row_block,
-                &st.src_lens,
-                st.src_len * d,
-                0,
-                &st.ctx_buf,
-            );
-            self.dense(rec, &c.out_proj, &st.ctx_buf, r, &st.h, 0, 1.0);
-            self.norm(rec, &layer.encoder_attn_layer_norm, &st.x, &st.h, r);
-            if let (Some(keep), true) = (base_pass, i == last) {
-                let copy = Quad {
-                    a: r as u32,
-                    b: d as u32,
-                    c: d as u32,
-                    d: 0,
-                };
-                rec.dispatch(
-                    &self.ctx.kernels.gather_rows,
-                    bytes_of(&copy),
-                    &[(1, &st.identity), (2, &st.x), (5, keep)],
-                    [d.div_ceil(256) as u32, r as u32, 1],
-                );
-            }
-            self.dense(rec, &layer.fc1, &st.x, r, &st.ffn, self.act, 1.0);
-            self.linear(
-                rec,
+            let step = LayerStep {
+                index: i,
+                rows: r,
+                position: t,
                 fc2,
-                Some(&layer.fc2.bias),
-                &st.ffn,
-                r,
-                &st.h,
-                0,
-                fc2.rows,
-                0,
-                1.0,
-            );
-            self.norm(rec, &layer.final_layer_norm, &st.x, &st.h, r);
+                keep_ffn_input: base_pass.filter(|_| i == last),
+            };
+            self.record_decoder_layer(rec, layer, st, &step);
         }
+    }
+
+    /// Record one decoder layer of a step: the CPU `DecoderLayer::forward`'s steps in its order
+    /// and under its names — self-attention (the new token's K/V written into the cache at
+    /// `position`), self_attn_layer_norm, encoder_attn over the cached encoder K/V,
+    /// encoder_attn_layer_norm, fc1/fc2, final_layer_norm — on the rows' hidden states `st.x`.
+    fn record_decoder_layer<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        layer: &'a DecoderLayer,
+        st: &GpuState,
+        step: &LayerStep<'_>,
+    ) {
+        let d = self.config.d_model;
+        let (i, r, t, fc2) = (step.index, step.rows, step.position, step.fc2);
+        let kv_stride = st.capacity * d;
+        let a = &layer.self_attn;
+        self.dense(rec, &a.q_proj, &st.x, r, &st.q, 0, a.scaling() as f32);
+        // K and V of the new token go straight into the cache at position t.
+        self.linear(
+            rec,
+            &a.k_proj.weight,
+            Some(&a.k_proj.bias),
+            &st.x,
+            r,
+            &st.self_k[i],
+            t * d,
+            kv_stride,
+            0,
+            1.0,
+        );
+        self.linear(
+            rec,
+            &a.v_proj.weight,
+            Some(&a.v_proj.bias),
+            &st.x,
+            r,
+            &st.self_v[i],
+            t * d,
+            kv_stride,
+            0,
+            1.0,
+        );
+        self.attend(
+            rec,
+            a.num_heads,
+            &st.q,
+            r,
+            1,
+            &st.self_k[i],
+            &st.self_v[i],
+            &st.identity,
+            &st.src_lens,
+            kv_stride,
+            t + 1,
+            &st.ctx_buf,
+        );
+        self.dense(rec, &a.out_proj, &st.ctx_buf, r, &st.h, 0, 1.0);
+        self.norm(rec, &layer.self_attn_layer_norm, &st.x, &st.h, r);
+        let c = &layer.encoder_attn;
+        self.dense(rec, &c.q_proj, &st.x, r, &st.q, 0, c.scaling() as f32);
+        self.attend(
+            rec,
+            c.num_heads,
+            &st.q,
+            r,
+            1,
+            &st.cross_k[i],
+            &st.cross_v[i],
+            &st.row_block,
+            &st.src_lens,
+            st.src_len * d,
+            0,
+            &st.ctx_buf,
+        );
+        self.dense(rec, &c.out_proj, &st.ctx_buf, r, &st.h, 0, 1.0);
+        self.norm(rec, &layer.encoder_attn_layer_norm, &st.x, &st.h, r);
+        if let Some(keep) = step.keep_ffn_input {
+            let copy = Quad {
+                a: r as u32,
+                b: d as u32,
+                c: d as u32,
+                d: 0,
+            };
+            rec.dispatch(
+                &self.ctx.kernels.gather_rows,
+                bytes_of(&copy),
+                &[(1, &st.identity), (2, &st.x), (5, keep)],
+                [d.div_ceil(256) as u32, r as u32, 1],
+            );
+        }
+        self.dense(rec, &layer.fc1, &st.x, r, &st.ffn, self.act, 1.0);
+        self.linear(
+            rec,
+            fc2,
+            Some(&layer.fc2.bias),
+            &st.ffn,
+            r,
+            &st.h,
+            0,
+            fc2.rows,
+            0,
+            1.0,
+        );
+        self.norm(rec, &layer.final_layer_norm, &st.x, &st.h, r);
     }
 
     /// Record the frozen model's logits of `r` rows (`st.x` through the output projection and
@@ -685,6 +745,37 @@ impl GpuMarian {
     }
 }
 
+/// An encoder pass's batch: its shape and working buffers ([n, d] each, `ffn` [n,
+/// encoder_ffn_dim], n = b·s positions).
+struct EncoderBatch<'b> {
+    positions: usize,
+    /// s, the longest sentence (every sentence is padded to it).
+    src_len: usize,
+    /// [b] each sentence's length.
+    src_lens: &'b wgpu::Buffer,
+    /// 0, 1, 2, …: sentence i attends over key block i (its own).
+    identity: &'b wgpu::Buffer,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    context: wgpu::Buffer,
+    h: wgpu::Buffer,
+    ffn: wgpu::Buffer,
+}
+
+/// One decoder layer's part of a step.
+struct LayerStep<'a> {
+    /// The layer's index (its K/V caches in the state).
+    index: usize,
+    rows: usize,
+    /// The new token's position (where its K/V go in the cache).
+    position: usize,
+    /// The fc2 weight to multiply: the layer's, or an adapter's merged one.
+    fc2: &'a GpuMatrix,
+    /// Where to copy the feed-forward input (fine-tuning's features pass, last layer only).
+    keep_ffn_input: Option<&'a wgpu::Buffer>,
+}
+
 /// A batch's buffers, made in `start` and reused by every step.
 pub struct GpuState {
     rows: usize,
@@ -724,7 +815,7 @@ impl Backend for GpuMarian {
     async fn start(
         &self,
         batch: &[Vec<u32>],
-        rows_per_sentence: usize,
+        num_beams: usize,
         max_length: usize,
     ) -> Result<GpuState> {
         self.ctx.check()?;
@@ -738,7 +829,7 @@ impl Backend for GpuMarian {
                 cfg.max_position_embeddings
             )));
         }
-        let rows = b * rows_per_sentence;
+        let rows = b * num_beams;
         let capacity = max_length.min(cfg.max_position_embeddings).max(1);
         let ctx = &*self.ctx;
         let ffn_dim = cfg.encoder_ffn_dim.max(cfg.decoder_ffn_dim);
@@ -774,30 +865,20 @@ impl Backend for GpuMarian {
         );
         let mut rec = Recorder::new(&ctx.device, &mut program);
         self.embed(&mut rec, &self.encoder_embed, &enc_ids, n, s, 0, &ex);
+        let batch = EncoderBatch {
+            positions: n,
+            src_len: s,
+            src_lens: &src_lens,
+            identity: &identity,
+            q: eq,
+            k: ek,
+            v: ev,
+            context: ec,
+            h: eh,
+            ffn: ef,
+        };
         for layer in &self.encoder {
-            let a = &layer.self_attn;
-            self.dense(&mut rec, &a.q_proj, &ex, n, &eq, 0, a.scaling() as f32);
-            self.dense(&mut rec, &a.k_proj, &ex, n, &ek, 0, 1.0);
-            self.dense(&mut rec, &a.v_proj, &ex, n, &ev, 0, 1.0);
-            self.attend(
-                &mut rec,
-                a.heads,
-                &eq,
-                n,
-                s,
-                &ek,
-                &ev,
-                &identity,
-                &src_lens,
-                s * d,
-                0,
-                &ec,
-            );
-            self.dense(&mut rec, &a.out_proj, &ec, n, &eh, 0, 1.0);
-            self.norm(&mut rec, &layer.self_attn_layer_norm, &ex, &eh, n);
-            self.dense(&mut rec, &layer.fc1, &ex, n, &ef, self.act, 1.0);
-            self.dense(&mut rec, &layer.fc2, &ef, n, &eh, 0, 1.0);
-            self.norm(&mut rec, &layer.final_layer_norm, &ex, &eh, n);
+            self.record_encoder_layer(&mut rec, layer, &ex, &batch);
         }
         for (i, layer) in self.decoder.iter().enumerate() {
             let a = &layer.encoder_attn;
@@ -813,7 +894,7 @@ impl Backend for GpuMarian {
             self_v.push(scratch(ctx, "self-attention values", rows * capacity * d)?);
         }
         let row_block_host: Vec<u32> = (0..b as u32)
-            .flat_map(|i| std::iter::repeat_n(i, rows_per_sentence))
+            .flat_map(|i| std::iter::repeat_n(i, num_beams))
             .collect();
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
@@ -926,7 +1007,7 @@ impl Backend for GpuMarian {
             .collect())
     }
 
-    async fn select_rows(&self, st: &mut GpuState, rows: &[u32]) -> Result<()> {
+    async fn reorder_cache(&self, st: &mut GpuState, rows: &[u32]) -> Result<()> {
         self.ctx.check()?;
         if rows.iter().any(|&r| r as usize >= st.rows) {
             return Err(Error::Input(format!(

@@ -11,7 +11,7 @@ use super::observe;
 use super::weights::{
     AttentionWeights, DecoderLayerWeights, EncoderLayerWeights, LinearWeights, NormWeights,
 };
-use super::{dense_f32, matrix_product, widen_matrix, with_f32_values, LAYER_NORM_EPS};
+use super::{dense_f32, dequantize_matrix, matrix_product, with_f32_values, LAYER_NORM_EPS};
 use crate::config::Activation;
 use crate::error::Result;
 use crate::package::quant::Matrix;
@@ -32,10 +32,10 @@ pub struct Linear {
 
 impl Linear {
     /// The same layer with a quantized weight dequantized to f32.
-    pub(super) fn widened(&self) -> Result<Self> {
+    pub(super) fn dequantized(&self) -> Result<Self> {
         Ok(Linear {
             name: self.name.clone(),
-            weight: widen_matrix(&self.weight)?,
+            weight: dequantize_matrix(&self.weight)?,
             bias: self.bias.clone(),
         })
     }
@@ -91,12 +91,12 @@ pub(super) struct Attention {
 }
 
 impl Attention {
-    fn widened(&self) -> Result<Self> {
+    fn dequantized(&self) -> Result<Self> {
         Ok(Attention {
-            q_proj: self.q_proj.widened()?,
-            k_proj: self.k_proj.widened()?,
-            v_proj: self.v_proj.widened()?,
-            out_proj: self.out_proj.widened()?,
+            q_proj: self.q_proj.dequantized()?,
+            k_proj: self.k_proj.dequantized()?,
+            v_proj: self.v_proj.dequantized()?,
+            out_proj: self.out_proj.dequantized()?,
             ..self.clone()
         })
     }
@@ -108,7 +108,7 @@ impl Attention {
             k_proj: Linear::from_weights(a.k_proj),
             v_proj: Linear::from_weights(a.v_proj),
             out_proj: Linear::from_weights(a.out_proj),
-            num_heads: a.heads,
+            num_heads: a.num_heads,
             head_dim: a.head_dim,
             scaling,
         }
@@ -213,11 +213,11 @@ impl EncoderLayer {
         }
     }
 
-    pub(super) fn widened(&self) -> Result<Self> {
+    pub(super) fn dequantized(&self) -> Result<Self> {
         Ok(EncoderLayer {
-            self_attn: self.self_attn.widened()?,
-            fc1: self.fc1.widened()?,
-            fc2: self.fc2.widened()?,
+            self_attn: self.self_attn.dequantized()?,
+            fc1: self.fc1.dequantized()?,
+            fc2: self.fc2.dequantized()?,
             ..self.clone()
         })
     }
@@ -279,12 +279,12 @@ impl DecoderLayer {
         }
     }
 
-    pub(super) fn widened(&self) -> Result<Self> {
+    pub(super) fn dequantized(&self) -> Result<Self> {
         Ok(DecoderLayer {
-            self_attn: self.self_attn.widened()?,
-            encoder_attn: self.encoder_attn.widened()?,
-            fc1: self.fc1.widened()?,
-            fc2: self.fc2.widened()?,
+            self_attn: self.self_attn.dequantized()?,
+            encoder_attn: self.encoder_attn.dequantized()?,
+            fc1: self.fc1.dequantized()?,
+            fc2: self.fc2.dequantized()?,
             ..self.clone()
         })
     }

@@ -118,9 +118,9 @@ fn with_f16_values<T>(t: &Tensor, f: impl FnOnce(&[half::f16]) -> T) -> Option<T
     Some(f(&data[layout.start_offset()..][..t.elem_count()]))
 }
 
-/// The same matrix with quantized values widened to f32 (candle's f32 GEMM with its
+/// The same matrix with quantized values dequantized to f32 (candle's f32 GEMM with its
 /// autograd, for fine-tuning's passes).
-fn widen_matrix(m: &Matrix) -> Result<Matrix> {
+fn dequantize_matrix(m: &Matrix) -> Result<Matrix> {
     Ok(Matrix::Dense(dense_f32(m)?))
 }
 
@@ -172,8 +172,8 @@ pub struct Embedding {
 }
 
 impl Embedding {
-    fn widened(&self) -> Result<Self> {
-        Ok(Embedding::new(widen_matrix(&self.matrix)?))
+    fn dequantized(&self) -> Result<Self> {
+        Ok(Embedding::new(dequantize_matrix(&self.matrix)?))
     }
 
     fn new(matrix: Matrix) -> Self {
@@ -239,10 +239,10 @@ impl HeadRows {
     }
 
     /// The same rows in f32 (quantized rows dequantized): logits equal to the columns of a
-    /// `Marian::widened` model's `base_logits`, without widening the whole model.
-    pub fn widened(&self) -> Result<HeadRows> {
+    /// `Marian::dequantized` model's `base_logits`, without dequantizing the whole model.
+    pub fn dequantized(&self) -> Result<HeadRows> {
         Ok(HeadRows {
-            proj: widen_matrix(&self.proj)?,
+            proj: dequantize_matrix(&self.proj)?,
             bias: self.bias.clone(),
         })
     }
@@ -357,7 +357,7 @@ impl Marian {
         Self::load(pkg, false)
     }
 
-    /// The package with quantized matrices widened to f32: what the GPU kernels compute
+    /// The package with quantized matrices dequantized to f32: what the GPU kernels compute
     /// (they dequantize weights but keep activations in f32, where candle's q8 path
     /// quantizes activations too). The reference of the GPU parity tests.
     pub fn from_package_dequantized(pkg: &Package) -> Result<Self> {
@@ -413,27 +413,27 @@ impl Marian {
         })
     }
 
-    /// The frozen base model (no adapter) with every quantized matrix widened to f32: for
+    /// The frozen base model (no adapter) with every quantized matrix dequantized to f32: for
     /// passes over many rows at once (fine-tuning's teacher forcing), where candle's f32 GEMM
     /// outruns its quantized kernels. Costs the f32 size of the model while it lives.
-    pub fn widened(&self) -> Result<Self> {
+    pub fn dequantized(&self) -> Result<Self> {
         if self.head_delta.is_some() || self.base_last_fc2.is_some() {
             let mut base = self.clone();
             base.set_head_delta(None)?;
             base.set_last_layer_delta(None)?;
-            return base.widened();
+            return base.dequantized();
         }
         // Shared and tied matrices stay shared, as `MarianWeights::load` decided them.
-        let decoder_embed = self.decoder_embed.widened()?;
+        let decoder_embed = self.decoder_embed.dequantized()?;
         let encoder_embed = if self.config.share_encoder_decoder_embeddings {
             decoder_embed.clone()
         } else {
-            self.encoder_embed.widened()?
+            self.encoder_embed.dequantized()?
         };
         let lm_head = if self.config.tie_word_embeddings {
             decoder_embed.clone()
         } else {
-            self.lm_head.widened()?
+            self.lm_head.dequantized()?
         };
         Ok(Marian {
             encoder_embed,
@@ -442,12 +442,12 @@ impl Marian {
             encoder: self
                 .encoder
                 .iter()
-                .map(EncoderLayer::widened)
+                .map(EncoderLayer::dequantized)
                 .collect::<Result<_>>()?,
             decoder: self
                 .decoder
                 .iter()
-                .map(DecoderLayer::widened)
+                .map(DecoderLayer::dequantized)
                 .collect::<Result<_>>()?,
             head_screen: None,
             ..self.clone()
@@ -583,17 +583,17 @@ impl Marian {
         Ok((x, mask))
     }
 
-    /// Start decoding: each encoded sentence gets `rows_per_sentence` decoder rows (beams).
+    /// Start decoding: each encoded sentence gets `num_beams` decoder rows (beams).
     pub fn start_decoding(
         &self,
         encoded: &Tensor,
         mask: &Tensor,
-        rows_per_sentence: usize,
+        num_beams: usize,
     ) -> Result<DecoderState> {
-        let (enc, mask) = if rows_per_sentence > 1 {
+        let (enc, mask) = if num_beams > 1 {
             let b = encoded.dim(0)?;
             let idx: Vec<u32> = (0..b as u32)
-                .flat_map(|i| std::iter::repeat_n(i, rows_per_sentence))
+                .flat_map(|i| std::iter::repeat_n(i, num_beams))
                 .collect();
             let idx = Tensor::new(idx.as_slice(), &Device::Cpu)?;
             (encoded.index_select(&idx, 0)?, mask.index_select(&idx, 0)?)
@@ -834,7 +834,7 @@ impl Marian {
 
     /// Keep only `rows` (in that order) of the decoder state: beam search's reindexing and
     /// dropping rows whose sentences are finished (self and cross K/V and the mask in step).
-    pub fn retain_rows(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
+    pub fn reorder_cache(&self, state: &mut DecoderState, rows: &[u32]) -> Result<()> {
         *state = state.selected_with_buffer(rows);
         Ok(())
     }

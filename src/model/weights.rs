@@ -44,7 +44,7 @@ pub struct AttentionWeights<M, V> {
     pub k_proj: LinearWeights<M, V>,
     pub v_proj: LinearWeights<M, V>,
     pub out_proj: LinearWeights<M, V>,
-    pub heads: usize,
+    pub num_heads: usize,
     pub head_dim: usize,
 }
 
@@ -128,7 +128,7 @@ impl<M, V> MarianWeights<M, V> {
                 k_proj: linear(&format!("{p}.k_proj"), d, d)?,
                 v_proj: linear(&format!("{p}.v_proj"), d, d)?,
                 out_proj: linear(&format!("{p}.out_proj"), d, d)?,
-                heads,
+                num_heads: heads,
                 head_dim: d / heads,
             })
         };
