@@ -457,27 +457,12 @@ impl Translator {
     /// `fineTuneRun(job, shards)` here.
     #[wasm_bindgen(js_name = fineTuneJob)]
     pub fn fine_tune_job(&self, pairs: JsValue, options: JsValue) -> Result<FineTuneJob, JsError> {
-        use crate::finetune::pairs::{check_pairs, split_validation};
+        use crate::finetune::pairs::{pairs_from_objects, split_validation};
         use crate::finetune::FineTuneOptions;
         let raw: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(pairs)
             .map_err(|e| js_err(format!("pairs must be an array of {{source, target}}: {e}")))?;
-        let mut issues = Vec::new();
-        let mut entries = Vec::new();
-        for (i, v) in raw.into_iter().enumerate() {
-            match (
-                v.get("source").and_then(|x| x.as_str()),
-                v.get("target").and_then(|x| x.as_str()),
-            ) {
-                (Some(s), Some(t)) => entries.push((i + 1, s.to_string(), t.to_string())),
-                _ => issues.push(crate::finetune::pairs::PairIssue {
-                    line: i + 1,
-                    reason: "not an object with string source and target".into(),
-                }),
-            }
-        }
-        let mut set = check_pairs(entries);
-        issues.append(&mut set.issues);
-        issues.sort_by_key(|i| i.line);
+        let set = pairs_from_objects(raw);
+        let issues = set.issues;
         let o: FineTuneJsOptions = if options.is_undefined() || options.is_null() {
             FineTuneJsOptions::default()
         } else {
@@ -511,7 +496,7 @@ impl Translator {
         top_k: usize,
         on_progress: Option<Function>,
     ) -> Result<Vec<u8>, JsError> {
-        let pairs = decode_shard_inputs(&inputs).map_err(js_err)?;
+        let pairs = crate::finetune::decode_shard_inputs(&inputs).map_err(js_err)?;
         let mut on_pair = features_progress(&on_progress, pairs.len());
         if self.frozen.is_none() {
             self.frozen = Some(self.inner.model.dequantized().map_err(js_err)?);
@@ -541,7 +526,7 @@ impl Translator {
         on_progress: Option<Function>,
     ) -> Result<Vec<u8>, JsError> {
         use crate::finetune::FeatureShard;
-        let pairs = decode_shard_inputs(&inputs).map_err(js_err)?;
+        let pairs = crate::finetune::decode_shard_inputs(&inputs).map_err(js_err)?;
         let mut on_pair = features_progress(&on_progress, pairs.len());
         let shard = FeatureShard::compute_on_device(&self.inner, &pairs, top_k, &mut on_pair)
             .await
@@ -734,14 +719,7 @@ impl FineTuneJob {
         let out = plan
             .iter()
             .map(|which| {
-                let pairs = self.prepared.pairs_of(which);
-                let mut flat = vec![pairs.len() as u32];
-                for (s, t) in &pairs {
-                    flat.push(s.len() as u32);
-                    flat.extend(s.iter().copied());
-                    flat.push(t.len() as u32);
-                    flat.extend(t.iter().copied());
-                }
+                let flat = self.prepared.shard_inputs(which);
                 JsValue::from(js_sys::Uint32Array::from(&flat[..]))
             })
             .collect();
@@ -750,34 +728,6 @@ impl FineTuneJob {
     }
 }
 
-/// Read `FineTuneJob::shard_inputs`' encoding back.
-fn decode_shard_inputs(flat: &[u32]) -> crate::Result<Vec<(Vec<u32>, Vec<u32>)>> {
-    let bad = || crate::Error::Input("malformed fine-tuning shard inputs".into());
-    let mut it = flat.iter().copied();
-    let n = it.next().ok_or_else(bad)? as usize;
-    let take = |it: &mut std::iter::Copied<std::slice::Iter<u32>>| -> crate::Result<Vec<u32>> {
-        let len = it.next().ok_or_else(bad)? as usize;
-        let v: Vec<u32> = it.by_ref().take(len).collect();
-        if v.len() == len {
-            Ok(v)
-        } else {
-            Err(bad())
-        }
-    };
-    let mut pairs = Vec::with_capacity(n.min(flat.len()));
-    for _ in 0..n {
-        let s = take(&mut it)?;
-        let t = take(&mut it)?;
-        pairs.push((s, t));
-    }
-    if it.next().is_some() {
-        return Err(bad());
-    }
-    Ok(pairs)
-}
-
-/// Hand a progress report to the page's callback (always goes on: the page cancels by
-/// terminating the worker).
 /// Progress of a features pass over `total` pairs, reported to `cb` (a shard's worker does not
 /// know the run's epochs: 0).
 fn features_progress(
@@ -791,6 +741,8 @@ fn features_progress(
     }
 }
 
+/// Hand a progress report to the page's callback (always goes on: the page cancels by
+/// terminating the worker).
 fn notify(cb: &Option<Function>, p: &crate::finetune::Progress) -> crate::finetune::Control {
     if let Some(cb) = cb {
         if let Ok(v) = p.serialize(&serde_wasm_bindgen::Serializer::json_compatible()) {

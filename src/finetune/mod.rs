@@ -673,6 +673,13 @@ impl PreparedPairs {
         which.iter().map(|&i| self.ids[i].clone()).collect()
     }
 
+    /// The pairs `which` (a shard of `shard_plan`) as one flat array for another worker's
+    /// features pass: [pairs, then per pair: source length, source ids, target length, target
+    /// ids]; `decode_shard_inputs` reads it back.
+    pub fn shard_inputs(&self, which: &[usize]) -> Vec<u32> {
+        encode_shard_inputs(&self.pairs_of(which))
+    }
+
     /// The features pass cut into at most `n` shards of about equal work, each a list of pair
     /// indices: whole batches of the pass in one piece (pairs sorted by target length), so a
     /// shard batches its pairs exactly as the pass in one piece would. A target token costs
@@ -1198,4 +1205,67 @@ pub fn held_out_scores(
         bleu: crate::metrics::corpus_bleu(&hyps, &refs)?.score,
         chrf: crate::metrics::corpus_chrf(&hyps, &refs)?.score,
     })
+}
+
+/// `PreparedPairs::shard_inputs`' encoding of source and target token ids.
+fn encode_shard_inputs(pairs: &[(Vec<u32>, Vec<u32>)]) -> Vec<u32> {
+    let mut flat = vec![pairs.len() as u32];
+    for (s, t) in pairs {
+        flat.push(s.len() as u32);
+        flat.extend(s.iter().copied());
+        flat.push(t.len() as u32);
+        flat.extend(t.iter().copied());
+    }
+    flat
+}
+
+/// The pairs' token ids from `PreparedPairs::shard_inputs`' encoding.
+/// Errors: `Error::Input` when the array is cut short or runs past its last pair.
+pub fn decode_shard_inputs(flat: &[u32]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+    let bad = || Error::Input("malformed fine-tuning shard inputs".into());
+    let mut it = flat.iter().copied();
+    let n = it.next().ok_or_else(bad)? as usize;
+    let mut take = || -> Result<Vec<u32>> {
+        let len = it.next().ok_or_else(bad)? as usize;
+        let v: Vec<u32> = it.by_ref().take(len).collect();
+        if v.len() == len {
+            Ok(v)
+        } else {
+            Err(bad())
+        }
+    };
+    let mut pairs = Vec::with_capacity(n.min(flat.len()));
+    for _ in 0..n {
+        let s = take()?;
+        let t = take()?;
+        pairs.push((s, t));
+    }
+    if it.next().is_some() {
+        return Err(bad());
+    }
+    Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_inputs_round_trip_and_malformed_ones_are_refused() {
+        let pairs = vec![
+            (vec![5, 6, 0], vec![7, 0]),
+            (vec![0], vec![]),
+            (vec![9; 40], vec![3, 4, 5, 0]),
+        ];
+        let flat = encode_shard_inputs(&pairs);
+        assert_eq!(decode_shard_inputs(&flat).unwrap(), pairs);
+        assert_eq!(decode_shard_inputs(&[0]).unwrap(), vec![]);
+        for cut in 0..flat.len() {
+            assert!(decode_shard_inputs(&flat[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = flat.clone();
+        longer.push(1);
+        assert!(decode_shard_inputs(&longer).is_err());
+        assert!(decode_shard_inputs(&[u32::MAX, 1, 2]).is_err());
+    }
 }

@@ -90,6 +90,30 @@ pub fn parse_pairs(bytes: &[u8]) -> PairSet {
     set
 }
 
+/// Pairs given as `{source, target}` objects (the browser API's array), numbered from 1 in
+/// array order: entries that are not such an object are reported and skipped, the rest
+/// checked as `check_pairs` does.
+pub fn pairs_from_objects(values: Vec<serde_json::Value>) -> PairSet {
+    let mut issues = Vec::new();
+    let mut entries = Vec::new();
+    for (i, v) in values.into_iter().enumerate() {
+        match (
+            v.get("source").and_then(|x| x.as_str()),
+            v.get("target").and_then(|x| x.as_str()),
+        ) {
+            (Some(s), Some(t)) => entries.push((i + 1, s.to_string(), t.to_string())),
+            _ => issues.push(PairIssue {
+                line: i + 1,
+                reason: "not an object with string source and target".into(),
+            }),
+        }
+    }
+    let mut set = check_pairs(entries);
+    set.issues.extend(issues);
+    set.issues.sort_by_key(|i| i.line);
+    set
+}
+
 /// Check pairs given as (line, source, target): empty sides, over-long sides and exact
 /// duplicates are reported and skipped.
 pub fn check_pairs(raw: Vec<(usize, String, String)>) -> PairSet {
@@ -178,6 +202,25 @@ mod tests {
         assert_eq!(set.issues.len(), 2);
         assert!(set.issues[0].reason.contains("JSON"));
         assert!(set.issues[1].reason.contains("empty target"));
+    }
+
+    #[test]
+    fn objects_are_read_by_array_index() {
+        let values: Vec<serde_json::Value> = serde_json::from_str(
+            r#"[{"source": "a dog", "target": "un chien"}, "text", {"source": "a cat", "target": 3},
+                {"source": "x", "target": " "}, {"source": "a dog", "target": "un chien"},
+                {"source": "a cat", "target": "un chat", "extra": true}]"#,
+        )
+        .unwrap();
+        let set = pairs_from_objects(values);
+        let kept: Vec<usize> = set.pairs.iter().map(|p| p.line).collect();
+        assert_eq!(kept, vec![1, 6]);
+        let lines: Vec<usize> = set.issues.iter().map(|i| i.line).collect();
+        assert_eq!(lines, vec![2, 3, 4, 5]);
+        assert!(set.issues[0].reason.contains("not an object"));
+        assert!(set.issues[1].reason.contains("not an object"));
+        assert!(set.issues[2].reason.contains("empty target"));
+        assert!(set.issues[3].reason.contains("duplicate"));
     }
 
     #[test]
