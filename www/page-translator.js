@@ -6,9 +6,10 @@
 // Bergamot design): each element's own text is translated on its own (cached), then found in the
 // run's translation — exactly when it occurs there, else the word window most similar to it, else
 // the window at the same relative position. The element is re-created around that window, with
-// its attributes; elements that are not translated (<code>, translate="no") keep their content
-// verbatim. Model output only ever goes into the page as text (text nodes, attribute values),
-// never parsed as HTML.
+// its attributes (one the translation left no words shows its own translation, or its own text
+// when the model gave it none: no element's words vanish); elements that are not translated
+// (<code>, translate="no") keep their content verbatim. Model output only ever goes into the page
+// as text (text nodes, attribute values), never parsed as HTML.
 //
 // The original nodes are never modified: they are swapped out and kept, so restore() puts the
 // page back exactly (innerHTML byte-identical). Attributes people read (title, alt, placeholder,
@@ -149,20 +150,25 @@ function itemsText(items) {
   return items.map((it) => (it.kind === 'text' ? it.text : it.kind === 'comment' || it.role === 'marker' ? '' : itemsText(it.items))).join('');
 }
 
-/** Sets each element item's role (see ElementRole) from its text and its neighbours'. @param {Item[]} items */
-function classify(items) {
+/**
+ * Sets each element item's role (see ElementRole) from its text and its neighbours'. A part is one
+ * word at most (an element of several words glued to a neighbour is a phrase of its own), and the
+ * elements with letters inside a part are parts too (pieces of the same word).
+ * @param {Item[]} items @param {boolean} [inPart]
+ */
+function classify(items, inPart = false) {
   items.forEach((it, i) => {
     if (it.kind !== 'el') return;
-    classify(it.items);
     const src = itemsText(it.items);
     if (!hasLetters(src)) {
       if (!it.verbatim) it.role = /^SU[PB]$/i.test(it.el.tagName) && src.trim() ? 'marker' : 'symbol';
-      return;
+    } else if (!it.verbatim) {
+      const before = itemsText(items.slice(0, i));
+      const after = itemsText(items.slice(i + 1));
+      const glued = (endsWithLetter(before) && startsWithLetter(src)) || (endsWithLetter(src) && startsWithLetter(after));
+      if (inPart || (glued && !/\s/.test(src.trim()))) it.role = 'part';
     }
-    if (it.verbatim) return;
-    const before = itemsText(items.slice(0, i));
-    const after = itemsText(items.slice(i + 1));
-    if ((endsWithLetter(before) && startsWithLetter(src)) || (endsWithLetter(src) && startsWithLetter(after))) it.role = 'part';
+    classify(it.items, it.role === 'part');
   });
 }
 
@@ -220,7 +226,8 @@ function dice(a, b) {
 /**
  * Where in `text[lo, hi)` is `piece`? An exact (then case-insensitive) occurrence, else the most
  * similar window of words (of similar length, nearest the expected position on ties); null when
- * nothing resembles it. The span found overlaps none in `taken`.
+ * nothing resembles it. The span found overlaps none in `taken`, and holds letters when the piece
+ * does (numbers alike are no evidence that a window is an element's words).
  * @param {string} text
  * @param {number} lo
  * @param {number} hi
@@ -246,7 +253,7 @@ function similar(text, lo, hi, piece, center, taken, from = lo) {
     for (let j = i; j < spans.length && j - i + 1 <= 2 * n + 1; j++) {
       const s = spans[i][0];
       const e = spans[j][1];
-      if (!free(s, e)) continue;
+      if (!free(s, e) || (hasLetters(p) && !hasLetters(text.slice(s, e)))) continue;
       const got = spans.slice(i, j + 1).map(([a, b]) => normWord(text.slice(a, b)));
       const sim = dice(want, got) - 0.01 * Math.abs((s + e) / 2 / text.length - center);
       if (sim > bestScore + 1e-9) {
@@ -260,7 +267,8 @@ function similar(text, lo, hi, piece, center, taken, from = lo) {
 
 /**
  * The window of words at the same relative position as the element had in its source, as many
- * words as `piece` has, overlapping none in `taken`.
+ * words as `piece` has, overlapping none in `taken`: the nearest one after it holding letters when
+ * the piece does (an element with words is not given only numbers), else the nearest free one.
  * @param {string} text @param {number} lo @param {number} hi @param {string} piece @param {number} relStart
  * @param {[number, number][]} taken
  * @returns {[number, number]}
@@ -270,12 +278,15 @@ function samePosition(text, lo, hi, piece, relStart, taken) {
   const spans = words(text.slice(lo, hi)).map(([s, e]) => /** @type {[number, number]} */ ([s + lo, e + lo]));
   if (!spans.length) return [hi, hi];
   const k = Math.min(spans.length, Math.max(1, piece.trim().split(/\s+/).filter(Boolean).length));
-  let i = Math.min(spans.length - k, Math.max(0, Math.round(relStart * spans.length)));
-  for (let tries = 0; tries < spans.length; tries++) {
-    const s = spans[i][0];
-    const e = spans[i + k - 1][1];
-    if (free(s, e)) return [s, e];
-    i = (i + 1) % (spans.length - k + 1);
+  const start = Math.min(spans.length - k, Math.max(0, Math.round(relStart * spans.length)));
+  for (const letters of hasLetters(piece) ? [true, false] : [false]) {
+    let i = start;
+    for (let tries = 0; tries < spans.length; tries++) {
+      const s = spans[i][0];
+      const e = spans[i + k - 1][1];
+      if (free(s, e) && (!letters || hasLetters(text.slice(s, e)))) return [s, e];
+      i = (i + 1) % (spans.length - k + 1);
+    }
   }
   return [hi, hi];
 }
@@ -329,18 +340,18 @@ function afterWord(text, lo, hi, full, at) {
 /**
  * Where an element covering `full[s, e)` — part of one word of its source `full` — goes in the
  * translation `text[lo, hi)`: the same part (by share of letters) of the output word at the same
- * relative position; a prefix stays a prefix and a suffix a suffix, and at least one letter is
- * covered.
+ * relative position (relative to `full[srcLo, srcHi)`, the source of `text[lo, hi)`); a prefix
+ * stays a prefix and a suffix a suffix, and at least one letter is covered.
  * @param {string} text @param {number} lo @param {number} hi @param {string} full @param {number} s @param {number} e
- * @param {[number, number][]} taken
+ * @param {[number, number][]} taken @param {number} [srcLo] @param {number} [srcHi]
  * @returns {[number, number]}
  */
-function partOfWord(text, lo, hi, full, s, e, taken) {
+function partOfWord(text, lo, hi, full, s, e, taken, srcLo = 0, srcHi = full.length) {
   let ws = s;
   while (ws > 0 && /\p{L}|\p{N}/u.test(full[ws - 1])) ws--;
   let we = e;
   while (we < full.length && /\p{L}|\p{N}/u.test(full[we])) we++;
-  const rel = (ws + we) / 2 / Math.max(1, full.length);
+  const rel = Math.min(1, Math.max(0, ((ws + we) / 2 - srcLo) / Math.max(1, srcHi - srcLo)));
   const spans = words(text.slice(lo, hi))
     .map(([a, b]) => {
       const w = text.slice(lo + a, lo + b);
@@ -388,20 +399,34 @@ function anchored(p, text, lo, hi, total, pieces, taken, from) {
 }
 
 /**
+ * Is this element placed at a point between words rather than on words of the translation? A
+ * footnote mark, a symbol, a comment, verbatim content the translation does not hold: none is made
+ * of the translation's words, so none may take (and hide) any.
+ * @param {Item} it
+ */
+function isPoint(it) {
+  return it.kind === 'comment' || (it.kind === 'el' && (it.verbatim || it.role === 'marker' || it.role === 'symbol'));
+}
+
+/**
  * Where an element the translation does not visibly hold goes: after the word at the same share
- * of words (footnote marks, symbols, comments), on the same part of a word (parts), else the
- * words at the same relative position.
+ * of words (points, see isPoint), else on the same part of a word (parts) or the words at the same
+ * relative position, both between the neighbours placed before and after it — `text[a, b)`, made
+ * of `levelText[sa, sb)` — when words lie between them (a window found in the whole sentence and
+ * then squeezed between the neighbours could come out empty).
  * @param {Placement} p @param {string} text @param {number} lo @param {number} hi @param {string} levelText
  * @param {Map<string, string>} pieces @param {[number, number][]} taken
+ * @param {{ a: number, b: number, sa: number, sb: number }} between
  * @returns {[number, number]}
  */
-function positioned(p, text, lo, hi, levelText, pieces, taken) {
+function positioned(p, text, lo, hi, levelText, pieces, taken, between) {
   const it = p.item;
-  if (it.kind === 'comment' || it.role === 'marker' || it.role === 'symbol') return afterWord(text, lo, hi, levelText, p.at);
-  if (it.role === 'part') return partOfWord(text, lo, hi, levelText, p.at, p.at + p.len, taken);
+  if (isPoint(it) || it.kind !== 'el') return afterWord(text, lo, hi, levelText, p.at);
+  const { a, b, sa, sb } = between.a < between.b && /\S/.test(text.slice(between.a, between.b)) ? between : { a: lo, b: hi, sa: 0, sb: levelText.length };
+  if (it.role === 'part') return partOfWord(text, a, b, levelText, p.at, p.at + p.len, taken, sa, sb);
   const src = itemsText(it.items);
-  const piece = it.verbatim ? src : pieces.get(src.trim()) ?? src;
-  return samePosition(text, lo, hi, piece, p.at / (levelText.length || 1), taken);
+  const piece = pieces.get(src.trim()) ?? src;
+  return samePosition(text, a, b, piece, (p.at - sa) / (sb - sa || 1), taken);
 }
 
 /**
@@ -415,9 +440,10 @@ function positioned(p, text, lo, hi, levelText, pieces, taken) {
  * @param {Map<string, string>} pieces  element source text -> its own translation
  * @param {WeakSet<Node>} produced      every node made here is added (the observer ignores them)
  * @param {WeakMap<Element, Element>} clones  original inline element -> its re-created copy
+ * @param {string[]} [asIs]  gets the texts of the elements shown as they are (see ownWords)
  * @returns {Node[]}
  */
-function project(items, text, lo, hi, pieces, produced, clones) {
+function project(items, text, lo, hi, pieces, produced, clones, asIs = []) {
   const levelText = itemsText(items);
   const total = levelText.length || 1;
   /** @type {Placement[]} */
@@ -451,16 +477,22 @@ function project(items, text, lo, hi, pieces, produced, clones) {
   });
   placements.forEach((p, i) => (p.span = found[i]?.span ?? null));
   taken = placements.flatMap((p) => (p.span ? [p.span] : []));
-  placements.forEach((p, i) => {
-    if (p.span) return;
-    let a = lo;
-    for (let j = i - 1; j >= 0 && a === lo; j--) a = placements[j].span?.[1] ?? lo;
-    const b = placements.slice(i + 1).find((q) => q.span)?.span?.[0] ?? hi;
-    const [s, e] = positioned(p, text, lo, hi, levelText, pieces, taken);
+  // Parts of words first (tied to one word), then elements with words, then the points: one placed
+  // earlier could leave an element with words no room between it and a neighbour.
+  const rest = placements.filter((p) => !p.span);
+  const rank = (/** @type {Placement} */ p) => (isPoint(p.item) ? 2 : p.item.kind === 'el' && p.item.role === 'part' ? 0 : 1);
+  for (const p of [0, 1, 2].flatMap((r) => rest.filter((q) => rank(q) === r))) {
+    const i = placements.indexOf(p);
+    const before = placements.slice(0, i).reverse().find((q) => q.span && q.span[1] !== lo);
+    const after = placements.slice(i + 1).find((q) => q.span);
+    const a = before?.span?.[1] ?? lo;
+    const b = after?.span?.[0] ?? hi;
+    const between = { a, b, sa: before ? before.at + before.len : 0, sb: after ? after.at : levelText.length };
+    const [s, e] = positioned(p, text, lo, hi, levelText, pieces, taken, between);
     // Between the neighbours placed before and after it (unless the model reordered those).
     p.span = a <= b ? [Math.min(Math.max(s, a), b), Math.min(Math.max(e, a), b)] : [s, e];
     taken.push(p.span);
-  });
+  }
   const placed = /** @type {(Placement & { span: [number, number] })[]} */ (placements);
   placed.sort((x, y) => x.span[0] - y.span[0] || x.span[1] - y.span[1]);
   /** @type {Node[]} */
@@ -488,15 +520,17 @@ function project(items, text, lo, hi, pieces, produced, clones) {
       if (item.role === 'symbol' && span[0] === span[1] && span[0] < hi) textNode(' ');
     } else {
       node = item.el.cloneNode(false);
-      // Kept between its neighbours, an element can be left no words of the sentence (the model
-      // dropped or moved them): it shows its own translation there rather than nothing.
-      const own = span[0] === span[1] && item.role !== 'part' ? pieces.get(itemsText(item.items).trim()) ?? '' : '';
-      if (hasLetters(own)) {
-        if (span[0] > lo && /\S/.test(text[span[0] - 1])) textNode(' ');
-        for (const c of project(item.items, own, 0, own.length, pieces, produced, clones)) node.appendChild(c);
+      const own = ownWords(item, text.slice(span[0], span[1]), pieces);
+      if (own) {
+        if (own.asIs) asIs.push(own.words);
+        // What the window held (digits, marks) stays, beside the element's own words.
+        const held = text.slice(span[0], span[1]);
+        if (held) textNode(held);
+        if (/\S/.test(held ? held[held.length - 1] : span[0] > lo ? text[span[0] - 1] : '')) textNode(' ');
+        for (const c of project(item.items, own.words, 0, own.words.length, pieces, produced, clones, asIs)) node.appendChild(c);
         spaceAfter = span[1] < hi && /\S/.test(text[span[1]]);
       } else {
-        for (const c of project(item.items, text, span[0], span[1], pieces, produced, clones)) node.appendChild(c);
+        for (const c of project(item.items, text, span[0], span[1], pieces, produced, clones, asIs)) node.appendChild(c);
       }
     }
     if (item.kind === 'el') clones.set(item.el, /** @type {Element} */ (node));
@@ -507,6 +541,22 @@ function project(items, text, lo, hi, pieces, produced, clones) {
   }
   if (hi > pos) textNode(text.slice(pos, hi));
   return out;
+}
+
+/**
+ * The words an element with words shows when its window of the sentence holds none (the model
+ * dropped or moved them, or its neighbours took them): its own translation, else its own text as
+ * it is (the model gave it none; a part of a word is never translated on its own) — the page never
+ * loses an element's words. Null when the window holds words, or the element has none.
+ * @param {Item & { kind: 'el' }} item @param {string} held  the window's text
+ * @param {Map<string, string>} pieces
+ * @returns {{ words: string, asIs: boolean } | null}
+ */
+function ownWords(item, held, pieces) {
+  const src = itemsText(item.items).trim();
+  if (!hasLetters(src) || hasLetters(held)) return null;
+  const own = pieces.get(src);
+  return own && hasLetters(own) ? { words: own.trim(), asIs: false } : { words: src, asIs: true };
 }
 
 /** @param {Node} n @param {WeakSet<Node>} produced */
@@ -559,7 +609,11 @@ export class PageTranslator {
     this.onProgress = options.onProgress;
     /** Source text -> translation, null where the model failed on it (shared by every run and attribute). @type {Map<string, Promise<string | null>>} */
     this.cache = new Map();
-    /** Texts the model failed on, left as they are, and why. @type {{ text: string, error: string }[]} */
+    /**
+     * Texts the model failed on, left as they are, and why; also an element kept as it is because
+     * the translation left it no words and it has no translation of its own.
+     * @type {{ text: string, error: string }[]}
+     */
     this.failures = [];
     /** Texts translated with parts kept as they were, and why (filled by MarianTranslator.translatePage, whose model reports them). @type {{ text: string, issues: string[] }[]} */
     this.kept = [];
@@ -586,7 +640,8 @@ export class PageTranslator {
   /**
    * Translate many texts through the cache, in batches. One text the model fails on never costs
    * the others: a batch that fails is retried one text at a time, and a text that fails alone
-   * resolves to null (its element is left as it is) and is listed in `failures`. Aborting stops.
+   * resolves to null (its element is left as it is) and is listed in `failures`, as is a text with
+   * letters the model answered with nothing or with no letter at all. Aborting stops.
    * @param {string[]} texts
    * @returns {Promise<(string | null)[]>}
    */
@@ -622,6 +677,9 @@ export class PageTranslator {
           t,
           p.then((r) => {
             if (!Array.isArray(r) || (typeof r[k] !== 'string' && r[k] !== null)) throw new Error('translate() must resolve to one string per text');
+            // Nothing back for a text with words, or no word back, is a failure, not a
+            // translation: the text stays as it is rather than vanishing from the page.
+            if (typeof r[k] === 'string' && hasLetters(t) && !hasLetters(r[k])) return failed(t, new Error(r[k].trim() ? `the model returned no word: ${JSON.stringify(r[k])}` : 'the model returned nothing'));
             return r[k];
           }),
         ),
@@ -813,7 +871,14 @@ export class PageTranslator {
     const text = run.lead + translated.trim() + run.trail;
     const lo = run.lead.length;
     const hi = text.length - run.trail.length;
-    const inserted = hasElements(run.items) ? project(run.items, text, lo, hi, pieces, this.produced, this.clones) : [];
+    /** @type {string[]} */
+    const asIs = [];
+    const inserted = hasElements(run.items) ? project(run.items, text, lo, hi, pieces, this.produced, this.clones, asIs) : [];
+    // An element shown as it is (the translation left it no words, and it has no translation of
+    // its own) is listed like a text the model failed on.
+    for (const t of asIs) {
+      if (!this.failures.some((f) => f.text === t)) this.failures.push({ text: t, error: 'the translation left this element no words: kept as it is' });
+    }
     if (!hasElements(run.items)) {
       const t = document.createTextNode(text.slice(lo, hi));
       this.produced.add(t);

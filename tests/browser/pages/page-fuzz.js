@@ -18,7 +18,9 @@
 //     .notranslate elements their whole markup, comments their text: byte for byte;
 //  4. no text node and no readable attribute with letters is left untranslated outside such
 //     content, unless the translator lists it in `failures`;
-//  5. restore() gives back the original markup byte for byte.
+//  5. restore() gives back the original markup byte for byte;
+//  6. an element whose text has letters comes out with letters (its window of the sentence, its
+//     own translation, or its text as it is when the model gave it none: listed in `failures`).
 
 import { PageTranslator } from '/page-translator.js';
 
@@ -337,6 +339,11 @@ function compare(o, n, path, problems) {
       const translated = READABLE.includes(a.name) && v === fakeTranslation(a.value.trim()).trim();
       if (!translated) problems.push(`${path}: ${a.name}=${JSON.stringify(a.value)} became ${JSON.stringify(v)}`);
     });
+  }
+  // An element with words of its own keeps words: one the translation left no words at is
+  // given its own translation rather than emptied.
+  if (/\p{L}/u.test(oe.textContent ?? '') && !/\p{L}/u.test(ne.textContent ?? '')) {
+    problems.push(`${path}: <${oe.tagName.toLowerCase()}> with ${JSON.stringify(squash(oe.textContent ?? ''))} came out without a word`);
   }
   if (noTranslate(oe)) {
     if (oe.outerHTML !== ne.outerHTML) problems.push(`${path}: translate="no" content changed: ${oe.outerHTML} -> ${ne.outerHTML}`);

@@ -8,6 +8,8 @@
 //    before it.
 //  - An element kept between neighbours that left it no words of the sentence came out empty (a
 //    link with no text); it now shows its own translation.
+//  - Elements with words that still came out without any (found by the fuzzer's invariant that an
+//    element with words keeps words), one case per cause: see wordless() below.
 
 export const timeoutS = 60;
 
@@ -74,9 +76,79 @@ export async function run({ page, baseUrl, assert, log }) {
   assert.equal(r.ref, 'THE CITY IS LARGE.<sup class="reference"><a href="#n1">[1]</a></sup> IT HAS A RIVER.', 'a footnote mark after a full stop stays after it');
   assert.equal(r.between, '<i>UN CHIEN</i> <b>GRAND</b> <u>COURT</u>.', 'an element left no words shows its own translation');
   assert.equal(r.restored, true);
+  await wordless({ page, assert, log });
 
   /** @param {string} p2 @param {string} p3 @param {string} p4 */
   function source(p2, p3, p4) {
     return `<p id="p1">ONE DOG RUNS.</p>${p2}<p id="p3">${p3}</p>${p4}`;
   }
+}
+
+/**
+ * An element with words never comes out without any: the smallest case of each way it did, with a
+ * dictionary model (a text it lacks gets nothing back: a failure, the text kept as it is).
+ * @param {{ page: import('playwright-core').Page, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void }} ctx
+ */
+async function wordless({ page, assert, log }) {
+  /** id -> [source markup, expected translation] */
+  const cases = {
+    // Verbatim content the translation lacks took the window of words at its position and hid
+    // them ("maintenant."; an empty <code> after "red" hid the only word): it goes between words.
+    verbatim: ['Run <code>make</code> now.', 'Lancez<code>make</code> maintenant.'],
+    // A window matched by its number alone ("2"): an element with words gets a window with words.
+    number: ['I saw <b>2 big dogs</b> today.', "J'ai vu <b>2 toutous</b> hier."],
+    // Placed by position in the whole sentence, then squeezed between its neighbours to nothing
+    // (and no translation of its own): placed among the words between its neighbours.
+    squeezed: ['<b>The very big old dog</b> <u>runs</u>.', '<b>Un toutou</b> <u>court</u>.'],
+    // No room between its neighbours and the model gave it nothing: it keeps its own text
+    // (listed in `failures`).
+    asIs: ['<i>A dog</i> <b>big one</b> <u>runs</u>.', '<i>UN CHIEN</i> <b>big one</b> <u>COURT</u>.'],
+    // A point (an empty anchor) placed first left the element after it no room (and the model
+    // gave that element nothing).
+    pointFirst: ['Go<a id="top"></a> <b>home now</b>', ' <a id="top"></a><b>Rentrez!</b>'],
+    // Several words glued to the next one were taken for part of one word and given a share of
+    // one word (here "chien", losing the number; with digits only, no word at all): a phrase is
+    // translated and found as one.
+    gluedPhrase: ['I have <b>20 dog</b>s.', "J'ai <b>20 chien</b>s."],
+    // An answer without a word for a text with words is a failure like an empty one: the text
+    // stays (it was swapped for "20.").
+    noWord: ['Only 20 left.', 'Only 20 left.'],
+  };
+  /** @type {Record<string, string>} */
+  const dict = {
+    'Run make now.': 'Lancez maintenant.',
+    'I saw 2 big dogs today.': "J'ai vu 2 toutous hier.",
+    '2 big dogs': '2 grands chiens',
+    'The very big old dog runs.': 'Un toutou court.',
+    runs: 'court',
+    'A dog big one runs.': 'UN CHIEN COURT.',
+    'A dog': 'UN CHIEN',
+    'Go home now': 'Rentrez!',
+    'I have 20 dogs.': "J'ai 20 chiens.",
+    '20 dog': '20 chien',
+    'Only 20 left.': '20.',
+  };
+  const r = await page.evaluate(
+    async ({ cases, dict }) => {
+      const { PageTranslator } = await import('/page-translator.js');
+      const root = document.createElement('main');
+      root.innerHTML = Object.entries(cases).map(([id, [src]]) => `<p id="${id}">${src}</p>`).join('');
+      document.body.replaceChildren(root);
+      const before = root.innerHTML;
+      const pt = new PageTranslator(root, { translate: async (texts) => texts.map((t) => dict[t] ?? ''), observe: false });
+      await pt.translate();
+      /** @type {Record<string, string>} */
+      const out = {};
+      for (const id of Object.keys(cases)) out[id] = root.querySelector(`#${id}`)?.innerHTML ?? '';
+      const failures = pt.failures.map((f) => f.text);
+      pt.restore();
+      return { out, failures, restored: root.innerHTML === before };
+    },
+    { cases, dict },
+  );
+  log('no element left without words:', r.out);
+  for (const [id, [, want]] of Object.entries(cases)) assert.equal(r.out[id], want, `${id}: an element with words keeps words`);
+  assert.ok(r.failures.includes('big one'), 'the element kept as it is is listed in failures');
+  assert.ok(r.failures.includes('Only 20 left.'), 'a text answered without a word is listed in failures');
+  assert.equal(r.restored, true);
 }
