@@ -1,7 +1,7 @@
 //! The browser API (wasm-bindgen): load a package from a URL or from bytes, translate.
 //! The JS side (www/worker.js) runs this inside a Web Worker so the page never blocks.
 
-use crate::finetune::{held_out_scores, HeldOutScores};
+use crate::finetune::HeldOutScores;
 use crate::generate::GenerateOptions;
 use crate::package::{Manifest, Package, MANIFEST};
 use js_sys::{Function, Object, Reflect, Uint8Array};
@@ -551,13 +551,6 @@ impl Translator {
             num_beams: job.beams,
             ..Default::default()
         };
-        let val = &job.val;
-        let score = |t: &crate::Translator| -> Result<Option<HeldOutScores>, JsError> {
-            if val.is_empty() {
-                return Ok(None);
-            }
-            held_out_scores(t, val, &gen).map(Some).map_err(js_err)
-        };
         self.frozen = None;
         let mut progress = |p: &Progress| notify(&on_progress, p);
         let whole = job.prepared.whole();
@@ -596,29 +589,16 @@ impl Translator {
                 vec![shard]
             }
         };
-        self.inner.set_adapter(None).map_err(js_err)?;
-        let val_before = score(&self.inner)?;
-        let (mut adapter, report) = crate::finetune::train_adapter(
-            &self.inner,
-            &job.prepared,
-            &plan,
-            shards,
-            &job.opts,
-            &mut progress,
-        )
+        let opts = &job.opts;
+        let crate::finetune::FineTuneRun {
+            adapter,
+            report,
+            val_before,
+            val_after,
+        } = crate::finetune::run(&mut self.inner, &job.val, &gen, |t| {
+            crate::finetune::train_adapter(t, &job.prepared, &plan, shards, opts, &mut progress)
+        })
         .map_err(js_err)?;
-        self.inner.set_adapter(Some(&adapter)).map_err(js_err)?;
-        let val_after = score(&self.inner)?;
-        if let serde_json::Value::Object(m) = &mut adapter.manifest.metrics {
-            m.insert(
-                "val_before".into(),
-                serde_json::to_value(val_before).unwrap_or_default(),
-            );
-            m.insert(
-                "val_after".into(),
-                serde_json::to_value(val_after).unwrap_or_default(),
-            );
-        }
         let bytes = adapter.to_bytes().map_err(js_err)?;
         let out = FineTuneResult {
             report,

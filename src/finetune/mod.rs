@@ -1207,6 +1207,53 @@ pub fn held_out_scores(
     })
 }
 
+/// What a whole fine-tuning run gives (`run`).
+pub struct FineTuneRun {
+    /// The adapter, on the translator; its manifest's metrics hold `val_before` / `val_after`.
+    pub adapter: Adapter,
+    pub report: FineTuneReport,
+    /// Held-out scores without an adapter and with this one (`None` without held-out pairs).
+    pub val_before: Option<HeldOutScores>,
+    pub val_after: Option<HeldOutScores>,
+}
+
+/// A whole fine-tuning run as every front end does it (the CLI's `finetune`, the browser's
+/// `fineTuneRun`): the held-out pairs `val` scored as the translator stands without an adapter,
+/// `train` (the features pass and training, or training on shards computed elsewhere), the
+/// adapter put on, the held-out pairs scored again with `gen`'s settings, both scores recorded in
+/// the adapter's manifest metrics. Errors: `train`'s, scoring's, or an adapter the translator
+/// refuses.
+pub fn run(
+    t: &mut Translator,
+    val: &[Pair],
+    gen: &crate::GenerateOptions,
+    train: impl FnOnce(&Translator) -> Result<(Adapter, FineTuneReport)>,
+) -> Result<FineTuneRun> {
+    let score = |t: &Translator| -> Result<Option<HeldOutScores>> {
+        if val.is_empty() {
+            return Ok(None);
+        }
+        held_out_scores(t, val, gen).map(Some)
+    };
+    t.set_adapter(None)?;
+    let val_before = score(t)?;
+    let (mut adapter, report) = train(t)?;
+    t.set_adapter(Some(&adapter))?;
+    let val_after = score(t)?;
+    if let serde_json::Value::Object(m) = &mut adapter.manifest.metrics {
+        // Two optional pairs of floats: serializing them cannot fail.
+        let json = |s: Option<HeldOutScores>| serde_json::to_value(s).unwrap_or_default();
+        m.insert("val_before".into(), json(val_before));
+        m.insert("val_after".into(), json(val_after));
+    }
+    Ok(FineTuneRun {
+        adapter,
+        report,
+        val_before,
+        val_after,
+    })
+}
+
 /// `PreparedPairs::shard_inputs`' encoding of source and target token ids.
 fn encode_shard_inputs(pairs: &[(Vec<u32>, Vec<u32>)]) -> Vec<u32> {
     let mut flat = vec![pairs.len() as u32];

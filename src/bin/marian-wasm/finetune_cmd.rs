@@ -4,9 +4,9 @@
 use anyhow::{bail, Context, Result};
 use marian_wasm::finetune::pairs::{parse_pairs, split_validation, Pair};
 use marian_wasm::finetune::{
-    fine_tune, held_out_scores, Control, FineTuneOptions, FineTuneOverrides, Progress,
+    fine_tune, Control, FineTuneOptions, FineTuneOverrides, FineTuneRun, Progress,
 };
-use marian_wasm::{GenerateOptions, Translator};
+use marian_wasm::GenerateOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,10 +71,6 @@ fn read_pairs(path: &Path, strict: bool) -> Result<Vec<Pair>> {
     Ok(set.pairs)
 }
 
-fn scores(t: &Translator, pairs: &[Pair], opts: &GenerateOptions) -> Result<serde_json::Value> {
-    Ok(serde_json::to_value(held_out_scores(t, pairs, opts)?)?)
-}
-
 pub fn run(a: FinetuneArgs) -> Result<()> {
     let o = FineTuneOptions::with_overrides(&a.options);
     o.validate()?;
@@ -98,11 +94,6 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let gen = GenerateOptions {
         num_beams: a.beams,
         ..Default::default()
-    };
-    let before = if val.is_empty() {
-        None
-    } else {
-        Some(scores(&translator, &val, &gen)?)
     };
 
     // Ctrl-C cancels cleanly: the best correction so far is still written.
@@ -136,7 +127,16 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
             Control::Continue
         }
     };
-    let (mut adapter, report) = fine_tune(&translator, &train, &val, &o, &mut on_progress)?;
+    let FineTuneRun {
+        adapter,
+        report,
+        val_before,
+        val_after,
+    } = marian_wasm::finetune::run(&mut translator, &val, &gen, |t| {
+        fine_tune(t, &train, &val, &o, &mut on_progress)
+    })?;
+    let before = val_before.map(serde_json::to_value).transpose()?;
+    let after = val_after.map(serde_json::to_value).transpose()?;
     eprintln!();
     for e in &report.epochs {
         eprintln!(
@@ -157,16 +157,6 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
             "cancelled: keeping the best epoch so far ({})",
             report.best_epoch
         );
-    }
-    translator.set_adapter(Some(&adapter))?;
-    let after = if val.is_empty() {
-        None
-    } else {
-        Some(scores(&translator, &val, &gen)?)
-    };
-    if let serde_json::Value::Object(m) = &mut adapter.manifest.metrics {
-        m.insert("val_before".into(), before.clone().into());
-        m.insert("val_after".into(), after.clone().into());
     }
     adapter.write(&a.out)?;
     let size = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
