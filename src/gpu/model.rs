@@ -10,8 +10,8 @@ use crate::config::{Activation, MarianConfig};
 use crate::error::{Error, Result};
 use crate::generate::{top_k_of_row, Backend, Select};
 use crate::model::weights::{
-    DecoderLayerWeights, EncoderLayerWeights, LinearWeights, MarianWeights, NormWeights,
-    WeightSource,
+    AttentionWeights, DecoderLayerWeights, EncoderLayerWeights, LinearWeights, MarianWeights,
+    NormWeights, WeightSource,
 };
 use crate::model::{sinusoidal_table, HeadDelta, LAYER_NORM_EPS};
 use crate::package::quant::WeightFile;
@@ -100,6 +100,7 @@ fn act_code(a: Activation) -> u32 {
 // The model's structure is the CPU model's (crate::model::weights); only the storage differs.
 type Linear = LinearWeights<GpuMatrix, wgpu::Buffer>;
 type Norm = NormWeights<wgpu::Buffer>;
+type Attention = AttentionWeights<GpuMatrix, wgpu::Buffer>;
 type EncoderLayer = EncoderLayerWeights<GpuMatrix, wgpu::Buffer>;
 type DecoderLayer = DecoderLayerWeights<GpuMatrix, wgpu::Buffer>;
 
@@ -584,31 +585,7 @@ impl GpuMarian {
         let kv_stride = st.capacity * d;
         let a = &layer.self_attn;
         self.dense(rec, &a.q_proj, &st.x, r, &st.q, 0, a.scaling() as f32);
-        // K and V of the new token go straight into the cache at position t.
-        self.linear(
-            rec,
-            &a.k_proj.weight,
-            Some(&a.k_proj.bias),
-            &st.x,
-            r,
-            &st.self_k[i],
-            t * d,
-            kv_stride,
-            0,
-            1.0,
-        );
-        self.linear(
-            rec,
-            &a.v_proj.weight,
-            Some(&a.v_proj.bias),
-            &st.x,
-            r,
-            &st.self_v[i],
-            t * d,
-            kv_stride,
-            0,
-            1.0,
-        );
+        self.write_kv(rec, a, st, step);
         self.attend(
             rec,
             a.num_heads,
@@ -671,6 +648,38 @@ impl GpuMarian {
             1.0,
         );
         self.norm(rec, &layer.final_layer_norm, &st.x, &st.h, r);
+    }
+
+    /// The step's KV-cache write: the new token's key and value, projected from `st.x` by
+    /// `attn`'s k_proj and v_proj straight into layer `step.index`'s caches at `step.position`
+    /// (each row's cache is `capacity · d` floats long).
+    fn write_kv<'a>(
+        &'a self,
+        rec: &mut Recorder<'a>,
+        attn: &Attention,
+        st: &GpuState,
+        step: &LayerStep<'_>,
+    ) {
+        let d = self.config.d_model;
+        let caches = [
+            (&attn.k_proj, &st.self_k[step.index]),
+            (&attn.v_proj, &st.self_v[step.index]),
+        ];
+        for (proj, cache) in caches {
+            let (y_base, y_stride) = (step.position * d, st.capacity * d);
+            self.linear(
+                rec,
+                &proj.weight,
+                Some(&proj.bias),
+                &st.x,
+                step.rows,
+                cache,
+                y_base,
+                y_stride,
+                0,
+                1.0,
+            );
+        }
     }
 
     /// Record the frozen model's logits of `r` rows (`st.x` through the output projection and
