@@ -51,6 +51,9 @@ const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
   '--enable-unsafe-webgpu',
+  // CHROMIUM_EXTRA_ARGS: more flags, space-separated (profiling, e.g. "--js-flags=--perf-basic-prof";
+  // BENCHMARKS.md says where it was used).
+  ...(env.CHROMIUM_EXTRA_ARGS || '').split(' ').filter(Boolean),
 ];
 
 const t0 = Date.now();

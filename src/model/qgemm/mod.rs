@@ -620,7 +620,16 @@ fn quantize_block(x: &[f32; BLOCK], q: &mut [i16; BLOCK]) -> f32 {
         let t = v * inv;
         let r = t + 0.5f32.copysign(t);
         // SAFETY: x is finite and |x| ≤ amax, so |r| ≤ 32767.5 (+ rounding): in i32 range.
-        *w = unsafe { r.to_int_unchecked::<i32>() };
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            *w = unsafe { r.to_int_unchecked::<i32>() };
+        }
+        // The saturating cast is the same value here; WebAssembly vectorizes it
+        // (`i32x4.trunc_sat_f32x4_s`) where the unchecked one stays scalar.
+        #[cfg(target_arch = "wasm32")]
+        {
+            *w = r as i32;
+        }
     }
     for (qv, w) in q.iter_mut().zip(wide) {
         *qv = w as i16;
