@@ -361,7 +361,7 @@ impl<'a> WeightFile<'a> {
     }
 
     /// Load a [rows, cols] matrix in whichever form the package stored it (a q8 matrix with a
-    /// residual folded into 12-bit levels: one product, `PackedMatrix::from_q8_residual_folded`).
+    /// residual as one matrix of 12-bit levels: one product, `PackedMatrix::from_q8_residual`).
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
         self.packed(name, rows, cols, true)
     }
@@ -372,7 +372,7 @@ impl<'a> WeightFile<'a> {
         let values = &stored.values[..];
         let packed = match (stored.form, stored.scales, stored.residual) {
             (Quant::Q8, Some(scales), Some(nibbles)) if fold_residual => {
-                PackedMatrix::from_q8_residual_folded(rows, cols, values, scales, nibbles)
+                PackedMatrix::from_q8_residual(rows, cols, values, scales, nibbles)
             }
             (Quant::Q8, Some(scales), Some(nibbles)) => {
                 PackedMatrix::from_q8_and_residual(rows, cols, values, scales, nibbles)

@@ -23,7 +23,11 @@
 //! a broadcast pair of activations and yields 16 features' partial sums with no horizontal
 //! reduction. Scales are kept apart, 16 f32 per group and block. A q8 matrix with its residual
 //! folded in (12-bit levels, `from_q8_residual_folded`) has the same layout in i16, loaded
-//! without the sign extension: the same products, twice the bytes.
+//! without the sign extension: the same products, twice the bytes. Packed instead
+//! (`from_q8_residual_packed`, chosen on AVX-512 VNNI CPUs by `from_q8_residual`), each
+//! group's block keeps its 512 q8 bytes and after them the residual's 256 bytes of nibbles,
+//! and the kernels form `16·q + r` in registers: the same 12-bit levels and bits from 1.5
+//! bytes a weight.
 
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -70,6 +74,9 @@ enum Levels {
     /// A Q8_0 matrix with its residual folded in: `16·q + r` (−2040 … 2039) under the scale
     /// `s / 16`, the exact value `q·s + r·s/16` of the pair as one 12-bit level.
     I16(Vec<i16>),
+    /// The same 12-bit levels as `I16` from 1.5 bytes each: per group and block, the 512 q8
+    /// levels in layout order, then 256 bytes of the residual's nibbles (`Q8rByte`).
+    Q8Nibbles(Vec<Q8rByte>),
     /// Q4_0 levels two to a byte, each offset by 8 (level 2k in the low nibble, 2k + 1 in the
     /// high one): a residual kept apart (`from_q8_and_residual`), which decoding reads a few rows at
     /// a time (lookups, `select_rows`), so it stays packed; a whole product unpacks it one
@@ -82,29 +89,82 @@ impl Levels {
         match self {
             Levels::I8(v) => v[i] as i32,
             Levels::I16(v) => v[i] as i32,
+            Levels::Q8Nibbles(v) => {
+                let (chunk, k) = (i / GROUP_BLOCK_VALUES, i % GROUP_BLOCK_VALUES);
+                Q8rByte::level(&v[chunk * Q8rByte::BLOCK_LEN..][..Q8rByte::BLOCK_LEN], k)
+            }
             Levels::Nibbles(v) => ((v[i / 2] >> (4 * (i % 2))) & 15) as i32 - 8,
         }
     }
 }
 
-/// The integer type of stored levels, as the kernels read it: 8-bit levels are sign-extended
-/// to 16 bits on load, 16-bit ones loaded as they are (the same `vpdpwssd` / `pmaddwd` /
-/// `i32x4.dot_i16x8` products follow either way).
-trait Level: Copy + Default + Send + Sync + Into<i32> + 'static {
-    /// 16-bit levels (no widening on load).
-    // Read by the x86 kernels only (WebAssembly's widens in its own way either way).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    const WIDE: bool;
-    fn into_levels(v: Vec<Self>) -> Levels;
+/// How a kernel reads a group's levels.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// 8-bit levels, sign-extended to 16 bits on load.
+    I8,
+    /// 16-bit levels, loaded as they are.
+    I16,
+    /// `16·q + r` formed on load from q8 bytes and the residual's nibbles (`Q8rByte`).
+    Q8Nibbles,
+}
+
+/// The element type of stored levels, as the kernels read it (`Form`); every form is turned
+/// into 16-bit levels in registers, and the same `vpdpwssd` / `pmaddwd` / `i32x4.dot_i16x8`
+/// products follow.
+trait Level: Copy + Default + Send + Sync + 'static {
+    const FORM: Form;
+    /// Elements one group's block takes (its `GROUP_BLOCK_VALUES` levels).
+    const BLOCK_LEN: usize;
+    /// Level `k` (layout order, < `GROUP_BLOCK_VALUES`) of the group block `wb`.
+    fn level(wb: &[Self], k: usize) -> i32;
 }
 impl Level for i8 {
-    const WIDE: bool = false;
+    const FORM: Form = Form::I8;
+    const BLOCK_LEN: usize = GROUP_BLOCK_VALUES;
+    fn level(wb: &[Self], k: usize) -> i32 {
+        wb[k] as i32
+    }
+}
+impl Level for i16 {
+    const FORM: Form = Form::I16;
+    const BLOCK_LEN: usize = GROUP_BLOCK_VALUES;
+    fn level(wb: &[Self], k: usize) -> i32 {
+        wb[k] as i32
+    }
+}
+
+/// A byte of `Levels::Q8Nibbles`. Per group block: bytes 0..512 are the q8 levels q (i8) in
+/// layout order; then for each of the 16 pairs 16 bytes, byte j holding `r + 8` of level j of
+/// the pair in its low nibble and of level j + 16 in its high one — so a 16-byte load
+/// zero-extended to 16 lanes gives levels 0..16 masked and 16..32 shifted, in the order the
+/// q8 bytes' sign extension gives (AVX-512: one 32-lane vector; AVX2: two of 16; SIMD128:
+/// four of 8). Level = 16·q + r.
+#[derive(Clone, Copy, Default, Debug)]
+#[repr(transparent)]
+struct Q8rByte(u8);
+
+impl Level for Q8rByte {
+    const FORM: Form = Form::Q8Nibbles;
+    const BLOCK_LEN: usize = GROUP_BLOCK_VALUES * 3 / 2;
+    fn level(wb: &[Self], k: usize) -> i32 {
+        let (p, j) = (k / (2 * GROUP), k % (2 * GROUP));
+        let q = wb[k].0 as i8 as i32;
+        let nibbles = wb[GROUP_BLOCK_VALUES + p * GROUP + j % GROUP].0;
+        16 * q + ((nibbles >> (4 * (j / GROUP))) & 15) as i32 - 8
+    }
+}
+
+/// Levels the kernels take as a plain vector (`PackedMatrix::build`).
+trait PlainLevel: Level {
+    fn into_levels(v: Vec<Self>) -> Levels;
+}
+impl PlainLevel for i8 {
     fn into_levels(v: Vec<Self>) -> Levels {
         Levels::I8(v)
     }
 }
-impl Level for i16 {
-    const WIDE: bool = true;
+impl PlainLevel for i16 {
     fn into_levels(v: Vec<Self>) -> Levels {
         Levels::I16(v)
     }
@@ -180,6 +240,66 @@ impl PackedMatrix {
         )
     }
 
+    /// A Q8_0 matrix and its Q4_0 residual (as `from_q8_and_residual`) as one matrix of 12-bit
+    /// levels, in the form this CPU's kernel multiplies fastest: packed
+    /// (`from_q8_residual_packed`, 1.5 bytes a weight) where AVX-512 VNNI's 16-row tiles share
+    /// each level formed in registers, folded (`from_q8_residual_folded`, 2 bytes) where the
+    /// kernel is bound by arithmetic more than by bytes (AVX2's 4-row tiles: −8 % at batch 16
+    /// packed; WebAssembly SIMD). Same levels, same bits either way (BENCHMARKS.md 2026-12-05
+    /// (evening)).
+    pub fn from_q8_residual(
+        rows: usize,
+        cols: usize,
+        values: &[u8],
+        scales_f16: &[u8],
+        nibbles: &[u8],
+    ) -> Self {
+        if Kernel::detect().forms_levels_cheaply() {
+            Self::from_q8_residual_packed(rows, cols, values, scales_f16, nibbles)
+        } else {
+            Self::from_q8_residual_folded(rows, cols, values, scales_f16, nibbles)
+        }
+    }
+
+    /// The same pair and levels as `from_q8_residual_folded` in 1.5 bytes a weight
+    /// (`Levels::Q8Nibbles`): the kernels form `16·q + r` as they load, so a product that
+    /// streams its weights from memory reads three quarters of the folded form's bytes; the
+    /// same bits.
+    pub fn from_q8_residual_packed(
+        rows: usize,
+        cols: usize,
+        values: &[u8],
+        scales_f16: &[u8],
+        nibbles: &[u8],
+    ) -> Self {
+        assert_eq!(values.len(), rows * cols, "q8 values");
+        let scale = f16_scales(rows, cols, scales_f16);
+        let fine = q4_levels(rows, cols, nibbles);
+        let chunks = Self::levels_len(rows, cols) / GROUP_BLOCK_VALUES;
+        // Nibble bytes start at r = 0 (0x88) so the last group's padding lanes are zero too.
+        let mut bytes: Vec<Q8rByte> = (0..chunks)
+            .flat_map(|_| {
+                (0..Q8rByte::BLOCK_LEN)
+                    .map(|i| Q8rByte(if i < GROUP_BLOCK_VALUES { 0 } else { 0x88 }))
+            })
+            .collect();
+        let scales = Self::lay_out(
+            rows,
+            cols,
+            |r, b| scale(r, b) / 16.0,
+            |i, r, c| {
+                let (chunk, k) = (i / GROUP_BLOCK_VALUES, i % GROUP_BLOCK_VALUES);
+                let block = &mut bytes[chunk * Q8rByte::BLOCK_LEN..][..Q8rByte::BLOCK_LEN];
+                block[k] = Q8rByte(values[r * cols + c]);
+                let (p, j) = (k / (2 * GROUP), k % (2 * GROUP));
+                let shift = 4 * (j / GROUP);
+                let at = &mut block[GROUP_BLOCK_VALUES + p * GROUP + j % GROUP].0;
+                *at = (*at & !(15 << shift)) | (((fine(r, c) + 8) as u8) << shift);
+            },
+        );
+        Self::with_levels(rows, cols, scales, Levels::Q8Nibbles(bytes))
+    }
+
     /// From Q8_0 values given by `value(row, col)` and f16 block scales (as `from_q8`), for a
     /// matrix quantized at load rather than stored quantized.
     pub fn from_q8_values(
@@ -192,7 +312,7 @@ impl PackedMatrix {
     }
 
     /// The kernel's layout of levels `value(row, col)` under scales `scale(row, block)`.
-    fn build<W: Level>(
+    fn build<W: PlainLevel>(
         rows: usize,
         cols: usize,
         scale: impl Fn(usize, usize) -> f32,
@@ -347,7 +467,7 @@ impl PackedMatrix {
                     self.scales[(src_g * blocks + b) * GROUP + src_lane];
             }
         }
-        fn select<W: Level>(src: impl Fn(usize) -> W, ids: &[u32], blocks: usize) -> Vec<W> {
+        fn select<W: PlainLevel>(src: impl Fn(usize) -> W, ids: &[u32], blocks: usize) -> Vec<W> {
             let mut values =
                 vec![W::default(); ids.len().div_ceil(GROUP) * blocks * GROUP_BLOCK_VALUES];
             for (r, &id) in ids.iter().enumerate() {
@@ -370,6 +490,7 @@ impl PackedMatrix {
             Levels::I8(v) => Levels::I8(select(|i| v[i], ids, blocks)),
             Levels::I16(v) => Levels::I16(select(|i| v[i], ids, blocks)),
             // A few rows: unpacked.
+            Levels::Q8Nibbles(_) => Levels::I16(select(|i| self.values.get(i) as i16, ids, blocks)),
             Levels::Nibbles(_) => Levels::I8(select(|i| self.values.get(i) as i8, ids, blocks)),
         };
         PackedMatrix {
@@ -470,6 +591,10 @@ impl PackedMatrix {
         match &self.values {
             Levels::I8(v) => kernel.group(&v[g * n..][..n], s, xq, m, blocks, emit),
             Levels::I16(v) => kernel.group(&v[g * n..][..n], s, xq, m, blocks, emit),
+            Levels::Q8Nibbles(v) => {
+                let n = blocks * Q8rByte::BLOCK_LEN;
+                kernel.group(&v[g * n..][..n], s, xq, m, blocks, emit)
+            }
             Levels::Nibbles(v) => {
                 let levels: Vec<i8> = v[g * n / 2..][..n / 2]
                     .iter()
@@ -650,6 +775,16 @@ enum Kernel {
 }
 
 impl Kernel {
+    /// Whether packed 12-bit levels (`Levels::Q8Nibbles`) multiply at least as fast as 16-bit
+    /// ones on this kernel: only AVX-512's, whose tiles share each formed level among 16 rows.
+    fn forms_levels_cheaply(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx512Vnni {
+            return true;
+        }
+        false
+    }
+
     /// The fastest kernel this CPU runs, or the one `MARIAN_QGEMM` names when the CPU has it
     /// (`avx512vnni`, `avx2`, `simd128`, `portable`: for benchmarks; every one gives the same bits).
     fn detect() -> Self {
@@ -760,7 +895,11 @@ impl Kernel {
                 #[cfg(target_arch = "x86_64")]
                 (Kernel::Avx2, _) => unsafe { avx2::tile::<W, 1>(w, s, a, da, blocks, out, next) },
                 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                (Kernel::Simd128, _) => simd128::tile(w, s, a, da, blocks, &mut out[..tile]),
+                // Packed 12-bit levels are an x86-64 form (`package::quant` stores them as i16
+                // elsewhere); the reference computes them if ever given.
+                (Kernel::Simd128, _) if W::FORM != Form::Q8Nibbles => {
+                    simd128::tile(w, s, a, da, blocks, &mut out[..tile])
+                }
                 _ => portable_tile(w, s, a, da, blocks, &mut out[..tile]),
             }
         });
@@ -801,13 +940,14 @@ fn portable_tile<W: Level>(
     for (r, acc) in out.iter_mut().enumerate() {
         *acc = [0f32; GROUP];
         for b in 0..blocks {
-            let wb = &w[b * GROUP_BLOCK_VALUES..][..GROUP_BLOCK_VALUES];
+            let wb = &w[b * W::BLOCK_LEN..][..W::BLOCK_LEN];
             let ab = &a[r * cols + b * BLOCK..][..BLOCK];
             let mut isum = [0i32; GROUP];
             for p in 0..PAIRS {
                 for (lane, sum) in isum.iter_mut().enumerate() {
-                    let wv = &wb[p * GROUP * 2 + lane * 2..][..2];
-                    *sum += wv[0].into() * ab[2 * p] as i32 + wv[1].into() * ab[2 * p + 1] as i32;
+                    let k = p * GROUP * 2 + lane * 2;
+                    *sum += W::level(wb, k) * ab[2 * p] as i32
+                        + W::level(wb, k + 1) * ab[2 * p + 1] as i32;
                 }
             }
             let d = da[r * blocks + b];
@@ -823,7 +963,7 @@ fn portable_tile<W: Level>(
 #[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Level, BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
+    use super::{Form, Level, BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
     use std::arch::x86_64::*;
 
     /// `R` rows × 16 outputs as two 8-lane halves (`out` holds at least R rows). Unless it is
@@ -841,31 +981,47 @@ mod avx2 {
         prefetch: *const W,
     ) -> usize {
         let cols = blocks * BLOCK;
-        assert!(w.len() >= blocks * GROUP_BLOCK_VALUES && s.len() >= blocks * GROUP);
+        assert!(w.len() >= blocks * W::BLOCK_LEN && s.len() >= blocks * GROUP);
         assert!(a.len() >= R * cols && da.len() >= R * blocks && out.len() >= R);
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for b in 0..blocks {
-            let wb = w.as_ptr().add(b * GROUP_BLOCK_VALUES);
+            let wb = w.as_ptr().add(b * W::BLOCK_LEN);
             if !prefetch.is_null() {
-                let bytes = prefetch.wrapping_add(b * GROUP_BLOCK_VALUES) as *const i8;
-                for line in 0..GROUP_BLOCK_VALUES * size_of::<W>() / 64 {
+                let bytes = prefetch.wrapping_add(b * W::BLOCK_LEN) as *const i8;
+                for line in 0..W::BLOCK_LEN * size_of::<W>() / 64 {
                     _mm_prefetch::<_MM_HINT_T0>(bytes.wrapping_add(line * 64));
                 }
             }
             let mut isum = [[_mm256_setzero_si256(); 2]; R];
             for p in 0..PAIRS {
-                let (lo, hi) = if W::WIDE {
-                    (
+                let (lo, hi) = match W::FORM {
+                    Form::I16 => (
                         _mm256_loadu_si256(wb.add(p * 32) as *const __m256i),
                         _mm256_loadu_si256(wb.add(p * 32 + 16) as *const __m256i),
-                    )
-                } else {
-                    (
+                    ),
+                    Form::I8 => (
                         _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(p * 32) as *const __m128i)),
                         _mm256_cvtepi8_epi16(
                             _mm_loadu_si128(wb.add(p * 32 + 16) as *const __m128i),
                         ),
-                    )
+                    ),
+                    Form::Q8Nibbles => {
+                        let q = |at: usize| {
+                            _mm256_slli_epi16::<4>(_mm256_cvtepi8_epi16(_mm_loadu_si128(
+                                wb.add(at) as *const __m128i,
+                            )))
+                        };
+                        let n = _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                            wb.add(GROUP_BLOCK_VALUES + p * GROUP) as *const __m128i,
+                        ));
+                        let eight = _mm256_set1_epi16(8);
+                        let low = _mm256_and_si256(n, _mm256_set1_epi16(15));
+                        let high = _mm256_srli_epi16::<4>(n);
+                        (
+                            _mm256_add_epi16(q(p * 32), _mm256_sub_epi16(low, eight)),
+                            _mm256_add_epi16(q(p * 32 + 16), _mm256_sub_epi16(high, eight)),
+                        )
+                    }
                 };
                 for r in 0..R {
                     let pair = (a.as_ptr().add(r * cols + b * BLOCK + 2 * p) as *const i32)
@@ -901,7 +1057,7 @@ mod avx2 {
 #[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Level, BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
+    use super::{Form, Level, BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
     use std::arch::x86_64::*;
 
     /// `R` rows × 16 outputs, one 16-lane vector each; `vpdpwssd` adds the two i16 products
@@ -917,17 +1073,30 @@ mod avx512 {
         out: &mut [[f32; GROUP]],
     ) -> usize {
         let cols = blocks * BLOCK;
-        assert!(w.len() >= blocks * GROUP_BLOCK_VALUES && s.len() >= blocks * GROUP);
+        assert!(w.len() >= blocks * W::BLOCK_LEN && s.len() >= blocks * GROUP);
         assert!(a.len() >= R * cols && da.len() >= R * blocks && out.len() >= R);
         let mut acc = [_mm512_setzero_ps(); R];
         for b in 0..blocks {
-            let wb = w.as_ptr().add(b * GROUP_BLOCK_VALUES);
+            let wb = w.as_ptr().add(b * W::BLOCK_LEN);
             let mut isum = [_mm512_setzero_si512(); R];
             for p in 0..PAIRS {
-                let wv = if W::WIDE {
-                    _mm512_loadu_si512(wb.add(p * 32) as *const __m512i)
-                } else {
-                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(wb.add(p * 32) as *const __m256i))
+                let wv = match W::FORM {
+                    Form::I16 => _mm512_loadu_si512(wb.add(p * 32) as *const __m512i),
+                    Form::I8 => {
+                        _mm512_cvtepi8_epi16(_mm256_loadu_si256(wb.add(p * 32) as *const __m256i))
+                    }
+                    Form::Q8Nibbles => {
+                        let q = _mm512_slli_epi16::<4>(_mm512_cvtepi8_epi16(_mm256_loadu_si256(
+                            wb.add(p * 32) as *const __m256i,
+                        )));
+                        let n = _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                            wb.add(GROUP_BLOCK_VALUES + p * GROUP) as *const __m128i,
+                        ));
+                        let low = _mm256_and_si256(n, _mm256_set1_epi16(15));
+                        let high = _mm256_srli_epi16::<4>(n);
+                        let r = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(low), high);
+                        _mm512_add_epi16(q, _mm512_sub_epi16(r, _mm512_set1_epi16(8)))
+                    }
                 };
                 for r in 0..R {
                     let pair = (a.as_ptr().add(r * cols + b * BLOCK + 2 * p) as *const i32)
@@ -953,7 +1122,7 @@ mod avx512 {
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
-    use super::{Level, BLOCK, GROUP, GROUP_BLOCK_VALUES, PAIRS};
+    use super::{Form, Level, BLOCK, GROUP, PAIRS};
     use std::arch::wasm32::*;
 
     /// Rows × 16 outputs as four 4-lane quarters; the same arithmetic as `portable_tile`. Rows go
@@ -992,7 +1161,7 @@ mod simd128 {
         let cols = blocks * BLOCK;
         let mut acc = [[f32x4_splat(0.0); 4]; R];
         for b in 0..blocks {
-            let wb = &w[b * GROUP_BLOCK_VALUES..][..GROUP_BLOCK_VALUES];
+            let wb = &w[b * W::BLOCK_LEN..][..W::BLOCK_LEN];
             let ab: [&[i16]; R] =
                 std::array::from_fn(|i| &a[(first + i) * cols + b * BLOCK..][..BLOCK]);
             let mut isum = [[i32x4_splat(0); 4]; R];
@@ -1000,7 +1169,7 @@ mod simd128 {
                 // SAFETY: 32 levels inside `wb` (p < PAIRS, GROUP * 2 = 32).
                 let wq = unsafe {
                     let at = wb.as_ptr().add(p * GROUP * 2) as *const v128;
-                    if W::WIDE {
+                    if W::FORM == Form::I16 {
                         [
                             v128_load(at),
                             v128_load(at.add(1)),
@@ -1084,6 +1253,7 @@ mod tests {
             for w in [
                 PackedMatrix::from_q8(rows, cols, &v, &s),
                 PackedMatrix::from_q8_residual_folded(rows, cols, &v, &s, &nibbles),
+                PackedMatrix::from_q8_residual_packed(rows, cols, &v, &s, &nibbles),
                 PackedMatrix::from_q8_and_residual(rows, cols, &v, &s, &nibbles),
             ] {
                 products_match(&w, m);
@@ -1152,11 +1322,25 @@ mod tests {
         let (v, s) = random_q8(rows, cols, 5);
         let nibbles = random_nibbles(rows, cols, 6);
         let folded = PackedMatrix::from_q8_residual_folded(rows, cols, &v, &s, &nibbles);
+        let packed = PackedMatrix::from_q8_residual_packed(rows, cols, &v, &s, &nibbles);
         let apart = PackedMatrix::from_q8_and_residual(rows, cols, &v, &s, &nibbles);
         let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
         assert!(same(&folded.dequantize(), &apart.dequantize()));
+        assert!(same(&folded.dequantize(), &packed.dequantize()));
+        // Packed and folded are the same levels: the same products, bit for bit, on every
+        // kernel and row count (1 row: the AVX2 kernel; 16: AVX-512's tile).
+        for m in [1, 3, 16] {
+            let mut seed = m as u64;
+            let x: Vec<f32> = (0..m * cols).map(|_| lcg(&mut seed) * 2.0).collect();
+            for kernel in Kernel::available() {
+                let (mut a, mut b) = (vec![0f32; m * rows], vec![0f32; m * rows]);
+                folded.matmul_on(kernel, &x, m, &mut a);
+                packed.matmul_on(kernel, &x, m, &mut b);
+                assert!(same(&a, &b), "{} m={m}", kernel.name());
+            }
+        }
         let ids = [36u32, 0, 17];
-        for w in [&folded, &apart] {
+        for w in [&folded, &packed, &apart] {
             assert!(same(
                 &w.select_rows(&ids).dequantize(),
                 &w.dequantize_rows(&ids)
@@ -1176,16 +1360,20 @@ mod tests {
         for (q, nibble, expect) in [(127i8, 0xffu8, 2039.0f32), (-127, 0x00, -2040.0)] {
             let values = vec![q as u8; rows * cols];
             let fine = vec![nibble; rows * cols / 2];
-            let w = PackedMatrix::from_q8_residual_folded(rows, cols, &values, &scales, &fine);
-            assert_eq!(w.dequantize()[0], expect / 16.0);
-            let x = vec![-3.0f32; 2 * cols];
-            for kernel in Kernel::available() {
-                let mut y = vec![0f32; 2 * rows];
-                w.matmul_on(kernel, &x, 2, &mut y);
-                // An i32 sum that wrapped would be off by 2³² steps, not by f32 rounding.
-                let want = expect as f64 / 16.0 * -3.0 * cols as f64;
-                let close = y.iter().all(|&v| ((v as f64 - want) / want).abs() < 1e-6);
-                assert!(close, "{}: {y:?} vs {want}", kernel.name());
+            for w in [
+                PackedMatrix::from_q8_residual_folded(rows, cols, &values, &scales, &fine),
+                PackedMatrix::from_q8_residual_packed(rows, cols, &values, &scales, &fine),
+            ] {
+                assert_eq!(w.dequantize()[0], expect / 16.0);
+                let x = vec![-3.0f32; 2 * cols];
+                for kernel in Kernel::available() {
+                    let mut y = vec![0f32; 2 * rows];
+                    w.matmul_on(kernel, &x, 2, &mut y);
+                    // An i32 sum that wrapped would be off by 2³² steps, not by f32 rounding.
+                    let want = expect as f64 / 16.0 * -3.0 * cols as f64;
+                    let close = y.iter().all(|&v| ((v as f64 - want) / want).abs() < 1e-6);
+                    assert!(close, "{}: {y:?} vs {want}", kernel.name());
+                }
             }
         }
     }
@@ -1259,6 +1447,8 @@ mod speed {
             let q8 = PackedMatrix::from_q8(rows, cols, &values, &scales);
             let folded =
                 PackedMatrix::from_q8_residual_folded(rows, cols, &values, &scales, &nibbles);
+            let packed =
+                PackedMatrix::from_q8_residual_packed(rows, cols, &values, &scales, &nibbles);
             let apart = PackedMatrix::from_q8_and_residual(rows, cols, &values, &scales, &nibbles);
             for m in [1, 16, 64] {
                 let x = vec![0.5f32; m * cols];
@@ -1266,6 +1456,7 @@ mod speed {
                     [
                         (k, "q8", &q8),
                         (k, "q8+r folded", &folded),
+                        (k, "q8+r packed", &packed),
                         (k, "q8+r apart", &apart),
                     ]
                 }) {
