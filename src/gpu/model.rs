@@ -665,8 +665,8 @@ impl GpuMarian {
             (&attn.k_proj, &st.self_k[step.index]),
             (&attn.v_proj, &st.self_v[step.index]),
         ];
+        let (y_base, y_stride) = (step.position * d, st.capacity * d);
         for (proj, cache) in caches {
-            let (y_base, y_stride) = (step.position * d, st.capacity * d);
             self.linear(
                 rec,
                 &proj.weight,

@@ -85,10 +85,19 @@ impl Level for Q8rByte {
     const FORM: Form = Form::Q8Nibbles;
     const BLOCK_LEN: usize = GROUP_BLOCK_VALUES * 3 / 2;
     fn level(wb: &[Self], k: usize) -> i32 {
+        let (at, shift) = Q8rByte::nibble_of(k);
+        16 * (wb[k].0 as i8 as i32) + ((wb[at].0 >> shift) & 15) as i32 - 8
+    }
+}
+
+impl Q8rByte {
+    /// Where level `k`'s residual nibble lives in its group block: (byte index, bit shift).
+    pub(super) fn nibble_of(k: usize) -> (usize, u32) {
         let (p, j) = (k / (2 * GROUP), k % (2 * GROUP));
-        let q = wb[k].0 as i8 as i32;
-        let nibbles = wb[GROUP_BLOCK_VALUES + p * GROUP + j % GROUP].0;
-        16 * q + ((nibbles >> (4 * (j / GROUP))) & 15) as i32 - 8
+        (
+            GROUP_BLOCK_VALUES + p * GROUP + j % GROUP,
+            4 * (j / GROUP) as u32,
+        )
     }
 }
 

@@ -203,10 +203,9 @@ impl PackedMatrix {
                 let (chunk, k) = (i / GROUP_BLOCK_VALUES, i % GROUP_BLOCK_VALUES);
                 let block = &mut bytes[chunk * Q8rByte::BLOCK_LEN..][..Q8rByte::BLOCK_LEN];
                 block[k] = Q8rByte(values[r * cols + c]);
-                let (p, j) = (k / (2 * GROUP), k % (2 * GROUP));
-                let shift = 4 * (j / GROUP);
-                let at = &mut block[GROUP_BLOCK_VALUES + p * GROUP + j % GROUP].0;
-                *at = (*at & !(15 << shift)) | (((fine(r, c) + 8) as u8) << shift);
+                let (at, shift) = Q8rByte::nibble_of(k);
+                let byte = &mut block[at].0;
+                *byte = (*byte & !(15 << shift)) | (((fine(r, c) + 8) as u8) << shift);
             },
         );
         Self::with_levels(rows, cols, scales, Levels::Q8Nibbles(bytes))
