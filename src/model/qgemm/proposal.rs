@@ -352,7 +352,7 @@ impl Row<'_> {
         if nan {
             return None;
         }
-        let best = match pre.iter().position(|&p| p == max) {
+        let best = match first_position(pre, max) {
             Some(i) if !banned.contains(&(i as u32)) => Some(i),
             // The best proposal is banned (rare): look again, skipping banned ids.
             _ => (0..pre.len())
@@ -413,6 +413,20 @@ impl Row<'_> {
 
 /// Lanes of the row scans (written lane-wise so that they vectorize).
 const LANES: usize = 16;
+
+/// The first index holding `value`: whole chunks without it are passed over by a comparison
+/// that vectorizes (a plain `position` stays scalar: 3.5 % of batch 16's time in perf).
+fn first_position(pre: &[f32], value: f32) -> Option<usize> {
+    pre.chunks(LANES).enumerate().find_map(|(c, chunk)| {
+        if !chunk.iter().fold(false, |any, &p| any | (p == value)) {
+            return None;
+        }
+        chunk
+            .iter()
+            .position(|&p| p == value)
+            .map(|j| c * LANES + j)
+    })
+}
 
 /// A row's largest value, largest magnitude, and whether it holds a NaN.
 fn row_stats(pre: &[f32]) -> (f32, f32, bool) {
