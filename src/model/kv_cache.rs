@@ -248,7 +248,29 @@ fn lanes_sum(ac: std::slice::ChunksExact<f32>, bc: std::slice::ChunksExact<f32>)
     }
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx")))]
+/// The 8-lane part of `dot` with WebAssembly SIMD: lanes 0–3 and 4–7 in two vectors, then the
+/// same sums as above in the same order.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn lanes_sum(ac: std::slice::ChunksExact<f32>, bc: std::slice::ChunksExact<f32>) -> f32 {
+    use std::arch::wasm32::*;
+    let (mut low, mut high) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    for (x, y) in ac.zip(bc) {
+        // SAFETY: every chunk holds 8 floats; WebAssembly loads need no alignment.
+        let (x, y) = (x.as_ptr() as *const v128, y.as_ptr() as *const v128);
+        unsafe {
+            low = f32x4_add(low, f32x4_mul(v128_load(x), v128_load(y)));
+            high = f32x4_add(high, f32x4_mul(v128_load(x.add(1)), v128_load(y.add(1))));
+        }
+    }
+    let half = f32x4_add(low, high);
+    let quarter = f32x4_add(half, i32x4_shuffle::<2, 3, 0, 1>(half, half));
+    f32x4_extract_lane::<0>(quarter) + f32x4_extract_lane::<1>(quarter)
+}
+
+#[cfg(not(any(
+    all(target_arch = "x86_64", target_feature = "avx"),
+    all(target_arch = "wasm32", target_feature = "simd128")
+)))]
 fn lanes_sum(ac: std::slice::ChunksExact<f32>, bc: std::slice::ChunksExact<f32>) -> f32 {
     let mut lanes = [0f32; 8];
     for (x, y) in ac.zip(bc) {
