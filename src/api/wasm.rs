@@ -98,8 +98,15 @@ fn parse_options(v: JsValue) -> Result<Options, JsError> {
 }
 
 /// GET `url` with the global `fetch` (window or worker), streaming the body so progress
-/// can be reported; `on_chunk(n)` is called with each chunk's length.
-async fn fetch_bytes(url: &str, mut on_chunk: impl FnMut(usize)) -> Result<Vec<u8>, JsError> {
+/// can be reported; `on_chunk(n)` is called with each chunk's length. `expected_len` (bytes,
+/// 0 when unknown) is reserved up front: a buffer grown by doubling held up to 1.5 times a
+/// weights file at once (old and new buffer) and kept the slack, and a wasm heap never
+/// shrinks, so that was the worker's peak memory.
+async fn fetch_bytes(
+    url: &str,
+    expected_len: usize,
+    mut on_chunk: impl FnMut(usize),
+) -> Result<Vec<u8>, JsError> {
     let global = js_sys::global();
     let fetch: Function = Reflect::get(&global, &"fetch".into())
         .map_err(|_| js_err("no fetch() in this context"))?
@@ -134,6 +141,8 @@ async fn fetch_bytes(url: &str, mut on_chunk: impl FnMut(usize)) -> Result<Vec<u
         .dyn_into()
         .map_err(|_| js_err("stream reader has no read()"))?;
     let mut out = Vec::new();
+    // A manifest could state any size: when that much cannot be had, grow as the bytes come.
+    let _ = out.try_reserve_exact(expected_len);
     loop {
         let promise: js_sys::Promise = read
             .call0(&reader)
@@ -189,14 +198,14 @@ impl Translator {
         } else {
             format!("{base_url}/")
         };
-        let manifest_bytes = fetch_bytes(&format!("{base}{MANIFEST}"), |_| {}).await?;
+        let manifest_bytes = fetch_bytes(&format!("{base}{MANIFEST}"), 0, |_| {}).await?;
         let manifest = Manifest::parse(&manifest_bytes).map_err(js_err)?;
         let total: u64 = manifest.files.iter().map(|f| f.size).sum();
         let mut loaded = 0u64;
         let mut files = BTreeMap::new();
         for entry in &manifest.files {
             let url = format!("{base}{}", entry.name);
-            let bytes = fetch_bytes(&url, |n| {
+            let bytes = fetch_bytes(&url, usize::try_from(entry.size).unwrap_or(0), |n| {
                 loaded += n as u64;
                 if let Some(cb) = &on_progress {
                     let _ = cb.call3(

@@ -2,7 +2,8 @@
 // marian-wasm.js): the multi-threaded build blocks on Atomics.wait, which the page's own thread may
 // not do. One request per worker:
 //   { build: 'pkg' | 'pkg-mt', threads, model, texts, beams?, bench?: { batch, tokens } }
-// -> { ok: true, threads, loadS, wasmMemoryMB, texts?, ids?, bench? } or { ok: false, error }.
+// -> { ok: true, threads, loadS, loadMemoryMB, wasmMemoryMB, texts?, ids?, bench? } or
+//    { ok: false, error } (loadMemoryMB: the heap once the model is loaded, before any work).
 
 self.addEventListener('message', async (/** @type {MessageEvent<any>} */ ev) => {
   const req = ev.data;
@@ -16,7 +17,7 @@ self.addEventListener('message', async (/** @type {MessageEvent<any>} */ ev) => 
     const t = await m.Translator.fromUrl(req.model, () => {}, 'wasm');
     const loadS = (performance.now() - t0) / 1000;
     /** @type {Record<string, unknown>} */
-    const out = { ok: true, threads: t.threads, loadS };
+    const out = { ok: true, threads: t.threads, loadS, loadMemoryMB: memoryMB() };
     if (req.bench) {
       out.bench = await t.benchmark(req.texts, req.bench.batch, req.bench.tokens);
     } else {

@@ -39,7 +39,7 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
     .slice(0, count);
   await page.goto(`${baseUrl}/test-pages/blank.html`);
   assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'the test server sends COOP/COEP');
-  /** @type {{ package: string, threads: number, batch: number, tokensPerS: number, seconds: number, loadS: number, wasmMemoryMB: number }[]} */
+  /** @type {{ package: string, threads: number, batch: number, tokensPerS: number, seconds: number, loadS: number, loadMemoryMB: number, wasmMemoryMB: number }[]} */
   const results = [];
   for (const name of names) {
     for (const threads of threadCounts) {
@@ -64,12 +64,12 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
         const b = r.bench;
         log(
           `BENCH chromium wasm ${name} threads ${r.threads} batch ${batch}: ${b.tokensPerS.toFixed(1)} tokens/s ` +
-            `(${b.tokens} tokens in ${b.seconds.toFixed(2)} s, load ${r.loadS.toFixed(2)} s, wasm memory ${r.wasmMemoryMB.toFixed(0)} MB)`,
+            `(${b.tokens} tokens in ${b.seconds.toFixed(2)} s, load ${r.loadS.toFixed(2)} s, wasm memory ${r.loadMemoryMB.toFixed(0)} MB loaded, ${r.wasmMemoryMB.toFixed(0)} MB at the end)`,
         );
         assert.equal(r.threads, threads);
         assert.equal(b.tokens, sentences.length * tokens);
         assert.equal(b.device, 'wasm');
-        results.push({ package: name, threads: r.threads, batch, tokensPerS: b.tokensPerS, seconds: b.seconds, loadS: r.loadS, wasmMemoryMB: r.wasmMemoryMB });
+        results.push({ package: name, threads: r.threads, batch, tokensPerS: b.tokensPerS, seconds: b.seconds, loadS: r.loadS, loadMemoryMB: r.loadMemoryMB, wasmMemoryMB: r.wasmMemoryMB });
       }
     }
   }
