@@ -11,7 +11,7 @@ use super::observe;
 use super::weights::{
     AttentionWeights, DecoderLayerWeights, EncoderLayerWeights, LinearWeights, NormWeights,
 };
-use super::{dense_f32, dequantize_matrix, matrix_product, with_f32_values, LAYER_NORM_EPS};
+use super::{dense_f32, dequantize_matrix, linear_product, with_f32_values, LAYER_NORM_EPS};
 use crate::config::Activation;
 use crate::error::Result;
 use crate::package::quant::Matrix;
@@ -52,7 +52,7 @@ impl Linear {
     pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         #[cfg(not(target_arch = "wasm32"))]
         observe::linear_input(&self.name, x)?;
-        Ok(matrix_product(&self.weight, x)?.broadcast_add(&self.bias)?)
+        linear_product(&self.weight, x, &self.bias)
     }
 
     /// The weight [out, in] in f32 (dequantized when quantized).

@@ -56,19 +56,45 @@ fn matrix_product(w: &Matrix, x: &Tensor) -> Result<Tensor> {
         }
         Matrix::Dense(t) => Ok(QMatMul::Tensor(t.clone()).forward(x)?),
         Matrix::Quantized(q) => {
-            let (rows, cols) = q.dims();
-            let mut shape = x.dims().to_vec();
-            let m = x.elem_count() / cols.max(1);
-            if shape.last() != Some(&cols) {
-                return Err(Error::Input(format!(
-                    "matrix product of {shape:?} with a [{rows}, {cols}] weight"
-                )));
-            }
-            let y = with_f32_values(x, |data| q.matmul(data, m))?;
-            *shape.last_mut().expect("checked above") = rows;
+            let (y, shape) = quantized_product(q, x)?;
             Ok(Tensor::from_vec(y, shape, &Device::Cpu)?)
         }
     }
+}
+
+/// `x · wᵀ + bias` (a `Linear` layer): x [..., in], w [out, in], bias [out] -> [..., out]. With a
+/// quantized weight the bias is added to the product's values before they become a tensor —
+/// the same sums as candle's `broadcast_add`, without its second tensor and strided pass.
+fn linear_product(w: &Matrix, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    match w {
+        Matrix::Quantized(q) => {
+            let (mut y, shape) = quantized_product(q, x)?;
+            with_f32_values(bias, |bias| {
+                for row in y.chunks_exact_mut(bias.len()) {
+                    for (v, b) in row.iter_mut().zip(bias) {
+                        *v += b;
+                    }
+                }
+            })?;
+            Ok(Tensor::from_vec(y, shape, &Device::Cpu)?)
+        }
+        Matrix::Dense(_) => Ok(matrix_product(w, x)?.broadcast_add(bias)?),
+    }
+}
+
+/// A quantized product's values and shape: x [..., in], w [out, in] -> [..., out].
+fn quantized_product(q: &qgemm::PackedMatrix, x: &Tensor) -> Result<(Vec<f32>, Vec<usize>)> {
+    let (rows, cols) = q.dims();
+    let mut shape = x.dims().to_vec();
+    let m = x.elem_count() / cols.max(1);
+    if shape.last() != Some(&cols) {
+        return Err(Error::Input(format!(
+            "matrix product of {shape:?} with a [{rows}, {cols}] weight"
+        )));
+    }
+    let y = with_f32_values(x, |data| q.matmul(data, m))?;
+    *shape.last_mut().expect("checked above") = rows;
+    Ok((y, shape))
 }
 
 /// `f` of a CPU tensor's values as one row-major f32 slice (no copy when it is already f32
