@@ -69,8 +69,15 @@ fn linear_product(w: &Matrix, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     match w {
         Matrix::Quantized(q) => {
             let (mut y, shape) = quantized_product(q, x)?;
+            let rows = q.dims().0;
+            if bias.dims() != [rows] {
+                return Err(Error::Input(format!(
+                    "a bias of shape {:?} for a [{rows}, _] weight",
+                    bias.dims()
+                )));
+            }
             with_f32_values(bias, |bias| {
-                for row in y.chunks_exact_mut(bias.len()) {
+                for row in y.chunks_exact_mut(rows.max(1)) {
                     for (v, b) in row.iter_mut().zip(bias) {
                         *v += b;
                     }
