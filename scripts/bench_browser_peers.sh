@@ -9,10 +9,11 @@
 #   bash scripts/bench_browser_peers.sh
 #
 # Runs marian-wasm's own browser benchmark first (91-bench: the q8 package, the single-threaded
-# build and the multi-threaded one on 2 threads, in Web Workers), then transformers.js, in the same
+# build and the multi-threaded one on 2 threads, each plain and in its relaxed-SIMD form when built,
+# in Web Workers), then transformers.js, in the same
 # Chromium build, back to back; prints one markdown table with the ratios (engine, threads, batch,
 # tokens/s, load s) and writes JSON to target/bench/marian-browser-results.json and
-# target/bench/tjs-results.json. Needs the wasm builds (scripts/build-wasm.sh, --threads) and
+# target/bench/tjs-results.json. Needs the wasm builds (scripts/build-wasm.sh [--threads] [--relaxed]) and
 # target/bench/pkg-q8 (BENCHMARKS.md). Everything it needs is made on first use and reused afterwards
 # (all git-ignored):
 #   target/bench/opus-mt-en-fr-random  the checkpoint (scripts/make_bench_checkpoint.py, main .venv)
@@ -204,7 +205,7 @@ console.log(`${t.date} — Chromium ${t.chromium}, ${m.sentences} sentences × $
 console.log('| engine | threads | batch | tokens/s | × transformers.js (2 threads) | load s |');
 console.log('|---|---|---|---|---|---|');
 const rows = [
-  ...m.results.map((r) => ({ engine: 'marian-wasm q8', ...r })),
+  ...m.results.map((r) => ({ engine: `marian-wasm q8 (${r.build ?? 'pkg'})`, ...r })),
   ...t.results.map((r) => ({ engine: `transformers.js ${t.transformers_js} q8`, ...r })),
 ].sort((a, b) => a.batch - b.batch);
 for (const r of rows) {

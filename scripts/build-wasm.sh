@@ -4,6 +4,10 @@
 #   scripts/build-wasm.sh --threads [...]   the multi-threaded build into www/pkg-mt/: shared memory
 #       (+atomics,+bulk-memory), std rebuilt with them (-Z build-std), feature `threads`
 #       (wasm-bindgen-rayon); the page runs it only when crossOriginIsolated (www/worker.js).
+#   scripts/build-wasm.sh [--threads] --relaxed [...]   the same build with relaxed SIMD
+#       (+relaxed-simd: greedy's 8-bit proposal pass over the output projection) into
+#       www/pkg-relaxed/ (www/pkg-mt-relaxed/); www/worker.js loads it where the browser
+#       validates relaxed SIMD, else the plain one. Same tokens either way.
 # Road to the wasm32 target (see /work/shared/TOOLCHAIN.md and scripts/setup.sh):
 #   rustup  — when rustup has wasm32-unknown-unknown installed;
 #   debian  — Debian's rustc-web + rust-web-src: /usr/bin/cargo with -Z build-std, rust-lld from rustup.
@@ -19,7 +23,14 @@ die() { printf '[build-wasm] ERROR: %s\n' "$*" >&2; exit 1; }
 
 TARGET=wasm32-unknown-unknown
 THREADS=0
-if [ "${1:-}" = --threads ]; then THREADS=1; shift; fi
+RELAXED=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --threads) THREADS=1; shift ;;
+        --relaxed) RELAXED=1; shift ;;
+        *) break ;;
+    esac
+done
 WASM_BINDGEN="$ROOT/.tools/bin/wasm-bindgen"
 RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128'
 if [ "$THREADS" = 1 ]; then
@@ -37,6 +48,11 @@ if [ "$THREADS" = 1 ]; then
 else
     OUT_DIR="$ROOT/www/pkg"
     TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+fi
+if [ "$RELAXED" = 1 ]; then
+    RUSTFLAGS="$RUSTFLAGS -C target-feature=+relaxed-simd"
+    OUT_DIR="$OUT_DIR-relaxed"
+    TARGET_DIR="${TARGET_DIR%/}/wasm-relaxed"
 fi
 export RUSTFLAGS
 WASM="$TARGET_DIR/$TARGET/release/marian_wasm.wasm"
@@ -58,7 +74,7 @@ fi
 start=$(date +%s)
 case "$road" in
     rustup)
-        say "cargo build --release --lib --target $TARGET (rustup $(rustc --version | awk '{print $2}'), threads=$THREADS)"
+        say "cargo build --release --lib --target $TARGET (rustup $(rustc --version | awk '{print $2}'), threads=$THREADS, relaxed=$RELAXED)"
         if [ "$THREADS" = 1 ]; then
             # std must be rebuilt with atomics: rustup's rust-src, unlocked on stable by RUSTC_BOOTSTRAP.
             RUSTC_BOOTSTRAP=1 cargo build --release --lib --target "$TARGET" --target-dir "$TARGET_DIR" \
@@ -121,6 +137,7 @@ else
     # Rust's wasm32 target enables these features by default; binaryen must be told.
     threads_flag=()
     [ "$THREADS" = 1 ] && threads_flag=(--enable-threads)
+    [ "$RELAXED" = 1 ] && threads_flag+=(--enable-relaxed-simd)
     if "$WASM_OPT" -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
         --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
         "${threads_flag[@]}" "$BG" -o "$BG.opt" 2>"$OUT_DIR/wasm-opt.log"; then

@@ -100,6 +100,10 @@ bash scripts/build-wasm.sh
 step "multi-threaded wasm build (scripts/build-wasm.sh --threads)"
 bash scripts/build-wasm.sh --threads
 
+step "relaxed-SIMD wasm builds (scripts/build-wasm.sh [--threads] --relaxed)"
+bash scripts/build-wasm.sh --relaxed
+bash scripts/build-wasm.sh --threads --relaxed
+
 step "npm package (scripts/pack-npm.sh: tsc type-check, declarations, npm pack)"
 bash scripts/pack-npm.sh
 

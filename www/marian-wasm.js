@@ -220,7 +220,7 @@ export class MarianTranslator {
   /**
    * @param {WorkerClient} client
    * @param {string} model
-   * @param {{ device: 'wasm' | 'webgpu', gpuAdapter: string | null, gpuUnavailable: string | null, threads: number, threadsUnavailable: string | null, manifest: any, modelSha256: string, fromCache: boolean, loadMs: number }} info
+   * @param {{ device: 'wasm' | 'webgpu', gpuAdapter: string | null, gpuUnavailable: string | null, threads: number, threadsUnavailable: string | null, wasmBuild: string, manifest: any, modelSha256: string, fromCache: boolean, loadMs: number }} info
    * @private
    */
   constructor(client, model, info) {
@@ -239,6 +239,10 @@ export class MarianTranslator {
     this.threads = info.threads;
     /** Why fewer threads than asked run (no cross-origin isolation, …), or null. */
     this.threadsUnavailable = info.threadsUnavailable;
+    /** The wasm build that runs: "pkg" or "pkg-mt" (one thread, threads), or its relaxed-SIMD form
+     * "pkg-relaxed" / "pkg-mt-relaxed" where the browser runs relaxed SIMD (faster batches on CPUs
+     * with 8-bit dot products; the same tokens). */
+    this.wasmBuild = info.wasmBuild;
     /** The package manifest (architecture, generation defaults, quantization, files). */
     this.manifest = info.manifest;
     /** sha256 of the model's weights: adapters are made for exactly one base model. */

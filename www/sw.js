@@ -19,10 +19,13 @@ const SHELL = [
   'worker.js',
 ];
 /** The wasm builds: each folder lists its files in files.json (scripts/build-wasm.sh). The
- * multi-threaded build (pkg-mt) is optional: a deploy without it runs on one thread. */
+ * multi-threaded build (pkg-mt) is optional: a deploy without it runs on one thread; so are the
+ * relaxed-SIMD twins (pkg-relaxed, pkg-mt-relaxed): without them the plain builds run. */
 const BUILDS = [
   { dir: 'pkg/', required: true },
   { dir: 'pkg-mt/', required: false },
+  { dir: 'pkg-relaxed/', required: false },
+  { dir: 'pkg-mt-relaxed/', required: false },
 ];
 
 /** @param {Cache} cache @param {{ dir: string, required: boolean }} build */

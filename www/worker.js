@@ -31,9 +31,10 @@
 import { loadPackage } from './store.js';
 
 /** @typedef {typeof import('./pkg/marian_wasm.js')} WasmModule */
+/** @typedef {WasmModule & { initThreadPool(n: number): Promise<unknown> }} ThreadedModule */
 /** @typedef {import('./pkg/marian_wasm.js').Translator} Translator */
 
-/** The build in use, its thread count and its linear memory. @type {Promise<{ wasm: WasmModule, threads: number, threadsUnavailable: string | null, memory: WebAssembly.Memory }> | null} */
+/** The build in use, its thread count, its name and its linear memory. @type {Promise<{ wasm: WasmModule, threads: number, threadsUnavailable: string | null, wasmBuild: string, memory: WebAssembly.Memory }> | null} */
 let wasmReady = null;
 /** @type {Translator | null} */
 let translator = null;
@@ -61,11 +62,55 @@ function namedError(name, message) {
 const POOL_START_TIMEOUT_MS = 20000;
 
 /**
+ * Whether this engine runs relaxed SIMD: a 59-byte module whose one function is
+ * `i32x4.relaxed_dot_i8x16_i7x16_add_s` over three constant vectors (0xfd 0x93 0x02).
+ */
+const RELAXED_SIMD = (() => {
+  const zeros = [0xfd, 0x0c, ...new Array(16).fill(0)]; // v128.const 0
+  const module = new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+    0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+    0x0a, 0x3d, 0x01, 0x3b, 0x00, ...zeros, ...zeros, ...zeros, 0xfd, 0x93, 0x02, 0x0b, // code
+  ]);
+  try {
+    return WebAssembly.validate(module);
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * Import and instantiate one wasm build: its relaxed-SIMD twin (greedy's 8-bit proposal pass; same
+ * tokens) where the engine runs relaxed SIMD and the deploy has it, else the plain one.
+ * @template {WasmModule} T
+ * @param {() => Promise<T>} relaxed
+ * @param {() => Promise<T>} plain
+ * @returns {Promise<{ module: T, memory: WebAssembly.Memory, relaxed: boolean }>}
+ */
+async function importBuild(relaxed, plain) {
+  if (RELAXED_SIMD) {
+    try {
+      const module = await relaxed();
+      const { memory } = await module.default();
+      return { module, memory, relaxed: true };
+    } catch (e) {
+      console.warn(`marian-wasm: the relaxed-SIMD build did not load (${e instanceof Error ? e.message : String(e)}); using the plain one`);
+    }
+  }
+  const module = await plain();
+  const { memory } = await module.default();
+  return { module, memory, relaxed: false };
+}
+
+/**
  * Load the wasm build: the multi-threaded one (www/pkg-mt, rayon's pool on `threads` Web Workers
  * over shared memory) when more than one thread is asked for and the page is cross-origin isolated
- * (COOP/COEP: SharedArrayBuffer), else the single-threaded one (www/pkg). Both give the same tokens.
+ * (COOP/COEP: SharedArrayBuffer), else the single-threaded one (www/pkg); each in its relaxed-SIMD
+ * form (www/pkg-mt-relaxed, www/pkg-relaxed) where the browser runs relaxed SIMD. All give the same
+ * tokens.
  * @param {number | undefined} asked  threads asked for; default one per core, at most 8
- * @returns {Promise<{ wasm: WasmModule, threads: number, threadsUnavailable: string | null, memory: WebAssembly.Memory }>}
+ * @returns {Promise<{ wasm: WasmModule, threads: number, threadsUnavailable: string | null, wasmBuild: string, memory: WebAssembly.Memory }>}
  */
 async function wasmBuild(asked) {
   const cores = self.navigator?.hardwareConcurrency ?? 1;
@@ -78,23 +123,27 @@ async function wasmBuild(asked) {
     why = 'this browser has no SharedArrayBuffer';
   } else if (want > 1) {
     try {
-      /** @type {WasmModule & { initThreadPool(n: number): Promise<unknown> }} */
-      const mt = await import('./pkg-mt/marian_wasm.js');
-      const { memory } = await mt.default();
+      const { module: mt, memory, relaxed } = await importBuild(
+        () => /** @type {Promise<ThreadedModule>} */ (import('./pkg-mt-relaxed/marian_wasm.js')),
+        () => /** @type {Promise<ThreadedModule>} */ (import('./pkg-mt/marian_wasm.js')),
+      );
       let timer;
       const timeout = new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`the thread pool did not start in ${POOL_START_TIMEOUT_MS} ms`)), POOL_START_TIMEOUT_MS);
       });
       await Promise.race([mt.initThreadPool(want), timeout]).finally(() => clearTimeout(timer));
-      return { wasm: mt, threads: mt.computeThreads(), threadsUnavailable: null, memory };
+      const name = relaxed ? 'pkg-mt-relaxed' : 'pkg-mt';
+      return { wasm: mt, threads: mt.computeThreads(), threadsUnavailable: null, wasmBuild: name, memory };
     } catch (e) {
       why = `the multi-threaded build did not start: ${e instanceof Error ? e.message : String(e)}`;
       console.warn(`marian-wasm: ${why}; computing on one thread`);
     }
   }
-  const st = await import('./pkg/marian_wasm.js');
-  const { memory } = await st.default();
-  return { wasm: st, threads: 1, threadsUnavailable: why, memory };
+  const { module: st, memory, relaxed } = await importBuild(
+    () => /** @type {Promise<WasmModule>} */ (import('./pkg-relaxed/marian_wasm.js')),
+    () => /** @type {Promise<WasmModule>} */ (import('./pkg/marian_wasm.js')),
+  );
+  return { wasm: st, threads: 1, threadsUnavailable: why, wasmBuild: relaxed ? 'pkg-relaxed' : 'pkg', memory };
 }
 
 /** @param {any} msg */
@@ -103,7 +152,7 @@ async function create(msg) {
     throw namedError('TypeError', `threads must be a positive integer, not ${JSON.stringify(msg.threads)}`);
   }
   wasmReady ??= wasmBuild(msg.threads);
-  const { wasm, threads, threadsUnavailable } = await wasmReady;
+  const { wasm, threads, threadsUnavailable, wasmBuild: build } = await wasmReady;
   translator?.free();
   translator = null;
   const t0 = performance.now();
@@ -130,6 +179,7 @@ async function create(msg) {
       gpuUnavailable: translator.gpuUnavailable ?? null,
       threads,
       threadsUnavailable,
+      wasmBuild: build,
       manifest: pkg.manifest,
       modelSha256: translator.modelSha256,
       fromCache: pkg.fromCache,

@@ -21,6 +21,8 @@
 // f32 packages must match exactly. Quantized packages only report their match rate against the f32
 // reference and are held to MIN_MATCH_RATE below (the lead sets the bounds; env overrides them:
 // MARIAN_PARITY_MIN_Q8=0.9 ...).
+// On the CPU every package also runs on the relaxed-SIMD build (/pkg-relaxed/, when built: greedy's
+// 7-bit proposal pass over the output projection), which must give exactly the plain build's ids.
 
 export const timeoutS = 600;
 
@@ -130,10 +132,18 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
   const failures = [];
   // WebGPU runs the f32 packages (exact parity): the quantized kernels are held to exact parity with
   // the dequantized CPU model natively (tests/gpu.rs, lavapipe), and SwiftShader is slow (below).
+  const relaxed = existsSync(path.join(dirs.www, 'pkg-relaxed', 'marian_wasm.js'));
+  if (!relaxed) log('www/pkg-relaxed not built (scripts/build-wasm.sh --relaxed): the relaxed-SIMD build is not tested');
   const runs = present
     .sort()
-    .flatMap((p) => DEVICES.filter((d) => d === 'wasm' || p.endsWith('-f32')).map((d) => /** @type {[string, string]} */ ([p, d])));
-  for (const [pkg, device] of runs) {
+    .flatMap((p) =>
+      DEVICES.filter((d) => d === 'wasm' || p.endsWith('-f32')).flatMap((d) =>
+        (d === 'wasm' && relaxed ? ['pkg', 'pkg-relaxed'] : ['pkg']).map((b) => /** @type {[string, string, string]} */ ([p, d, b])),
+      ),
+    );
+  /** Ids of the plain build per package and mode, to hold the relaxed build to. @type {Map<string, number[][]>} */
+  const plainIds = new Map();
+  for (const [pkg, device, build] of runs) {
     const name = splitPackageName(pkg);
     if (!name) continue;
     const fixtureUrl = `${baseUrl}/fixtures/${name.fixture}/expected.json`;
@@ -155,9 +165,9 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
     // 1. Load once, then run every mode in the page: batched modes in one call with all sentences,
     //    the others one call per sentence.
     const res = await page.evaluate(
-      async ({ pkgUrl, texts, modes, device }) => {
+      async ({ pkgUrl, texts, modes, device, build }) => {
         try {
-          const mod = await import('/pkg/marian_wasm.js');
+          const mod = await import(`/${build}/marian_wasm.js`);
           await mod.default();
           let calls = 0;
           /** @type {unknown[]} */
@@ -212,8 +222,21 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
           return { ok: false, error: String(err?.stack || err?.message || err) };
         }
       },
-      { pkgUrl: `${baseUrl}/packages/${pkg}/`, texts, modes, device },
+      { pkgUrl: `${baseUrl}/packages/${pkg}/`, texts, modes, device, build },
     );
+    if (build !== 'pkg') {
+      // The relaxed-SIMD build: exactly the plain build's ids, mode by mode.
+      if (!res.ok) failures.push(`${pkg} on ${build}: ${res.error}`);
+      for (const { key } of res.ok ? modes : []) {
+        const want = plainIds.get(`${pkg} ${key}`);
+        if (!want) continue;
+        const got = res.runs?.[key]?.ids;
+        if (JSON.stringify(got) !== JSON.stringify(want)) failures.push(`${pkg} ${key}: ${build} gives other ids than pkg`);
+      }
+      log(`${pkg} on ${build}: ${res.ok ? `the plain build's ids in ${modes.length} modes` : res.error}`);
+      continue;
+    }
+    if (res.ok && device === 'wasm') for (const m of modes) plainIds.set(`${pkg} ${m.key}`, res.runs?.[m.key]?.ids ?? []);
     if (!res.ok) {
       failures.push(`${pkg} on ${device}: ${res.error}`);
       log(`${pkg} on ${device}: ERROR ${res.error}`);

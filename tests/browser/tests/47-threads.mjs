@@ -1,7 +1,9 @@
 // Multi-threaded WebAssembly through the public API: on a cross-origin isolated page the
 // translator computes on rayon's pool (the multi-threaded build, www/pkg-mt) and gives exactly the
 // tokens of the single-threaded build, greedy and beam 4; on a page that is not isolated it runs on
-// one thread and says why.
+// one thread and says why. Chromium runs relaxed SIMD, so the API picks the relaxed-SIMD twins
+// (pkg-relaxed, pkg-mt-relaxed) where they are built; the plain multi-threaded build is held to the
+// same ids directly (tests/browser/pages/wasm-worker.js).
 
 export const timeoutS = 300;
 
@@ -13,8 +15,13 @@ const SENTENCES = [
   'Several men in hard hats are operating a giant pulley system.',
 ];
 
-/** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void }} ctx */
-export async function run({ page, baseUrl, assert, log }) {
+/** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void, dirs: Record<string, string> }} ctx */
+export async function run({ page, baseUrl, assert, log, dirs }) {
+  const { existsSync } = await import('node:fs');
+  const path = await import('node:path');
+  const relaxed = existsSync(path.join(dirs.www, 'pkg-relaxed', 'marian_wasm.js'))
+    && existsSync(path.join(dirs.www, 'pkg-mt-relaxed', 'marian_wasm.js'));
+  if (!relaxed) log('relaxed-SIMD builds not built (scripts/build-wasm.sh [--threads] --relaxed): the plain builds run');
   // Batch 5 on the opus-shaped fixture: products above the kernel's parallel threshold, so the
   // pool really splits the work.
   for (const model of ['/packages/tiny-opus-q8/', '/models/default/']) {
@@ -30,6 +37,7 @@ export async function run({ page, baseUrl, assert, log }) {
           out[threads] = {
             threads: t.threads,
             why: t.threadsUnavailable,
+            build: t.wasmBuild,
             greedy: await t.translate(sentences, { beams: 1 }),
             beam: await t.translate(sentences, { beams: 4 }),
           };
@@ -39,8 +47,10 @@ export async function run({ page, baseUrl, assert, log }) {
       },
       /** @type {const} */ ([model, SENTENCES]),
     );
-    log(model, JSON.stringify(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, { threads: v.threads, why: v.why }]))));
+    log(model, JSON.stringify(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, { threads: v.threads, why: v.why, build: v.build }]))));
     assert.equal(r[1].threads, 1);
+    assert.equal(r[1].build, relaxed ? 'pkg-relaxed' : 'pkg');
+    for (const n of [2, 3]) assert.equal(r[n].build, relaxed ? 'pkg-mt-relaxed' : 'pkg-mt');
     for (const n of [2, 3]) {
       assert.equal(r[n].threads, n, `threads: ${n} runs on ${n} threads (${r[n].why})`);
       assert.equal(r[n].why, null);
@@ -49,6 +59,28 @@ export async function run({ page, baseUrl, assert, log }) {
     }
     log(model, r[1].greedy[0]);
   }
+
+  // Every build directly, greedy in one batch (rows enough for the relaxed builds' proposal pass):
+  // the single-threaded plain build's ids.
+  const builds = relaxed ? ['pkg', 'pkg-mt', 'pkg-relaxed', 'pkg-mt-relaxed'] : ['pkg', 'pkg-mt'];
+  await page.goto(`${baseUrl}/test-pages/blank.html`);
+  /** @type {Record<string, number[][]>} */
+  const ids = {};
+  for (const build of builds) {
+    const res = await page.evaluate(
+      (req) =>
+        new Promise((resolve) => {
+          const w = new Worker('/test-pages/wasm-worker.js', { type: 'module' });
+          w.onmessage = (ev) => (w.terminate(), resolve(ev.data));
+          w.postMessage(req);
+        }),
+      { build, threads: build.startsWith('pkg-mt') ? 2 : 1, model: '/packages/tiny-opus-q8/', texts: SENTENCES },
+    );
+    assert.ok(res.ok, `${build}: ${res.error}`);
+    ids[build] = res.ids;
+    assert.deepEqual(ids[build], ids.pkg, `${build} (${res.threads} threads) gives the ids of pkg`);
+  }
+  log('same ids from', builds.join(', '));
 
   // Not isolated: one thread, and the reason.
   await page.goto(`${baseUrl}/test-pages/blank.html?coi=0`);

@@ -6,7 +6,8 @@
 //   MARIAN_BENCH=1 MARIAN_TEST_PACKAGES=target/bench node tests/browser/run.mjs 91-bench
 // Knobs: MARIAN_BENCH_PACKAGES (default "pkg-q8,pkg-q4"), MARIAN_BENCH_COUNT (sentences, 64),
 // MARIAN_BENCH_BATCHES ("1,16"), MARIAN_BENCH_TOKENS (32), MARIAN_BENCH_THREADS ("1,2": 1 = the
-// single-threaded build, N > 1 = the multi-threaded build on N threads), MARIAN_BENCH_JSON (write
+// single-threaded build, N > 1 = the multi-threaded build on N threads), MARIAN_BENCH_SIMD ("plain,relaxed":
+// each build and its relaxed-SIMD twin, the latter when built), MARIAN_BENCH_JSON (write
 // the results there as JSON; scripts/bench_browser_peers.sh reads them). Sentences: the first lines of
 // $MARIAN_DATA/multi30k/test_2016_flickr.en, as the native harness takes them.
 
@@ -32,6 +33,9 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
   const tokens = Number(process.env.MARIAN_BENCH_TOKENS || 32);
   const batches = (process.env.MARIAN_BENCH_BATCHES || '1,16').split(',').map(Number);
   const threadCounts = (process.env.MARIAN_BENCH_THREADS || '1,2').split(',').map(Number);
+  const simds = (process.env.MARIAN_BENCH_SIMD || 'plain,relaxed')
+    .split(',')
+    .filter((s) => s === 'plain' || existsSync(path.join(dirs.www, 'pkg-relaxed', 'marian_wasm.js')));
   const data = path.resolve(ROOT, process.env.MARIAN_DATA || '../shared/data', 'multi30k');
   const sentences = readFileSync(path.join(data, 'test_2016_flickr.en'), 'utf8')
     .split('\n')
@@ -39,13 +43,14 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
     .slice(0, count);
   await page.goto(`${baseUrl}/test-pages/blank.html`);
   assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'the test server sends COOP/COEP');
-  /** @type {{ package: string, threads: number, batch: number, tokensPerS: number, seconds: number, loadS: number, loadMemoryMB: number, wasmMemoryMB: number }[]} */
+  /** @type {{ package: string, build: string, threads: number, batch: number, tokensPerS: number, seconds: number, loadS: number, loadMemoryMB: number, wasmMemoryMB: number }[]} */
   const results = [];
   for (const name of names) {
-    for (const threads of threadCounts) {
+    for (const [threads, simd] of threadCounts.flatMap((t) => simds.map((s) => /** @type {const} */ ([t, s])))) {
+      const build = (threads > 1 ? 'pkg-mt' : 'pkg') + (simd === 'relaxed' ? '-relaxed' : '');
       for (const batch of batches) {
         const req = {
-          build: threads > 1 ? 'pkg-mt' : 'pkg',
+          build,
           threads,
           model: `/packages/${name}/`,
           texts: sentences,
@@ -63,13 +68,13 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
         assert.ok(r.ok, r.error);
         const b = r.bench;
         log(
-          `BENCH chromium wasm ${name} threads ${r.threads} batch ${batch}: ${b.tokensPerS.toFixed(1)} tokens/s ` +
+          `BENCH chromium wasm ${name} ${build} threads ${r.threads} batch ${batch}: ${b.tokensPerS.toFixed(1)} tokens/s ` +
             `(${b.tokens} tokens in ${b.seconds.toFixed(2)} s, load ${r.loadS.toFixed(2)} s, wasm memory ${r.loadMemoryMB.toFixed(0)} MB loaded, ${r.wasmMemoryMB.toFixed(0)} MB at the end)`,
         );
         assert.equal(r.threads, threads);
         assert.equal(b.tokens, sentences.length * tokens);
         assert.equal(b.device, 'wasm');
-        results.push({ package: name, threads: r.threads, batch, tokensPerS: b.tokensPerS, seconds: b.seconds, loadS: r.loadS, loadMemoryMB: r.loadMemoryMB, wasmMemoryMB: r.wasmMemoryMB });
+        results.push({ package: name, build, threads: r.threads, batch, tokensPerS: b.tokensPerS, seconds: b.seconds, loadS: r.loadS, loadMemoryMB: r.loadMemoryMB, wasmMemoryMB: r.wasmMemoryMB });
       }
     }
   }

@@ -5,7 +5,8 @@
 //! Greedy search needs each row's best logit only, but the output projection (V × D, 59 514 ×
 //! 512 for opus-mt: about half of a decoding step's multiply-adds) computes all of them. Here
 //! they are first computed with activations rounded to 8 bits (`vpdpbusd` on AVX-512 VNNI:
-//! twice the products per instruction of the 16-bit kernel, and no widening of the weights),
+//! twice the products per instruction of the 16-bit kernel, and no widening of the weights;
+//! 7 bits for WebAssembly's `i32x4.relaxed_dot_i8x16_i7x16_add_s`),
 //! with a bound on how far each can lie from the 16-bit kernel's result. Every token whose interval reaches the best lower bound is recomputed exactly as the
 //! 16-bit kernel computes it (`exact_output`, the portable kernel's arithmetic, which every
 //! kernel matches bit for bit), and the best of those wins, ties to the lower id.
@@ -45,17 +46,23 @@ const RELATIVE_SLACK: f32 = 1.0 / (1 << 20) as f32;
 /// The 8-bit proposal kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Pass {
-    /// The reference arithmetic, for tests on any CPU.
+    /// The reference arithmetic with activations rounded to `levels` per side (127: the
+    /// AVX-512 pass's; 63: the relaxed-SIMD pass's), for tests on any CPU.
     #[cfg_attr(not(test), allow(dead_code))]
-    Portable,
+    Portable { levels: i32 },
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    Relaxed,
 }
 
 impl Pass {
-    /// The pass that pays off beside `kernel`: AVX-512 VNNI's `vpdpbusd` only. WebAssembly SIMD
-    /// has no 8-bit dot product, and on AVX2 `pmaddubsw` + `pmaddwd` do a quad in 3/4 of the
-    /// 16-bit kernel's instructions, which the selection's own cost ate (measured: no gain).
+    /// The pass that pays off beside `kernel`: AVX-512 VNNI's `vpdpbusd`, and WebAssembly's
+    /// relaxed-SIMD dot product in a build that enables it (`scripts/build-wasm.sh --relaxed`;
+    /// plain SIMD128 has no 8-bit dot product). Not on AVX2: `pmaddubsw` + `pmaddwd` do a quad
+    /// in 3/4 of the 16-bit kernel's instructions, which the selection's own cost ate (measured:
+    /// no gain). In Chromium the relaxed pass gained 27 % at batch 16 where V8 has AVX-VNNI and
+    /// cost nothing where it has not (BENCHMARKS.md, 2026-12-05 (late)).
     /// Switched off by `MARIAN_GREEDY_PROPOSAL=0` (to measure what it gains).
     fn for_kernel(kernel: Kernel) -> Option<Pass> {
         if std::env::var("MARIAN_GREEDY_PROPOSAL").as_deref() == Ok("0") {
@@ -64,13 +71,22 @@ impl Pass {
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => Some(Pass::Avx512Vnni),
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            Kernel::Simd128 => Some(Pass::Relaxed),
             _ => None,
         }
     }
 
-    /// Levels per side of the 8-bit activations.
+    /// Levels per side of the proposal's activations (8 bits; 7 for the relaxed-SIMD pass).
     fn levels(self) -> i32 {
-        127
+        match self {
+            Pass::Portable { levels } => levels,
+            #[cfg(target_arch = "x86_64")]
+            Pass::Avx512Vnni => 127,
+            // Its second operand must keep the top bit clear: u = q + 64 ≤ 127.
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            Pass::Relaxed => 63,
+        }
     }
 
     /// One group's 16 proposals for every row, handed to `emit(row, lanes)`.
@@ -89,6 +105,8 @@ impl Pass {
         let tile_rows = match self {
             #[cfg(target_arch = "x86_64")]
             Pass::Avx512Vnni => 16,
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            Pass::Relaxed => 16,
             _ => 4,
         };
         for_each_tile(m, tile_rows, emit, |r0, tile, out| {
@@ -100,6 +118,10 @@ impl Pass {
                 #[cfg(target_arch = "x86_64")]
                 (Pass::Avx512Vnni, _) => unsafe {
                     avx512::tile(w, s, offsets, a, da, blocks, &mut out[..tile])
+                },
+                #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+                (Pass::Relaxed, _) => unsafe {
+                    relaxed::tile(w, s, offsets, a, da, blocks, &mut out[..tile])
                 },
                 _ => portable_tile(w, s, offsets, a, da, blocks, &mut out[..tile]),
             }
@@ -350,6 +372,8 @@ fn portable_tile(
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod choose;
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+mod relaxed;
 #[cfg(test)]
 mod speed;
 #[cfg(test)]

@@ -71,7 +71,10 @@ fn reference(
 }
 
 fn passes() -> Vec<Pass> {
-    let mut all = vec![Pass::Portable];
+    let mut all = vec![
+        Pass::Portable { levels: 127 },
+        Pass::Portable { levels: 63 },
+    ];
     #[cfg(target_arch = "x86_64")]
     {
         if Kernel::available().contains(&Kernel::Avx512Vnni) {
@@ -252,7 +255,7 @@ fn the_bound_holds_for_every_output() {
 #[test]
 fn non_finite_activations_or_all_banned_fall_back() {
     let w = matrix(40, 64, 2);
-    let t = Tables::new(&w, Pass::Portable);
+    let t = Tables::new(&w, Pass::Portable { levels: 127 });
     let bias = vec![0f32; 40];
     let mut x = vec![0.5f32; 64];
     let mut scratch = Vec::new();
