@@ -1,7 +1,7 @@
 // A Web Worker for tests and benchmarks that drive a wasm build directly (not through
 // marian-wasm.js): the multi-threaded build blocks on Atomics.wait, which the page's own thread may
 // not do. One request per worker:
-//   { build: 'pkg' | 'pkg-mt', threads, model, texts, beams?, bench?: { batch, tokens } }
+//   { build: 'pkg' | 'pkg-mt' | 'pkg-relaxed' | 'pkg-mt-relaxed', threads, model, texts, beams?, bench?: { batch, tokens } }
 // -> { ok: true, threads, loadS, loadMemoryMB, wasmMemoryMB, texts?, ids?, bench? } or
 //    { ok: false, error } (loadMemoryMB: the heap once the model is loaded, before any work).
 
@@ -12,7 +12,7 @@ self.addEventListener('message', async (/** @type {MessageEvent<any>} */ ev) => 
     const exports = await m.default();
     // The module's linear memory never shrinks: its size after the work is the wasm heap's peak.
     const memoryMB = () => (exports.memory?.buffer?.byteLength ?? NaN) / 2 ** 20;
-    if (req.build === 'pkg-mt') await m.initThreadPool(req.threads);
+    if (req.build.startsWith('pkg-mt')) await m.initThreadPool(req.threads);
     const t0 = performance.now();
     const t = await m.Translator.fromUrl(req.model, () => {}, 'wasm');
     const loadS = (performance.now() - t0) / 1000;

@@ -77,6 +77,7 @@ export async function run({ page, baseUrl, assert, log, dirs }) {
       { build, threads: build.startsWith('pkg-mt') ? 2 : 1, model: '/packages/tiny-opus-q8/', texts: SENTENCES },
     );
     assert.ok(res.ok, `${build}: ${res.error}`);
+    assert.equal(res.threads, build.startsWith('pkg-mt') ? 2 : 1, `${build} runs on its threads`);
     ids[build] = res.ids;
     assert.deepEqual(ids[build], ids.pkg, `${build} (${res.threads} threads) gives the ids of pkg`);
   }
