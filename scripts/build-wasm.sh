@@ -4,8 +4,9 @@
 #   scripts/build-wasm.sh --threads [...]   the multi-threaded build into www/pkg-mt/: shared memory
 #       (+atomics,+bulk-memory), std rebuilt with them (-Z build-std), feature `threads`
 #       (wasm-bindgen-rayon); the page runs it only when crossOriginIsolated (www/worker.js).
-#   scripts/build-wasm.sh [--threads] --relaxed [...]   the same build with relaxed SIMD
-#       (+relaxed-simd: greedy's 8-bit proposal pass over the output projection) into
+#   scripts/build-wasm.sh [--threads] --relaxed [...]   the same build plus greedy's proposal pass
+#       over the output projection, its kernel compiled with relaxed SIMD (--cfg
+#       marian_relaxed_simd and a function-level feature: std and the dependencies stay plain) into
 #       www/pkg-relaxed/ (www/pkg-mt-relaxed/); www/worker.js loads it where the browser
 #       validates relaxed SIMD, else the plain one. Same tokens either way.
 # Road to the wasm32 target (see /work/shared/TOOLCHAIN.md and scripts/setup.sh):
@@ -50,7 +51,7 @@ else
     TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 fi
 if [ "$RELAXED" = 1 ]; then
-    RUSTFLAGS="$RUSTFLAGS -C target-feature=+relaxed-simd"
+    RUSTFLAGS="$RUSTFLAGS --cfg marian_relaxed_simd"
     OUT_DIR="$OUT_DIR-relaxed"
     TARGET_DIR="${TARGET_DIR%/}/wasm-relaxed"
 fi

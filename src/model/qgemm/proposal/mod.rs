@@ -52,7 +52,7 @@ pub(super) enum Pass {
     Portable { levels: i32 },
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
-    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    #[cfg(all(target_arch = "wasm32", marian_relaxed_simd))]
     Relaxed,
 }
 
@@ -71,7 +71,7 @@ impl Pass {
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => Some(Pass::Avx512Vnni),
-            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            #[cfg(all(target_arch = "wasm32", marian_relaxed_simd))]
             Kernel::Simd128 => Some(Pass::Relaxed),
             _ => None,
         }
@@ -84,7 +84,7 @@ impl Pass {
             #[cfg(target_arch = "x86_64")]
             Pass::Avx512Vnni => 127,
             // Its second operand must keep the top bit clear: u = q + 64 ≤ 127.
-            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            #[cfg(all(target_arch = "wasm32", marian_relaxed_simd))]
             Pass::Relaxed => 63,
         }
     }
@@ -105,7 +105,7 @@ impl Pass {
         let tile_rows = match self {
             #[cfg(target_arch = "x86_64")]
             Pass::Avx512Vnni => 16,
-            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            #[cfg(all(target_arch = "wasm32", marian_relaxed_simd))]
             Pass::Relaxed => 16,
             _ => 4,
         };
@@ -119,7 +119,7 @@ impl Pass {
                 (Pass::Avx512Vnni, _) => unsafe {
                     avx512::tile(w, s, offsets, a, da, blocks, &mut out[..tile])
                 },
-                #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+                #[cfg(all(target_arch = "wasm32", marian_relaxed_simd))]
                 (Pass::Relaxed, _) => unsafe {
                     relaxed::tile(w, s, offsets, a, da, blocks, &mut out[..tile])
                 },
@@ -372,7 +372,7 @@ fn portable_tile(
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod choose;
-#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+#[cfg(all(target_arch = "wasm32", marian_relaxed_simd))]
 mod relaxed;
 #[cfg(test)]
 mod speed;

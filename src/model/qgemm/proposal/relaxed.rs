@@ -18,7 +18,14 @@ const QUADS: usize = BLOCK / 4;
 /// quads of weights (4 consecutive inputs of each output, interleaved from the layout's pairs:
 /// `i16x8.shuffle` low / high words) are formed once in registers and serve every row, each
 /// row adding 8 dot products to its quarter in `out`.
-/// Safety: the engine runs relaxed SIMD (the build enables it); slices as `portable_tile`.
+/// Built under `--cfg marian_relaxed_simd` with the feature on this function, not build-wide
+/// (`-C target-feature=+relaxed-simd` compiles std and every dependency with it). LLVM's
+/// WebAssembly backend still applies features module-wide, so some of this crate's
+/// pseudo-maxima (`f32x4.pmax`) become `f32x4.relaxed_max` (30 in the build, 78 build-wide):
+/// they differ only where an operand is NaN or both are zeros, which finite scores never
+/// reach (the tests compare every fixture's ids with the plain build's).
+/// Safety: the engine runs relaxed SIMD (the worker loads this build only where
+/// `WebAssembly.validate` accepts it); slices as `portable_tile`.
 #[target_feature(enable = "relaxed-simd")]
 pub unsafe fn tile(
     w: &[i8],
