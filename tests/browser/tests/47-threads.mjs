@@ -5,6 +5,8 @@
 // (pkg-relaxed, pkg-mt-relaxed) where they are built; the plain multi-threaded build is held to the
 // same ids directly (tests/browser/pages/wasm-worker.js).
 
+import { inWasmWorker } from '../lib/wasm-worker.mjs';
+
 export const timeoutS = 300;
 
 const SENTENCES = [
@@ -67,15 +69,7 @@ export async function run({ page, baseUrl, assert, log, dirs }) {
   /** @type {Record<string, number[][]>} */
   const ids = {};
   for (const build of builds) {
-    const res = await page.evaluate(
-      (req) =>
-        new Promise((resolve) => {
-          const w = new Worker('/test-pages/wasm-worker.js', { type: 'module' });
-          w.onmessage = (ev) => (w.terminate(), resolve(ev.data));
-          w.postMessage(req);
-        }),
-      { build, threads: build.startsWith('pkg-mt') ? 2 : 1, model: '/packages/tiny-opus-q8/', texts: SENTENCES },
-    );
+    const res = await inWasmWorker(page, { build, threads: build.startsWith('pkg-mt') ? 2 : 1, model: '/packages/tiny-opus-q8/', texts: SENTENCES });
     assert.ok(res.ok, `${build}: ${res.error}`);
     assert.equal(res.threads, build.startsWith('pkg-mt') ? 2 : 1, `${build} runs on its threads`);
     ids[build] = res.ids;

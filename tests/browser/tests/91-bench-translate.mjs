@@ -14,6 +14,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { inWasmWorker } from '../lib/wasm-worker.mjs';
 
 export const timeoutS = 1800;
 
@@ -56,15 +57,7 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
           texts: sentences,
           bench: { batch, tokens },
         };
-        const r = await page.evaluate(
-          (req) =>
-            new Promise((resolve) => {
-              const w = new Worker('/test-pages/wasm-worker.js', { type: 'module' });
-              w.onmessage = (ev) => (w.terminate(), resolve(ev.data));
-              w.postMessage(req);
-            }),
-          req,
-        );
+        const r = await inWasmWorker(page, req);
         assert.ok(r.ok, r.error);
         const b = r.bench;
         log(
