@@ -131,6 +131,8 @@ elif command -v wasm-opt >/dev/null; then
 fi
 if [ "${SKIP_WASM_OPT:-0}" = 1 ]; then
     say "wasm-opt skipped (SKIP_WASM_OPT=1)"
+    # scripts/run.sh builds such a folder again, scripts/pack-npm.sh says it ships one.
+    echo "built with SKIP_WASM_OPT=1" > "$OUT_DIR/UNOPTIMIZED"
 elif [ -z "$WASM_OPT" ]; then
     say "wasm-opt not available; skipping (optional; scripts/setup.sh installs it)"
 else
@@ -141,7 +143,7 @@ else
     [ "$RELAXED" = 1 ] && threads_flag+=(--enable-relaxed-simd)
     if "$WASM_OPT" -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
         --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-        "${threads_flag[@]}" "$BG" -o "$BG.opt" 2>"$OUT_DIR/wasm-opt.log"; then
+        ${threads_flag[@]+"${threads_flag[@]}"} "$BG" -o "$BG.opt" 2>"$OUT_DIR/wasm-opt.log"; then
         before="$(init_check "$BG")"
         after="$(init_check "$BG.opt")"
         if [ "$before" = ok ] && [ "$after" != ok ]; then

@@ -16,6 +16,9 @@ die() { printf '[pack-npm] ERROR: %s\n' "$*" >&2; exit 1; }
 [ -f www/pkg-mt/marian_wasm_bg.wasm ] || die "www/pkg-mt missing: run scripts/build-wasm.sh --threads"
 [ -f www/pkg-relaxed/marian_wasm_bg.wasm ] || die "www/pkg-relaxed missing: run scripts/build-wasm.sh --relaxed"
 [ -f www/pkg-mt-relaxed/marian_wasm_bg.wasm ] || die "www/pkg-mt-relaxed missing: run scripts/build-wasm.sh --threads --relaxed"
+for b in pkg pkg-mt pkg-relaxed pkg-mt-relaxed; do
+    [ ! -f "www/$b/UNOPTIMIZED" ] || say "note: www/$b was built without wasm-opt ($(cat "www/$b/UNOPTIMIZED")): fine for tests, not for a release"
+done
 TSC="$ROOT/tests/browser/node_modules/.bin/tsc"
 [ -x "$TSC" ] || die "$TSC missing: run scripts/setup.sh"
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
@@ -24,7 +27,8 @@ OUT="$ROOT/target/npm"
 PKG="$OUT/marian-wasm"
 rm -rf "$PKG"
 mkdir -p "$PKG/pkg" "$PKG/models"
-cp www/marian-wasm.js www/page.js www/page-translator.js www/store.js www/adapters.js www/worker.js "$PKG/"
+cp www/marian-wasm.js www/page.js www/page-translator.js www/store.js www/adapters.js www/worker.js \
+    www/wasm-features.js "$PKG/"
 mkdir -p "$PKG/pkg-relaxed"
 for b in pkg pkg-relaxed; do
     cp "www/$b/marian_wasm.js" "www/$b/marian_wasm_bg.wasm" "www/$b/marian_wasm.d.ts" "$PKG/$b/"

@@ -23,14 +23,18 @@ echo "[run] CLI with the embedded default model:"
 printf 'A little girl is playing in the park.\n' | target/release/marian-wasm translate
 # Rebuild a wasm build only when a source file is newer than it (wasm-opt alone takes minutes):
 # www/pkg (one thread) and www/pkg-mt (threads; used when the page is cross-origin isolated, as
-# this server makes it), and their relaxed-SIMD twins (used where the browser runs relaxed SIMD).
+# this server makes it), and their relaxed-SIMD twins (used where the browser runs relaxed SIMD;
+# built without wasm-opt: it would make them smaller, not faster, BENCHMARKS.md 2026-12-05 (late)).
 for build in pkg pkg-mt pkg-relaxed pkg-mt-relaxed; do
     if [ ! -f "www/$build/marian_wasm_bg.wasm" ] \
         || [ -n "$(find src Cargo.toml Cargo.lock -newer "www/$build/marian_wasm_bg.wasm" -print -quit)" ]; then
         flags=()
         case "$build" in pkg-mt*) flags+=(--threads) ;; esac
         case "$build" in *-relaxed) flags+=(--relaxed) ;; esac
-        bash scripts/build-wasm.sh "${flags[@]}"
+        case "$build" in
+            *-relaxed) SKIP_WASM_OPT=1 bash scripts/build-wasm.sh "${flags[@]}" ;;
+            *) bash scripts/build-wasm.sh ${flags[@]+"${flags[@]}"} ;;
+        esac
     fi
 done
 PORT="${PORT:-8080}"

@@ -4,7 +4,7 @@
 //
 // Shell requests go to the network first (a new deploy is seen at once) and fall back to the cache.
 
-const SHELL_CACHE = 'marian-wasm-shell-v3';
+const SHELL_CACHE = 'marian-wasm-shell-v4';
 const SHELL = [
   './',
   'index.html',
@@ -17,27 +17,46 @@ const SHELL = [
   'store.js',
   'adapters.js',
   'worker.js',
+  'wasm-features.js',
 ];
-/** The wasm builds: each folder lists its files in files.json (scripts/build-wasm.sh). The
- * multi-threaded build (pkg-mt) is optional: a deploy without it runs on one thread; so are the
- * relaxed-SIMD twins (pkg-relaxed, pkg-mt-relaxed): without them the plain builds run. */
-const BUILDS = [
-  { dir: 'pkg/', required: true },
-  { dir: 'pkg-mt/', required: false },
-  { dir: 'pkg-relaxed/', required: false },
-  { dir: 'pkg-mt-relaxed/', required: false },
-];
+importScripts('wasm-features.js');
 
-/** @param {Cache} cache @param {{ dir: string, required: boolean }} build */
-async function cacheBuild(cache, build) {
+/** The wasm builds: each folder lists its files in files.json (scripts/build-wasm.sh). pkg/ is
+ * required; the multi-threaded build (pkg-mt) and the relaxed-SIMD twins (pkg-relaxed,
+ * pkg-mt-relaxed) are optional: without them one thread / the plain builds run. */
+const BUILDS = ['pkg/', 'pkg-mt/', 'pkg-relaxed/', 'pkg-mt-relaxed/'];
+
+/**
+ * Keep the builds this browser's worker loads (worker.js): the relaxed twins where the engine runs
+ * relaxed SIMD and the deploy has them, else the plain ones — not all four (6 MB of wasm each).
+ * Whatever else the worker fetches is kept when fetched (below).
+ * @param {Cache} cache
+ */
+async function cacheBuilds(cache) {
+  const relaxed = Boolean(/** @type {any} */ (self).marianWasmFeatures?.relaxedSimd);
+  if (relaxed && (await cacheBuild(cache, 'pkg-relaxed/', false))) {
+    await cacheBuild(cache, 'pkg-mt-relaxed/', false);
+  } else {
+    await cacheBuild(cache, 'pkg/', true);
+    await cacheBuild(cache, 'pkg-mt/', false);
+  }
+}
+
+/**
+ * Cache one build's files; whether it worked (a required build's failure fails the install).
+ * @param {Cache} cache @param {string} dir @param {boolean} required
+ */
+async function cacheBuild(cache, dir, required) {
   try {
-    const resp = await fetch(`${build.dir}files.json`, { cache: 'no-store' });
-    if (!resp.ok) throw new Error(`${build.dir}files.json: HTTP ${resp.status}`);
+    const resp = await fetch(`${dir}files.json`, { cache: 'no-store' });
+    if (!resp.ok) throw new Error(`${dir}files.json: HTTP ${resp.status}`);
     /** @type {string[]} */
     const files = await resp.json();
-    await cache.addAll(files.map((f) => build.dir + f));
+    await cache.addAll(files.map((f) => dir + f));
+    return true;
   } catch (e) {
-    if (build.required) throw e;
+    if (required) throw e;
+    return false;
   }
 }
 
@@ -45,7 +64,7 @@ self.addEventListener('install', (/** @type {any} */ event) => {
   event.waitUntil(
     caches
       .open(SHELL_CACHE)
-      .then((c) => Promise.all([c.addAll(SHELL), ...BUILDS.map((b) => cacheBuild(c, b))]))
+      .then((c) => Promise.all([c.addAll(SHELL), cacheBuilds(c)]))
       .then(() => /** @type {any} */ (self).skipWaiting()),
   );
 });
@@ -66,7 +85,7 @@ self.addEventListener('fetch', (/** @type {any} */ event) => {
   const scope = new URL(/** @type {any} */ (self).registration.scope);
   const path = url.pathname.slice(scope.pathname.length);
   // Only the shell and the wasm builds; model packages are the model store's business.
-  if (path !== '' && !SHELL.includes(path) && !BUILDS.some((b) => path.startsWith(b.dir))) return;
+  if (path !== '' && !SHELL.includes(path) && !BUILDS.some((dir) => path.startsWith(dir))) return;
   event.respondWith(
     (async () => {
       const cache = await caches.open(SHELL_CACHE);

@@ -29,6 +29,7 @@
 // Requests run one at a time in arrival order (a translate sent during a load waits for it).
 
 import { loadPackage } from './store.js';
+import './wasm-features.js';
 
 /** @typedef {typeof import('./pkg/marian_wasm.js')} WasmModule */
 /** @typedef {WasmModule & { initThreadPool(n: number): Promise<unknown> }} ThreadedModule */
@@ -61,24 +62,8 @@ function namedError(name, message) {
 /** How long the thread pool may take to start before the single-threaded build is used. */
 const POOL_START_TIMEOUT_MS = 20000;
 
-/**
- * Whether this engine runs relaxed SIMD: a 59-byte module whose one function is
- * `i32x4.relaxed_dot_i8x16_i7x16_add_s` over three constant vectors (0xfd 0x93 0x02).
- */
-const RELAXED_SIMD = (() => {
-  const zeros = [0xfd, 0x0c, ...new Array(16).fill(0)]; // v128.const 0
-  const module = new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
-    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
-    0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
-    0x0a, 0x3d, 0x01, 0x3b, 0x00, ...zeros, ...zeros, ...zeros, 0xfd, 0x93, 0x02, 0x0b, // code
-  ]);
-  try {
-    return WebAssembly.validate(module);
-  } catch {
-    return false;
-  }
-})();
+/** Whether this engine runs relaxed SIMD (wasm-features.js). */
+const RELAXED_SIMD = Boolean(/** @type {any} */ (self).marianWasmFeatures?.relaxedSimd);
 
 /**
  * Import and instantiate one wasm build: its relaxed-SIMD twin (greedy's 8-bit proposal pass; same

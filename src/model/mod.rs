@@ -699,8 +699,9 @@ impl Marian {
 
     /// One decoding step that returns, per row, greedy search's choice: the highest logit's
     /// (id, logit), ties to the lower id, `banned` ids never — what scanning `decode_step_rows`'
-    /// logits gives, bit for bit. A quantized output projection on x86 gets there with an
-    /// 8-bit proposal pass and exact products of the few tokens it cannot rule out
+    /// logits gives, bit for bit. A quantized output projection on AVX-512 VNNI (or in a
+    /// relaxed-SIMD wasm build) gets there with an 8-bit (7-bit) proposal pass and exact
+    /// products of the few tokens it cannot rule out
     /// (`PackedMatrix::greedy_choice`); otherwise the full logits are scanned.
     pub fn decode_step_greedy(
         &self,

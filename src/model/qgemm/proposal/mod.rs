@@ -61,8 +61,8 @@ impl Pass {
     /// relaxed-SIMD dot product in a build that enables it (`scripts/build-wasm.sh --relaxed`;
     /// plain SIMD128 has no 8-bit dot product). Not on AVX2: `pmaddubsw` + `pmaddwd` do a quad
     /// in 3/4 of the 16-bit kernel's instructions, which the selection's own cost ate (measured:
-    /// no gain). In Chromium the relaxed pass gained 27 % at batch 16 where V8 has AVX-VNNI and
-    /// cost nothing where it has not (BENCHMARKS.md, 2026-12-05 (late)).
+    /// no gain). In Chromium the relaxed pass gained 20 % at batch 16 (1 thread) where V8 has
+    /// AVX-VNNI and nothing where it has not (BENCHMARKS.md, 2026-12-05 (late)).
     /// Switched off by `MARIAN_GREEDY_PROPOSAL=0` (to measure what it gains).
     fn for_kernel(kernel: Kernel) -> Option<Pass> {
         if std::env::var("MARIAN_GREEDY_PROPOSAL").as_deref() == Ok("0") {
@@ -181,8 +181,8 @@ impl Tables {
     }
 }
 
-/// Activations rounded to 8 bits per block of 32 and offset to unsigned:
-/// `u = round(x · L / amax) + L + 1`, scale `amax / L`.
+/// Activations rounded to L levels per side per block of 32 (8 bits: L = 127; 7 bits: L = 63) and
+/// offset to unsigned: `u = round(x · L / amax) + L + 1`, scale `amax / L`.
 struct Rows8 {
     /// [m, cols]
     values: Vec<u8>,

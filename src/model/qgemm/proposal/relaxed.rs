@@ -1,8 +1,8 @@
 //! The WebAssembly relaxed-SIMD proposal kernel: `i32x4.relaxed_dot_i8x16_i7x16_add_s`, four
 //! i8 × i7 products summed into each i32 lane in one instruction. What the engine makes of it
-//! decides what it gains: V8 on x86 emits one `vpdpbusd` where the CPU has AVX-VNNI (here +27 %
-//! at batch 16 in Chromium) and `pmaddubsw` + `pmaddwd` + `paddd` elsewhere (no gain, no loss:
-//! BENCHMARKS.md, 2026-12-05 (late)).
+//! decides what it gains: in Chromium on a CPU with AVX-VNNI the relaxed build does +20 % at
+//! batch 16 on 1 thread (+16 % on 2); with V8's AVX-VNNI lowering switched off, where it takes
+//! `pmaddubsw` + `pmaddwd` + `paddd`, nothing, either way (BENCHMARKS.md, 2026-12-05 (late)).
 //!
 //! Deterministic on every engine: the spec leaves the result implementation-defined only when
 //! an element of the second operand has its top bit set or a pair of products overflows i16.
