@@ -107,22 +107,27 @@ async function wasmBuild(asked) {
   } else if (want > 1 && typeof SharedArrayBuffer === 'undefined') {
     why = 'this browser has no SharedArrayBuffer';
   } else if (want > 1) {
-    try {
-      const { module: mt, memory, relaxed } = await importBuild(
-        () => /** @type {Promise<ThreadedModule>} */ (import('./pkg-mt-relaxed/marian_wasm.js')),
-        () => /** @type {Promise<ThreadedModule>} */ (import('./pkg-mt/marian_wasm.js')),
-      );
-      let timer;
-      const timeout = new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the thread pool did not start in ${POOL_START_TIMEOUT_MS} ms`)), POOL_START_TIMEOUT_MS);
-      });
-      await Promise.race([mt.initThreadPool(want), timeout]).finally(() => clearTimeout(timer));
-      const name = relaxed ? 'pkg-mt-relaxed' : 'pkg-mt';
-      return { wasm: mt, threads: mt.computeThreads(), threadsUnavailable: null, wasmBuild: name, memory };
-    } catch (e) {
-      why = `the multi-threaded build did not start: ${e instanceof Error ? e.message : String(e)}`;
-      console.warn(`marian-wasm: ${why}; computing on one thread`);
+    // The relaxed twin first where it runs, then the plain build: a twin whose pool does not start
+    // falls back to plain threads, not to one thread.
+    /** @type {{ name: string, load: () => Promise<ThreadedModule> }[]} */
+    const tries = [{ name: 'pkg-mt', load: () => import('./pkg-mt/marian_wasm.js') }];
+    if (RELAXED_SIMD) tries.unshift({ name: 'pkg-mt-relaxed', load: () => import('./pkg-mt-relaxed/marian_wasm.js') });
+    for (const { name, load } of tries) {
+      try {
+        const mt = await load();
+        const { memory } = await mt.default();
+        let timer;
+        const timeout = new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`the thread pool did not start in ${POOL_START_TIMEOUT_MS} ms`)), POOL_START_TIMEOUT_MS);
+        });
+        await Promise.race([mt.initThreadPool(want), timeout]).finally(() => clearTimeout(timer));
+        return { wasm: mt, threads: mt.computeThreads(), threadsUnavailable: null, wasmBuild: name, memory };
+      } catch (e) {
+        why = `the multi-threaded build did not start: ${e instanceof Error ? e.message : String(e)}`;
+        console.warn(`marian-wasm: ${name}: ${why}`);
+      }
     }
+    console.warn('marian-wasm: computing on one thread');
   }
   const { module: st, memory, relaxed } = await importBuild(
     () => /** @type {Promise<WasmModule>} */ (import('./pkg-relaxed/marian_wasm.js')),
