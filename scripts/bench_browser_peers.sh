@@ -12,8 +12,8 @@
 # build and the multi-threaded one on 2 threads, each plain and in its relaxed-SIMD form when built,
 # in Web Workers), then transformers.js, in the same
 # Chromium build, back to back; prints one markdown table with the ratios (engine, threads, batch,
-# tokens/s, load s) and writes JSON to target/bench/marian-browser-results.json and
-# target/bench/tjs-results.json. Needs the wasm builds (scripts/build-wasm.sh [--threads] [--relaxed]) and
+# tokens/s, load s, model MB, wasm heap) and writes JSON to target/bench/marian-browser-results.json
+# and target/bench/tjs-results.json, and a chart of them to target/bench/peers-browser.svg. Needs the wasm builds (scripts/build-wasm.sh [--threads] [--relaxed]) and
 # target/bench/pkg-q8 (BENCHMARKS.md). Everything it needs is made on first use and reused afterwards
 # (all git-ignored):
 #   target/bench/opus-mt-en-fr-random  the checkpoint (scripts/make_bench_checkpoint.py, main .venv)
@@ -196,20 +196,36 @@ node scripts/bench_browser_peers.mjs --model "$MODEL" --expected "$EXPECTED" \
     --tools "$TOOLS" --json "$BENCH/tjs-results.json" \
     --threads "${TJS_THREADS:-1,2}" --batches "${TJS_BATCHES:-1,16}" --tokens "${TJS_TOKENS:-32}" \
     --timeout-s "${TJS_TIMEOUT_S:-900}" > "$BENCH/tjs-table.md"
-# One table: both engines, with the ratio to transformers.js on 2 threads at the same batch.
-node - "$BENCH/marian-browser-results.json" "$BENCH/tjs-results.json" <<'JS'
+# One table: both engines, with the ratio to transformers.js on 2 threads at the same batch, the
+# model's bytes each loads (marian-wasm: the package; transformers.js: the two q8 ONNX graphs and
+# tokenizer.json) and marian-wasm's wasm heap at the end (ONNX Runtime Web does not report its own).
+node - "$BENCH/marian-browser-results.json" "$BENCH/tjs-results.json" "$BENCH/pkg-q8" "$MODEL" <<'JS'
 const fs = require('fs');
-const [m, t] = process.argv.slice(2).map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
+const path = require('path');
+const [mFile, tFile, pkg, tjsModel] = process.argv.slice(2);
+const [m, t] = [mFile, tFile].map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
+const mb = (files) => files.reduce((n, f) => n + fs.statSync(f).size, 0) / 1e6;
+const pkgMB = mb(fs.readdirSync(pkg).map((f) => path.join(pkg, f)).filter((f) => fs.statSync(f).isFile()));
+const tjsMB = mb(['onnx/encoder_model_quantized.onnx', 'onnx/decoder_model_merged_quantized.onnx', 'tokenizer.json']
+  .map((f) => path.join(tjsModel, f)));
 const peer = (batch) => t.results.find((r) => r.threads === 2 && r.batch === batch)?.tokensPerS;
 console.log(`${t.date} — Chromium ${t.chromium}, ${m.sentences} sentences × ${m.tokens} tokens, greedy\n`);
-console.log('| engine | threads | batch | tokens/s | × transformers.js (2 threads) | load s |');
-console.log('|---|---|---|---|---|---|');
+console.log('| engine | threads | batch | tokens/s | × transformers.js (2 threads) | load s | model MB | wasm heap MB |');
+console.log('|---|---|---|---|---|---|---|---|');
 const rows = [
-  ...m.results.map((r) => ({ engine: `marian-wasm q8 (${r.build ?? 'pkg'})`, ...r })),
-  ...t.results.map((r) => ({ engine: `transformers.js ${t.transformers_js} q8`, ...r })),
+  ...m.results.map((r) => ({ engine: `marian-wasm q8 (${r.build ?? 'pkg'})`, modelMB: pkgMB, ...r })),
+  ...t.results.map((r) => ({ engine: `transformers.js ${t.transformers_js} q8`, modelMB: tjsMB, ...r })),
 ].sort((a, b) => a.batch - b.batch);
 for (const r of rows) {
   const ratio = peer(r.batch) ? (r.tokensPerS / peer(r.batch)).toFixed(2) : '-';
-  console.log(`| ${r.engine} | ${r.threads} | ${r.batch} | ${r.tokensPerS.toFixed(1)} | ${ratio} | ${r.loadS.toFixed(2)} |`);
+  const heap = r.wasmMemoryMB ? r.wasmMemoryMB.toFixed(0) : '—';
+  console.log(`| ${r.engine} | ${r.threads} | ${r.batch} | ${r.tokensPerS.toFixed(1)} | ${ratio} | ${r.loadS.toFixed(2)} | ${r.modelMB.toFixed(1)} | ${heap} |`);
 }
 JS
+# The chart (scripts/bench_chart.py) where the main .venv has matplotlib (bench_peers.sh installs it).
+if [ -x .venv/bin/python ] && .venv/bin/python -c 'import matplotlib' 2>/dev/null; then
+    .venv/bin/python scripts/bench_chart.py --browser "$BENCH/marian-browser-results.json" \
+        "$BENCH/tjs-results.json" --out "$BENCH/peers-browser.svg"
+else
+    say "no chart: .venv lacks matplotlib (bash scripts/bench_peers.sh installs it)"
+fi

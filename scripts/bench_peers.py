@@ -13,9 +13,9 @@ Every engine translates the same `--count` sentences (the first lines of FILE), 
 `--tokens` target tokens per sentence (EOS banned until then: marian-wasm `bench` bans it,
 CTranslate2 gets `min_decoding_length`, transformers `min_new_tokens`), on the same checkpoint,
 each in its own process with `--threads` threads, after one warm-up batch. Reported: target
-tokens per second, the ratio to CTranslate2 int8 at the same batch, load seconds, peak RSS, and
-how much CPU the timed part took: CPUs kept busy (all threads' seconds on a CPU ÷ wall seconds)
-and tokens per CPU-second, both from the kernel's per-thread schedstat, the same way for every
+tokens per second, the ratios to both CTranslate2 configurations at the same batch, load seconds,
+peak RSS, the model's size on disk, and how much CPU the timed part took: CPUs kept busy (all
+threads' seconds on a CPU ÷ wall seconds) and tokens per CPU-second, both from the kernel's per-thread schedstat, the same way for every
 engine — so a pool that spins or stalls shows as fewer tokens per CPU-second.
 CTranslate2 runs two ways: `ct2-int8` (one translator on `--threads` intra-op threads, batches in
 turn) and `ct2-int8-inter` (`--threads` one-thread replicas, all batches submitted at once).
@@ -158,6 +158,19 @@ def child_torch(a) -> dict:
     return timed(dict(tokens_per_s=produced / secs, produced=produced, load_s=load_s), secs, times0)
 
 
+def model_mb(a, engine: str) -> float:
+    """Megabytes on disk of what `engine` loads: its package, its CTranslate2 model, or (PyTorch)
+    the checkpoint's weights."""
+    if engine.startswith("marian-") or engine.startswith("base-"):
+        files = (Path(a.packages) / f"pkg-{engine.split('-', 1)[1]}").glob("*")
+    elif engine.startswith("ct2-"):
+        files = Path(a.ct2_model).glob("*") if a.ct2_model else []
+    else:
+        files = (f for f in Path(a.checkpoint).glob("*")
+                 if f.suffix in (".safetensors", ".bin") or f.name.endswith(".spm"))
+    return sum(f.stat().st_size for f in files if f.is_file()) / 1e6
+
+
 def read_sentences(a) -> list:
     lines = [l.strip() for l in open(a.sentences, encoding="utf-8") if l.strip()]
     if len(lines) < a.count:
@@ -187,6 +200,7 @@ def run_engine(a, engine: str, batch: int) -> dict:
         return dict(error=(p.stderr or p.stdout).strip().splitlines()[-1:] or ["failed"])
     res = json.loads(p.stdout.strip().splitlines()[-1])
     res["wall_s"] = time.time() - t0
+    res["model_mb"] = model_mb(a, engine)
     return res
 
 
@@ -252,10 +266,11 @@ def main() -> None:
                              else f"FAILED {r['error']}"), file=sys.stderr)
     results = {key: median_run(rs) for key, rs in runs.items()}
 
+    date = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     rounds = f", median of {a.rounds} rounds" if a.rounds > 1 else ""
     isa = ", every engine limited to AVX2 kernels" if a.isa == "avx2" else ""
-    head = (f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — {cpu}, {os.cpu_count()} CPUs, "
+    head = (f"\n{date} — {cpu}, {os.cpu_count()} CPUs, "
             f"{a.threads} threads, {a.count} sentences × {a.tokens} tokens, greedy{rounds}{isa}")
     if a.busy_share:
         print(head + f"; each engine quiet, then beside {a.busy_share} CPU-bound processes\n")
@@ -275,25 +290,26 @@ def main() -> None:
                       f"{per_cpu_s(q)} / {per_cpu_s(b)} | {waited(b)} |")
     else:
         print(head + (f", {a.busy} busy processes beside it" if a.busy else ", nothing else running") + "\n")
-        print("| engine | batch | tokens/s | × CTranslate2 int8 | load s | peak RSS MB | CPUs busy "
-              "| tokens per CPU-s |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| engine | batch | tokens/s | × ct2-int8 | × ct2-int8-inter | load s | peak RSS MB "
+              "| model MB | CPUs busy | tokens per CPU-s |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for batch in batches:
-            ref = results.get(("", "ct2-int8", batch), {})
+            refs = [results.get(("", peer, batch), {}) for peer in ("ct2-int8", "ct2-int8-inter")]
             for engine in engines:
                 r = results[("", engine, batch)]
                 if "tokens_per_s" not in r:
-                    print(f"| {engine} | {batch} | failed: {r['error']} | | | | | |")
+                    print(f"| {engine} | {batch} | failed: {r['error']} | | | | | | | |")
                     continue
-                ratio = (f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}"
-                         if "tokens_per_s" in ref else "—")
-                print(f"| {engine} | {batch} | {r['tokens_per_s']:.1f} | {ratio} | "
+                ratios = " | ".join(f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}"
+                                    if "tokens_per_s" in ref else "—" for ref in refs)
+                print(f"| {engine} | {batch} | {r['tokens_per_s']:.1f} | {ratios} | "
                       f"{r.get('load_s', float('nan')):.2f} | {r.get('peak_rss_mb', float('nan')):.0f} | "
-                      f"{cpus(r)} | {per_cpu_s(r)} |")
+                      f"{r.get('model_mb', float('nan')):.1f} | {cpus(r)} | {per_cpu_s(r)} |")
     if a.json:
         Path(a.json).write_text(json.dumps(
-            dict(threads=a.threads, busy=a.busy, busy_share=a.busy_share, isa=a.isa,
-                 rounds=a.rounds, results=[r for rs in runs.values() for r in rs]), indent=2))
+            dict(date=date, cpu=cpu, cpus=os.cpu_count(), threads=a.threads, busy=a.busy,
+                 busy_share=a.busy_share, isa=a.isa, rounds=a.rounds,
+                 results=[r for rs in runs.values() for r in rs]), indent=2))
 
 
 def median_run(rs: list) -> dict:

@@ -10,6 +10,8 @@
 #   bash scripts/bench_peers.sh --engines marian-q8,marian-q8e,ct2-int8   # + q8 with f16 embeddings
 #   bash scripts/bench_peers.sh --engines marian-q8,marian-q8r,ct2-int8   # + q8 with residual embeddings
 # Extra arguments go to scripts/bench_peers.py (--engines, --tokens, --count, --json OUT ...).
+# Writes the table (stdout), the results as JSON ($BENCH/native-results.json unless --json says)
+# and a chart of them, $BENCH/peers-native.svg (scripts/bench_chart.py).
 # Sentences: the first --count lines of $MARIAN_DATA/multi30k/test_2016_flickr.en (default
 # MARIAN_DATA=../shared/data). Work files: $BENCH_DIR (default target/bench).
 # Installs what it needs: .venv from scripts/requirements-fixtures.txt + requirements-bench.txt.
@@ -42,12 +44,17 @@ if [ "${PEERS_SMOKE:-0}" = 1 ]; then
     # The system python3 runs the parent (the table); no venv, no peer engines.
     python3 scripts/bench_peers.py --checkpoint tests/fixtures/tiny-opus --packages "$SMOKE" \
         --bin "$BIN" --sentences "$SENTENCES" --engines marian-q8,marian-q4 \
-        --batches 1,4 --tokens 4 --count 8 "$@"
+        --batches 1,4 --tokens 4 --count 8 --json "$SMOKE/native-results.json" "$@"
+    # The chart too where this python3 has matplotlib (exit 2: it has not, said on stderr).
+    rc=0
+    python3 scripts/bench_chart.py --native "$SMOKE/native-results.json" \
+        --out "$SMOKE/peers-native.svg" || rc=$?
+    [ "$rc" = 0 ] || [ "$rc" = 2 ] || die "bench_chart.py failed ($rc)"
     exit 0
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import torch, transformers, ctranslate2' 2>/dev/null; then
-    say "installing .venv (torch, transformers, ctranslate2; torch's wheels are large)"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import torch, transformers, ctranslate2, matplotlib' 2>/dev/null; then
+    say "installing .venv (torch, transformers, ctranslate2, matplotlib; torch's wheels are large)"
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/pip install -q -r scripts/requirements-fixtures.txt -r scripts/requirements-bench.txt
 fi
@@ -82,5 +89,12 @@ import ctranslate2, sys
 ctranslate2.converters.TransformersConverter(sys.argv[1]).convert(sys.argv[2], quantization='int8', force=True)
 " "$CKPT" "$BENCH/ct2-int8" >&2
 fi
+# The results as JSON (where --json says, else native-results.json) and the chart drawn from them.
+JSON="$BENCH/native-results.json"
+ARGS=("$@")
+for ((i = 0; i + 1 < ${#ARGS[@]}; i++)); do
+    [ "${ARGS[i]}" = --json ] && JSON="${ARGS[i + 1]}"
+done
 .venv/bin/python scripts/bench_peers.py --checkpoint "$CKPT" --packages "$BENCH" \
-    --ct2-model "$BENCH/ct2-int8" --bin "$BIN" --sentences "$SENTENCES" "$@"
+    --ct2-model "$BENCH/ct2-int8" --bin "$BIN" --sentences "$SENTENCES" --json "$JSON" "$@"
+.venv/bin/python scripts/bench_chart.py --native "$JSON" --out "$BENCH/peers-native.svg"
