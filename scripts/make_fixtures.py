@@ -3,7 +3,7 @@
 
 Usage (from the repository root):
 
-    .venv/bin/python scripts/make_fixtures.py            # both fixtures
+    .venv/bin/python scripts/make_fixtures.py            # every fixture
     .venv/bin/python scripts/make_fixtures.py tiny-opus  # one of them
     .venv/bin/python scripts/make_fixtures.py --record-only  # keep the models, redo expected.json
     .venv/bin/python scripts/make_fixtures.py --aside small-aside  # the model kept aside (below)
@@ -112,6 +112,27 @@ SPECS = {
         emb_std=0.3,
         seed=4321,
         steps=1500,
+    ),
+    "tiny-multi": dict(
+        # A multi-target model (as opus-mt-en-ROMANCE, tc-big multi-target models): the source
+        # starts with the output language's token, `>>fra<<` (French, from train.fr) or
+        # `>>eng<<` (English: the source itself, a copy task standing in for a second language
+        # the data lacks). Its references are in multi_target.json, not expected.json.
+        src_vocab=800,
+        tgt_vocab=1000,
+        shared=True,
+        d_model=64,
+        enc_layers=2,
+        dec_layers=2,
+        heads=4,
+        ffn=128,
+        activation="swish",
+        scale_embedding=True,
+        max_pos=128,
+        weights="safetensors",
+        seed=2468,
+        steps=2000,
+        targets={"fra": "train.fr", "eng": "train.en"},
     ),
 }
 
@@ -256,17 +277,24 @@ def encode_target(tok: MarianTokenizer, text: str) -> list[int]:
 
 def train_model(model: MarianMTModel, tok: MarianTokenizer, data: Path, spec: dict) -> None:
     src = read_lines(data / "multi30k" / "train.en")
-    tgt = read_lines(data / "multi30k" / "train.fr")
+    # (source prefix, target lines): one target language, or a multi-target model's each.
+    targets = [("", read_lines(data / "multi30k" / "train.fr"))]
+    if spec.get("targets"):
+        targets = [(f">>{code}<< ", read_lines(data / "multi30k" / f))
+                   for code, f in spec["targets"].items()]
     rng = random.Random(spec["seed"])
-    order = list(range(len(src)))
+    order = [(k, i) for k in range(len(targets)) for i in range(len(src))]
     rng.shuffle(order)
     batch, steps = 32, spec["steps"]
     pairs = []
-    for i in order:
-        s = tok(src[i]).input_ids
+    for k, i in order:
+        prefix, tgt = targets[k]
+        s = tok(prefix + src[i]).input_ids
         t = encode_target(tok, tgt[i])
         if len(s) <= 48 and len(t) <= 48:
             pairs.append((s, t))
+        if len(pairs) >= batch * steps:
+            break
     per_epoch = len(pairs) // batch
     src_pad = tok.pad_token_id  # source-side <pad> id (vocab.json)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98), eps=1e-9)
@@ -319,12 +347,22 @@ def build_fixture(name: str, data: Path) -> Path:
             f.unlink()
     print(f"== {name}: SentencePiece", flush=True)
     train_spm(data / "multi30k" / "train.en", out / "source.spm", spec["src_vocab"])
-    train_spm(data / "multi30k" / "train.fr", out / "target.spm", spec["tgt_vocab"])
+    if spec.get("targets"):
+        # One target SentencePiece model over every target language's text.
+        with tempfile.TemporaryDirectory() as tmp:
+            joined = Path(tmp) / "targets.txt"
+            joined.write_text("".join((data / "multi30k" / f).read_text(encoding="utf-8")
+                                      for f in spec["targets"].values()), encoding="utf-8")
+            train_spm(joined, out / "target.spm", spec["tgt_vocab"])
+    else:
+        train_spm(data / "multi30k" / "train.fr", out / "target.spm", spec["tgt_vocab"])
     src_pieces = spm_pieces(out / "source.spm")
     tgt_pieces = spm_pieces(out / "target.spm")
+    # A multi-target model's language tokens come first, as in OPUS-MT's vocabularies.
+    lang_tokens = [f">>{code}<<" for code in sorted(spec.get("targets", {}))]
 
     if spec["shared"]:
-        vocab = opus_vocab(src_pieces + [p for p in tgt_pieces if p not in set(src_pieces)])
+        vocab = opus_vocab(lang_tokens + src_pieces + [p for p in tgt_pieces if p not in set(src_pieces)])
         write_json(out / "vocab.json", vocab)
         src_size = tgt_size = len(vocab)
         pad = vocab["<pad>"]
@@ -338,7 +376,7 @@ def build_fixture(name: str, data: Path) -> Path:
         assert src_size > tgt_size
     tok_cfg = {
         "source_lang": "en",
-        "target_lang": "fr",
+        "target_lang": "multi" if spec.get("targets") else "fr",
         "separate_vocabs": not spec["shared"],
         "model_max_length": 512,
         "tokenizer_class": "MarianTokenizer",
@@ -418,8 +456,54 @@ def build_fixture(name: str, data: Path) -> Path:
     for f in out.glob("*.safetensors.index.json"):
         raise RuntimeError(f"unexpected sharded checkpoint {f}")
 
-    record(name, out, data)
+    if spec.get("targets"):
+        record_multi(name, out, data)
+    else:
+        record(name, out, data)
     return out
+
+
+def record_multi(name: str, out: Path, data: Path) -> None:
+    """A multi-target fixture's references, in multi_target.json: per held-out sentence and
+    target language, transformers' tokenization of `>>code<< sentence`, its greedy and beam-4
+    ids and their decoded text; and the tokenization of texts that carry codes of their own."""
+    print(f"== {name}: recording HF outputs (multi-target)", flush=True)
+    tok = MarianTokenizer.from_pretrained(str(out))
+    model = MarianMTModel.from_pretrained(str(out), dtype=torch.float32).eval()
+    codes = sorted(SPECS[name]["targets"])
+    assert sorted(tok.supported_language_codes) == [f">>{c}<<" for c in codes]
+    test_en = read_lines(data / "multi30k" / "test_2016_flickr.en")
+    cases = []
+    with torch.no_grad():
+        for s in test_en[:12]:
+            for code in codes:
+                text = f">>{code}<< {s}"
+                enc = tok(text, return_tensors="pt")
+                greedy = model.generate(**enc, num_beams=1, do_sample=False)[0].tolist()
+                beam4 = model.generate(**enc, num_beams=4, do_sample=False)[0].tolist()
+                cases.append({
+                    "language": code,
+                    "src": s,
+                    "src_ids": enc.input_ids[0].tolist(),
+                    "greedy": greedy,
+                    "greedy_text": tok.decode(greedy, skip_special_tokens=True),
+                    "beam4": beam4,
+                })
+    tokenize = [{"text": t, "ids": tok(t).input_ids} for t in (
+        f">>{codes[0]}<< A man rides a bike.",
+        f">>{codes[1]}<< >>{codes[0]}<< Two dogs play.",
+        f"A man >>{codes[1]}<< rides.",
+        ">>xyz<< unknown code first",
+    )]
+    for c in cases[: 2 * 3]:
+        print(f"  {c['language']}: {c['src'][:50]!r} -> {c['greedy_text'][:60]!r}", flush=True)
+    write_json(out / "multi_target.json", {
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "languages": codes,
+        "cases": cases,
+        "tokenize": tokenize,
+    })
 
 # --------------------------------------------------------------------------------------------
 # Independent re-implementation of HF greedy / beam search, checked against model.generate.
@@ -773,7 +857,7 @@ def main(argv: list[str]) -> None:
         t0 = time.time()
         if record_only:
             out = FIXTURES / n
-            record(n, out, data)
+            (record_multi if SPECS[n].get("targets") else record)(n, out, data)
         else:
             out = build_fixture(n, data)
         total = 0

@@ -137,6 +137,11 @@ pub struct GenerateOptions {
     pub num_beams: Option<usize>,
     pub max_length: Option<usize>,
     pub length_penalty: Option<f32>,
+    /// A multi-target model's output language: one of `MarianTokenizer::language_tokens`, with
+    /// or without its `>>`/`<<` (`fra` or `>>fra<<`), put before every text as transformers
+    /// users write it; `None`: the translator's own (`Translator::target_language`). Used by
+    /// `Translator`'s methods, not by `generate` itself.
+    pub target_language: Option<String>,
 }
 
 impl GenerateOptions {

@@ -24,6 +24,8 @@ pub struct MarianTokenizer {
     decode_info: SpmDecodeInfo,
     /// ids skipped by `decode` (transformers' `all_special_ids`).
     special_ids: HashSet<u32>,
+    /// The target-language tokens of a multi-target model, sorted (`language_tokens`).
+    language_tokens: Vec<String>,
     unk_id: u32,
     eos_id: u32,
 }
@@ -70,24 +72,24 @@ fn check_precompiled_normalizers(bytes: &[u8], file: &str) -> Result<()> {
     walk(&value, file)
 }
 
-/// MarianTokenizer's language-code prefix, e.g. `>>fra<<`: `>>` + one or more chars + `<<`,
-/// matched lazily as Python's `re.compile(">>.+?<<")` does.
-fn find_language_code(text: &str, from: usize) -> Option<(usize, usize)> {
-    let start = from + text[from..].find(">>")?;
-    let body = start + 2;
-    // `.+?` needs at least one character that is not a newline before `<<`.
-    let mut chars = text[body..].char_indices();
-    let (_, first) = chars.next()?;
-    if first == '\n' {
-        return find_language_code(text, start + 1);
+/// Whether a vocabulary entry is a target-language token such as `>>fra<<`.
+pub fn is_language_token(piece: &str) -> bool {
+    piece.len() > 4 && piece.starts_with(">>") && piece.ends_with("<<")
+}
+
+/// Whether `text` starts with a language code, as MarianTokenizer takes one (`leading_code`).
+pub fn starts_with_language_code(text: &str) -> bool {
+    leading_code(text).is_some()
+}
+
+/// The end of the language code a text segment starts with, as transformers 5's
+/// `MarianTokenizer.remove_language_code` finds it: the segment starts with `>>`, and the code
+/// runs to the first `<<` (whatever lies between). Codes elsewhere are ordinary text.
+fn leading_code(text: &str) -> Option<usize> {
+    if !text.starts_with(">>") {
+        return None;
     }
-    let after_first = body + first.len_utf8();
-    let rest = &text[after_first..];
-    let line_end = rest.find('\n').unwrap_or(rest.len());
-    match rest[..line_end].find("<<") {
-        Some(i) => Some((start, after_first + i + 2)),
-        None => find_language_code(text, start + 1),
-    }
+    text.find("<<").map(|i| i + 2)
 }
 
 impl MarianTokenizer {
@@ -128,6 +130,12 @@ impl MarianTokenizer {
             .collect();
         special_ids.insert(cfg.pad_token_id);
         special_ids.insert(cfg.eos_token_id);
+        let mut language_tokens: Vec<String> = source_vocab
+            .keys()
+            .filter(|p| is_language_token(p))
+            .cloned()
+            .collect();
+        language_tokens.sort();
         Ok(MarianTokenizer {
             source,
             target,
@@ -137,9 +145,19 @@ impl MarianTokenizer {
             decode_pieces,
             decode_info: t.target_decode.clone(),
             special_ids,
+            language_tokens,
             unk_id,
             eos_id,
         })
+    }
+
+    /// The tokens that choose a multi-target model's output language (`>>fra<<`, `>>spa<<`, …;
+    /// opus-mt-en-ROMANCE, opus-mt-en-mul, tc-big multi-target models), sorted; empty for a model
+    /// with one target language. As MarianTokenizer's `supported_language_codes`: the source
+    /// vocabulary's entries that start with `>>` and end with `<<`. A text that starts with one
+    /// is translated into that language (`encode`).
+    pub fn language_tokens(&self) -> &[String] {
+        &self.language_tokens
     }
 
     fn pieces(tok: &Tokenizer, text: &str) -> Result<Vec<String>> {
@@ -169,20 +187,17 @@ impl MarianTokenizer {
         Ok(ids)
     }
 
-    /// MarianTokenizer._tokenize: a leading language code is one token, every code is
-    /// removed from the text, the rest goes through SentencePiece and vocab.json.
+    /// MarianTokenizer._tokenize: a leading language code is one token (`leading_code`), the
+    /// rest goes through SentencePiece and vocab.json.
     fn encode_segment(&self, text: &str, ids: &mut Vec<u32>) -> Result<()> {
-        let mut rest = String::with_capacity(text.len());
-        let mut pos = 0;
-        while let Some((s, e)) = find_language_code(text, pos) {
-            if pos == 0 && s == 0 {
-                ids.push(self.source_id(&text[s..e]));
+        let rest = match leading_code(text) {
+            Some(end) => {
+                ids.push(self.source_id(&text[..end]));
+                &text[end..]
             }
-            rest.push_str(&text[pos..s]);
-            pos = e;
-        }
-        rest.push_str(&text[pos..]);
-        for piece in Self::pieces(&self.source, &rest)? {
+            None => text,
+        };
+        for piece in Self::pieces(&self.source, rest)? {
             ids.push(self.source_id(&piece));
         }
         Ok(())
@@ -253,13 +268,27 @@ impl MarianTokenizer {
 
 #[cfg(test)]
 mod tests {
-    use super::find_language_code;
+    use super::leading_code;
 
     #[test]
-    fn language_codes_match_like_python_regex() {
-        assert_eq!(find_language_code(">>fra<< Hello", 0), Some((0, 7)));
-        assert_eq!(find_language_code("no code", 0), None);
-        assert_eq!(find_language_code(">><< x", 0), None);
-        assert_eq!(find_language_code("a >>de<< b", 0), Some((2, 8)));
+    fn leading_codes_end_at_the_first_closing_mark_as_in_transformers() {
+        assert_eq!(leading_code(">>fra<< Hello"), Some(7));
+        assert_eq!(leading_code("no code"), None);
+        assert_eq!(leading_code(">><< x"), Some(4));
+        assert_eq!(leading_code("a >>de<< b"), None);
+        assert_eq!(leading_code(">>fra Hello"), None);
+        assert_eq!(leading_code(">>fr\na<< x"), Some(8));
+    }
+
+    #[test]
+    fn language_tokens_and_leading_codes() {
+        use super::{is_language_token, starts_with_language_code};
+        assert!(is_language_token(">>fra<<") && is_language_token(">>pt_BR<<"));
+        assert!(
+            !is_language_token(">><<") && !is_language_token("▁>>") && !is_language_token("fra")
+        );
+        assert!(starts_with_language_code(">>fra<< Hello"));
+        assert!(!starts_with_language_code(" >>fra<< Hello"));
+        assert!(!starts_with_language_code("Hello >>fra<<"));
     }
 }

@@ -31,6 +31,9 @@ pub struct Translator {
     /// Numbers, URLs, e-mail addresses and emoji come out exactly as they went in
     /// (`crate::protect`); on by default.
     pub protect_spans: bool,
+    /// A multi-target model's output language for requests that name none
+    /// (`GenerateOptions::target_language`; `fra` or `>>fra<<`).
+    pub target_language: Option<String>,
 }
 
 /// Which backend computes translations.
@@ -105,6 +108,7 @@ impl Translator {
             generation: pkg.manifest.generation.clone(),
             model_sha256: pkg.manifest.model_sha256().to_string(),
             protect_spans: true,
+            target_language: None,
         })
     }
 
@@ -195,18 +199,24 @@ impl Translator {
     /// emoji, symbols: a model invents sentences for them), and a single word longer than the
     /// model's positions (a hash, a base64 blob, a long URL), kept in its place between the
     /// translated runs around it.
-    pub fn split_for_model(&self, text: &str) -> Result<Vec<Piece>> {
+    /// `language`: a multi-target model's language token (`language_prefix`), put before every
+    /// piece.
+    pub fn split_for_model(&self, text: &str, language: Option<&str>) -> Result<Vec<Piece>> {
         if !text.chars().any(char::is_alphabetic) {
             return Ok(vec![Piece::Verbatim(text.to_string(), None)]);
         }
         let limit = self.model.config.max_position_embeddings;
-        let ids = self.tokenizer.encode(text)?;
+        let encode = |text: &str| match language {
+            Some(token) => self.tokenizer.encode(&format!("{token} {text}")),
+            None => self.tokenizer.encode(text),
+        };
+        let ids = encode(text)?;
         if ids.len() <= limit {
             return Ok(vec![Piece::Model(ids)]);
         }
         let mut pieces = Vec::new();
         for sentence in crate::text::sentences(text) {
-            let ids = self.tokenizer.encode(sentence)?;
+            let ids = encode(sentence)?;
             if ids.len() <= limit {
                 pieces.push(Piece::Model(ids));
                 continue;
@@ -218,14 +228,14 @@ impl Translator {
                 } else {
                     format!("{current} {word}")
                 };
-                if self.tokenizer.encode(&candidate)?.len() <= limit {
+                if encode(&candidate)?.len() <= limit {
                     current = candidate;
                     continue;
                 }
                 if !current.is_empty() {
-                    pieces.push(Piece::Model(self.tokenizer.encode(&current)?));
+                    pieces.push(Piece::Model(encode(&current)?));
                 }
-                let tokens = self.tokenizer.encode(word)?.len();
+                let tokens = encode(word)?.len();
                 if tokens > limit {
                     pieces.push(Piece::Verbatim(
                         word.to_string(),
@@ -241,10 +251,66 @@ impl Translator {
                 }
             }
             if !current.is_empty() {
-                pieces.push(Piece::Model(self.tokenizer.encode(&current)?));
+                pieces.push(Piece::Model(encode(&current)?));
             }
         }
         Ok(pieces)
+    }
+
+    /// The language token to put before every text of a request (`None`: none), from the
+    /// request's `requested` code or else `target_language`: `fra` and `>>fra<<` both name the
+    /// token `>>fra<<`.
+    /// Errors (`Error::Input`): a code that is not among the model's `language_tokens` (the
+    /// message lists them), a code for a model with none, and no code for a model with several
+    /// while a text of `texts` does not start with its own (as transformers users write
+    /// `>>fra<< text`).
+    pub fn language_prefix(
+        &self,
+        requested: Option<&str>,
+        texts: &[&str],
+    ) -> Result<Option<String>> {
+        let tokens = self.tokenizer.language_tokens();
+        let codes = || {
+            tokens
+                .iter()
+                .map(|t| t.trim_start_matches(">>").trim_end_matches("<<"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let Some(code) = requested.or(self.target_language.as_deref()) else {
+            let uncoded = texts
+                .iter()
+                .any(|t| !t.trim().is_empty() && !crate::tokenizer::starts_with_language_code(t));
+            if tokens.len() > 1 && uncoded {
+                return Err(Error::Input(format!(
+                    "this model translates into {} languages: name one as the target language \
+                     (--target-language, targetLanguage) from {}",
+                    tokens.len(),
+                    codes()
+                )));
+            }
+            return Ok(None);
+        };
+        let token = if crate::tokenizer::is_language_token(code) {
+            code.to_string()
+        } else {
+            format!(">>{code}<<")
+        };
+        if tokens.contains(&token) {
+            return Ok(Some(token));
+        }
+        Err(Error::Input(if tokens.is_empty() {
+            format!(
+                "target language '{code}': this model has no target-language tokens (it \
+                 translates into one language); leave the target language out"
+            )
+        } else {
+            format!(
+                "target language '{code}' is not one of this model's {}: {}",
+                tokens.len(),
+                codes()
+            )
+        }))
     }
 
     pub fn generation_for(&self, opts: &GenerateOptions) -> Result<GenerationConfig> {
@@ -294,7 +360,8 @@ impl Translator {
         if text.trim().is_empty() {
             return Ok(result);
         }
-        let (pieces, spans) = self.pieces(0, text)?;
+        let language = self.language_prefix(opts.target_language.as_deref(), &[text])?;
+        let (pieces, spans) = self.pieces(0, text, language.as_deref())?;
         for piece in pieces {
             let chunk = match piece {
                 Piece::Model(ids) => ids,
@@ -356,6 +423,7 @@ impl Translator {
         use_gpu: bool,
     ) -> Result<Vec<Translation>> {
         let g = self.generation_for(opts)?;
+        let language = self.language_prefix(opts.target_language.as_deref(), texts)?;
         let batch_size = batch_size.max(1);
         // (text index, piece) for every non-empty text; model pieces are translated below.
         let mut work: Vec<(usize, Piece)> = Vec::new();
@@ -364,7 +432,7 @@ impl Translator {
             if t.trim().is_empty() {
                 continue;
             }
-            let (pieces, kept) = self.pieces(i, t)?;
+            let (pieces, kept) = self.pieces(i, t, language.as_deref())?;
             spans[i] = kept;
             for piece in pieces {
                 work.push((i, piece));
@@ -421,11 +489,17 @@ impl Translator {
         Ok(result)
     }
 
-    /// `split_for_model` for text `index` of a request, after the spans to keep exactly were
+    /// `split_for_model` for text `index` of a request (each piece after `language`, a
+    /// multi-target model's language token), after the spans to keep exactly were
     /// found (and those the model cannot spell taken out: `crate::protect`); returns the pieces
     /// and the spans to restore in the translation. A text over `MAX_INPUT_BYTES` passes
     /// through unchanged, with the reason, so that it does not cost the request's other texts.
-    fn pieces(&self, index: usize, text: &str) -> Result<(Vec<Piece>, Vec<Span>)> {
+    fn pieces(
+        &self,
+        index: usize,
+        text: &str,
+        language: Option<&str>,
+    ) -> Result<(Vec<Piece>, Vec<Span>)> {
         if text.len() > MAX_INPUT_BYTES {
             let why = format!(
                 "text {} is {} bytes; at most {MAX_INPUT_BYTES} are translated at once: kept as is",
@@ -438,7 +512,7 @@ impl Translator {
             ));
         }
         if !self.protect_spans {
-            return Ok((self.split_for_model(text)?, Vec::new()));
+            return Ok((self.split_for_model(text, language)?, Vec::new()));
         }
         let unk = self.tokenizer.unk_id();
         let protected = protect(text, |span| {
@@ -452,7 +526,7 @@ impl Translator {
             return Ok((vec![Piece::Verbatim(text.to_string(), None)], Vec::new()));
         }
         Ok((
-            self.split_for_model(&protected.model_text)?,
+            self.split_for_model(&protected.model_text, language)?,
             protected.spans,
         ))
     }

@@ -247,7 +247,7 @@ fn huge_and_long_inputs_are_split_not_truncated() {
     let long = sentence.repeat(40);
     assert!(t.tokenizer.encode(&long).unwrap().len() > t.model.config.max_position_embeddings);
     let chunks: Vec<Vec<u32>> = t
-        .split_for_model(&long)
+        .split_for_model(&long, None)
         .unwrap()
         .into_iter()
         .map(|p| match p {

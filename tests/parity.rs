@@ -103,6 +103,7 @@ fn f32_generation_is_token_identical_to_transformers() {
                     num_beams: Some(4),
                     max_length: Some(20),
                     length_penalty: Some(0.6),
+                    ..Default::default()
                 },
             ),
         ];
@@ -143,6 +144,7 @@ fn f32_beam_search_matches_on_extra_sentences() {
                     num_beams: Some(4),
                     max_length: Some(20),
                     length_penalty: Some(0.6),
+                    ..Default::default()
                 },
             ),
             (
@@ -151,6 +153,7 @@ fn f32_beam_search_matches_on_extra_sentences() {
                     num_beams: Some(5),
                     max_length: Some(24),
                     length_penalty: Some(2.0),
+                    ..Default::default()
                 },
             ),
         ];

@@ -22,7 +22,9 @@ export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', imp
  * @typedef {'auto' | 'webgpu' | 'wasm'} Device
  * @typedef {'available' | 'downloadable' | 'unavailable'} Availability
  * @typedef {{ beams?: number, maxLength?: number, lengthPenalty?: number, batchSize?: number,
- *   signal?: AbortSignal }} TranslateOptions
+ *   targetLanguage?: string, signal?: AbortSignal }} TranslateOptions
+ *   `targetLanguage`: a multi-target model's output language for this call (one of
+ *   `translator.targetLanguages`, e.g. "fra"), instead of the one given to `create`.
  * @typedef {{ text: string, issues: string[] }} TranslateResult
  *   `issues`: why parts of the text were kept as they were instead of translated (a word longer
  *   than the model's positions, a text over 1 MiB); empty when the model translated all of it.
@@ -31,7 +33,13 @@ export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', imp
  *   `issues`: per input text, as in TranslateResult; null after translateStreaming (which does
  *   not report them).
  * @typedef {{ model?: string | URL, device?: Device, store?: boolean, signal?: AbortSignal,
- *   monitor?: (m: EventTarget) => void, adapter?: Uint8Array, threads?: number }} CreateOptions
+ *   monitor?: (m: EventTarget) => void, adapter?: Uint8Array, threads?: number,
+ *   targetLanguage?: string }} CreateOptions
+ *   `targetLanguage`: a multi-target model's output language (opus-mt-en-ROMANCE, tc-big
+ *   multi-target models: one of `translator.targetLanguages`, e.g. "fra"; the model's own codes),
+ *   put before every text as `>>fra<< ` is in transformers. A model with several needs one (here
+ *   or per call); a code the model lacks, or any code for a model with one target language, is a
+ *   TypeError naming the model's codes.
  *   `threads`: CPU threads to translate on (default: one per core, at most 8). More than one needs a
  *   cross-origin isolated page (COOP: same-origin, COEP: require-corp); elsewhere one thread runs and
  *   `threadsUnavailable` says why.
@@ -191,13 +199,24 @@ export class MarianTranslator {
     if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads >= 1)) {
       throw new TypeError(`threads must be a positive integer, not ${JSON.stringify(options.threads)}`);
     }
+    if (options.targetLanguage != null && typeof options.targetLanguage !== 'string') {
+      throw new TypeError(`targetLanguage must be a string, not ${JSON.stringify(options.targetLanguage)}`);
+    }
     const model = packageUrl(options.model ?? DEFAULT_MODEL);
     const monitor = new EventTarget();
     options.monitor?.(monitor);
     const client = startWorker();
     try {
       const info = await client.request(
-        { type: 'create', model, device, store: options.store !== false, adapter: options.adapter, threads: options.threads },
+        {
+          type: 'create',
+          model,
+          device,
+          store: options.store !== false,
+          adapter: options.adapter,
+          threads: options.threads,
+          targetLanguage: options.targetLanguage,
+        },
         {
           signal: options.signal,
           onMessage: (m) => {
@@ -208,6 +227,7 @@ export class MarianTranslator {
       const t = new MarianTranslator(client, model, info);
       t.device_ = device;
       t.threads_ = options.threads;
+      t.targetLanguage = options.targetLanguage ?? null;
       t.store = options.store !== false;
       if (options.adapter) t.adapterBytes = options.adapter;
       return t;
@@ -220,7 +240,7 @@ export class MarianTranslator {
   /**
    * @param {WorkerClient} client
    * @param {string} model
-   * @param {{ device: 'wasm' | 'webgpu', gpuAdapter: string | null, gpuUnavailable: string | null, threads: number, threadsUnavailable: string | null, wasmBuild: string, manifest: any, modelSha256: string, fromCache: boolean, loadMs: number }} info
+   * @param {{ device: 'wasm' | 'webgpu', gpuAdapter: string | null, gpuUnavailable: string | null, threads: number, threadsUnavailable: string | null, wasmBuild: string, manifest: any, targetLanguages: string[], modelSha256: string, fromCache: boolean, loadMs: number }} info
    * @private
    */
   constructor(client, model, info) {
@@ -245,6 +265,11 @@ export class MarianTranslator {
     this.wasmBuild = info.wasmBuild;
     /** The package manifest (architecture, generation defaults, quantization, files). */
     this.manifest = info.manifest;
+    /** A multi-target model's output languages (the codes of its `>>xxx<<` tokens, sorted);
+     * empty for a model with one target language. @type {string[]} */
+    this.targetLanguages = info.targetLanguages ?? [];
+    /** The output language given to `create` (multi-target models), or null. @type {string | null} */
+    this.targetLanguage = null;
     /** sha256 of the model's weights: adapters are made for exactly one base model. */
     this.modelSha256 = info.modelSha256;
     /** The adapter in use (its file's bytes), or null. @type {Uint8Array | null} */
@@ -387,11 +412,11 @@ export class MarianTranslator {
    * @param {Omit<import('./page-translator.js').PageTranslatorOptions, 'translate'> & TranslateOptions} [options]
    */
   async translatePage(root = document.body, options = {}) {
-    const { beams, maxLength, lengthPenalty, batchSize, signal, ...pageOptions } = options;
+    const { beams, maxLength, lengthPenalty, batchSize, targetLanguage, signal, ...pageOptions } = options;
     const page = new PageTranslator(root, {
       ...pageOptions,
       translate: async (texts) => {
-        const out = await this.translateWithIssues(texts, { beams, maxLength, lengthPenalty, batchSize, signal });
+        const out = await this.translateWithIssues(texts, { beams, maxLength, lengthPenalty, batchSize, targetLanguage, signal });
         out.forEach((r, i) => r.issues.length && page.kept.push({ text: texts[i], issues: r.issues }));
         return out.map((r) => r.text);
       },
@@ -539,7 +564,15 @@ export class MarianTranslator {
     this.client = startWorker();
     old.terminate();
     this.reloading = this.client
-      .request({ type: 'create', model: this.model, device: this.device_, store: true, adapter: this.adapterBytes, threads: this.threads_ })
+      .request({
+        type: 'create',
+        model: this.model,
+        device: this.device_,
+        store: true,
+        adapter: this.adapterBytes,
+        threads: this.threads_,
+        targetLanguage: this.targetLanguage ?? undefined,
+      })
       .catch((e) => console.error('marian-wasm: reloading the model after a cancel failed:', e));
   }
 

@@ -2,8 +2,9 @@
 // marian-wasm.js starts it and is its only intended client.
 //
 // Requests (page -> worker), each with a numeric id:
-//   { type: 'create',    id, model, device, store, threads }   load a package (from the store, else
-//                                                      the network); threads: see wasmBuild below
+//   { type: 'create',    id, model, device, store, threads, targetLanguage }
+//                                                      load a package (from the store, else the
+//                                                      network); threads: see wasmBuild below
 //   { type: 'translate', id, texts, options }         -> { texts, tokens, issues, ms }
 //   { type: 'stream',    id, text, options }          -> 'partial' messages, then { text, tokens, ms }
 //   { type: 'cancel',    id }                         handled at once, not queued: drops a queued
@@ -163,6 +164,13 @@ async function create(msg) {
       throw namedError('NotSupportedError', `WebGPU: ${e instanceof Error ? e.message : String(e)}`);
     }
     if (msg.adapter) translator.setAdapter(msg.adapter);
+    if (msg.targetLanguage != null) {
+      try {
+        translator.setTargetLanguage(msg.targetLanguage);
+      } catch (e) {
+        throw namedError('TypeError', e instanceof Error ? e.message : String(e));
+      }
+    }
     return {
       device: translator.device,
       gpuAdapter: translator.gpuAdapter ?? null,
@@ -171,6 +179,7 @@ async function create(msg) {
       threadsUnavailable,
       wasmBuild: build,
       manifest: pkg.manifest,
+      targetLanguages: translator.targetLanguages,
       modelSha256: translator.modelSha256,
       fromCache: pkg.fromCache,
       loadMs: performance.now() - t0,

@@ -39,6 +39,8 @@ struct Options {
     max_length: Option<usize>,
     length_penalty: Option<f32>,
     batch_size: Option<usize>,
+    /// A multi-target model's output language (`GenerateOptions::target_language`).
+    target_language: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -87,6 +89,7 @@ fn generate_options(o: Options) -> GenerateOptions {
         num_beams: o.beams,
         max_length: o.max_length,
         length_penalty: o.length_penalty,
+        target_language: o.target_language,
     }
 }
 
@@ -670,6 +673,32 @@ impl Translator {
     /// Source text -> ids, as MarianTokenizer.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsError> {
         self.inner.tokenizer.encode(text).map_err(js_err)
+    }
+
+    /// A multi-target model's output languages: the codes of its `>>xxx<<` tokens (`fra`, …),
+    /// sorted; empty for a model with one target language.
+    #[wasm_bindgen(getter, js_name = targetLanguages)]
+    pub fn target_languages(&self) -> Vec<String> {
+        self.inner
+            .tokenizer
+            .language_tokens()
+            .iter()
+            .map(|t| t[2..t.len() - 2].to_string())
+            .collect()
+    }
+
+    /// The output language of requests that name none (`Translator::target_language`: `fra`
+    /// or `>>fra<<`; `undefined` clears it). Errors, changing nothing, for a code the model does
+    /// not have (the message lists its codes) and for any code on a model without them.
+    #[wasm_bindgen(js_name = setTargetLanguage)]
+    pub fn set_target_language(&mut self, code: Option<String>) -> Result<(), JsError> {
+        if code.is_some() {
+            self.inner
+                .language_prefix(code.as_deref(), &[])
+                .map_err(js_err)?;
+        }
+        self.inner.target_language = code;
+        Ok(())
     }
 }
 

@@ -629,12 +629,19 @@ impl Shuffle {
     }
 }
 
+/// Each pair's source ids (after the translator's target-language token on a multi-target
+/// model, as translation puts it: `Translator::language_prefix`) and target ids.
 fn encode_pairs(t: &Translator, pairs: &[Pair]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
     let limit = t.model.config.max_position_embeddings;
+    let sources: Vec<&str> = pairs.iter().map(|p| p.source.as_str()).collect();
+    let language = t.language_prefix(None, &sources)?;
     pairs
         .iter()
         .map(|p| {
-            let s = t.tokenizer.encode(&p.source)?;
+            let s = match &language {
+                Some(token) => t.tokenizer.encode(&format!("{token} {}", p.source))?,
+                None => t.tokenizer.encode(&p.source)?,
+            };
             let y = t.tokenizer.encode_target(&p.target)?;
             if s.len() > limit || y.len() > limit {
                 return Err(Error::Input(format!(

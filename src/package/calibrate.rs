@@ -79,6 +79,7 @@ pub fn linear_input_grams(
         num_beams: Some(1),
         max_length: Some(MAX_TARGET_TOKENS.min(translator.model.config.max_position_embeddings)),
         length_penalty: None,
+        ..Default::default()
     })?;
     let mut targets = Vec::with_capacity(sources.len());
     for batch in sources.chunks(32) {

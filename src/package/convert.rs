@@ -72,7 +72,8 @@ fn load_state_dict(dir: &Path) -> Result<HashMap<String, Tensor>> {
 }
 
 /// Check a vocab.json: a JSON object of piece -> id, ids inside the model's vocabulary.
-fn check_vocab(path: &Path, size: usize) -> Result<Vec<u8>> {
+/// Returns its bytes and its pieces.
+fn check_vocab(path: &Path, size: usize) -> Result<(Vec<u8>, HashMap<String, u32>)> {
     let bytes = read(path)?;
     let file = path.display().to_string();
     let map: HashMap<String, u32> = serde_json::from_slice(&bytes)
@@ -83,7 +84,18 @@ fn check_vocab(path: &Path, size: usize) -> Result<Vec<u8>> {
             format!("piece '{p}' has id {id}, outside the model's vocabulary of {size}"),
         ));
     }
-    Ok(bytes)
+    Ok((bytes, map))
+}
+
+/// The codes of a source vocabulary's target-language tokens (`>>fra<<` → `fra`), sorted.
+fn target_languages(vocab: &HashMap<String, u32>) -> Vec<String> {
+    let mut codes: Vec<String> = vocab
+        .keys()
+        .filter(|p| crate::tokenizer::is_language_token(p))
+        .map(|p| p[2..p.len() - 2].to_string())
+        .collect();
+    codes.sort();
+    codes
 }
 
 /// A package in memory: its manifest, the manifest's JSON bytes and every other file.
@@ -192,16 +204,15 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         outputs.push((name.to_string(), json.into_bytes()));
     }
-    outputs.push((
-        "vocab.json".into(),
-        check_vocab(&hf_dir.join("vocab.json"), cfg.vocab_size)?,
-    ));
+    let (vocab_bytes, vocab) = check_vocab(&hf_dir.join("vocab.json"), cfg.vocab_size)?;
+    let target_languages = target_languages(&vocab);
+    outputs.push(("vocab.json".into(), vocab_bytes));
     let target_vocab = hf_dir.join("target_vocab.json");
     let has_target_vocab = !cfg.share_encoder_decoder_embeddings && target_vocab.exists();
     if has_target_vocab {
         outputs.push((
             "target_vocab.json".into(),
-            check_vocab(&target_vocab, cfg.target_vocab_size())?,
+            check_vocab(&target_vocab, cfg.target_vocab_size())?.0,
         ));
     }
 
@@ -349,6 +360,7 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             weights: WEIGHTS.into(),
             files: entries,
             provenance: provenance.clone(),
+            target_languages: target_languages.clone(),
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         Ok(Assembled {

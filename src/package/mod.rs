@@ -58,6 +58,12 @@ pub struct Manifest {
     /// Free text: where the package came from (tool version, source folder name).
     #[serde(default)]
     pub provenance: String,
+    /// A multi-target model's output languages: the codes of its `>>xxx<<` tokens (`fra`,
+    /// `spa`, …), sorted; empty (and absent from the file) for a model with one target
+    /// language. For catalogs and front ends that show the choice before loading the model;
+    /// translation reads the tokens from the vocabulary itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_languages: Vec<String>,
 }
 
 /// Names inside a package are plain file names: no folders, nothing to escape with.

@@ -26,6 +26,10 @@ pub struct FinetuneArgs {
     val: Option<PathBuf>,
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f64,
+    /// A multi-target model's output language (as `translate --target-language`): put before
+    /// every pair's source, in training and in the before/after translations.
+    #[arg(long)]
+    target_language: Option<String>,
     /// Where to write the adapter (a .safetensors file).
     #[arg(long)]
     out: PathBuf,
@@ -91,6 +95,10 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         }
     );
     let mut translator = crate::cli::load_translator_on(a.model.as_deref(), None, a.device)?;
+    if a.target_language.is_some() {
+        translator.language_prefix(a.target_language.as_deref(), &[])?;
+        translator.target_language = a.target_language.clone();
+    }
     let gen = GenerateOptions {
         num_beams: a.beams,
         ..Default::default()

@@ -110,6 +110,11 @@ mod cli {
             /// of keeping them exactly as written.
             #[arg(long)]
             no_protect: bool,
+            /// A multi-target model's output language (`fra` or `>>fra<<`: one of the package
+            /// manifest's `target_languages`), put before every line as `>>fra<< ` is in
+            /// transformers. Needed by models with several, refused by models with none.
+            #[arg(long)]
+            target_language: Option<String>,
         },
         /// Tokens per second of encoding + greedy decoding at a fixed output length.
         Bench(crate::bench::BenchArgs),
@@ -220,6 +225,13 @@ mod cli {
                     done.manifest.files.len() + 1,
                     done.total_bytes as f64 / 1e6
                 );
+                let languages = &done.manifest.target_languages;
+                if !languages.is_empty() {
+                    eprintln!(
+                        "a multi-target model: translate with --target-language, one of {}",
+                        languages.join(", ")
+                    );
+                }
                 Ok(())
             }
             Command::Translate {
@@ -231,6 +243,7 @@ mod cli {
                 batch_size,
                 ids,
                 no_protect,
+                target_language,
             } => {
                 let mut translator =
                     load_translator_on(model.as_deref(), adapter.as_deref(), device)?;
@@ -239,7 +252,10 @@ mod cli {
                     num_beams: beams,
                     max_length,
                     length_penalty: None,
+                    target_language,
                 };
+                // Checked before reading stdin: a missing or unknown code is the request's error.
+                translator.language_prefix(opts.target_language.as_deref(), &["x"])?;
                 translate_stdin(&translator, &opts, batch_size, ids)
             }
             Command::Bench(args) => crate::bench::run(args, load_package),
@@ -272,6 +288,9 @@ mod cli {
         /// `translate --no-protect`).
         #[arg(long)]
         no_protect: bool,
+        /// A multi-target model's output language (as `translate --target-language`).
+        #[arg(long)]
+        target_language: Option<String>,
         /// Print one JSON object {"bleu","chrf","sentences","beams","seconds"}; beams and
         /// seconds (translation time, model loading excluded) are null with --hyp.
         #[arg(long)]
@@ -310,6 +329,7 @@ mod cli {
                     num_beams: a.beams,
                     max_length: None,
                     length_penalty: None,
+                    target_language: a.target_language.clone(),
                 };
                 let beams = translator.generation_for(&opts)?.num_beams;
                 let texts: Vec<&str> = srcs.iter().map(|s| s.as_str()).collect();
