@@ -104,7 +104,8 @@ class WorkerClient {
       p.resolve(m.value);
     } else if (m.type === 'error') {
       this.pending.delete(m.id);
-      const e = m.name === 'Error' || m.name === 'TypeError' ? new Error(m.message) : domError(m.name, m.message);
+      const e =
+        m.name === 'TypeError' ? new TypeError(m.message) : m.name === 'Error' ? new Error(m.message) : domError(m.name, m.message);
       p.reject(e);
     } else {
       p.onMessage?.(m);

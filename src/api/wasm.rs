@@ -21,6 +21,41 @@ pub fn start() {
 #[cfg(feature = "threads")]
 pub use wasm_bindgen_rayon::init_thread_pool;
 
+/// The relaxed-SIMD proposal pass of greedy steps (`model::qgemm::relaxed_probe`): `mode`
+/// `"on"` or `"off"` forces it (tests that must run it on any CPU; measuring what it gains),
+/// `"auto"` measures (the default), `undefined` changes nothing. Set it before the first
+/// translation. Returns what holds: `"on (0.45)"`/`"off (1.08)"` (the kernels' time ratio),
+/// `"forced on"`, `"forced off"`, `"not measured yet"`, or in a build without relaxed SIMD
+/// `"not in this build"`. Errors for any other mode.
+#[wasm_bindgen(js_name = relaxedProposal)]
+pub fn relaxed_proposal(mode: Option<String>) -> Result<String, JsError> {
+    #[cfg(marian_relaxed_simd)]
+    {
+        use crate::model::qgemm::relaxed_probe;
+        match mode.as_deref() {
+            None => {}
+            Some("auto") => relaxed_probe::force(None),
+            Some("on") => relaxed_probe::force(Some(true)),
+            Some("off") => relaxed_probe::force(Some(false)),
+            Some(other) => {
+                return Err(js_err(format!(
+                    "relaxedProposal: unknown mode '{other}' (auto, on, off)"
+                )))
+            }
+        }
+        Ok(relaxed_probe::describe())
+    }
+    #[cfg(not(marian_relaxed_simd))]
+    {
+        match mode.as_deref() {
+            None | Some("auto") | Some("on") | Some("off") => Ok("not in this build".into()),
+            Some(other) => Err(js_err(format!(
+                "relaxedProposal: unknown mode '{other}' (auto, on, off)"
+            ))),
+        }
+    }
+}
+
 /// The threads this build computes on: rayon's pool size after `initThreadPool(n)` in the
 /// multi-threaded build, 1 in the single-threaded one.
 #[wasm_bindgen(js_name = computeThreads)]

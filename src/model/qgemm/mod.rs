@@ -41,6 +41,8 @@ mod avx2;
 mod avx512;
 mod levels;
 mod proposal;
+#[cfg(all(target_arch = "wasm32", marian_relaxed_simd))]
+pub use proposal::relaxed_probe;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
 #[cfg(test)]

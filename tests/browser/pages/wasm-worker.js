@@ -1,9 +1,11 @@
 // A Web Worker for tests and benchmarks that drive a wasm build directly (not through
 // marian-wasm.js): the multi-threaded build blocks on Atomics.wait, which the page's own thread may
 // not do. One request per worker:
-//   { build: 'pkg' | 'pkg-mt' | 'pkg-relaxed' | 'pkg-mt-relaxed', threads, model, texts, beams?, bench?: { batch, tokens } }
-// -> { ok: true, threads, loadS, loadMemoryMB, wasmMemoryMB, texts?, ids?, bench? } or
-//    { ok: false, error } (loadMemoryMB: the heap once the model is loaded, before any work).
+//   { build: 'pkg' | 'pkg-mt' | 'pkg-relaxed' | 'pkg-mt-relaxed', threads, model, texts, beams?,
+//     bench?: { batch, tokens }, relaxedProposal?: 'auto' | 'on' | 'off' }
+// -> { ok: true, threads, loadS, loadMemoryMB, wasmMemoryMB, relaxedProposal, texts?, ids?, bench? }
+//    or { ok: false, error } (loadMemoryMB: the heap once the model is loaded, before any work;
+//    relaxedProposal: what the relaxed twins decided about their proposal pass, relaxed_probe.rs).
 
 self.addEventListener('message', async (/** @type {MessageEvent<any>} */ ev) => {
   const req = ev.data;
@@ -13,6 +15,7 @@ self.addEventListener('message', async (/** @type {MessageEvent<any>} */ ev) => 
     // The module's linear memory never shrinks: its size after the work is the wasm heap's peak.
     const memoryMB = () => (exports.memory?.buffer?.byteLength ?? NaN) / 2 ** 20;
     if (req.build.startsWith('pkg-mt')) await m.initThreadPool(req.threads);
+    if (req.relaxedProposal) m.relaxedProposal(req.relaxedProposal);
     const t0 = performance.now();
     const t = await m.Translator.fromUrl(req.model, () => {}, 'wasm');
     const loadS = (performance.now() - t0) / 1000;
@@ -27,6 +30,7 @@ self.addEventListener('message', async (/** @type {MessageEvent<any>} */ ev) => 
       out.ids = Array.from(field('ids'), (a) => Array.from(a, Number));
     }
     out.wasmMemoryMB = memoryMB();
+    out.relaxedProposal = m.relaxedProposal();
     t.free();
     self.postMessage(out);
   } catch (e) {

@@ -7,7 +7,9 @@
 // Knobs: MARIAN_BENCH_PACKAGES (default "pkg-q8,pkg-q4"), MARIAN_BENCH_COUNT (sentences, 64),
 // MARIAN_BENCH_BATCHES ("1,16"), MARIAN_BENCH_TOKENS (32), MARIAN_BENCH_THREADS ("1,2": 1 = the
 // single-threaded build, N > 1 = the multi-threaded build on N threads), MARIAN_BENCH_SIMD ("plain,relaxed":
-// each build and its relaxed-SIMD twin, the latter when built), MARIAN_BENCH_JSON (write
+// each build and its relaxed-SIMD twin, the latter when built), MARIAN_BENCH_RELAXED_PROPOSAL
+// ("auto" by default: the twins time their proposal pass and keep it where it pays; "on"/"off"
+// force it, to measure what it gains), MARIAN_BENCH_JSON (write
 // the results there as JSON; scripts/bench_browser_peers.sh reads them). Sentences: the first lines of
 // $MARIAN_DATA/multi30k/test_2016_flickr.en, as the native harness takes them.
 
@@ -44,7 +46,7 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
     .slice(0, count);
   await page.goto(`${baseUrl}/test-pages/blank.html`);
   assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'the test server sends COOP/COEP');
-  /** @type {{ package: string, build: string, threads: number, batch: number, tokensPerS: number, seconds: number, loadS: number, loadMemoryMB: number, wasmMemoryMB: number }[]} */
+  /** @type {{ package: string, build: string, threads: number, batch: number, tokensPerS: number, seconds: number, loadS: number, loadMemoryMB: number, wasmMemoryMB: number, relaxedProposal: string }[]} */
   const results = [];
   for (const name of names) {
     for (const [threads, simd] of threadCounts.flatMap((t) => simds.map((s) => /** @type {const} */ ([t, s])))) {
@@ -56,18 +58,20 @@ export async function run({ page, baseUrl, assert, log, skip, dirs }) {
           model: `/packages/${name}/`,
           texts: sentences,
           bench: { batch, tokens },
+          // auto (default): the relaxed twins time their proposal pass and keep it where it pays.
+          relaxedProposal: process.env.MARIAN_BENCH_RELAXED_PROPOSAL || undefined,
         };
         const r = await inWasmWorker(page, req);
         assert.ok(r.ok, r.error);
         const b = r.bench;
         log(
           `BENCH chromium wasm ${name} ${build} threads ${r.threads} batch ${batch}: ${b.tokensPerS.toFixed(1)} tokens/s ` +
-            `(${b.tokens} tokens in ${b.seconds.toFixed(2)} s, load ${r.loadS.toFixed(2)} s, wasm memory ${r.loadMemoryMB.toFixed(0)} MB loaded, ${r.wasmMemoryMB.toFixed(0)} MB at the end)`,
+            `(${b.tokens} tokens in ${b.seconds.toFixed(2)} s, load ${r.loadS.toFixed(2)} s, wasm memory ${r.loadMemoryMB.toFixed(0)} MB loaded, ${r.wasmMemoryMB.toFixed(0)} MB at the end; relaxed proposal pass: ${r.relaxedProposal})`,
         );
         assert.equal(r.threads, threads);
         assert.equal(b.tokens, sentences.length * tokens);
         assert.equal(b.device, 'wasm');
-        results.push({ package: name, build, threads: r.threads, batch, tokensPerS: b.tokensPerS, seconds: b.seconds, loadS: r.loadS, loadMemoryMB: r.loadMemoryMB, wasmMemoryMB: r.wasmMemoryMB });
+        results.push({ package: name, build, threads: r.threads, batch, tokensPerS: b.tokensPerS, seconds: b.seconds, loadS: r.loadS, loadMemoryMB: r.loadMemoryMB, wasmMemoryMB: r.wasmMemoryMB, relaxedProposal: r.relaxedProposal });
       }
     }
   }

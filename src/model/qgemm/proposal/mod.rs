@@ -62,7 +62,8 @@ impl Pass {
     /// plain SIMD128 has no 8-bit dot product). Not on AVX2: `pmaddubsw` + `pmaddwd` do a quad
     /// in 3/4 of the 16-bit kernel's instructions, which the selection's own cost ate (measured:
     /// no gain). In Chromium the relaxed pass gained 20 % at batch 16 (1 thread) where V8 has
-    /// AVX-VNNI and nothing where it has not (BENCHMARKS.md, 2026-12-05 (late)).
+    /// AVX-VNNI (BENCHMARKS.md, 2026-12-05 (late)) and lost 8–13 % on a Zen 4 EPYC where it has
+    /// not (2026-12-06): it runs where a timing of its kernel says it pays (`relaxed_probe`).
     /// Switched off by `MARIAN_GREEDY_PROPOSAL=0` (to measure what it gains).
     fn for_kernel(kernel: Kernel) -> Option<Pass> {
         if std::env::var("MARIAN_GREEDY_PROPOSAL").as_deref() == Ok("0") {
@@ -71,8 +72,9 @@ impl Pass {
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => Some(Pass::Avx512Vnni),
+            // Where the engine's relaxed dot product is fast enough (measured once).
             #[cfg(all(target_arch = "wasm32", marian_relaxed_simd))]
-            Kernel::Simd128 => Some(Pass::Relaxed),
+            Kernel::Simd128 => relaxed_probe::pays_off().then_some(Pass::Relaxed),
             _ => None,
         }
     }
@@ -374,6 +376,8 @@ mod avx512;
 mod choose;
 #[cfg(all(target_arch = "wasm32", marian_relaxed_simd))]
 mod relaxed;
+#[cfg(all(target_arch = "wasm32", marian_relaxed_simd))]
+pub mod relaxed_probe;
 #[cfg(test)]
 mod speed;
 #[cfg(test)]
