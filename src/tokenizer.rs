@@ -82,6 +82,12 @@ pub fn starts_with_language_code(text: &str) -> bool {
     leading_code(text).is_some()
 }
 
+/// The language code `text` starts with (`>>eng<<`) and the text after it, as MarianTokenizer
+/// splits them; `None` without one.
+pub fn split_language_code(text: &str) -> Option<(&str, &str)> {
+    leading_code(text).map(|end| text.split_at(end))
+}
+
 /// The end of the language code a text segment starts with, as transformers 5's
 /// `MarianTokenizer.remove_language_code` finds it: the segment starts with `>>`, and the code
 /// runs to the first `<<` (whatever lies between). Codes elsewhere are ordinary text.

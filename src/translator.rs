@@ -500,6 +500,12 @@ impl Translator {
         text: &str,
         language: Option<&str>,
     ) -> Result<(Vec<Piece>, Vec<Span>)> {
+        // A text that names its own language (`>>eng<< …`, as transformers users write it)
+        // keeps it, for every piece of it, in place of the request's.
+        let (text, language) = match crate::tokenizer::split_language_code(text) {
+            Some((own, rest)) => (rest, Some(own)),
+            None => (text, language),
+        };
         if text.len() > MAX_INPUT_BYTES {
             let why = format!(
                 "text {} is {} bytes; at most {MAX_INPUT_BYTES} are translated at once: kept as is",

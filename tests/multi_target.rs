@@ -170,12 +170,20 @@ fn a_long_text_gets_the_language_token_in_every_piece() {
         .encode(&format!(">>eng<< {}", sentences[0]))
         .unwrap();
     let pieces = t.split_for_model(&long, Some(">>eng<<")).unwrap();
+    assert!(pieces.len() > 1);
     for piece in &pieces {
         match piece {
             marian_wasm::translator::Piece::Model(ids) => assert_eq!(ids[0], first[0]),
             other => panic!("unexpected {other:?}"),
         }
     }
+    // The text's own code serves every piece too, and wins over the request's: the same ids as
+    // the option gives.
+    let own = format!(">>eng<< {long}");
+    let by_own = t.translate(&[&own], &opts(1, None), 4).unwrap();
+    assert_eq!(by_own[0].ids, out[0].ids);
+    let both = t.translate(&[&own], &opts(1, Some("fra")), 4).unwrap();
+    assert_eq!(both[0].ids, out[0].ids);
 }
 
 /// The CLI contract: `convert` then `translate --target-language CODE --ids`, one line each;

@@ -417,7 +417,8 @@ impl Translator {
             .map_err(js_err)
     }
 
-    /// Translate a batch of strings; options `{beams, maxLength, lengthPenalty, batchSize}`.
+    /// Translate a batch of strings; options `{beams, maxLength, lengthPenalty, batchSize,
+    /// targetLanguage}`.
     pub async fn translate(
         &self,
         texts: Vec<String>,

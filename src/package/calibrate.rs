@@ -65,9 +65,19 @@ pub fn linear_input_grams(
     sentences: &[String],
 ) -> Result<HashMap<String, InputGram>> {
     let max_source = translator.model.config.max_position_embeddings.min(128);
+    // A multi-target model only ever sees sources after a language token: each sentence gets
+    // one, the model's languages in turn.
+    let languages = translator.tokenizer.language_tokens();
     let sources: Vec<Vec<u32>> = sentences
         .iter()
-        .filter_map(|s| translator.tokenizer.encode(s).ok())
+        .enumerate()
+        .filter_map(|(i, s)| match languages {
+            [] => translator.tokenizer.encode(s).ok(),
+            _ => {
+                let token = &languages[i % languages.len()];
+                translator.tokenizer.encode(&format!("{token} {s}")).ok()
+            }
+        })
         .filter(|ids| ids.len() > 1 && ids.len() <= max_source)
         .collect();
     if sources.is_empty() {
