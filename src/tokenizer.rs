@@ -77,6 +77,11 @@ pub fn is_language_token(piece: &str) -> bool {
     piece.len() > 4 && piece.starts_with(">>") && piece.ends_with("<<")
 }
 
+/// A language token's code: `>>fra<<` → `fra`.
+pub fn language_code(token: &str) -> &str {
+    token.trim_start_matches(">>").trim_end_matches("<<")
+}
+
 /// Whether `text` starts with a language code, as MarianTokenizer takes one (`leading_code`).
 pub fn starts_with_language_code(text: &str) -> bool {
     leading_code(text).is_some()
@@ -164,6 +169,15 @@ impl MarianTokenizer {
     /// is translated into that language (`encode`).
     pub fn language_tokens(&self) -> &[String] {
         &self.language_tokens
+    }
+
+    /// `encode` of `text` after a multi-target model's language token (`>>fra<< text`, as
+    /// transformers users write it), or of `text` alone without one.
+    pub fn encode_after(&self, language: Option<&str>, text: &str) -> Result<Vec<u32>> {
+        match language {
+            Some(token) => self.encode(&format!("{token} {text}")),
+            None => self.encode(text),
+        }
     }
 
     fn pieces(tok: &Tokenizer, text: &str) -> Result<Vec<String>> {

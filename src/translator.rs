@@ -206,10 +206,7 @@ impl Translator {
             return Ok(vec![Piece::Verbatim(text.to_string(), None)]);
         }
         let limit = self.model.config.max_position_embeddings;
-        let encode = |text: &str| match language {
-            Some(token) => self.tokenizer.encode(&format!("{token} {text}")),
-            None => self.tokenizer.encode(text),
-        };
+        let encode = |text: &str| self.tokenizer.encode_after(language, text);
         let ids = encode(text)?;
         if ids.len() <= limit {
             return Ok(vec![Piece::Model(ids)]);
@@ -273,7 +270,7 @@ impl Translator {
         let codes = || {
             tokens
                 .iter()
-                .map(|t| t.trim_start_matches(">>").trim_end_matches("<<"))
+                .map(|t| crate::tokenizer::language_code(t))
                 .collect::<Vec<_>>()
                 .join(", ")
         };

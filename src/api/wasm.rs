@@ -719,7 +719,7 @@ impl Translator {
             .tokenizer
             .language_tokens()
             .iter()
-            .map(|t| t[2..t.len() - 2].to_string())
+            .map(|t| crate::tokenizer::language_code(t).to_string())
             .collect()
     }
 

@@ -640,10 +640,9 @@ fn encode_pairs(t: &Translator, pairs: &[Pair]) -> Result<Vec<(Vec<u32>, Vec<u32
         .map(|p| {
             // A source with its own code keeps it (as translation does).
             let own = crate::tokenizer::starts_with_language_code(&p.source);
-            let s = match &language {
-                Some(token) if !own => t.tokenizer.encode(&format!("{token} {}", p.source))?,
-                _ => t.tokenizer.encode(&p.source)?,
-            };
+            let s = t
+                .tokenizer
+                .encode_after(language.as_deref().filter(|_| !own), &p.source)?;
             let y = t.tokenizer.encode_target(&p.target)?;
             if s.len() > limit || y.len() > limit {
                 return Err(Error::Input(format!(

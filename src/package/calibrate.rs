@@ -71,12 +71,9 @@ pub fn linear_input_grams(
     let sources: Vec<Vec<u32>> = sentences
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| match languages {
-            [] => translator.tokenizer.encode(s).ok(),
-            _ => {
-                let token = &languages[i % languages.len()];
-                translator.tokenizer.encode(&format!("{token} {s}")).ok()
-            }
+        .filter_map(|(i, s)| {
+            let token = (!languages.is_empty()).then(|| languages[i % languages.len()].as_str());
+            translator.tokenizer.encode_after(token, s).ok()
         })
         .filter(|ids| ids.len() > 1 && ids.len() <= max_source)
         .collect();

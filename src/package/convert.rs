@@ -92,7 +92,7 @@ fn target_languages(vocab: &HashMap<String, u32>) -> Vec<String> {
     let mut codes: Vec<String> = vocab
         .keys()
         .filter(|p| crate::tokenizer::is_language_token(p))
-        .map(|p| p[2..p.len() - 2].to_string())
+        .map(|p| crate::tokenizer::language_code(p).to_string())
         .collect();
     codes.sort();
     codes
