@@ -166,11 +166,11 @@ impl KvCache {
                         }
                     }
                     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0.0f32;
+                    // The exponentials in a loop of their own, which vectorizes; the sum in order.
                     for s in scores.iter_mut() {
-                        *s = (*s - max).exp();
-                        sum += *s;
+                        *s = super::activation::exp(*s - max);
                     }
+                    let sum = scores.iter().fold(0.0f32, |sum, &s| sum + s);
                     for s in scores.iter_mut() {
                         *s /= sum;
                     }

@@ -5,13 +5,17 @@
 //! .q_proj`); the GPU backend records the same steps in the same order under the same names
 //! (`gpu::model`).
 
+use super::activation;
 use super::kv_cache::KvCache;
 #[cfg(not(target_arch = "wasm32"))]
 use super::observe;
 use super::weights::{
     AttentionWeights, DecoderLayerWeights, EncoderLayerWeights, LinearWeights, NormWeights,
 };
-use super::{dense_f32, dequantize_matrix, linear_product, with_f32_values, LAYER_NORM_EPS};
+use super::{
+    dense_f32, dequantize_matrix, linear_product, linear_product_then, with_f32_values,
+    LAYER_NORM_EPS,
+};
 use crate::config::Activation;
 use crate::error::Result;
 use crate::package::quant::Matrix;
@@ -53,6 +57,15 @@ impl Linear {
         #[cfg(not(target_arch = "wasm32"))]
         observe::linear_input(&self.name, x)?;
         linear_product(&self.weight, x, &self.bias)
+    }
+
+    /// x [..., in] -> [..., out], then `epilogue` applied to the output's f32 values in place
+    /// (an element-wise activation, fused into the pass that adds the bias where the weight is
+    /// quantized).
+    fn forward_then(&self, x: &Tensor, epilogue: fn(&mut [f32])) -> Result<Tensor> {
+        #[cfg(not(target_arch = "wasm32"))]
+        observe::linear_input(&self.name, x)?;
+        linear_product_then(&self.weight, x, &self.bias, Some(epilogue))
     }
 
     /// The weight [out, in] in f32 (dequantized when quantized).
@@ -187,7 +200,12 @@ impl Attention {
 
 /// `fc2(activation_fn(fc1 x))`, the feed-forward block of both layer kinds.
 fn feed_forward(fc1: &Linear, fc2: &Linear, act: Activation, x: &Tensor) -> Result<Tensor> {
-    fc2.forward(&activate(act, &fc1.forward(x)?)?)
+    let hidden = match act {
+        // The vectorized SiLU (`activation`), in the pass that adds fc1's bias.
+        Activation::Swish => fc1.forward_then(x, activation::silu_in_place)?,
+        _ => activate(act, &fc1.forward(x)?)?,
+    };
+    fc2.forward(&hidden)
 }
 
 /// `encoder.layers.{i}`.

@@ -5,6 +5,7 @@
 //! attention KV cache that beam search can reorder, and multiplies quantized weights as
 //! stored in the package (GGML Q8_0/Q4_0 through candle's `QMatMul`).
 
+mod activation;
 pub mod kv_cache;
 mod layers;
 pub mod layout;
@@ -66,6 +67,17 @@ fn matrix_product(w: &Matrix, x: &Tensor) -> Result<Tensor> {
 /// quantized weight the bias is added to the product's values before they become a tensor —
 /// the same sums as candle's `broadcast_add`, without its second tensor and strided pass.
 fn linear_product(w: &Matrix, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    linear_product_then(w, x, bias, None)
+}
+
+/// `linear_product`, then `epilogue` over the result's f32 values in place: for a quantized
+/// weight in the same pass over each row as the bias (no tensor op between them).
+fn linear_product_then(
+    w: &Matrix,
+    x: &Tensor,
+    bias: &Tensor,
+    epilogue: Option<fn(&mut [f32])>,
+) -> Result<Tensor> {
     match w {
         Matrix::Quantized(q) => {
             let (mut y, shape) = quantized_product(q, x)?;
@@ -83,9 +95,21 @@ fn linear_product(w: &Matrix, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
                     }
                 }
             })?;
+            if let Some(epilogue) = epilogue {
+                epilogue(&mut y);
+            }
             Ok(Tensor::from_vec(y, shape, &Device::Cpu)?)
         }
-        Matrix::Dense(_) => Ok(matrix_product(w, x)?.broadcast_add(bias)?),
+        Matrix::Dense(_) => {
+            let y = matrix_product(w, x)?.broadcast_add(bias)?;
+            let Some(epilogue) = epilogue else {
+                return Ok(y);
+            };
+            let dtype = y.dtype();
+            let mut values = y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            epilogue(&mut values);
+            Ok(Tensor::from_vec(values, y.dims(), &Device::Cpu)?.to_dtype(dtype)?)
+        }
     }
 }
 
