@@ -4,8 +4,9 @@
 //!
 //! Written here because the scalar `expf` (glibc natively, compiler-builtins' libm in
 //! WebAssembly) was 3–4.5 % of a batch-16 step on both (BENCHMARKS.md, 2026-12-05 (evening) and
-//! 2026-12-06 (later)), and candle's `silu` runs tensors of 64 Ki elements or more on its own
-//! spinning thread pool, outside the row shards' control. The vectorized `exp` of `wide` would
+//! 2026-12-06 (later)), and candle's `silu` splits tensors of 64 Ki elements or more over its own
+//! spinning thread pool (unless `CANDLE_NUM_THREADS=1`, as the CLI sets), outside the row shards'
+//! control. The vectorized `exp` of `wide` would
 //! do the arithmetic, but it fuses multiply-adds only where the target has FMA (so the bits would
 //! depend on the CPU) and returns 0 above 87.3.
 //!
