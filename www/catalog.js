@@ -197,7 +197,9 @@ async function fetchCatalog(url, signal) {
  * How well an entry's tag serves a requested one (both canonical): 0 the same tag; 1, 2, … the
  * requested tag with that many subtags cut from its end (BCP 47 lookup: `zh-Hant-TW` → `zh-Hant`
  * → `zh`); 10 + n the same through the requested tag's likely subtags (`zh-TW` is `zh-Hant-TW`,
- * so a `zh-Hant` model serves it; `pt` is `pt-Latn-BR`, so a `pt-BR` one does); Infinity none.
+ * so a `zh-Hant` model serves it; `pt` is `pt-Latn-BR`, so a `pt-BR` one does); 20 a more
+ * specific offered tag that agrees with those (`zh-Hans-CN` for `zh`); 30 + n a lookup fallback
+ * into another script (`zh-TW` → `zh`, which is `zh-Hans`); Infinity none.
  * @param {string} requested
  * @param {string} offered
  */
@@ -211,8 +213,17 @@ export function languageDistance(requested, offered) {
     }
     return chain;
   };
+  const script = (/** @type {string} */ tag) => {
+    try {
+      return new Intl.Locale(tag).maximize().script;
+    } catch {
+      return undefined;
+    }
+  };
   const direct = lookup(requested).indexOf(offered);
-  if (direct >= 0) return direct;
+  // A fallback that changes the script (`zh-TW`, Traditional, to a `zh` model, which is
+  // Simplified) ranks after a likely-subtags match (`zh-Hant`), but still matches.
+  if (direct >= 0) return direct === 0 || script(requested) === script(offered) ? direct : 30 + direct;
   try {
     const max = new Intl.Locale(requested).maximize();
     const forms = [`${max.language}-${max.script}`, `${max.language}-${max.region}`, max.language];

@@ -5,7 +5,8 @@
 // in the page: availability for pairs and tag spellings, create by language giving the same text
 // as create by model URL, the single-target model preferred, the multi-target code chosen (also
 // per call from a BCP 47 tag), NotSupportedError / 'unavailable' for a pair nobody offers, the
-// catalog's manifest sha256 enforced, bad catalogs and contradictory options refused.
+// catalog's manifest sha256 enforced, bad catalogs and contradictory options refused; and the
+// matching rules on a made-up catalog (zh scripts and regions, pt, es, aliases).
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
@@ -138,6 +139,25 @@ export async function run({ page, baseUrl, assert, log, dirs }) {
     out.broken = await caught(() => avail('en', 'fr', broken));
     out.badFormat = await caught(() => avail('en', 'fr', { format: 'x', format_version: 1, models: [] }));
     out.missingCatalog = await caught(() => avail('en', 'fr', '/packages/catalogs/no-such.json'));
+
+    // Matching alone, on a catalog of made-up entries (nothing is downloaded).
+    const e = (/** @type {string} */ url, /** @type {string[]} */ t, /** @type {Record<string, string>=} */ codes) => ({
+      url, source_languages: ['en'], target_languages: t, ...(codes ? { target_codes: codes } : {}), size: 1, sha256: 'a'.repeat(64), quant: 'q8',
+    });
+    const made = api.parseCatalog({
+      format: 'marian-wasm-catalog',
+      format_version: 1,
+      models: [
+        e('/m/mul/', ['zh-Hans', 'zh-Hant', 'pt-BR', 'es'], { 'zh-Hans': 'cmn_Hans', 'zh-Hant': 'cmn_Hant', 'pt-BR': 'pt_br', es: 'spa' }),
+        e('/m/zh/', ['zh']),
+        e('/m/es/', ['es']),
+      ],
+    });
+    out.matching = {};
+    for (const t of ['zh-Hant-TW', 'zh-TW', 'zh', 'zh-CN', 'ZH_hans', 'cmn-Hant', 'pt', 'pt-PT', 'es-MX', 'he', 'iw']) {
+      const m = api.findModel(made, 'en', api.canonicalLanguage(t));
+      out.matching[t] = m && `${new URL(m.entry.url).pathname} ${m.targetLanguage} ${m.targetCode}`;
+    }
     return out;
   });
   log(JSON.stringify(r.availability), r.fr.texts[0]);
@@ -182,4 +202,17 @@ export async function run({ page, baseUrl, assert, log, dirs }) {
   assert.match(r.broken, /^TypeError: catalog: models\[0\] \(\/packages\/tiny-multi-f32\/\): "size"/);
   assert.match(r.badFormat, /^TypeError: .*not a marian-wasm catalog/);
   assert.match(r.missingCatalog, /no-such\.json: HTTP 404/);
+  assert.deepEqual(r.matching, {
+    'zh-Hant-TW': '/m/mul/ zh-Hant cmn_Hant', // lookup: zh-Hant before zh
+    'zh-TW': '/m/mul/ zh-Hant cmn_Hant', // likely subtags: zh-TW is Traditional; zh is not
+    zh: '/m/zh/ zh null',
+    'zh-CN': '/m/zh/ zh null',
+    ZH_hans: '/m/mul/ zh-Hans cmn_Hans',
+    'cmn-Hant': '/m/mul/ zh-Hant cmn_Hant', // Intl: cmn → zh
+    pt: '/m/mul/ pt-BR pt_br', // pt is pt-Latn-BR
+    'pt-PT': null,
+    'es-MX': '/m/es/ es null', // the single-target model before the multi-target one
+    he: null,
+    iw: null,
+  });
 }
