@@ -27,7 +27,9 @@ use crate::package::{sha256_hex, Manifest, MANIFEST};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The `format` every catalog file carries.
 pub const FORMAT: &str = "marian-wasm-catalog";
+/// The `format_version` this build reads and writes (www/catalog.js reads the same).
 pub const FORMAT_VERSION: u32 = 1;
 
 /// A catalog file: its format tag and version, and its entries in the order written.
@@ -299,6 +301,7 @@ pub struct EntryOptions {
     /// `(tag, code)`: use this model code for this tag, instead of the derived mapping (codes
     /// ISO 639 lacks, or two codes that map to one tag).
     pub map: Vec<(String, String)>,
+    /// The entry's `quality` note (blank: none).
     pub quality: Option<String>,
 }
 
@@ -306,6 +309,7 @@ pub struct EntryOptions {
 #[derive(Debug, Clone)]
 pub struct NewEntry {
     pub entry: CatalogEntry,
+    /// One sentence each: a language guessed from the provenance, codes left out and why.
     pub notes: Vec<String>,
 }
 
