@@ -27,8 +27,8 @@ OUT="$ROOT/target/npm"
 PKG="$OUT/marian-wasm"
 rm -rf "$PKG"
 mkdir -p "$PKG/pkg" "$PKG/models"
-cp www/marian-wasm.js www/page.js www/page-translator.js www/store.js www/adapters.js www/worker.js \
-    www/wasm-features.js "$PKG/"
+cp www/marian-wasm.js www/page.js www/page-translator.js www/store.js www/adapters.js www/catalog.js \
+    www/worker.js www/wasm-features.js "$PKG/"
 mkdir -p "$PKG/pkg-relaxed"
 for b in pkg pkg-relaxed; do
     cp "www/$b/marian_wasm.js" "www/$b/marian_wasm_bg.wasm" "www/$b/marian_wasm.d.ts" "$PKG/$b/"

@@ -8,6 +8,8 @@
 pub mod adapter;
 pub mod adaptive_threads;
 pub mod backend;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod finetune;

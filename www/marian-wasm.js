@@ -5,18 +5,32 @@
 //   await t.translate('A man is riding a bicycle.');     // → "Un homme fait du vélo."
 //
 // The shape follows Chrome's built-in Translator API (availability / create / translate /
-// translateStreaming / destroy). The model runs in a Web Worker this module starts itself, so the
+// translateStreaming / destroy): `create({ sourceLanguage: 'en', targetLanguage: 'de', catalog })`
+// picks the package from a model catalog (catalog.js), or `create({ model })` names one. The model runs in a Web Worker this module starts itself, so the
 // page's main thread never blocks; packages are kept in the Cache API (store.js) after the first load.
 
 import { deleteModel, hasModel, listModels, packageUrl } from './store.js';
+import {
+  builtinCatalog,
+  canonicalLanguage,
+  catalogPairs,
+  findModel,
+  languageDistance,
+  loadCatalog,
+  parseCatalog,
+} from './catalog.js';
 import { PageTranslator } from './page-translator.js';
 import { deleteAdapter, getAdapter, listAdapters, readAdapterManifest, saveAdapter } from './adapters.js';
 
 export { PageTranslator, listModels, deleteModel };
+export { loadCatalog, parseCatalog, findModel, canonicalLanguage };
 export { saveAdapter, listAdapters, getAdapter, deleteAdapter, readAdapterManifest };
 
 /** The package shipped with this module (the embedded default en→fr model). */
 export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', import.meta.url).href;
+
+/** The catalog used when none is given: the embedded default en→fr model only. */
+export const BUILTIN_CATALOG = builtinCatalog(DEFAULT_MODEL);
 
 /**
  * @typedef {'auto' | 'webgpu' | 'wasm'} Device
@@ -24,7 +38,8 @@ export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', imp
  * @typedef {{ beams?: number, maxLength?: number, lengthPenalty?: number, batchSize?: number,
  *   targetLanguage?: string, signal?: AbortSignal }} TranslateOptions
  *   `targetLanguage`: a multi-target model's output language for this call (one of
- *   `translator.targetLanguages`, e.g. "fra"), instead of the one given to `create`.
+ *   `translator.targetLanguages`, e.g. "fra"; for a translator created by language also one of
+ *   its catalog entry's BCP 47 tags, e.g. "es"), instead of the one given to `create`.
  * @typedef {{ text: string, issues: string[] }} TranslateResult
  *   `issues`: why parts of the text were kept as they were instead of translated (a word longer
  *   than the model's positions, a text over 1 MiB); empty when the model translated all of it.
@@ -32,14 +47,31 @@ export const DEFAULT_MODEL = new URL(/* @vite-ignore */ './models/default/', imp
  * @typedef {{ tokens: number, ms: number, device: string, issues: string[][] | null }} RunFigures
  *   `issues`: per input text, as in TranslateResult; null after translateStreaming (which does
  *   not report them).
- * @typedef {{ model?: string | URL, device?: Device, store?: boolean, signal?: AbortSignal,
+ * @typedef {import('./catalog.js').Catalog} Catalog
+ * @typedef {import('./catalog.js').CatalogEntry} CatalogEntry
+ * @typedef {{ model?: string | URL, sourceLanguage?: string, targetLanguage?: string,
+ *   catalog?: string | URL | Catalog, signal?: AbortSignal }} AvailabilityOptions
+ *   Either `model` (a package URL) or `sourceLanguage` + `targetLanguage` (BCP 47 tags; the
+ *   package is picked from `catalog`, default BUILTIN_CATALOG), not both (TypeError).
+ * @typedef {{ model?: string | URL, sourceLanguage?: string, catalog?: string | URL | Catalog,
+ *   device?: Device, store?: boolean, signal?: AbortSignal,
  *   monitor?: (m: EventTarget) => void, adapter?: Uint8Array, threads?: number,
  *   targetLanguage?: string }} CreateOptions
- *   `targetLanguage`: a multi-target model's output language (opus-mt-en-ROMANCE, tc-big
- *   multi-target models: one of `translator.targetLanguages`, e.g. "fra"; the model's own codes),
- *   put before every text as `>>fra<< ` is in transformers. A model with several needs one (here
- *   or per call); a code the model lacks, or any code for a model with one target language, is a
- *   TypeError naming the model's codes.
+ *   By language: `sourceLanguage` and `targetLanguage` are BCP 47 tags (canonicalized: "FR-ca",
+ *   "iw", "pt_BR" are fine; an invalid tag is a RangeError), matched against `catalog` (a URL, or
+ *   a parsed catalog object; default BUILTIN_CATALOG, the embedded en→fr model) with BCP 47 lookup
+ *   fallback ("fr-CA" → "fr", "zh-Hant-TW" → "zh-Hant" → "zh") and likely subtags ("zh-TW" → a
+ *   "zh-Hant" model), preferring the closest tags, then a single-target model; a multi-target
+ *   model gets the matching code of its own (`>>fra<<`). No model for the pair: a
+ *   NotSupportedError DOMException naming the pair. With a catalog, the downloaded manifest.json
+ *   must have the catalog's sha256.
+ *   By model: `model` is a package URL and `targetLanguage`, if given, a multi-target model's own
+ *   code (opus-mt-en-ROMANCE, tc-big multi-target models: one of `translator.targetLanguages`,
+ *   e.g. "fra"), put before every text as `>>fra<< ` is in transformers. A model with several
+ *   needs one (here or per call); a code the model lacks, or any code for a model with one target
+ *   language, is a TypeError naming the model's codes. `model` together with `sourceLanguage` or
+ *   `catalog` is a TypeError (one way to choose the model at a time).
+ *   Neither: the embedded default en→fr model.
  *   `threads`: CPU threads to translate on (default: one per core, at most 8). More than one needs a
  *   cross-origin isolated page (COOP: same-origin, COEP: require-corp); elsewhere one thread runs and
  *   `threadsUnavailable` says why.
@@ -176,14 +208,17 @@ function generationOptions(o = {}) {
 
 export class MarianTranslator {
   /**
-   * Can a translator be created for this model here, and must it be downloaded first?
-   * @param {{ model?: string | URL }} [options]
+   * Can a translator be created for this model or language pair here, and must it be downloaded
+   * first? "unavailable" when no model in the catalog translates the pair (never an exception)
+   * or the browser cannot run one; an invalid tag is a RangeError, contradictory options a
+   * TypeError, a catalog that cannot be loaded or is not valid an error naming it.
+   * @param {AvailabilityOptions} [options]
    * @returns {Promise<Availability>}
    */
   static async availability(options = {}) {
-    if (!wasmSupported() || typeof Worker === 'undefined') return 'unavailable';
-    const url = packageUrl(options.model ?? DEFAULT_MODEL);
-    return (await hasModel(url)) ? 'available' : 'downloadable';
+    const choice = await chooseModel(options);
+    if (!wasmSupported() || typeof Worker === 'undefined' || !choice) return 'unavailable';
+    return (await hasModel(choice.model, choice.manifestSha256)) ? 'available' : 'downloadable';
   }
 
   /**
@@ -203,7 +238,15 @@ export class MarianTranslator {
     if (options.targetLanguage != null && typeof options.targetLanguage !== 'string') {
       throw new TypeError(`targetLanguage must be a string, not ${JSON.stringify(options.targetLanguage)}`);
     }
-    const model = packageUrl(options.model ?? DEFAULT_MODEL);
+    const choice = await chooseModel(options);
+    if (!choice) {
+      const c = await loadCatalog(options.catalog ?? BUILTIN_CATALOG);
+      throw domError(
+        'NotSupportedError',
+        `no model in the catalog translates ${options.sourceLanguage} → ${options.targetLanguage} (it offers ${catalogPairs(c)})`,
+      );
+    }
+    const model = choice.model;
     const monitor = new EventTarget();
     options.monitor?.(monitor);
     const client = startWorker();
@@ -216,7 +259,8 @@ export class MarianTranslator {
           store: options.store !== false,
           adapter: options.adapter,
           threads: options.threads,
-          targetLanguage: options.targetLanguage,
+          targetLanguage: choice.targetCode ?? undefined,
+          manifestSha256: choice.manifestSha256,
         },
         {
           signal: options.signal,
@@ -228,7 +272,11 @@ export class MarianTranslator {
       const t = new MarianTranslator(client, model, info);
       t.device_ = device;
       t.threads_ = options.threads;
-      t.targetLanguage = options.targetLanguage ?? null;
+      t.sourceLanguage = choice.sourceLanguage;
+      t.targetLanguage = choice.targetLanguage;
+      t.targetCode = choice.targetCode;
+      t.catalogEntry = choice.entry;
+      t.manifestSha256_ = choice.manifestSha256;
       t.store = options.store !== false;
       if (options.adapter) t.adapterBytes = options.adapter;
       return t;
@@ -269,8 +317,21 @@ export class MarianTranslator {
     /** A multi-target model's output languages (the codes of its `>>xxx<<` tokens, sorted);
      * empty for a model with one target language. @type {string[]} */
     this.targetLanguages = info.targetLanguages ?? [];
-    /** The output language given to `create` (multi-target models), or null. @type {string | null} */
+    /** The source language as a BCP 47 tag (canonical): the one asked for when created by
+     * language, "en" for the default model, null when created by `model` URL. @type {string | null} */
+    this.sourceLanguage = null;
+    /** The target language: the BCP 47 tag asked for when created by language ("fr" for the
+     * default model), else the model's own code given to `create` (multi-target models), or null.
+     * @type {string | null} */
     this.targetLanguage = null;
+    /** The model's own code put before every text (`"fra"` for `>>fra<<`; multi-target models),
+     * or null. @type {string | null} */
+    this.targetCode = null;
+    /** The catalog entry the model was picked from (absolute URL, canonical tags), or null when
+     * created by `model` URL. @type {CatalogEntry | null} */
+    this.catalogEntry = null;
+    /** The catalog's sha256 of manifest.json, checked on reload. @private @type {string | undefined} */
+    this.manifestSha256_ = undefined;
     /** sha256 of the model's weights: adapters are made for exactly one base model. */
     this.modelSha256 = info.modelSha256;
     /** The adapter in use (its file's bytes), or null. @type {Uint8Array | null} */
@@ -297,6 +358,32 @@ export class MarianTranslator {
   live() {
     if (this.destroyed) throw domError('InvalidStateError', 'the translator was destroyed');
     return this.client;
+  }
+
+  /**
+   * A per-call `targetLanguage` that is one of the catalog entry's BCP 47 tags (or falls back to
+   * one: "es-MX" → "es") becomes the model's code; anything else goes to the model as given.
+   * @private
+   * @param {TranslateOptions | undefined} options
+   * @returns {TranslateOptions | undefined}
+   */
+  withCode(options) {
+    const asked = options?.targetLanguage;
+    const codes = this.catalogEntry?.target_codes;
+    if (asked == null || !codes) return options;
+    let tag;
+    try {
+      tag = canonicalLanguage(asked);
+    } catch {
+      return options;
+    }
+    let best = '';
+    let d = Infinity;
+    for (const t of Object.keys(codes)) {
+      const k = languageDistance(tag, t);
+      if (k < d) [d, best] = [k, t];
+    }
+    return d === Infinity ? options : { ...options, targetLanguage: codes[best] };
   }
 
   /**
@@ -358,7 +445,7 @@ export class MarianTranslator {
    */
   async run(texts, options, method) {
     for (const t of texts) if (typeof t !== 'string') throw new TypeError(`${method}() takes a string or an array of strings`);
-    const { options: o, signal } = generationOptions(options);
+    const { options: o, signal } = generationOptions(this.withCode(options));
     const r = await this.live().request({ type: 'translate', texts, options: o }, { signal });
     /** @type {string[][]} */
     const issues = texts.map((_, i) => r.issues?.[i] ?? []);
@@ -377,7 +464,7 @@ export class MarianTranslator {
   translateStreaming(text, options) {
     if (typeof text !== 'string') throw new TypeError('translateStreaming() takes a string');
     const client = this.live();
-    const { options: o, signal } = generationOptions(options);
+    const { options: o, signal } = generationOptions(this.withCode(options));
     let sent = '';
     return new ReadableStream({
       start: async (controller) => {
@@ -572,7 +659,8 @@ export class MarianTranslator {
         store: true,
         adapter: this.adapterBytes,
         threads: this.threads_,
-        targetLanguage: this.targetLanguage ?? undefined,
+        targetLanguage: this.targetCode ?? undefined,
+        manifestSha256: this.manifestSha256_,
       })
       .catch((e) => console.error('marian-wasm: reloading the model after a cancel failed:', e));
   }
@@ -592,6 +680,48 @@ export class MarianTranslator {
     this.destroyed = true;
     this.client.terminate();
   }
+}
+
+/**
+ * The package a create/availability call asks for: by `model` URL, by language pair from a
+ * catalog, or the default model. null when the catalog has no model for the pair.
+ * @param {AvailabilityOptions & { targetLanguage?: string }} options
+ * @returns {Promise<{ model: string, manifestSha256?: string, sourceLanguage: string | null,
+ *   targetLanguage: string | null, targetCode: string | null, entry: CatalogEntry | null } | null>}
+ */
+async function chooseModel(options) {
+  const { model, sourceLanguage, targetLanguage, catalog } = options;
+  const byLanguage = sourceLanguage != null || catalog != null;
+  if (model != null) {
+    if (byLanguage) {
+      throw new TypeError('give either model (a package URL) or sourceLanguage and targetLanguage (a catalog picks the package), not both');
+    }
+    const code = targetLanguage ?? null;
+    return { model: packageUrl(model), sourceLanguage: null, targetLanguage: code, targetCode: code, entry: null };
+  }
+  if (!byLanguage) {
+    if (targetLanguage != null) {
+      throw new TypeError('targetLanguage needs sourceLanguage (to pick a model by language) or model (a multi-target package whose code it is)');
+    }
+    // The built-in catalog's one entry, loaded like any package given by URL.
+    return { model: DEFAULT_MODEL, sourceLanguage: 'en', targetLanguage: 'fr', targetCode: null, entry: BUILTIN_CATALOG.models[0] };
+  }
+  if (sourceLanguage == null || targetLanguage == null) {
+    throw new TypeError('choosing a model by language needs both sourceLanguage and targetLanguage (BCP 47 tags)');
+  }
+  const source = canonicalLanguage(sourceLanguage);
+  const target = canonicalLanguage(targetLanguage);
+  const c = await loadCatalog(catalog ?? BUILTIN_CATALOG, { signal: options.signal });
+  const m = findModel(c, source, target);
+  if (!m) return null;
+  return {
+    model: packageUrl(m.entry.url),
+    manifestSha256: m.entry.sha256,
+    sourceLanguage: source,
+    targetLanguage: target,
+    targetCode: m.targetCode,
+    entry: m.entry,
+  };
 }
 
 /**

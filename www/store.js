@@ -116,13 +116,16 @@ async function fetchBytes(url, onChunk, signal, expectedSize) {
  * Load a package: from the store when it holds a complete, verified copy, else from the network
  * (then stored, manifest last). Every file is checked against the manifest's size and sha256.
  * @param {string | URL} url  the package folder
- * @param {{ onProgress?: (p: LoadProgress) => void, signal?: AbortSignal, store?: boolean }} [options]
- *   store: keep a downloaded package in the store (default true)
+ * @param {{ onProgress?: (p: LoadProgress) => void, signal?: AbortSignal, store?: boolean,
+ *   manifestSha256?: string }} [options]
+ *   store: keep a downloaded package in the store (default true); manifestSha256: the sha256 a
+ *   catalog gives for manifest.json (which pins every file): a stored copy with another manifest
+ *   is replaced, a downloaded one refused
  * @returns {Promise<LoadedPackage>}
  */
 export async function loadPackage(url, options = {}) {
   const base = packageUrl(url);
-  const { onProgress, signal } = options;
+  const { onProgress, signal, manifestSha256 } = options;
   const store = options.store !== false && hasCacheApi();
   const cache = hasCacheApi() ? await caches.open(CACHE_NAME) : null;
 
@@ -131,6 +134,9 @@ export async function loadPackage(url, options = {}) {
   if (cache && cachedManifest) {
     try {
       const manifestBytes = new Uint8Array(await cachedManifest.arrayBuffer());
+      if (manifestSha256 && (await sha256Hex(manifestBytes)) !== manifestSha256) {
+        throw new Error('the stored manifest.json is not the one the catalog names (the package was updated?)');
+      }
       const manifest = parseManifest(manifestBytes, base);
       const total = manifest.files.reduce((s, f) => s + f.size, 0);
       /** @type {Record<string, Uint8Array>} */
@@ -157,6 +163,14 @@ export async function loadPackage(url, options = {}) {
 
   // 2. From the network (reusing files an earlier, interrupted download verified and stored).
   const manifestBytes = await fetchBytes(base + MANIFEST, () => {}, signal, 1 << 20);
+  if (manifestSha256) {
+    const got = await sha256Hex(manifestBytes);
+    if (got !== manifestSha256) {
+      throw new Error(
+        `${base}${MANIFEST}: sha256 ${got} is not the catalog's ${manifestSha256} (the package changed after the catalog was written: run \`marian-wasm catalog add\` again)`,
+      );
+    }
+  }
   const manifest = parseManifest(manifestBytes, base);
   const total = manifest.files.reduce((s, f) => s + f.size, 0);
   /** @type {Record<string, Uint8Array>} */
@@ -227,13 +241,16 @@ export async function listModels() {
 }
 
 /**
- * Is a complete copy of this package in the store?
+ * Is a complete copy of this package in the store (with this manifest, when its sha256 is given)?
  * @param {string | URL} url
+ * @param {string} [manifestSha256]  the sha256 of manifest.json a catalog gives
  */
-export async function hasModel(url) {
+export async function hasModel(url, manifestSha256) {
   if (!hasCacheApi()) return false;
   const cache = await caches.open(CACHE_NAME);
-  return (await cache.match(packageUrl(url) + MANIFEST)) !== undefined;
+  const r = await cache.match(packageUrl(url) + MANIFEST);
+  if (!r) return false;
+  return !manifestSha256 || (await sha256Hex(new Uint8Array(await r.arrayBuffer()))) === manifestSha256;
 }
 
 /**

@@ -2,9 +2,10 @@
 // marian-wasm.js starts it and is its only intended client.
 //
 // Requests (page -> worker), each with a numeric id:
-//   { type: 'create',    id, model, device, store, threads, targetLanguage }
+//   { type: 'create',    id, model, device, store, threads, targetLanguage, manifestSha256 }
 //                                                      load a package (from the store, else the
-//                                                      network); threads: see wasmBuild below
+//                                                      network); threads: see wasmBuild below;
+//                                                      manifestSha256: a catalog's pin (store.js)
 //   { type: 'translate', id, texts, options }         -> { texts, tokens, issues, ms }
 //   { type: 'stream',    id, text, options }          -> 'partial' messages, then { text, tokens, ms }
 //   { type: 'cancel',    id }                         handled at once, not queued: drops a queued
@@ -153,6 +154,7 @@ async function create(msg) {
     const pkg = await loadPackage(msg.model, {
       signal: abort.signal,
       store: msg.store !== false,
+      manifestSha256: msg.manifestSha256,
       onProgress: (p) => post({ type: 'progress', id: msg.id, ...p }),
     });
     /** @type {Record<string, Uint8Array>} */

@@ -1,4 +1,5 @@
-//! The `marian-wasm` command line: convert, translate, eval, bench (see DESIGN.md's contract).
+//! The `marian-wasm` command line: convert, translate, eval, finetune, bench, catalog (see
+//! DESIGN.md's contract).
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
@@ -21,7 +22,7 @@ mod cli {
     #[command(
         name = "marian-wasm",
         version,
-        about = "Marian (OPUS-MT) translation: convert, translate, eval, finetune, bench"
+        about = "Marian (OPUS-MT) translation: convert, translate, eval, finetune, bench, catalog"
     )]
     struct Cli {
         #[command(subcommand)]
@@ -124,6 +125,11 @@ mod cli {
         /// Fine-tune the decoder head on sentence pairs (TSV `source<TAB>target` or JSON lines
         /// `{"source","target"}`); writes an adapter for `translate --adapter`.
         Finetune(crate::finetune_cmd::FinetuneArgs),
+        /// Model catalogs: the JSON index a web page picks a package from by language pair.
+        Catalog {
+            #[command(subcommand)]
+            command: crate::catalog_cmd::CatalogCommand,
+        },
     }
 
     /// The package (or the embedded default) with an adapter on top when one is given.
@@ -261,6 +267,7 @@ mod cli {
             Command::Bench(args) => crate::bench::run(args, load_package),
             Command::Eval(args) => eval(args),
             Command::Finetune(args) => crate::finetune_cmd::run(args),
+            Command::Catalog { command } => crate::catalog_cmd::run(command),
         }
     }
 
@@ -463,5 +470,7 @@ mod cli {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+mod catalog_cmd;
 #[cfg(not(target_arch = "wasm32"))]
 mod finetune_cmd;

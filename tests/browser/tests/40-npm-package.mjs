@@ -38,7 +38,7 @@ export async function run({ page, baseUrl, assert, log, dirs }) {
     stdio: 'inherit',
   });
   const installed = path.join(consumer, 'node_modules/marian-wasm');
-  for (const f of ['package.json', 'marian-wasm.js', 'marian-wasm.d.ts', 'page.js', 'worker.js', 'pkg/marian_wasm_bg.wasm', 'pkg-mt/marian_wasm_bg.wasm', 'pkg-relaxed/marian_wasm_bg.wasm', 'pkg-mt-relaxed/marian_wasm_bg.wasm', 'models/default/manifest.json']) {
+  for (const f of ['package.json', 'marian-wasm.js', 'marian-wasm.d.ts', 'page.js', 'catalog.js', 'catalog.d.ts', 'worker.js', 'pkg/marian_wasm_bg.wasm', 'pkg-mt/marian_wasm_bg.wasm', 'pkg-relaxed/marian_wasm_bg.wasm', 'pkg-mt-relaxed/marian_wasm_bg.wasm', 'models/default/manifest.json']) {
     assert.ok(existsSync(path.join(installed, f)), `the installed package lacks ${f}`);
   }
 
