@@ -31,8 +31,8 @@ How a scenario is made
   "wrote" are grammatical.
 - Sentences: the candidates are shuffled with random.Random(scenario seed); the first N are
   taken. Held-out term sentences are all val + test_2016_flickr sentences with the source word,
-  topped up to 40 with training sentences that no scenario pair uses (marked in scenario.json;
-  the base models have seen them in pre-training, fine-tuning has not). Held-out other sentences:
+  topped up to 40 with training sentences this scenario's pairs do not use (counted in
+  scenario.json; the base models have seen them in pre-training, fine-tuning has not). Held-out other sentences:
   200 val + test sentences without the source word, a seeded sample (for race/course every
   held-out sentence whose reference says "course(s)" without "race" is included first).
 """

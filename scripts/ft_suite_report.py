@@ -204,6 +204,10 @@ def main():
         s = summary([r for r in results if r["split"] == sel], title)
         if s:
             print(s)
+    for mname, _ in models:
+        s = summary([r for r in results if r["model"] == mname], mname)
+        if s:
+            print(s)
     print(summary(results, "all"))
     fails = [f"{r['model']}/{r['scenario']} ({'adoption' if (r['adopt'] or 0) < 80 else ''}"
              f"{'+' if (r['adopt'] or 0) < 80 and r['coll'] < 90 else ''}"
