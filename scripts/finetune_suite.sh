@@ -5,8 +5,8 @@
 #   bash scripts/finetune_suite.sh [--fast] [--split tuning|held-out|all] [--models a,b]
 #                                  [--scenarios x,y] [--label NAME] [-- finetune flags]
 #
-#   bash scripts/finetune_suite.sh                     # all 9 scenarios x 3 models, defaults
-#   bash scripts/finetune_suite.sh --fast              # CI subset: 3 scenarios on tiny-opus-q8 (~1 min)
+#   bash scripts/finetune_suite.sh                     # all 9 scenarios x 3 models, defaults (~1-2.5 min)
+#   bash scripts/finetune_suite.sh --fast              # CI subset: 3 scenarios on tiny-opus-q8 (~10 s once built)
 #   bash scripts/finetune_suite.sh --split tuning --label rank8 -- --last-layer-rank 8
 #
 # Steps: (1) scripts/ft_suite_make.py writes the scenarios into target/ft-suite/scenarios/ from
@@ -17,7 +17,7 @@
 # `scripts/make_fixtures.py --aside small-aside` into target/aside/ with .venv's transformers+torch
 # when missing, ~5-10 min on two cores, then converted to q8); (3) scripts/ft_suite_report.py
 # runs translate / finetune / translate / eval per model and scenario and prints the table and a
-# summary (its --help-less header defines every column). Results: target/ft-suite/runs/LABEL/.
+# summary (the header of that file defines every column). Results: target/ft-suite/runs/LABEL/.
 # The scenarios (what each one tests, how pairs are picked, how agreement is handled) are
 # described at the top of scripts/ft_suite_make.py.
 # Tuning half: scenarios marked "tuning" on the default and tiny-opus-q8 models; everything else
