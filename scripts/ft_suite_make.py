@@ -28,7 +28,8 @@ How a scenario is made
   au->à la, ce/cet->cette, son->sa, petit->petite, rouge, bleu->bleue, ...; l' and plurals
   stay); a term sentence with a word further on that might agree (a word ending in é/és/ée
   within three words after the noun, or "il" after it) is skipped, so the references the user
-  "wrote" are grammatical.
+  "wrote" are grammatical (a held-out term reference where that happens keeps its original
+  word; it only affects the BLEU-on-references column, not adoption).
 - Sentences: the candidates are shuffled with random.Random(scenario seed); the first N are
   taken. Held-out term sentences are all val + test_2016_flickr sentences with the source word,
   topped up to 40 with training sentences this scenario's pairs do not use (counted in

@@ -18,6 +18,9 @@ Columns:
             their untuned output (`eval --hyp`), and the share of those sentences that changed
   leak      share of the unrelated sentences whose tuned output contains the user's term
             (untuned: 0 unless the base model says it already)
+  kept (n)  among the unrelated sentences whose untuned output contains the usual translation
+            (other senses: "course" = running; or another source word), the share whose tuned
+            output still does; n of them
   BLEU term / other: `eval --hyp` against the references (term references in the user's
             style), untuned -> tuned
   ft s      wall time of `finetune` (features + training + its own before/after report)
@@ -110,6 +113,7 @@ def one(binary, mname, mpath, sc, sdir, rdir, extra):
     other_after = translate(binary, mpath, sdir / "other.en", rdir / "other.tuned", str(adapter))
     asked = [i for i, s in enumerate(term_before) if has_any(s, sc["usual"])]
     n_term = len(term_before)
+    usual_other = [i for i, x in enumerate(other_before) if has_any(x, sc["usual"])]
     res = dict(
         model=mname, scenario=sc["name"], split=(
             "tuning" if sc["split"] == "tuning" and mname in TUNING_MODELS else "held-out"),
@@ -121,6 +125,9 @@ def one(binary, mname, mpath, sc, sdir, rdir, extra):
         coll=bleu(binary, rdir / "other.tuned", cache / "other.txt"),
         changed=100.0 * sum(a != b for a, b in zip(other_after, other_before)) / len(other_before),
         leak=100.0 * sum(has_any(s, sc["term"]) for s in other_after) / len(other_after),
+        kept=(100.0 * sum(has_any(other_after[i], sc["usual"]) for i in usual_other)
+              / len(usual_other) if usual_other else None),
+        n_kept=len(usual_other),
         leak_untuned=100.0 * sum(has_any(s, sc["term"]) for s in other_before) / len(other_before),
         bleu_term_before=bleu(binary, cache / "term.txt", sdir / "term.fr"),
         bleu_term_after=bleu(binary, rdir / "term.tuned", sdir / "term.fr"),
@@ -141,13 +148,13 @@ def row(r):
         "C" if r["coll"] >= 90 else "-")
     return (f"| {r['model']} | {r['scenario']} | {r['split']} | {f1(r['adopt'])} ({r['n']}) | "
             f"{f1(r['adopt_all'])} / {f1(r['untuned'])} | {f1(r['coll'])} / {f1(r['changed'])} % | "
-            f"{f1(r['leak'])} | {f1(r['bleu_term_before'])} → {f1(r['bleu_term_after'])} | "
+            f"{f1(r['leak'])} | {f1(r['kept'])} ({r['n_kept']}) | {f1(r['bleu_term_before'])} → {f1(r['bleu_term_after'])} | "
             f"{f1(r['bleu_other_before'])} → {f1(r['bleu_other_after'])} | {r['finetune_s']:.1f} | {ok} |")
 
 
 HEADER = ("| model | scenario | half | adopt % (n) | adopt-all / untuned % | coll BLEU / changed | "
-          "leak % | BLEU term | BLEU other | ft s | ≥80/≥90 |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|")
+          "leak % | kept % (n) | BLEU term | BLEU other | ft s | ≥80/≥90 |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def summary(rs, title):
