@@ -12,14 +12,7 @@ export async function run({ page, baseUrl, assert, log }) {
     const { MarianTranslator } = await import('/marian-wasm.js');
     const refs = await (await fetch('/fixtures/tiny-multi/multi_target.json')).json();
     const model = '/packages/tiny-multi-f32/';
-    const caught = async (/** @type {() => Promise<unknown>} */ f) => {
-      try {
-        await f();
-        return 'no error';
-      } catch (e) {
-        return `${/** @type {any} */ (e).name}: ${/** @type {any} */ (e).message}`;
-      }
-    };
+    const { caught } = await import('/test-pages/caught.js');
     /** @type {{ language: string, src: string, greedy_text: string }[]} */
     const cases = refs.cases;
     const srcs = (/** @type {string} */ l) => cases.filter((c) => c.language === l).map((c) => c.src);

@@ -51,14 +51,7 @@ export async function run({ page, baseUrl, assert, log, dirs }) {
     // Earlier tests in this browser may have stored these packages.
     await deleteModel(opus);
     await deleteModel(multi);
-    const caught = async (/** @type {() => Promise<unknown>} */ f) => {
-      try {
-        await f();
-        return 'no error';
-      } catch (e) {
-        return `${/** @type {any} */ (e).name}: ${/** @type {any} */ (e).message}`;
-      }
-    };
+    const { caught } = await import('/test-pages/caught.js');
     const out = /** @type {Record<string, any>} */ ({});
     const avail = (/** @type {string} */ s, /** @type {string} */ t, /** @type {any} */ c = catalog) =>
       MarianTranslator.availability({ sourceLanguage: s, targetLanguage: t, catalog: c });

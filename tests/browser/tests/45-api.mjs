@@ -11,14 +11,7 @@ export async function run({ page, baseUrl, assert, log }) {
     const { MarianTranslator, deleteModel } = await import('/marian-wasm.js');
     const model = '/packages/tiny-switches-q8/';
     await deleteModel(model);
-    const caught = async (/** @type {() => Promise<unknown>} */ f) => {
-      try {
-        await f();
-        return 'no error';
-      } catch (e) {
-        return `${/** @type {any} */ (e).name}: ${/** @type {any} */ (e).message}`;
-      }
-    };
+    const { caught } = await import('/test-pages/caught.js');
     const out = /** @type {Record<string, unknown>} */ ({});
     out.before = await MarianTranslator.availability({ model });
     // Abort while loading.
