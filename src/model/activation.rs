@@ -82,11 +82,11 @@ pub fn silu_in_place(values: &mut [f32]) {
             *v = silu(*v);
         }
     }
-    if values.len() < 2 * SPLIT_MIN || !crate::row_shards::splits_allowed() {
-        serial(values);
-    } else {
-        values.par_chunks_mut(SPLIT_MIN).for_each(serial);
-    }
+    // At least two pieces per split, none inside a shard (`split_min`, as the other loops).
+    values
+        .par_chunks_mut(SPLIT_MIN)
+        .with_min_len(crate::row_shards::split_min(2))
+        .for_each(serial);
 }
 
 #[cfg(test)]
