@@ -10,6 +10,7 @@ Usage (from the repository root, after `cargo build --release`):
     ... --keep-f16 embeddings                   # those matrices at f16 (`convert --keep-f16`)
     ... --keep-q8 decoder.                      # those matrices of a q4 package at q8 (`convert --keep-q8`)
     ... --residual embeddings                   # those q8 matrices + a Q4_0 residual (`convert --residual`)
+    ... --residual auto                         # convert's default: the residual chosen by measure
     ... --device gpu                            # translate on the GPU (lavapipe counts)
 
 For each Hugging Face checkpoint folder holding a heldout.json (made by
@@ -69,9 +70,10 @@ def main(argv: list[str]) -> int:
     keep_q8 = option("--keep-q8", [])
     keep_args += ["--keep-q8", ",".join(keep_q8)] if keep_q8 else []
     kept += f" + {', '.join(keep_q8)} q8" if keep_q8 else ""
-    residual = option("--residual", [])
-    keep_args += ["--residual", ",".join(residual)] if residual else []
-    kept += f" + {', '.join(residual)} residual" if residual else ""
+    # `convert`'s own default is `--residual auto`; the rows here are plain unless asked.
+    residual = option("--residual", ["none"])
+    keep_args += ["--residual", ",".join(residual)]
+    kept += f" + {', '.join(residual)} residual" if residual not in (["none"], ["auto"]) else ""
     aside = "--aside" in argv
     dirs = [Path(a) for a in argv if a != "--aside"]
     if not dirs:
@@ -105,12 +107,18 @@ def main(argv: list[str]) -> int:
             for rounding in roundings:
                 same, bleu = [], []
                 with tempfile.TemporaryDirectory() as pkg:
-                    subprocess.run(
+                    converted = subprocess.run(
                         [str(BIN), "convert", str(d), pkg, "--quant", quant, "--rounding", rounding]
                         + keep_args,
                         check=True,
                         capture_output=True,
+                        text=True,
                     )
+                    # `--residual auto` says what it kept: "residual: residual on …: greedy …".
+                    chosen = ""
+                    for line in converted.stderr.splitlines():
+                        if line.startswith("residual: "):
+                            chosen = " + auto: " + line[len("residual: "):].split(":")[0]
                     for key, beams in (("greedy", "1"), ("beam4", "4")):
                         out = subprocess.run(
                             # --no-protect: transformers keeps no span as written either.
@@ -127,7 +135,7 @@ def main(argv: list[str]) -> int:
                         dec = lambda v: [tok.decode(x, skip_special_tokens=True) for x in v]  # noqa: E731
                         bleu.append(sacrebleu.corpus_bleu(dec(ours), [dec(ref)]).score)
                 print(
-                    f"| {d.name} | {quant} | {rounding}{kept}{' (GPU)' if device == 'gpu' else ''} | {same[0]:.1f} % / {same[1]:.1f} % "
+                    f"| {d.name} | {quant} | {rounding}{kept}{chosen}{' (GPU)' if device == 'gpu' else ''} | {same[0]:.1f} % / {same[1]:.1f} % "
                     f"| {bleu[0]:.2f} / {bleu[1]:.2f} |",
                     flush=True,
                 )

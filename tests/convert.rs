@@ -372,3 +372,86 @@ fn keep_q8_keeps_the_named_matrices_of_a_q4_package_at_q8() {
     let e = cli_convert_error(&fx, &["--quant", "q8", "--keep-q8", "decoder."]);
     assert!(e.contains("--keep-q8") && e.contains("q4 package"), "{e}");
 }
+
+/// The provenance `convert` recorded in a package's manifest.
+fn provenance(dir: &Path) -> String {
+    Package::read_dir(dir).unwrap().manifest.provenance
+}
+
+/// `--residual auto`, `convert`'s default for q8 (issue 17): plain q8 and the residual ladder
+/// are measured against the f32 model on sampled sentences, and the cheapest step that agrees
+/// often enough is written — on the trained tiny-opus (plain q8 agrees on 75 % of them, greedy)
+/// the embeddings' and the decoder's residual, the very package `--residual
+/// embeddings,decoder.` writes; a low `--agreement` keeps plain q8, which is `--residual none`'s
+/// package; the choice is on stderr and in the provenance; a bad `--agreement` is an error.
+#[test]
+fn residual_auto_writes_the_cheapest_step_that_agrees_with_the_f32_model() {
+    let fx = tiny_opus();
+    let (auto, stderr) = cli_convert(&fx, &["--quant", "q8"]);
+    assert!(
+        stderr.contains("residual on embeddings,decoder.: greedy")
+            && stderr.contains("(kept)")
+            && stderr.contains("plain q8: greedy"),
+        "{stderr}"
+    );
+    let (named, _) = cli_convert(&fx, &["--quant", "q8", "--residual", "embeddings,decoder."]);
+    assert_eq!(weights(auto.path()), weights(named.path()));
+    let chosen = provenance(auto.path());
+    assert!(
+        chosen.contains("residual chosen by measure (residual on embeddings, decoder.: greedy"),
+        "{chosen}"
+    );
+
+    let (low, stderr) = cli_convert(&fx, &["--quant", "q8", "--agreement", "60"]);
+    assert!(
+        stderr.contains("plain q8: greedy") && stderr.contains("(kept)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("residual on embeddings:"), "{stderr}");
+    let (none, stderr) = cli_convert(&fx, &["--quant", "q8", "--residual", "none"]);
+    assert!(
+        !stderr.contains("identical"),
+        "none measures nothing: {stderr}"
+    );
+    assert_eq!(weights(low.path()), weights(none.path()));
+    let st = weights(none.path());
+    let st = safetensors::SafeTensors::deserialize(&st).unwrap();
+    assert!(st.names().iter().all(|n| !n.contains(".residual.")));
+
+    // q4 packages take no residual: auto measures nothing there.
+    let (_, stderr) = cli_convert(&fx, &["--quant", "q4"]);
+    assert!(!stderr.contains("identical"), "{stderr}");
+    let e = cli_convert_error(&fx, &["--quant", "q8", "--agreement", "120"]);
+    assert!(e.contains("--agreement"), "{e}");
+}
+
+/// Untrained weights (a benchmark subject with random values) never finish a translation, and
+/// their decisions are near ties that any rounding flips: `--residual auto` says so and keeps
+/// plain q8 instead of measuring — a residual would only cost such a package speed.
+#[test]
+fn residual_auto_keeps_plain_q8_for_untrained_weights() {
+    use candle_core::{DType, Device, Tensor};
+    let fx = tiny_opus();
+    let random = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&fx).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, random.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let trained =
+        candle_core::safetensors::load(fx.join("model.safetensors"), &Device::Cpu).unwrap();
+    let untrained: std::collections::HashMap<String, Tensor> = trained
+        .iter()
+        .map(|(name, t)| {
+            let r = (Tensor::randn(0f32, 0.05, t.dims(), &Device::Cpu).unwrap())
+                .to_dtype(DType::F32)
+                .unwrap();
+            (name.clone(), r)
+        })
+        .collect();
+    candle_core::safetensors::save(&untrained, random.path().join("model.safetensors")).unwrap();
+    let (auto, stderr) = cli_convert(random.path(), &["--quant", "q8"]);
+    assert!(stderr.contains("untrained weights?"), "{stderr}");
+    assert!(!stderr.contains("(kept)"), "nothing measured: {stderr}");
+    let (none, _) = cli_convert(random.path(), &["--quant", "q8", "--residual", "none"]);
+    assert_eq!(weights(auto.path()), weights(none.path()));
+}

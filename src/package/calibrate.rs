@@ -22,7 +22,7 @@ pub const DEFAULT_SENTENCES: usize = 256;
 
 /// Translations made for calibration stop after this many tokens (random-weight checkpoints
 /// never write `</s>`).
-const MAX_TARGET_TOKENS: usize = 64;
+pub const MAX_TARGET_TOKENS: usize = 64;
 
 /// `count` pseudo-sentences of 6–30 pieces each, drawn independently from the SentencePiece
 /// model's unigram distribution (each normal piece with probability ∝ exp(score)), pieces
@@ -57,16 +57,11 @@ pub fn sampled_sentences(spm: &SpmModel, count: usize) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The Gram matrix of each linear layer's inputs (keyed by the layer's package name, e.g.
-/// `decoder.layers.0.fc1`) over `sentences` and the f32 model's own greedy translations of
-/// them. Sentences that tokenize to nothing are skipped; errors when none is left.
-pub fn linear_input_grams(
-    translator: &Translator,
-    sentences: &[String],
-) -> Result<HashMap<String, InputGram>> {
+/// `sentences` as the model's source ids, each after one of a multi-target model's language
+/// tokens in turn (such a model only ever sees sources after one); sentences that tokenize to
+/// nothing or exceed the model's positions (at most 128) are skipped. Errors when none is left.
+pub fn encoded_sources(translator: &Translator, sentences: &[String]) -> Result<Vec<Vec<u32>>> {
     let max_source = translator.model.config.max_position_embeddings.min(128);
-    // A multi-target model only ever sees sources after a language token: each sentence gets
-    // one, the model's languages in turn.
     let languages = translator.tokenizer.language_tokens();
     let sources: Vec<Vec<u32>> = sentences
         .iter()
@@ -82,6 +77,17 @@ pub fn linear_input_grams(
             "no calibration sentence fits the model (empty, or longer than its positions)".into(),
         ));
     }
+    Ok(sources)
+}
+
+/// The Gram matrix of each linear layer's inputs (keyed by the layer's package name, e.g.
+/// `decoder.layers.0.fc1`) over `sentences` and the f32 model's own greedy translations of
+/// them. Sentences that tokenize to nothing are skipped; errors when none is left.
+pub fn linear_input_grams(
+    translator: &Translator,
+    sentences: &[String],
+) -> Result<HashMap<String, InputGram>> {
+    let sources = encoded_sources(translator, sentences)?;
     let g = translator.generation_for(&GenerateOptions {
         num_beams: Some(1),
         max_length: Some(MAX_TARGET_TOKENS.min(translator.model.config.max_position_embeddings)),

@@ -1,6 +1,7 @@
 //! `marian-wasm convert`: a Hugging Face Marian checkpoint folder into a model package.
 
 use super::calibrate;
+use super::fidelity::{Agreement, Reference};
 use super::quant::{encode_matrix, Quant, StoredTensor};
 use super::spm::SpmModel;
 use super::{
@@ -108,6 +109,8 @@ struct Assembled {
 pub struct Converted {
     pub manifest: Manifest,
     pub total_bytes: u64,
+    /// What `residual_target` measured and chose (`None` when it was not asked for).
+    pub residual_choice: Option<ResidualChoice>,
 }
 
 /// How `convert` rounds weights to Q8_0 / Q4_0 blocks.
@@ -148,6 +151,42 @@ pub struct ConvertOptions {
     /// (`PackedMatrix::from_q8_residual_folded`). Empty: none; a part naming a q4 matrix is
     /// not an error (q4 matrices take no residual).
     pub residual: Vec<String>,
+    /// With `residual` empty and a q8 package: choose the residual by measurement instead —
+    /// the cheapest step of `RESIDUAL_LADDER` whose package agrees with the f32 model on at
+    /// least this share of held-out sampled sentences (greedy and the model's beam count;
+    /// `package::fidelity`), see `choose_residual`. `None` (the default of `new`): no
+    /// residual unless named. The CLI's default is `Some(DEFAULT_AGREEMENT)`.
+    pub residual_target: Option<f64>,
+}
+
+/// The agreement `convert --residual auto` asks of a q8 package: issue 17's target for q8
+/// against transformers (≥ 97 % of sentences token-identical, greedy and beam).
+pub const DEFAULT_AGREEMENT: f64 = 0.97;
+
+/// What `--residual auto` tries, cheapest first: plain q8; the residual on the embeddings (the
+/// tied output projection adds it only for the tokens that can be chosen: +19 % size, no
+/// speed); on the embeddings and the decoder (+34 % size, −22 % at batch 1 natively:
+/// BENCHMARKS.md 2026-12-05). Issue 17 measured that no smaller set of decoder matrices helps.
+pub const RESIDUAL_LADDER: [&[&str]; 3] = [&[], &["embeddings"], &["embeddings", "decoder."]];
+
+/// How many sampled sentences `--residual auto` measures on (beside the calibration ones):
+/// a share near 97 % is then known to about ±1.2 points (binomial standard error).
+pub const AGREEMENT_SENTENCES: usize = 200;
+
+/// What `--residual auto` measured: each step of the ladder it tried and the one it kept.
+#[derive(Debug, Clone)]
+pub struct ResidualChoice {
+    /// Each tried step's parts and its agreement with the f32 model.
+    pub tried: Vec<(Vec<String>, Agreement)>,
+    /// Index into `tried` of the step the package was written with (`None`: plain q8,
+    /// nothing measured).
+    pub kept: Option<usize>,
+    /// How many sentences each agreement is over.
+    pub sentences: usize,
+    /// Share of those the f32 model translated to `</s>` (`Reference::finished`).
+    pub finished: f64,
+    /// Why that step (met the target, or why none did).
+    pub reason: String,
 }
 
 impl ConvertOptions {
@@ -160,6 +199,7 @@ impl ConvertOptions {
             keep_f16: Vec::new(),
             keep_q8: Vec::new(),
             residual: Vec::new(),
+            residual_target: None,
         }
     }
 }
@@ -272,10 +312,28 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
     }
     // GPTQ rounding needs what each layer is fed on calibration text.
     let calibrate = matches!(quant, Quant::Q8 | Quant::Q4) && opts.rounding == Rounding::Gptq;
-    let sentences = match (&opts.calibration, calibrate) {
-        (_, false) => Vec::new(),
-        (Some(text), true) => text.clone(),
-        (None, true) => calibrate::sampled_sentences(&src_spm, calibrate::DEFAULT_SENTENCES)?,
+    // `residual_target` measures candidates against the f32 model on sentences of their own:
+    // the given text, or sampled sentences after the calibration ones (the same seeded stream).
+    let target = opts
+        .residual_target
+        .filter(|_| quant == Quant::Q8 && opts.residual.is_empty());
+    let (sentences, measured) = match (&opts.calibration, calibrate, target) {
+        (Some(text), _, _) => (
+            if calibrate { text.clone() } else { Vec::new() },
+            text.clone(),
+        ),
+        (None, _, None) if !calibrate => (Vec::new(), Vec::new()),
+        (None, _, _) => {
+            let extra = if target.is_some() {
+                AGREEMENT_SENTENCES
+            } else {
+                0
+            };
+            let mut all =
+                calibrate::sampled_sentences(&src_spm, calibrate::DEFAULT_SENTENCES + extra)?;
+            let measured = all.split_off(calibrate::DEFAULT_SENTENCES);
+            (if calibrate { all } else { Vec::new() }, measured)
+        }
     };
     let rounding = match (quant, calibrate) {
         (Quant::F32 | Quant::F16, _) => String::new(),
@@ -304,117 +362,162 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             opts.keep_q8.join(", ")
         );
     }
-    let with_residual = if opts.residual.is_empty() || !matches!(quant, Quant::Q8 | Quant::Q4) {
-        String::new()
-    } else {
+    let source_name = hf_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let provenance = |residual: &[String], choice: &str| {
+        let with_residual = if residual.is_empty() || !matches!(quant, Quant::Q8 | Quant::Q4) {
+            String::new()
+        } else {
+            format!(
+                "; matrices named like {} with a Q4_0 residual",
+                residual.join(", ")
+            )
+        };
         format!(
-            "; matrices named like {} with a Q4_0 residual",
-            opts.residual.join(", ")
+            "converted by marian-wasm {} from {source_name} ({weights_file}){rounding}{kept}{with_residual}{choice}",
+            env!("CARGO_PKG_VERSION"),
         )
     };
-    let provenance = format!(
-        "converted by marian-wasm {} from {} ({weights_file}){rounding}{kept}{with_residual}",
-        env!("CARGO_PKG_VERSION"),
-        hf_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default()
-    );
-    let package = |quant: Quant, stored: &[StoredTensor]| -> Result<Assembled> {
-        let views: Vec<(String, &StoredTensor)> =
-            stored.iter().map(|s| (s.name.clone(), s)).collect();
-        let weights = safetensors::serialize(views, None)
-            .map_err(|e| Error::corrupt(WEIGHTS, e.to_string()))?;
-        // The manifest lists the small files first and the weights last: a browser downloads
-        // in this order, so an interrupted download keeps the small files it verified.
-        let entries: Vec<FileEntry> = outputs
-            .iter()
-            .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
-            .chain([(WEIGHTS, weights.as_slice())])
-            .map(|(name, bytes)| FileEntry {
-                name: name.to_string(),
-                size: bytes.len() as u64,
-                sha256: sha256_hex(bytes),
-            })
-            .collect();
-        let mut files: BTreeMap<String, Vec<u8>> = outputs.iter().cloned().collect();
-        files.insert(WEIGHTS.into(), weights);
-        let manifest = Manifest {
-            format: FORMAT.into(),
-            format_version: FORMAT_VERSION,
-            quant,
-            model: cfg.clone(),
-            generation: generation.clone(),
-            tokenizer: TokenizerFiles {
-                source: "source.tokenizer.json".into(),
-                target: "target.tokenizer.json".into(),
-                vocab: "vocab.json".into(),
-                target_vocab: has_target_vocab.then(|| "target_vocab.json".into()),
-                // MarianTokenizer decodes with the source model when the vocabulary is shared.
-                target_decode: if cfg.share_encoder_decoder_embeddings {
-                    src_spm.decode_info()
-                } else {
-                    tgt_spm.decode_info()
+    let package =
+        |quant: Quant, stored: &[StoredTensor], provenance: String| -> Result<Assembled> {
+            let views: Vec<(String, &StoredTensor)> =
+                stored.iter().map(|s| (s.name.clone(), s)).collect();
+            let weights = safetensors::serialize(views, None)
+                .map_err(|e| Error::corrupt(WEIGHTS, e.to_string()))?;
+            // The manifest lists the small files first and the weights last: a browser downloads
+            // in this order, so an interrupted download keeps the small files it verified.
+            let entries: Vec<FileEntry> = outputs
+                .iter()
+                .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+                .chain([(WEIGHTS, weights.as_slice())])
+                .map(|(name, bytes)| FileEntry {
+                    name: name.to_string(),
+                    size: bytes.len() as u64,
+                    sha256: sha256_hex(bytes),
+                })
+                .collect();
+            let mut files: BTreeMap<String, Vec<u8>> = outputs.iter().cloned().collect();
+            files.insert(WEIGHTS.into(), weights);
+            let manifest = Manifest {
+                format: FORMAT.into(),
+                format_version: FORMAT_VERSION,
+                quant,
+                model: cfg.clone(),
+                generation: generation.clone(),
+                tokenizer: TokenizerFiles {
+                    source: "source.tokenizer.json".into(),
+                    target: "target.tokenizer.json".into(),
+                    vocab: "vocab.json".into(),
+                    target_vocab: has_target_vocab.then(|| "target_vocab.json".into()),
+                    // MarianTokenizer decodes with the source model when the vocabulary is shared.
+                    target_decode: if cfg.share_encoder_decoder_embeddings {
+                        src_spm.decode_info()
+                    } else {
+                        tgt_spm.decode_info()
+                    },
                 },
-            },
-            weights: WEIGHTS.into(),
-            files: entries,
-            provenance: provenance.clone(),
-            target_languages: target_languages.clone(),
+                weights: WEIGHTS.into(),
+                files: entries,
+                provenance,
+                target_languages: target_languages.clone(),
+            };
+            let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+            Ok(Assembled {
+                manifest,
+                json,
+                files,
+            })
         };
-        let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-        Ok(Assembled {
-            manifest,
-            json,
-            files,
-        })
-    };
 
-    // Run the f32 model on the calibration text, recording each layer's inputs.
-    let grams = if calibrate {
+    // The f32 model: what GPTQ calibrates on and what `residual_target` measures against.
+    let reference = if calibrate || target.is_some() {
         let f32_weights = tensors
             .iter()
             .map(|(spec, t)| StoredTensor::f32(&spec.name, t))
             .collect::<Result<Vec<_>>>()?;
-        let f32_package = package(Quant::F32, &f32_weights)?;
+        let f32_package = package(Quant::F32, &f32_weights, String::new())?;
         drop(f32_weights);
-        let translator =
-            Translator::new(&Package::from_files(&f32_package.json, f32_package.files)?)?;
-        calibrate::linear_input_grams(&translator, &sentences)?
+        Some(Translator::new(&Package::from_files(
+            &f32_package.json,
+            f32_package.files,
+        )?)?)
     } else {
-        HashMap::new()
+        None
+    };
+    let grams = match (&reference, calibrate) {
+        (Some(f32_model), true) => calibrate::linear_input_grams(f32_model, &sentences)?,
+        _ => HashMap::new(),
     };
 
-    let mut stored: Vec<StoredTensor> = Vec::new();
-    for (spec, t) in &tensors {
-        let keep_f16 = opts.keep_f16.iter().any(|p| names_matrix(spec, p));
-        let keep_q8 = opts.keep_q8.iter().any(|p| names_matrix(spec, p));
-        let form = match (keep_f16, keep_q8, quant) {
-            (true, _, Quant::Q8 | Quant::Q4) => Quant::F16,
-            (false, true, Quant::Q4) => form_for(spec.role, Quant::Q8),
-            _ => form_for(spec.role, quant),
-        };
-        match form {
-            Quant::F32 => stored.push(StoredTensor::f32(&spec.name, t)?),
-            form => {
-                // Only linear layers have inputs to calibrate on: embeddings (also the tied
-                // output projection) round to nearest.
-                let layer = spec.name.strip_suffix(".weight").unwrap_or(&spec.name);
-                let gram = (spec.role == Role::Matrix)
-                    .then(|| grams.get(layer))
-                    .flatten();
-                // A residual finishes a q8 matrix (q4 ones would need their own GPU kernels).
-                let residual =
-                    form == Quant::Q8 && opts.residual.iter().any(|p| names_matrix(spec, p));
-                stored.extend(encode_matrix(&spec.name, t, form, gram, residual)?)
+    // Each matrix's stored form, encoded once per (matrix, with residual or not): the ladder's
+    // steps share every matrix they do not give a residual.
+    let mut encoded: HashMap<(usize, bool), Vec<StoredTensor>> = HashMap::new();
+    let mut quantize = |residual: &[String]| -> Result<Vec<StoredTensor>> {
+        let mut stored: Vec<StoredTensor> = Vec::new();
+        for (i, (spec, t)) in tensors.iter().enumerate() {
+            let keep_f16 = opts.keep_f16.iter().any(|p| names_matrix(spec, p));
+            let keep_q8 = opts.keep_q8.iter().any(|p| names_matrix(spec, p));
+            let form = match (keep_f16, keep_q8, quant) {
+                (true, _, Quant::Q8 | Quant::Q4) => Quant::F16,
+                (false, true, Quant::Q4) => form_for(spec.role, Quant::Q8),
+                _ => form_for(spec.role, quant),
+            };
+            if form == Quant::F32 {
+                stored.push(StoredTensor::f32(&spec.name, t)?);
+                continue;
+            }
+            // A residual finishes a q8 matrix (q4 ones would need their own GPU kernels).
+            let with_residual = form == Quant::Q8 && residual.iter().any(|p| names_matrix(spec, p));
+            if let Some(done) = encoded.get(&(i, with_residual)) {
+                stored.extend(done.iter().cloned());
+                continue;
+            }
+            // Only linear layers have inputs to calibrate on: embeddings (also the tied
+            // output projection) round to nearest.
+            let layer = spec.name.strip_suffix(".weight").unwrap_or(&spec.name);
+            let gram = (spec.role == Role::Matrix)
+                .then(|| grams.get(layer))
+                .flatten();
+            let done = encode_matrix(&spec.name, t, form, gram, with_residual)?;
+            if target.is_some() {
+                stored.extend(done.iter().cloned());
+                encoded.insert((i, with_residual), done);
+            } else {
+                stored.extend(done);
             }
         }
-    }
+        Ok(stored)
+    };
+
+    let (residual, residual_choice) = match (&reference, target) {
+        (Some(f32_model), Some(target)) => {
+            let reference = Reference::new(f32_model, &measured)?;
+            let choice = choose_residual(&reference, target, |parts| {
+                let stored = quantize(parts)?;
+                let candidate = package(quant, &stored, String::new())?;
+                Translator::new(&Package::from_files(&candidate.json, candidate.files)?)
+            })?;
+            let parts = choice
+                .kept
+                .map(|k| choice.tried[k].0.clone())
+                .unwrap_or_default();
+            (parts, Some(choice))
+        }
+        _ => (opts.residual.clone(), None),
+    };
+    let stored = quantize(&residual)?;
+    drop(encoded);
+    let choice_note = residual_choice
+        .as_ref()
+        .map(|c| format!("; residual chosen by measure ({})", c.reason))
+        .unwrap_or_default();
     let Assembled {
         manifest,
         json,
         files,
-    } = package(quant, &stored)?;
+    } = package(quant, &stored, provenance(&residual, &choice_note))?;
     drop(stored);
 
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
@@ -428,6 +531,7 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
     Ok(Converted {
         manifest,
         total_bytes,
+        residual_choice,
     })
 }
 
@@ -444,4 +548,72 @@ impl safetensors::View for &StoredTensor {
     fn data_len(&self) -> usize {
         self.data.len()
     }
+}
+
+/// Under this share of the f32 model's own translations ending with `</s>` (before twice the
+/// source length plus 8 tokens), the weights are taken to be untrained — a benchmark subject
+/// with random weights, whose decisions are near ties that any rounding flips — and plain q8
+/// is kept without measuring the ladder: agreement would only buy speed away there.
+pub const TRAINED_MIN_FINISHED: f64 = 0.5;
+
+/// Measures the steps of `RESIDUAL_LADDER` in order, each package made by `build` from the
+/// parts given a residual, and keeps the first whose agreement with `reference` (its worse
+/// search) reaches `target`; when none does, the last (most faithful) step. Keeps plain q8
+/// without measuring when the reference model looks untrained (`TRAINED_MIN_FINISHED`).
+/// Errors are `build`'s or decoding's.
+pub fn choose_residual(
+    reference: &Reference,
+    target: f64,
+    mut build: impl FnMut(&[String]) -> Result<Translator>,
+) -> Result<ResidualChoice> {
+    let describe = |parts: &[String]| {
+        if parts.is_empty() {
+            "plain q8".to_string()
+        } else {
+            format!("residual on {}", parts.join(", "))
+        }
+    };
+    if reference.finished() < TRAINED_MIN_FINISHED {
+        return Ok(ResidualChoice {
+            tried: Vec::new(),
+            kept: None,
+            sentences: reference.len(),
+            finished: reference.finished(),
+            reason: format!(
+                "plain q8: the f32 model finished only {:.0} % of {} sampled sentences' translations \
+                 (untrained weights?), so agreement cannot be measured",
+                reference.finished() * 100.0,
+                reference.len()
+            ),
+        });
+    }
+    let mut tried: Vec<(Vec<String>, Agreement)> = Vec::new();
+    for step in RESIDUAL_LADDER {
+        let parts: Vec<String> = step.iter().map(|p| p.to_string()).collect();
+        let agreement = reference.agreement(&build(&parts)?, target)?;
+        tried.push((parts, agreement));
+        if agreement.worst() >= target {
+            break;
+        }
+    }
+    let kept = tried.len() - 1;
+    let (parts, agreement) = &tried[kept];
+    let why = if agreement.worst() >= target {
+        ""
+    } else {
+        ", the most faithful step, under the target"
+    };
+    let reason = format!(
+        "{}{why}: {agreement} identical to the f32 model on {} sampled sentences, target {:.0} %",
+        describe(parts),
+        reference.len(),
+        target * 100.0
+    );
+    Ok(ResidualChoice {
+        tried,
+        kept: Some(kept),
+        sentences: reference.len(),
+        finished: reference.finished(),
+        reason,
+    })
 }

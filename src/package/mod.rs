@@ -14,6 +14,8 @@ pub mod calibrate;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod fidelity;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod rounding;
 
 use crate::config::{GenerationConfig, MarianConfig};

@@ -62,6 +62,7 @@ impl std::fmt::Display for Quant {
 }
 
 /// A tensor ready to be written into a safetensors file.
+#[derive(Clone)]
 pub struct StoredTensor {
     pub name: String,
     pub dtype: safetensors::Dtype,

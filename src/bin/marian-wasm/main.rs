@@ -81,14 +81,19 @@ mod cli {
             /// `decoder.` is where most of q4's drift from transformers comes from.
             #[arg(long, value_delimiter = ',')]
             keep_q8: Vec<String>,
-            /// Store beside the q8 matrices named by these parts (as --keep-f16) their rounding
-            /// error rounded to 4 bits: 12-bit weights, closer to transformers (the named
-            /// matrices are rounded to nearest, not by GPTQ). It costs size, not speed:
-            /// `embeddings` +15 MB and `embeddings,decoder.` +26 MB on opus-mt-en-fr; the
-            /// output projection adds the residual only for the tokens that can be chosen, other
-            /// matrices are multiplied as one matrix of 12-bit levels.
-            #[arg(long, value_delimiter = ',')]
+            /// Which q8 matrices also store their rounding error rounded to 4 bits (12-bit
+            /// weights, closer to transformers; such matrices are rounded to nearest, not by
+            /// GPTQ). `auto` (the default): measure plain q8 against the f32 model on sampled
+            /// sentences (or the --calibration text), greedy and the model's beam count, and add
+            /// the residual — first on `embeddings` (+19 % size, no speed), then also on
+            /// `decoder.` (+34 % size, −22 % at batch 1 natively) — only until --agreement is
+            /// met; `none`: plain q8; else parts named as for --keep-f16.
+            #[arg(long, value_delimiter = ',', default_value = "auto")]
             residual: Vec<String>,
+            /// With `--residual auto`: the share of sentences (percent) a q8 package must
+            /// translate token-identically to the f32 model.
+            #[arg(long, default_value_t = 97.0)]
+            agreement: f64,
         },
         /// Translate UTF-8 lines from stdin, one output line per input line.
         Translate {
@@ -191,6 +196,7 @@ mod cli {
                 keep_f16,
                 keep_q8,
                 residual,
+                agreement,
             } => {
                 use marian_wasm::package::convert::{convert_with, ConvertOptions, Rounding};
                 use marian_wasm::package::quant::Quant;
@@ -201,7 +207,18 @@ mod cli {
                 };
                 opts.keep_f16 = keep_f16;
                 opts.keep_q8 = keep_q8;
-                opts.residual = residual;
+                match residual.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                    ["auto"] => {
+                        if !(50.0..=100.0).contains(&agreement) {
+                            anyhow::bail!(
+                                "--agreement is a percentage in 50..=100, got {agreement}"
+                            );
+                        }
+                        opts.residual_target = Some(agreement / 100.0);
+                    }
+                    ["none"] => {}
+                    _ => opts.residual = residual,
+                }
                 if let Some(path) = calibration {
                     let text = std::fs::read_to_string(&path).map_err(|e| {
                         anyhow::anyhow!("cannot read calibration text {}: {e}", path.display())
@@ -224,7 +241,33 @@ mod cli {
                         "converting to {quant} with GPTQ rounding, calibrated on {text} (about a minute for an opus-mt-sized model; --rounding nearest takes seconds)"
                     );
                 }
+                if opts.residual_target.is_some() && quant == Quant::Q8 {
+                    eprintln!(
+                        "measuring q8 against the f32 model to choose the residual (--residual auto; --residual none skips it)"
+                    );
+                }
                 let done = convert_with(&hf_dir, &out_dir, &opts)?;
+                if let Some(choice) = &done.residual_choice {
+                    for (i, (parts, agreement)) in choice.tried.iter().enumerate() {
+                        let name = if parts.is_empty() {
+                            "plain q8".to_string()
+                        } else {
+                            format!("residual on {}", parts.join(","))
+                        };
+                        let mark = if Some(i) == choice.kept {
+                            " (kept)"
+                        } else {
+                            ""
+                        };
+                        eprintln!("  {name}: {agreement} identical{mark}");
+                    }
+                    eprintln!(
+                        "  (the f32 model finished {:.0} % of the {} sentences' translations)",
+                        choice.finished * 100.0,
+                        choice.sentences
+                    );
+                    eprintln!("residual: {}", choice.reason);
+                }
                 eprintln!(
                     "wrote {} ({quant}, {} files, {:.2} MB)",
                     out_dir.display(),
