@@ -160,6 +160,25 @@ ASIDE_SPECS = {
         seed=97531,
         steps=1500,
     ),
+    # A second model kept aside (2026-12-06, for `convert --residual auto`): separate
+    # vocabularies of different sizes, gelu, no embedding scale, another width and seed.
+    "wide-aside": dict(
+        src_vocab=1200,
+        tgt_vocab=900,
+        shared=False,
+        d_model=96,
+        enc_layers=2,
+        dec_layers=2,
+        heads=4,
+        ffn=384,
+        activation="gelu",
+        scale_embedding=False,
+        max_pos=256,
+        weights="safetensors",
+        emb_std=0.3,
+        seed=86420,
+        steps=1500,
+    ),
 }
 
 EDGE_CASES = [
