@@ -10,7 +10,7 @@ Usage (from the repository root, after `cargo build --release`):
     ... --keep-f16 embeddings                   # those matrices at f16 (`convert --keep-f16`)
     ... --keep-q8 decoder.                      # those matrices of a q4 package at q8 (`convert --keep-q8`)
     ... --residual embeddings                   # those q8 matrices + a Q4_0 residual (`convert --residual`)
-    ... --residual auto                         # convert's default: the residual chosen by measure
+    ... --fidelity auto                         # convert's default: what the package needs, chosen by measure
     ... --device gpu                            # translate on the GPU (lavapipe counts)
 
 For each Hugging Face checkpoint folder holding a heldout.json (made by
@@ -70,10 +70,12 @@ def main(argv: list[str]) -> int:
     keep_q8 = option("--keep-q8", [])
     keep_args += ["--keep-q8", ",".join(keep_q8)] if keep_q8 else []
     kept += f" + {', '.join(keep_q8)} q8" if keep_q8 else ""
-    # `convert`'s own default is `--residual auto`; the rows here are plain unless asked.
-    residual = option("--residual", ["none"])
-    keep_args += ["--residual", ",".join(residual)]
-    kept += f" + {', '.join(residual)} residual" if residual not in (["none"], ["auto"]) else ""
+    residual = option("--residual", [])
+    keep_args += ["--residual", ",".join(residual)] if residual else []
+    kept += f" + {', '.join(residual)} residual" if residual else ""
+    # `convert`'s own default is `--fidelity auto`; the rows here are as named unless asked.
+    auto = option("--fidelity", ["none"]) == ["auto"]
+    keep_args += ["--fidelity", "auto" if auto else "none"]
     aside = "--aside" in argv
     dirs = [Path(a) for a in argv if a != "--aside"]
     if not dirs:
@@ -114,11 +116,11 @@ def main(argv: list[str]) -> int:
                         capture_output=True,
                         text=True,
                     )
-                    # `--residual auto` says what it kept: "residual: residual on …: greedy …".
+                    # `--fidelity auto` says what it kept: "fidelity: q8 --residual …: greedy …".
                     chosen = ""
                     for line in converted.stderr.splitlines():
-                        if line.startswith("residual: "):
-                            chosen = " + auto: " + line[len("residual: "):].split(":")[0]
+                        if line.startswith("fidelity: "):
+                            chosen = " + auto: " + line[len("fidelity: "):].split(":")[0]
                     for key, beams in (("greedy", "1"), ("beam4", "4")):
                         out = subprocess.run(
                             # --no-protect: transformers keeps no span as written either.

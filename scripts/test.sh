@@ -67,13 +67,14 @@ for dir in tests/fixtures/*/; do
     elif [ -f "$dir/config.json" ]; then hf="$dir"
     else echo "skip $dir (no config.json)"; continue
     fi
-    # q8 twice: plain (-q8, `--residual none`) and as `convert` makes it by default (-q8auto:
-    # the residual chosen by measuring against the f32 model; on these small models it adds the
-    # embeddings' and the decoder's), so the browser tests both kinds of q8 package.
+    # q4 plain (`--fidelity none`: the q4 kernels, not a decoder kept at q8); q8 twice: plain
+    # (-q8) and as `convert` makes it by default (-q8auto: the residual chosen by measuring
+    # against the f32 model; on these small models the embeddings' and the decoder's), so the
+    # browser tests both kinds of q8 package.
     for q in f32 q8 q8auto q4; do
         out="target/test-packages/$name-$q"
         case "$q" in
-            q8) flags=(--quant q8 --residual none) ;;
+            q8|q4) flags=(--quant "$q" --fidelity none) ;;
             q8auto) flags=(--quant q8) ;;
             *) flags=(--quant "$q") ;;
         esac

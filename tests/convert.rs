@@ -378,37 +378,43 @@ fn provenance(dir: &Path) -> String {
     Package::read_dir(dir).unwrap().manifest.provenance
 }
 
-/// `--residual auto`, `convert`'s default for q8 (issue 17): plain q8 and the residual ladder
-/// are measured against the f32 model on sampled sentences, and the cheapest step that agrees
-/// often enough is written — on the trained tiny-opus (plain q8 agrees on 75 % of them, greedy)
-/// the embeddings' and the decoder's residual, the very package `--residual
-/// embeddings,decoder.` writes; a low `--agreement` keeps plain q8, which is `--residual none`'s
-/// package; the choice is on stderr and in the provenance; a bad `--agreement` is an error.
+/// `--fidelity auto`, `convert`'s default (issue 17): the package's ladder is measured against
+/// the f32 model on sampled sentences and the cheapest step that meets the target is written —
+/// on the trained tiny-opus q8 (plain q8 agrees on 75 % of them, greedy) the embeddings' and the
+/// decoder's residual, the very package `--residual embeddings,decoder.` writes; a low
+/// `--fidelity-target` keeps plain q8, which is `--fidelity none`'s package; q4 gets the decoder
+/// at q8, as `--keep-q8 decoder.` writes it; the choice is on stderr and in the provenance; a
+/// bad target is an error, and named parts turn the measure off.
 #[test]
-fn residual_auto_writes_the_cheapest_step_that_agrees_with_the_f32_model() {
+fn fidelity_auto_writes_the_cheapest_step_that_meets_the_target() {
     let fx = tiny_opus();
     let (auto, stderr) = cli_convert(&fx, &["--quant", "q8"]);
     assert!(
-        stderr.contains("residual on embeddings,decoder.: greedy")
-            && stderr.contains("(kept)")
-            && stderr.contains("plain q8: greedy"),
+        stderr.contains("q8 plain: greedy")
+            && stderr.contains("q8 --residual embeddings: greedy")
+            && stderr.contains("q8 --residual embeddings,decoder.: greedy")
+            && stderr.contains("(kept)\n"),
         "{stderr}"
     );
-    let (named, _) = cli_convert(&fx, &["--quant", "q8", "--residual", "embeddings,decoder."]);
+    let (named, stderr) = cli_convert(&fx, &["--quant", "q8", "--residual", "embeddings,decoder."]);
+    assert!(
+        !stderr.contains("identical"),
+        "named parts measure nothing: {stderr}"
+    );
     assert_eq!(weights(auto.path()), weights(named.path()));
     let chosen = provenance(auto.path());
     assert!(
-        chosen.contains("residual chosen by measure (residual on embeddings, decoder.: greedy"),
+        chosen.contains("chosen by measure: q8 --residual embeddings,decoder.: greedy"),
         "{chosen}"
     );
 
-    let (low, stderr) = cli_convert(&fx, &["--quant", "q8", "--agreement", "60"]);
+    let (low, stderr) = cli_convert(&fx, &["--quant", "q8", "--fidelity-target", "60"]);
     assert!(
-        stderr.contains("plain q8: greedy") && stderr.contains("(kept)"),
+        stderr.contains("q8 plain: greedy") && stderr.contains("(kept)"),
         "{stderr}"
     );
-    assert!(!stderr.contains("residual on embeddings:"), "{stderr}");
-    let (none, stderr) = cli_convert(&fx, &["--quant", "q8", "--residual", "none"]);
+    assert!(!stderr.contains("--residual embeddings:"), "{stderr}");
+    let (none, stderr) = cli_convert(&fx, &["--quant", "q8", "--fidelity", "none"]);
     assert!(
         !stderr.contains("identical"),
         "none measures nothing: {stderr}"
@@ -418,18 +424,27 @@ fn residual_auto_writes_the_cheapest_step_that_agrees_with_the_f32_model() {
     let st = safetensors::SafeTensors::deserialize(&st).unwrap();
     assert!(st.names().iter().all(|n| !n.contains(".residual.")));
 
-    // q4 packages take no residual: auto measures nothing there.
-    let (_, stderr) = cli_convert(&fx, &["--quant", "q4"]);
-    assert!(!stderr.contains("identical"), "{stderr}");
-    let e = cli_convert_error(&fx, &["--quant", "q8", "--agreement", "120"]);
-    assert!(e.contains("--agreement"), "{e}");
+    let (q4, stderr) = cli_convert(&fx, &["--quant", "q4"]);
+    assert!(
+        stderr.contains("q4 plain: greedy") && stderr.contains("q4 --keep-q8 decoder.: greedy"),
+        "{stderr}"
+    );
+    let (q4_named, _) = cli_convert(&fx, &["--quant", "q4", "--keep-q8", "decoder."]);
+    assert_eq!(weights(q4.path()), weights(q4_named.path()));
+    let (_, stderr) = cli_convert(&fx, &["--quant", "f16"]);
+    assert!(
+        !stderr.contains("identical"),
+        "f16 has nothing to choose: {stderr}"
+    );
+    let e = cli_convert_error(&fx, &["--quant", "q8", "--fidelity-target", "120"]);
+    assert!(e.contains("fidelity target"), "{e}");
 }
 
 /// Untrained weights (a benchmark subject with random values) never finish a translation, and
-/// their decisions are near ties that any rounding flips: `--residual auto` says so and keeps
+/// their decisions are near ties that any rounding flips: `--fidelity auto` says so and keeps
 /// plain q8 instead of measuring — a residual would only cost such a package speed.
 #[test]
-fn residual_auto_keeps_plain_q8_for_untrained_weights() {
+fn fidelity_auto_keeps_plain_q8_for_untrained_weights() {
     use candle_core::{DType, Device, Tensor};
     let fx = tiny_opus();
     let random = tempfile::tempdir().unwrap();
@@ -452,6 +467,6 @@ fn residual_auto_keeps_plain_q8_for_untrained_weights() {
     let (auto, stderr) = cli_convert(random.path(), &["--quant", "q8"]);
     assert!(stderr.contains("untrained weights?"), "{stderr}");
     assert!(!stderr.contains("(kept)"), "nothing measured: {stderr}");
-    let (none, _) = cli_convert(random.path(), &["--quant", "q8", "--residual", "none"]);
+    let (none, _) = cli_convert(random.path(), &["--quant", "q8", "--fidelity", "none"]);
     assert_eq!(weights(auto.path()), weights(none.path()));
 }

@@ -1,7 +1,7 @@
 //! `marian-wasm convert`: a Hugging Face Marian checkpoint folder into a model package.
 
 use super::calibrate;
-use super::fidelity::{Agreement, Reference};
+use super::fidelity::{self, Choice, Reference, Step, Target};
 use super::quant::{encode_matrix, Quant, StoredTensor};
 use super::spm::SpmModel;
 use super::{
@@ -109,8 +109,8 @@ struct Assembled {
 pub struct Converted {
     pub manifest: Manifest,
     pub total_bytes: u64,
-    /// What `residual_target` measured and chose (`None` when it was not asked for).
-    pub residual_choice: Option<ResidualChoice>,
+    /// What `fidelity` measured and chose (`None` when it was not asked for).
+    pub fidelity: Option<Choice>,
 }
 
 /// How `convert` rounds weights to Q8_0 / Q4_0 blocks.
@@ -151,42 +151,12 @@ pub struct ConvertOptions {
     /// (`PackedMatrix::from_q8_residual_folded`). Empty: none; a part naming a q4 matrix is
     /// not an error (q4 matrices take no residual).
     pub residual: Vec<String>,
-    /// With `residual` empty and a q8 package: choose the residual by measurement instead —
-    /// the cheapest step of `RESIDUAL_LADDER` whose package agrees with the f32 model on at
-    /// least this share of held-out sampled sentences (greedy and the model's beam count;
-    /// `package::fidelity`), see `choose_residual`. `None` (the default of `new`): no
-    /// residual unless named. The CLI's default is `Some(DEFAULT_AGREEMENT)`.
-    pub residual_target: Option<f64>,
-}
-
-/// The agreement `convert --residual auto` asks of a q8 package: issue 17's target for q8
-/// against transformers (≥ 97 % of sentences token-identical, greedy and beam).
-pub const DEFAULT_AGREEMENT: f64 = 0.97;
-
-/// What `--residual auto` tries, cheapest first: plain q8; the residual on the embeddings (the
-/// tied output projection adds it only for the tokens that can be chosen: +19 % size, no
-/// speed); on the embeddings and the decoder (+34 % size, −22 % at batch 1 natively:
-/// BENCHMARKS.md 2026-12-05). Issue 17 measured that no smaller set of decoder matrices helps.
-pub const RESIDUAL_LADDER: [&[&str]; 3] = [&[], &["embeddings"], &["embeddings", "decoder."]];
-
-/// How many sampled sentences `--residual auto` measures on (beside the calibration ones):
-/// a share near 97 % is then known to about ±1.2 points (binomial standard error).
-pub const AGREEMENT_SENTENCES: usize = 200;
-
-/// What `--residual auto` measured: each step of the ladder it tried and the one it kept.
-#[derive(Debug, Clone)]
-pub struct ResidualChoice {
-    /// Each tried step's parts and its agreement with the f32 model.
-    pub tried: Vec<(Vec<String>, Agreement)>,
-    /// Index into `tried` of the step the package was written with (`None`: plain q8,
-    /// nothing measured).
-    pub kept: Option<usize>,
-    /// How many sentences each agreement is over.
-    pub sentences: usize,
-    /// Share of those the f32 model translated to `</s>` (`Reference::finished`).
-    pub finished: f64,
-    /// Why that step (met the target, or why none did).
-    pub reason: String,
+    /// With a q8 or q4 package and none of `keep_f16`, `keep_q8`, `residual` given: choose
+    /// them by measurement instead — the cheapest step of `fidelity::ladder` whose package
+    /// meets this target against the f32 model on sampled sentences (`fidelity::choose`).
+    /// `None` (the default of `new`): the package as named. The CLI's default is
+    /// `fidelity::Target::default_for(quant)` (`--fidelity auto`).
+    pub fidelity: Option<Target>,
 }
 
 impl ConvertOptions {
@@ -199,7 +169,7 @@ impl ConvertOptions {
             keep_f16: Vec::new(),
             keep_q8: Vec::new(),
             residual: Vec::new(),
-            residual_target: None,
+            fidelity: None,
         }
     }
 }
@@ -312,11 +282,12 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
     }
     // GPTQ rounding needs what each layer is fed on calibration text.
     let calibrate = matches!(quant, Quant::Q8 | Quant::Q4) && opts.rounding == Rounding::Gptq;
-    // `residual_target` measures candidates against the f32 model on sentences of their own:
-    // the given text, or sampled sentences after the calibration ones (the same seeded stream).
+    // `fidelity` measures candidates against the f32 model on sentences of their own: the
+    // given text, or sampled sentences after the calibration ones (the same seeded stream).
+    let named = !(opts.keep_f16.is_empty() && opts.keep_q8.is_empty() && opts.residual.is_empty());
     let target = opts
-        .residual_target
-        .filter(|_| quant == Quant::Q8 && opts.residual.is_empty());
+        .fidelity
+        .filter(|_| matches!(quant, Quant::Q8 | Quant::Q4) && !named);
     let (sentences, measured) = match (&opts.calibration, calibrate, target) {
         (Some(text), _, _) => (
             if calibrate { text.clone() } else { Vec::new() },
@@ -325,7 +296,7 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         (None, _, None) if !calibrate => (Vec::new(), Vec::new()),
         (None, _, _) => {
             let extra = if target.is_some() {
-                AGREEMENT_SENTENCES
+                fidelity::SENTENCES
             } else {
                 0
             };
@@ -348,36 +319,25 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             }
         ),
     };
-    let mut kept = if opts.keep_f16.is_empty() || !matches!(quant, Quant::Q8 | Quant::Q4) {
-        String::new()
-    } else {
-        format!(
-            "; matrices named like {} kept at f16",
-            opts.keep_f16.join(", ")
-        )
-    };
-    if !opts.keep_q8.is_empty() {
-        kept += &format!(
-            "; matrices named like {} kept at q8",
-            opts.keep_q8.join(", ")
-        );
-    }
     let source_name = hf_dir
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let provenance = |residual: &[String], choice: &str| {
-        let with_residual = if residual.is_empty() || !matches!(quant, Quant::Q8 | Quant::Q4) {
-            String::new()
-        } else {
-            format!(
-                "; matrices named like {} with a Q4_0 residual",
-                residual.join(", ")
-            )
+    // What the package's matrices got beside its quantization, for the provenance.
+    let provenance = |step: &Step, choice: &str| {
+        let named = |what: &str, parts: &[String]| {
+            if parts.is_empty() || !matches!(quant, Quant::Q8 | Quant::Q4) {
+                String::new()
+            } else {
+                format!("; matrices named like {} {what}", parts.join(", "))
+            }
         };
         format!(
-            "converted by marian-wasm {} from {source_name} ({weights_file}){rounding}{kept}{with_residual}{choice}",
+            "converted by marian-wasm {} from {source_name} ({weights_file}){rounding}{}{}{}{choice}",
             env!("CARGO_PKG_VERSION"),
+            named("kept at f16", &opts.keep_f16),
+            named("kept at q8", &step.keep_q8),
+            named("with a Q4_0 residual", &step.residual),
         )
     };
     let package =
@@ -431,7 +391,7 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             })
         };
 
-    // The f32 model: what GPTQ calibrates on and what `residual_target` measures against.
+    // The f32 model: what GPTQ calibrates on and what `fidelity` measures against.
     let reference = if calibrate || target.is_some() {
         let f32_weights = tensors
             .iter()
@@ -451,14 +411,14 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         _ => HashMap::new(),
     };
 
-    // Each matrix's stored form, encoded once per (matrix, with residual or not): the ladder's
-    // steps share every matrix they do not give a residual.
-    let mut encoded: HashMap<(usize, bool), Vec<StoredTensor>> = HashMap::new();
-    let mut quantize = |residual: &[String]| -> Result<Vec<StoredTensor>> {
+    // Each matrix's stored form, encoded once per (matrix, form, with a residual or not): the
+    // ladder's steps share every matrix they store alike.
+    let mut encoded: HashMap<(usize, Quant, bool), Vec<StoredTensor>> = HashMap::new();
+    let mut quantize = |step: &Step| -> Result<Vec<StoredTensor>> {
         let mut stored: Vec<StoredTensor> = Vec::new();
         for (i, (spec, t)) in tensors.iter().enumerate() {
             let keep_f16 = opts.keep_f16.iter().any(|p| names_matrix(spec, p));
-            let keep_q8 = opts.keep_q8.iter().any(|p| names_matrix(spec, p));
+            let keep_q8 = step.keep_q8.iter().any(|p| names_matrix(spec, p));
             let form = match (keep_f16, keep_q8, quant) {
                 (true, _, Quant::Q8 | Quant::Q4) => Quant::F16,
                 (false, true, Quant::Q4) => form_for(spec.role, Quant::Q8),
@@ -469,8 +429,9 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
                 continue;
             }
             // A residual finishes a q8 matrix (q4 ones would need their own GPU kernels).
-            let with_residual = form == Quant::Q8 && residual.iter().any(|p| names_matrix(spec, p));
-            if let Some(done) = encoded.get(&(i, with_residual)) {
+            let with_residual =
+                form == Quant::Q8 && step.residual.iter().any(|p| names_matrix(spec, p));
+            if let Some(done) = encoded.get(&(i, form, with_residual)) {
                 stored.extend(done.iter().cloned());
                 continue;
             }
@@ -483,7 +444,7 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             let done = encode_matrix(&spec.name, t, form, gram, with_residual)?;
             if target.is_some() {
                 stored.extend(done.iter().cloned());
-                encoded.insert((i, with_residual), done);
+                encoded.insert((i, form, with_residual), done);
             } else {
                 stored.extend(done);
             }
@@ -491,33 +452,35 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         Ok(stored)
     };
 
-    let (residual, residual_choice) = match (&reference, target) {
+    let (step, choice) = match (&reference, target) {
         (Some(f32_model), Some(target)) => {
             let reference = Reference::new(f32_model, &measured)?;
-            let choice = choose_residual(&reference, target, |parts| {
-                let stored = quantize(parts)?;
+            let choice = fidelity::choose(&reference, quant, target, |step| {
+                let stored = quantize(step)?;
                 let candidate = package(quant, &stored, String::new())?;
                 Translator::new(&Package::from_files(&candidate.json, candidate.files)?)
             })?;
-            let parts = choice
-                .kept
-                .map(|k| choice.tried[k].0.clone())
-                .unwrap_or_default();
-            (parts, Some(choice))
+            (choice.kept.clone(), Some(choice))
         }
-        _ => (opts.residual.clone(), None),
+        _ => (
+            Step {
+                keep_q8: opts.keep_q8.clone(),
+                residual: opts.residual.clone(),
+            },
+            None,
+        ),
     };
-    let stored = quantize(&residual)?;
+    let stored = quantize(&step)?;
     drop(encoded);
-    let choice_note = residual_choice
+    let choice_note = choice
         .as_ref()
-        .map(|c| format!("; residual chosen by measure ({})", c.reason))
+        .map(|c| format!("; chosen by measure: {}", c.reason))
         .unwrap_or_default();
     let Assembled {
         manifest,
         json,
         files,
-    } = package(quant, &stored, provenance(&residual, &choice_note))?;
+    } = package(quant, &stored, provenance(&step, &choice_note))?;
     drop(stored);
 
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
@@ -531,7 +494,7 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
     Ok(Converted {
         manifest,
         total_bytes,
-        residual_choice,
+        fidelity: choice,
     })
 }
 
@@ -548,72 +511,4 @@ impl safetensors::View for &StoredTensor {
     fn data_len(&self) -> usize {
         self.data.len()
     }
-}
-
-/// Under this share of the f32 model's own translations ending with `</s>` (before twice the
-/// source length plus 8 tokens), the weights are taken to be untrained — a benchmark subject
-/// with random weights, whose decisions are near ties that any rounding flips — and plain q8
-/// is kept without measuring the ladder: agreement would only buy speed away there.
-pub const TRAINED_MIN_FINISHED: f64 = 0.5;
-
-/// Measures the steps of `RESIDUAL_LADDER` in order, each package made by `build` from the
-/// parts given a residual, and keeps the first whose agreement with `reference` (its worse
-/// search) reaches `target`; when none does, the last (most faithful) step. Keeps plain q8
-/// without measuring when the reference model looks untrained (`TRAINED_MIN_FINISHED`).
-/// Errors are `build`'s or decoding's.
-pub fn choose_residual(
-    reference: &Reference,
-    target: f64,
-    mut build: impl FnMut(&[String]) -> Result<Translator>,
-) -> Result<ResidualChoice> {
-    let describe = |parts: &[String]| {
-        if parts.is_empty() {
-            "plain q8".to_string()
-        } else {
-            format!("residual on {}", parts.join(", "))
-        }
-    };
-    if reference.finished() < TRAINED_MIN_FINISHED {
-        return Ok(ResidualChoice {
-            tried: Vec::new(),
-            kept: None,
-            sentences: reference.len(),
-            finished: reference.finished(),
-            reason: format!(
-                "plain q8: the f32 model finished only {:.0} % of {} sampled sentences' translations \
-                 (untrained weights?), so agreement cannot be measured",
-                reference.finished() * 100.0,
-                reference.len()
-            ),
-        });
-    }
-    let mut tried: Vec<(Vec<String>, Agreement)> = Vec::new();
-    for step in RESIDUAL_LADDER {
-        let parts: Vec<String> = step.iter().map(|p| p.to_string()).collect();
-        let agreement = reference.agreement(&build(&parts)?, target)?;
-        tried.push((parts, agreement));
-        if agreement.worst() >= target {
-            break;
-        }
-    }
-    let kept = tried.len() - 1;
-    let (parts, agreement) = &tried[kept];
-    let why = if agreement.worst() >= target {
-        ""
-    } else {
-        ", the most faithful step, under the target"
-    };
-    let reason = format!(
-        "{}{why}: {agreement} identical to the f32 model on {} sampled sentences, target {:.0} %",
-        describe(parts),
-        reference.len(),
-        target * 100.0
-    );
-    Ok(ResidualChoice {
-        tried,
-        kept: Some(kept),
-        sentences: reference.len(),
-        finished: reference.finished(),
-        reason,
-    })
 }

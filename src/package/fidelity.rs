@@ -1,12 +1,17 @@
-//! How closely a quantized package translates like the f32 model it was converted from: the
-//! share of source sentences whose output tokens are identical, greedy and with the model's own
-//! beam count (issue 17 measures q8 against transformers the same way; the f32 package is
+//! How closely a quantized package translates like the f32 model it was converted from, and
+//! `convert`'s choice of the cheapest package that does so closely enough (issue 17).
+//!
+//! The measure: on source sentences, the share of outputs token-identical to the f32 model's
+//! and the BLEU of the decoded outputs against its decoded outputs, greedy and with the model's
+//! own beam count — how issue 17 holds packages against transformers (the f32 package is
 //! token-identical to transformers, so agreeing with it is agreeing with transformers).
 //!
-//! `convert --residual auto` measures each candidate package with this and keeps the cheapest
-//! that agrees often enough (`convert::ResidualChoice`).
+//! The choice (`choose`): each quantization has a ladder of ever more faithful and costlier
+//! packages (`ladder`); convert measures them in order and keeps the first that meets the
+//! target, so a model pays in size or speed only for the fidelity it lacks.
 
 use super::calibrate;
+use super::quant::Quant;
 use crate::error::Result;
 use crate::generate::{generate, GenerateOptions};
 use crate::translator::Translator;
@@ -14,28 +19,160 @@ use crate::translator::Translator;
 /// Sentences decoded at once while measuring (padded batches, as the CLI translates).
 const BATCH: usize = 32;
 
-/// One candidate's agreement with the reference, as shares in 0..=1.
+/// How many sampled sentences `convert` measures on (beside the calibration ones): a share near
+/// 97 % is then known to about ±1.2 points (binomial standard error).
+pub const SENTENCES: usize = 200;
+
+/// Under this share of the f32 model's own translations ending with `</s>` (before twice the
+/// source length plus 8 tokens), the weights are taken to be untrained — a benchmark subject
+/// with random weights, whose decisions are near ties that any rounding flips — and the plain
+/// package is kept without measuring: a costlier step would buy nothing there.
+pub const TRAINED_MIN_FINISHED: f64 = 0.5;
+
+/// What a package must reach against the f32 model, in both searches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// At least this share (0..=1) of sentences token-identical.
+    Identical(f64),
+    /// At least this BLEU (0..=100) of the decoded outputs against the f32 model's.
+    Bleu(f64),
+}
+
+impl Target {
+    /// Issue 17's targets against transformers: q8 ≥ 97 % of sentences identical; q4 BLEU
+    /// ≥ 90 against transformers' output. `None` for f32 and f16 (nothing to choose).
+    pub fn default_for(quant: Quant) -> Option<Target> {
+        match quant {
+            Quant::Q8 => Some(Target::Identical(0.97)),
+            Quant::Q4 => Some(Target::Bleu(90.0)),
+            Quant::F32 | Quant::F16 => None,
+        }
+    }
+
+    /// The same kind of target at `value` given as a person writes it (percent for
+    /// `Identical`, BLEU points for `Bleu`); errors outside 50..=100.
+    pub fn with_value(self, value: f64) -> std::result::Result<Target, String> {
+        if !(50.0..=100.0).contains(&value) {
+            return Err(format!(
+                "the fidelity target must be in 50..=100, got {value}"
+            ));
+        }
+        Ok(match self {
+            Target::Identical(_) => Target::Identical(value / 100.0),
+            Target::Bleu(_) => Target::Bleu(value),
+        })
+    }
+
+    fn met_by(self, m: &Measure) -> bool {
+        match self {
+            Target::Identical(share) => m.identical >= share,
+            Target::Bleu(bleu) => m.bleu >= bleu,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Identical(s) => write!(f, "{:.0} % identical", s * 100.0),
+            Target::Bleu(b) => write!(f, "BLEU {b:.0}"),
+        }
+    }
+}
+
+/// One step of a ladder: matrices kept at q8 in a q4 package and q8 matrices given a residual,
+/// named as `convert`'s `--keep-q8` / `--residual` parts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Step {
+    pub keep_q8: Vec<String>,
+    pub residual: Vec<String>,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.keep_q8.is_empty() && self.residual.is_empty() {
+            return f.write_str("plain");
+        }
+        let mut parts = Vec::new();
+        if !self.keep_q8.is_empty() {
+            parts.push(format!("--keep-q8 {}", self.keep_q8.join(",")));
+        }
+        if !self.residual.is_empty() {
+            parts.push(format!("--residual {}", self.residual.join(",")));
+        }
+        f.write_str(&parts.join(" "))
+    }
+}
+
+/// The steps `convert` tries for `quant`, cheapest first (BENCHMARKS.md 2026-12-04/05 measured
+/// where each package's drift comes from and what each step costs on the opus-mt-en-fr shape):
+/// - q8: plain; the residual on the embeddings (the tied output projection adds it only for the
+///   tokens that can be chosen: +15 MB, no speed); also on the decoder's matrices (+28 MB,
+///   −22 % at batch 1 natively). No smaller set of decoder matrices helped.
+/// - q4: plain; the decoder's matrices at q8 (where q4's drift comes from: +13 MB, same speed
+///   on the CPU, which unpacks q4 to 8 bits anyway). Not the embeddings' residual as well: it
+///   brings a q4 package past plain q8's size (≈ 87 against 82 MB), and q8 is then the better
+///   package.
+///
+/// Empty for f32 and f16.
+pub fn ladder(quant: Quant) -> Vec<Step> {
+    let parts = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    match quant {
+        Quant::Q8 => vec![
+            Step::default(),
+            Step {
+                keep_q8: vec![],
+                residual: parts(&["embeddings"]),
+            },
+            Step {
+                keep_q8: vec![],
+                residual: parts(&["embeddings", "decoder."]),
+            },
+        ],
+        Quant::Q4 => vec![
+            Step::default(),
+            Step {
+                keep_q8: parts(&["decoder."]),
+                residual: vec![],
+            },
+        ],
+        Quant::F32 | Quant::F16 => Vec::new(),
+    }
+}
+
+/// One search's agreement with the reference.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measure {
+    /// Share (0..=1) of sentences whose output is token-identical to the reference's.
+    pub identical: f64,
+    /// BLEU (sacreBLEU's defaults, `metrics::corpus_bleu`) of the decoded outputs against the
+    /// reference's decoded outputs.
+    pub bleu: f64,
+}
+
+/// A candidate's agreement with the reference.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Agreement {
-    /// Share of sentences whose greedy output is token-identical to the reference's.
-    pub greedy: f64,
-    /// The same with the model's default beam count; `None` when that is 1 (greedy already)
-    /// or when greedy already fell short of the share asked for (not measured).
-    pub beam: Option<f64>,
+    pub greedy: Measure,
+    /// With the model's default beam count; `None` when that is 1 (greedy already) or when
+    /// greedy already missed the target (not measured).
+    pub beam: Option<Measure>,
 }
 
 impl Agreement {
-    /// The lower of the measured shares: a package is as faithful as its worse search.
-    pub fn worst(&self) -> f64 {
-        self.beam.map_or(self.greedy, |b| b.min(self.greedy))
+    /// Whether both searches meet `target` (a search not measured does not).
+    pub fn meets(&self, target: Target, beams: usize) -> bool {
+        target.met_by(&self.greedy) && (beams <= 1 || self.beam.is_some_and(|b| target.met_by(&b)))
     }
 }
 
 impl std::fmt::Display for Agreement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "greedy {:.1} %", self.greedy * 100.0)?;
-        if let Some(b) = self.beam {
-            write!(f, ", beam {:.1} %", b * 100.0)?;
+        let one =
+            |m: &Measure| format!("{:.1} % identical, BLEU {:.2}", m.identical * 100.0, m.bleu);
+        write!(f, "greedy {}", one(&self.greedy))?;
+        if let Some(b) = &self.beam {
+            write!(f, "; beam {}", one(b))?;
         }
         Ok(())
     }
@@ -72,25 +209,33 @@ impl<'a> Reference<'a> {
         self.sources.len()
     }
 
-    /// Share of the reference's greedy outputs that ended before their length limit: near 1
-    /// for a trained translator; untrained (random) weights never write `</s>`, and their
-    /// decisions are near ties that any rounding flips, so agreement says nothing there.
-    pub fn finished(&self) -> f64 {
-        self.finished as f64 / self.sources.len() as f64
-    }
-
     /// Never true: `new` refuses an empty set.
     pub fn is_empty(&self) -> bool {
         self.sources.is_empty()
     }
 
+    /// The model's default beam count: the second search measured.
+    pub fn beams(&self) -> usize {
+        self.model.generation.num_beams
+    }
+
+    /// Share of the reference's greedy outputs that ended before their length limit: near 1
+    /// for a trained translator, 0 for untrained (random) weights, which never write `</s>`.
+    pub fn finished(&self) -> f64 {
+        self.finished as f64 / self.sources.len() as f64
+    }
+
     /// `candidate`'s agreement with the reference on the same sentences: greedy, and with the
-    /// model's default beam count only where greedy reaches `at_least` (below it, the
-    /// candidate is short of that share whatever beam search gives).
-    pub fn agreement(&self, candidate: &Translator, at_least: f64) -> Result<Agreement> {
-        let greedy = share(&decode(candidate, &self.sources, 1)?.0, &self.greedy);
-        let beams = self.model.generation.num_beams;
-        let beam = if beams > 1 && greedy >= at_least {
+    /// model's default beam count only where greedy meets `target` (below it, the candidate
+    /// misses the target whatever beam search gives).
+    pub fn agreement(&self, candidate: &Translator, target: Target) -> Result<Agreement> {
+        let greedy = self.measure(
+            candidate,
+            &decode(candidate, &self.sources, 1)?.0,
+            &self.greedy,
+        )?;
+        let beams = self.beams();
+        let beam = if beams > 1 && target.met_by(&greedy) {
             let reference = match self.beam.get() {
                 Some(r) => r,
                 None => {
@@ -98,20 +243,26 @@ impl<'a> Reference<'a> {
                     self.beam.get_or_init(|| r)
                 }
             };
-            Some(share(
-                &decode(candidate, &self.sources, beams)?.0,
-                reference,
-            ))
+            let ours = decode(candidate, &self.sources, beams)?.0;
+            Some(self.measure(candidate, &ours, reference)?)
         } else {
             None
         };
         Ok(Agreement { greedy, beam })
     }
-}
 
-fn share(ours: &[Vec<u32>], theirs: &[Vec<u32>]) -> f64 {
-    let same = ours.iter().zip(theirs).filter(|(a, b)| a == b).count();
-    same as f64 / theirs.len() as f64
+    fn measure(&self, t: &Translator, ours: &[Vec<u32>], theirs: &[Vec<u32>]) -> Result<Measure> {
+        let same = ours.iter().zip(theirs).filter(|(a, b)| a == b).count();
+        let text = |v: &[Vec<u32>]| {
+            v.iter()
+                .map(|ids| t.tokenizer.decode(ids))
+                .collect::<Vec<_>>()
+        };
+        Ok(Measure {
+            identical: same as f64 / theirs.len() as f64,
+            bleu: crate::metrics::corpus_bleu(&text(ours), &text(theirs))?.score,
+        })
+    }
 }
 
 /// Outputs in padded batches of `BATCH`, each at most twice its longest source plus 8 tokens
@@ -128,10 +279,9 @@ fn decode(
     let mut finished = 0;
     for batch in sources.chunks(BATCH) {
         let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
-        let max_length = (2 * longest + 8).min(limit);
         let g = model.generation_for(&GenerateOptions {
             num_beams: Some(beams),
-            max_length: Some(max_length),
+            max_length: Some((2 * longest + 8).min(limit)),
             ..Default::default()
         })?;
         let outputs = generate(&model.model, batch, &g)?;
@@ -139,4 +289,75 @@ fn decode(
         out.extend(outputs);
     }
     Ok((out, finished))
+}
+
+/// What `choose` measured and kept.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub target: Target,
+    /// Each tried step and its agreement with the f32 model, in ladder order.
+    pub tried: Vec<(Step, Agreement)>,
+    /// The step the package is written with.
+    pub kept: Step,
+    /// How many sentences each agreement is over.
+    pub sentences: usize,
+    /// Share of those the f32 model translated to `</s>` (`Reference::finished`).
+    pub finished: f64,
+    /// Why that step, in a sentence.
+    pub reason: String,
+}
+
+/// Measures the steps of `ladder(quant)` in order, each package made by `build`, and keeps the
+/// first that meets `target` in both searches; when none does, the last (most faithful) step.
+/// Keeps the plain package without measuring when the reference model looks untrained
+/// (`TRAINED_MIN_FINISHED`). Errors are `build`'s or decoding's.
+pub fn choose(
+    reference: &Reference,
+    quant: Quant,
+    target: Target,
+    mut build: impl FnMut(&Step) -> Result<Translator>,
+) -> Result<Choice> {
+    let sentences = reference.len();
+    let finished = reference.finished();
+    if finished < TRAINED_MIN_FINISHED {
+        return Ok(Choice {
+            target,
+            tried: Vec::new(),
+            kept: Step::default(),
+            sentences,
+            finished,
+            reason: format!(
+                "plain {quant}: the f32 model finished only {:.0} % of {sentences} sampled \
+                 sentences' translations (untrained weights?), so fidelity cannot be measured",
+                finished * 100.0
+            ),
+        });
+    }
+    let mut tried: Vec<(Step, Agreement)> = Vec::new();
+    for step in ladder(quant) {
+        let agreement = reference.agreement(&build(&step)?, target)?;
+        let met = agreement.meets(target, reference.beams());
+        tried.push((step, agreement));
+        if met {
+            break;
+        }
+    }
+    let (kept, agreement) = tried.last().cloned().expect("q8 and q4 have ladders");
+    let why = if agreement.meets(target, reference.beams()) {
+        ""
+    } else {
+        ", the most faithful step, under the target"
+    };
+    let reason = format!(
+        "{quant} {kept}{why}: {agreement} against the f32 model on {sentences} sampled \
+         sentences (target {target})"
+    );
+    Ok(Choice {
+        target,
+        tried,
+        kept,
+        sentences,
+        finished,
+        reason,
+    })
 }

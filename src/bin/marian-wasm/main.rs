@@ -54,6 +54,12 @@ mod cli {
         }
     }
 
+    #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+    enum FidelityArg {
+        Auto,
+        None,
+    }
+
     #[derive(Subcommand)]
     enum Command {
         /// Convert a Hugging Face Marian checkpoint folder into a model package.
@@ -81,19 +87,26 @@ mod cli {
             /// `decoder.` is where most of q4's drift from transformers comes from.
             #[arg(long, value_delimiter = ',')]
             keep_q8: Vec<String>,
-            /// Which q8 matrices also store their rounding error rounded to 4 bits (12-bit
-            /// weights, closer to transformers; such matrices are rounded to nearest, not by
-            /// GPTQ). `auto` (the default): measure plain q8 against the f32 model on sampled
-            /// sentences (or the --calibration text), greedy and the model's beam count, and add
-            /// the residual — first on `embeddings` (+19 % size, no speed), then also on
-            /// `decoder.` (+34 % size, −22 % at batch 1 natively) — only until --agreement is
-            /// met; `none`: plain q8; else parts named as for --keep-f16.
-            #[arg(long, value_delimiter = ',', default_value = "auto")]
+            /// Store beside the q8 matrices named by these parts (as --keep-f16) their rounding
+            /// error rounded to 4 bits: 12-bit weights, closer to transformers (such matrices are
+            /// rounded to nearest, not by GPTQ). `embeddings` costs +15 MB on opus-mt-en-fr and
+            /// no speed (the output projection adds the residual only for the tokens that can be
+            /// chosen); `embeddings,decoder.` +28 MB and 22 % at batch 1 natively (the decoder's
+            /// matrices are multiplied as 12-bit levels).
+            #[arg(long, value_delimiter = ',')]
             residual: Vec<String>,
-            /// With `--residual auto`: the share of sentences (percent) a q8 package must
-            /// translate token-identically to the f32 model.
-            #[arg(long, default_value_t = 97.0)]
-            agreement: f64,
+            /// `auto` (the default, for q8 and q4 when no --keep-f16/--keep-q8/--residual is
+            /// given): measure the package against the f32 model on sampled sentences (or the
+            /// --calibration text), greedy and with the model's beam count, and add only as much
+            /// as it needs to meet --fidelity-target — q8: the residual on `embeddings`, then
+            /// also on `decoder.`; q4: `--keep-q8 decoder.`, then also the embeddings' residual.
+            /// `none`: the package as named.
+            #[arg(long, value_enum, default_value = "auto")]
+            fidelity: FidelityArg,
+            /// What `--fidelity auto` asks against the f32 model: for q8 the percent of
+            /// sentences token-identical (default 97), for q4 the BLEU (default 90).
+            #[arg(long)]
+            fidelity_target: Option<f64>,
         },
         /// Translate UTF-8 lines from stdin, one output line per input line.
         Translate {
@@ -196,7 +209,8 @@ mod cli {
                 keep_f16,
                 keep_q8,
                 residual,
-                agreement,
+                fidelity,
+                fidelity_target,
             } => {
                 use marian_wasm::package::convert::{convert_with, ConvertOptions, Rounding};
                 use marian_wasm::package::quant::Quant;
@@ -207,17 +221,13 @@ mod cli {
                 };
                 opts.keep_f16 = keep_f16;
                 opts.keep_q8 = keep_q8;
-                match residual.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-                    ["auto"] => {
-                        if !(50.0..=100.0).contains(&agreement) {
-                            anyhow::bail!(
-                                "--agreement is a percentage in 50..=100, got {agreement}"
-                            );
-                        }
-                        opts.residual_target = Some(agreement / 100.0);
-                    }
-                    ["none"] => {}
-                    _ => opts.residual = residual,
+                opts.residual = residual;
+                if fidelity == FidelityArg::Auto {
+                    use marian_wasm::package::fidelity::Target;
+                    opts.fidelity = match (Target::default_for(opts.quant), fidelity_target) {
+                        (Some(t), Some(v)) => Some(t.with_value(v).map_err(anyhow::Error::msg)?),
+                        (t, _) => t,
+                    };
                 }
                 if let Some(path) = calibration {
                     let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -241,32 +251,23 @@ mod cli {
                         "converting to {quant} with GPTQ rounding, calibrated on {text} (about a minute for an opus-mt-sized model; --rounding nearest takes seconds)"
                     );
                 }
-                if opts.residual_target.is_some() && quant == Quant::Q8 {
+                if opts.fidelity.is_some() && matches!(quant, Quant::Q8 | Quant::Q4) {
                     eprintln!(
-                        "measuring q8 against the f32 model to choose the residual (--residual auto; --residual none skips it)"
+                        "measuring {quant} against the f32 model to choose what it needs (--fidelity auto; --fidelity none skips it)"
                     );
                 }
                 let done = convert_with(&hf_dir, &out_dir, &opts)?;
-                if let Some(choice) = &done.residual_choice {
-                    for (i, (parts, agreement)) in choice.tried.iter().enumerate() {
-                        let name = if parts.is_empty() {
-                            "plain q8".to_string()
-                        } else {
-                            format!("residual on {}", parts.join(","))
-                        };
-                        let mark = if Some(i) == choice.kept {
-                            " (kept)"
-                        } else {
-                            ""
-                        };
-                        eprintln!("  {name}: {agreement} identical{mark}");
+                if let Some(choice) = &done.fidelity {
+                    for (step, agreement) in &choice.tried {
+                        let mark = if *step == choice.kept { " (kept)" } else { "" };
+                        eprintln!("  {quant} {step}: {agreement}{mark}");
                     }
                     eprintln!(
                         "  (the f32 model finished {:.0} % of the {} sentences' translations)",
                         choice.finished * 100.0,
                         choice.sentences
                     );
-                    eprintln!("residual: {}", choice.reason);
+                    eprintln!("fidelity: {}", choice.reason);
                 }
                 eprintln!(
                     "wrote {} ({quant}, {} files, {:.2} MB)",
