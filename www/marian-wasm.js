@@ -289,7 +289,7 @@ export class MarianTranslator {
       monitor.dispatchEvent(new DownloadProgressEvent({ loaded: sum('loaded'), total: sum('total'), file: p.file, fromCache: p.fromCache }));
     };
     const stop = new AbortController();
-    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    const signal = options.signal ? anySignal([options.signal, stop.signal]) : stop.signal;
     const loads = route.map((leg, i) =>
       MarianTranslator.load_(leg, options, device, signal, (p) => report(i, p)).catch((e) => {
         // One leg failing stops the other's load.
@@ -954,6 +954,23 @@ async function chooseRoute(options) {
 /** A route for messages: "de → en (url) then en → it (url)". @param {ModelChoice[]} route */
 function describeRoute(route) {
   return route.map((l) => `${l.sourceLanguage} → ${l.targetLanguage} (${l.model})`).join(' then ');
+}
+
+/**
+ * A signal that aborts when any of `signals` does (AbortSignal.any, where the browser lacks it).
+ * @param {AbortSignal[]} signals
+ */
+function anySignal(signals) {
+  if (typeof AbortSignal.any === 'function') return AbortSignal.any(signals);
+  const c = new AbortController();
+  for (const s of signals) {
+    if (s.aborted) {
+      c.abort(s.reason);
+      break;
+    }
+    s.addEventListener('abort', () => c.abort(s.reason), { once: true });
+  }
+  return c.signal;
 }
 
 /** A pivot's device: "webgpu" while every leg runs there, else "wasm". @param {MarianTranslator[]} legs */
