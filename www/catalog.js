@@ -274,6 +274,40 @@ export function findModel(catalog, sourceLanguage, targetLanguage) {
   return match;
 }
 
+/** The language every pivot goes through. */
+export const PIVOT_LANGUAGE = 'en';
+
+/**
+ * Whether a canonical tag is English (`en`, `en-GB`, `en-Latn-US`, …).
+ * @param {string} tag
+ */
+export function isEnglish(tag) {
+  try {
+    return new Intl.Locale(tag).language === PIVOT_LANGUAGE;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The models that translate a pair of canonical tags: `[match]` when one model does (findModel's
+ * choice; a direct model always wins), else `[source → en, en → target]` when the catalog has
+ * both (pivoting through English, each leg chosen by findModel's rules), else null. Never a pivot
+ * when the source or the target is English itself.
+ * @param {Catalog} catalog
+ * @param {string} sourceLanguage
+ * @param {string} targetLanguage
+ * @returns {CatalogMatch[] | null}
+ */
+export function findRoute(catalog, sourceLanguage, targetLanguage) {
+  const direct = findModel(catalog, sourceLanguage, targetLanguage);
+  if (direct) return [direct];
+  if (isEnglish(sourceLanguage) || isEnglish(targetLanguage)) return null;
+  const first = findModel(catalog, sourceLanguage, PIVOT_LANGUAGE);
+  const second = first && findModel(catalog, PIVOT_LANGUAGE, targetLanguage);
+  return first && second ? [first, second] : null;
+}
+
 /**
  * The pairs a catalog offers, for messages (`en → fr, en → de`).
  * @param {Catalog} catalog

@@ -6,7 +6,9 @@
 //
 // The shape follows Chrome's built-in Translator API (availability / create / translate /
 // translateStreaming / destroy): `create({ sourceLanguage: 'en', targetLanguage: 'de', catalog })`
-// picks the package from a model catalog (catalog.js), or `create({ model })` names one. The model runs in a Web Worker this module starts itself, so the
+// picks the package from a model catalog (catalog.js) — or, when no model translates the pair but
+// the catalog has X→en and en→Y, chains the two (pivoting through English; `translator.route`) —
+// or `create({ model })` names one. The model runs in a Web Worker this module starts itself, so the
 // page's main thread never blocks; packages are kept in the Cache API (store.js) after the first load.
 
 import { deleteModel, hasModel, listModels, packageUrl } from './store.js';
@@ -15,6 +17,9 @@ import {
   canonicalLanguage,
   catalogPairs,
   findModel,
+  findRoute,
+  isEnglish,
+  PIVOT_LANGUAGE,
   languageDistance,
   loadCatalog,
   parseCatalog,
@@ -23,7 +28,7 @@ import { PageTranslator } from './page-translator.js';
 import { deleteAdapter, getAdapter, listAdapters, readAdapterManifest, saveAdapter } from './adapters.js';
 
 export { PageTranslator, listModels, deleteModel };
-export { loadCatalog, parseCatalog, findModel, canonicalLanguage };
+export { loadCatalog, parseCatalog, findModel, findRoute, canonicalLanguage };
 export { saveAdapter, listAdapters, getAdapter, deleteAdapter, readAdapterManifest };
 
 /** The package shipped with this module (the embedded default en→fr model). */
@@ -44,9 +49,19 @@ export const BUILTIN_CATALOG = builtinCatalog(DEFAULT_MODEL);
  *   `issues`: why parts of the text were kept as they were instead of translated (a word longer
  *   than the model's positions, a text over 1 MiB); empty when the model translated all of it.
  *   Texts without letters (numbers, emoji) pass through by rule, with no issue.
- * @typedef {{ tokens: number, ms: number, device: string, issues: string[][] | null }} RunFigures
+ * @typedef {{ tokens: number, ms: number, device: string, issues: string[][] | null,
+ *   legs?: RunFigures[] }} RunFigures
  *   `issues`: per input text, as in TranslateResult; null after translateStreaming (which does
- *   not report them).
+ *   not report them). A pivot translator (`route` of two legs) sums `tokens` and `ms` over its
+ *   legs (they run one after the other), gives the legs' issues of each input together (each
+ *   prefixed with its leg, "de → en: …"), and lists each leg's own figures in `legs`; `device`
+ *   is the translator's.
+ * @typedef {{ sourceLanguage: string | null, targetLanguage: string | null,
+ *   targetCode: string | null, url: string, catalogEntry: CatalogEntry | null }} RouteLeg
+ *   One model a translator runs: the BCP 47 tags it translates between (for a pivot, the
+ *   requested source → "en", then "en" → the requested target; by `model` URL: null / the code
+ *   given), the model's own target code put before every text, or null, its package URL and the
+ *   catalog entry it was picked from (null by URL).
  * @typedef {import('./catalog.js').Catalog} Catalog
  * @typedef {import('./catalog.js').CatalogEntry} CatalogEntry
  * @typedef {{ model?: string | URL, sourceLanguage?: string, targetLanguage?: string,
@@ -65,6 +80,11 @@ export const BUILTIN_CATALOG = builtinCatalog(DEFAULT_MODEL);
  *   model gets the matching code of its own (`>>fra<<`). No model for the pair: a
  *   NotSupportedError DOMException naming the pair. With a catalog, the downloaded manifest.json
  *   must have the catalog's sha256.
+ *   Pivoting: when no model translates the pair but the catalog has one for source → "en" and
+ *   one for "en" → target (each matched by the same rules), the translator chains them (two
+ *   workers, two downloads; `translator.route` lists the legs). A direct model always wins; never
+ *   a pivot when the source or target is English. An `adapter` is refused for a pivot (put it on
+ *   a leg's model, created by URL).
  *   By model: `model` is a package URL and `targetLanguage`, if given, a multi-target model's own
  *   code (opus-mt-en-ROMANCE, tc-big multi-target models: one of `translator.targetLanguages`,
  *   e.g. "fra"), put before every text as `>>fra<< ` is in transformers. A model with several
@@ -209,16 +229,19 @@ function generationOptions(o = {}) {
 export class MarianTranslator {
   /**
    * Can a translator be created for this model or language pair here, and must it be downloaded
-   * first? "unavailable" when no model in the catalog translates the pair (never an exception)
-   * or the browser cannot run one; an invalid tag is a RangeError, contradictory options a
-   * TypeError, a catalog that cannot be loaded or is not valid an error naming it.
+   * first? "unavailable" when no model in the catalog translates the pair, directly or by
+   * pivoting through English (X → en, then en → Y; never an exception), or the browser cannot
+   * run one; "available" when every model of the route is in the store. An invalid tag is a
+   * RangeError, contradictory options a TypeError, a catalog that cannot be loaded or is not
+   * valid an error naming it.
    * @param {AvailabilityOptions} [options]
    * @returns {Promise<Availability>}
    */
   static async availability(options = {}) {
-    const choice = await chooseModel(options);
-    if (!wasmSupported() || typeof Worker === 'undefined' || !choice) return 'unavailable';
-    return (await hasModel(choice.model, choice.manifestSha256)) ? 'available' : 'downloadable';
+    const route = await chooseRoute(options);
+    if (!wasmSupported() || typeof Worker === 'undefined' || !route) return 'unavailable';
+    for (const leg of route) if (!(await hasModel(leg.model, leg.manifestSha256))) return 'downloadable';
+    return 'available';
   }
 
   /**
@@ -238,17 +261,64 @@ export class MarianTranslator {
     if (options.targetLanguage != null && typeof options.targetLanguage !== 'string') {
       throw new TypeError(`targetLanguage must be a string, not ${JSON.stringify(options.targetLanguage)}`);
     }
-    const choice = await chooseModel(options);
-    if (!choice) {
+    const route = await chooseRoute(options);
+    if (!route) {
       const c = await loadCatalog(options.catalog ?? BUILTIN_CATALOG);
+      const pivot = !isEnglish(canonicalLanguage(options.sourceLanguage)) && !isEnglish(canonicalLanguage(options.targetLanguage));
       throw domError(
         'NotSupportedError',
-        `no model in the catalog translates ${options.sourceLanguage} → ${options.targetLanguage} (it offers ${catalogPairs(c)})`,
+        `no model in the catalog translates ${options.sourceLanguage} → ${options.targetLanguage}${pivot ? ' (nor a pair of models through English)' : ''} (it offers ${catalogPairs(c)})`,
       );
     }
-    const model = choice.model;
     const monitor = new EventTarget();
     options.monitor?.(monitor);
+    if (route.length === 1) {
+      return MarianTranslator.load_(route[0], options, device, options.signal, (p) => monitor.dispatchEvent(new DownloadProgressEvent(p)));
+    }
+    if (options.adapter) {
+      throw new TypeError(
+        `an adapter is made for one model, and ${options.sourceLanguage} → ${options.targetLanguage} runs two (${describeRoute(route)}): put it on a leg's model, created by model URL`,
+      );
+    }
+    // The legs load side by side, each in its own worker; the monitor sees one download (both
+    // packages together; a leg's size is its catalog entry's until its first progress report).
+    const progress = route.map((leg) => ({ loaded: 0, total: leg.entry?.size ?? 0 }));
+    const report = (/** @type {number} */ i, /** @type {{ loaded: number, total: number, file: string, fromCache: boolean }} */ p) => {
+      progress[i] = { loaded: p.loaded, total: p.total };
+      const sum = (/** @type {'loaded' | 'total'} */ k) => progress.reduce((a, x) => a + x[k], 0);
+      monitor.dispatchEvent(new DownloadProgressEvent({ loaded: sum('loaded'), total: sum('total'), file: p.file, fromCache: p.fromCache }));
+    };
+    const stop = new AbortController();
+    const signal = options.signal ? anySignal([options.signal, stop.signal]) : stop.signal;
+    const loads = route.map((leg, i) =>
+      MarianTranslator.load_(leg, options, device, signal, (p) => report(i, p)).catch((e) => {
+        // One leg failing stops the other's load.
+        stop.abort(e);
+        throw e;
+      }),
+    );
+    const settled = await Promise.allSettled(loads);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) {
+      for (const r of settled) if (r.status === 'fulfilled') r.value.destroy();
+      throw options.signal?.aborted ? options.signal.reason : /** @type {PromiseRejectedResult} */ (failed).reason;
+    }
+    const legs = settled.map((r) => /** @type {PromiseFulfilledResult<MarianTranslator>} */ (r).value);
+    return MarianTranslator.pivot_(legs, canonicalLanguage(options.sourceLanguage), canonicalLanguage(options.targetLanguage));
+  }
+
+  /**
+   * Load one model in a new worker: a direct translator.
+   * @private
+   * @param {ModelChoice} choice
+   * @param {CreateOptions} options
+   * @param {Device} device
+   * @param {AbortSignal | undefined} signal
+   * @param {(p: { loaded: number, total: number, file: string, fromCache: boolean }) => void} onProgress
+   * @returns {Promise<MarianTranslator>}
+   */
+  static async load_(choice, options, device, signal, onProgress) {
+    const model = choice.model;
     const client = startWorker();
     try {
       const info = await client.request(
@@ -263,9 +333,9 @@ export class MarianTranslator {
           manifestSha256: choice.manifestSha256,
         },
         {
-          signal: options.signal,
+          signal,
           onMessage: (m) => {
-            if (m.type === 'progress') monitor.dispatchEvent(new DownloadProgressEvent(m));
+            if (m.type === 'progress') onProgress(m);
           },
         },
       );
@@ -276,6 +346,7 @@ export class MarianTranslator {
       t.targetLanguage = choice.targetLanguage;
       t.targetCode = choice.targetCode;
       t.catalogEntry = choice.entry;
+      t.route = [{ sourceLanguage: t.sourceLanguage, targetLanguage: t.targetLanguage, targetCode: t.targetCode, url: model, catalogEntry: t.catalogEntry }];
       t.manifestSha256_ = choice.manifestSha256;
       t.store = options.store !== false;
       if (options.adapter) t.adapterBytes = options.adapter;
@@ -287,6 +358,43 @@ export class MarianTranslator {
   }
 
   /**
+   * A translator that runs `legs` one after the other (pivoting through English). What describes
+   * one model (model, manifest, modelSha256, targetLanguages, targetCode, catalogEntry) is the
+   * last leg's, the model that writes the target language.
+   * @private
+   * @param {MarianTranslator[]} legs
+   * @param {string} sourceLanguage
+   * @param {string} targetLanguage
+   */
+  static pivot_(legs, sourceLanguage, targetLanguage) {
+    const last = legs[legs.length - 1];
+    const firstOf = (/** @type {(t: MarianTranslator) => string | null} */ f) => legs.map(f).find((x) => x != null) ?? null;
+    const t = new MarianTranslator(/** @type {any} */ (null), last.model, {
+      device: pivotDevice(legs),
+      gpuAdapter: firstOf((l) => l.gpuAdapter),
+      gpuUnavailable: firstOf((l) => l.gpuUnavailable),
+      threads: Math.min(...legs.map((l) => l.threads)),
+      threadsUnavailable: firstOf((l) => l.threadsUnavailable),
+      wasmBuild: [...new Set(legs.map((l) => l.wasmBuild))].join('+'),
+      manifest: last.manifest,
+      targetLanguages: last.targetLanguages,
+      modelSha256: last.modelSha256,
+      fromCache: legs.every((l) => l.fromCache),
+      loadMs: Math.max(...legs.map((l) => l.loadMs)),
+    });
+    t.legs_ = legs;
+    t.sourceLanguage = sourceLanguage;
+    t.targetLanguage = targetLanguage;
+    t.targetCode = last.targetCode;
+    t.catalogEntry = last.catalogEntry;
+    t.route = legs.flatMap((l) => l.route);
+    t.device_ = last.device_;
+    t.threads_ = last.threads_;
+    t.store = last.store;
+    return t;
+  }
+
+  /**
    * @param {WorkerClient} client
    * @param {string} model
    * @param {{ device: 'wasm' | 'webgpu', gpuAdapter: string | null, gpuUnavailable: string | null, threads: number, threadsUnavailable: string | null, wasmBuild: string, manifest: any, targetLanguages: string[], modelSha256: string, fromCache: boolean, loadMs: number }} info
@@ -295,7 +403,14 @@ export class MarianTranslator {
   constructor(client, model, info) {
     /** @private */
     this.client = client;
-    /** The package folder URL. */
+    // A pivot translator (route of two legs): sourceLanguage / targetLanguage are the pair asked
+    // for; model, manifest, modelSha256, targetLanguages, targetCode and catalogEntry are the last
+    // leg's (the model that writes the target language; `route` has both); device is "webgpu"
+    // only while every leg runs there; threads the fewest of any leg; gpuAdapter, gpuUnavailable,
+    // threadsUnavailable the first leg's that is not null; wasmBuild the legs' builds ("pkg-mt",
+    // or "pkg+pkg-mt" if they differ); fromCache whether every leg came from the store; loadMs
+    // the slowest leg's (they load side by side).
+    /** The package folder URL (a pivot's: its last leg's). */
     this.model = model;
     /** The device that runs the model: "wasm" (CPU) or "webgpu". After a lost GPU device
      * the translation in flight completes on the CPU and this becomes "wasm". */
@@ -330,6 +445,14 @@ export class MarianTranslator {
     /** The catalog entry the model was picked from (absolute URL, canonical tags), or null when
      * created by `model` URL. @type {CatalogEntry | null} */
     this.catalogEntry = null;
+    /** The models that run, in order: one leg for a direct translator; for a pivot through
+     * English two (`{sourceLanguage: 'de', targetLanguage: 'en', …}`, then `{sourceLanguage:
+     * 'en', targetLanguage: 'it', …}`), each with its package `url`, `targetCode` and
+     * `catalogEntry`. @type {RouteLeg[]} */
+    this.route = [];
+    /** A pivot's legs, each a direct translator with its own worker; null for a direct one.
+     * @private @type {MarianTranslator[] | null} */
+    this.legs_ = null;
     /** The catalog's sha256 of manifest.json, checked on reload. @private @type {string | undefined} */
     this.manifestSha256_ = undefined;
     /** sha256 of the model's weights: adapters are made for exactly one base model. */
@@ -346,7 +469,8 @@ export class MarianTranslator {
     this.fromCache = info.fromCache;
     /** Milliseconds to load the package and build the model. */
     this.loadMs = info.loadMs;
-    /** Figures of the last translate / translateStreaming call. @type {RunFigures | null} */
+    /** Figures of the last translate / translateStreaming call (a pivot's: summed over its legs,
+     * each leg's in `legs`). @type {RunFigures | null} */
     this.lastRun = null;
     /** @private */
     this.destroyed = false;
@@ -358,6 +482,11 @@ export class MarianTranslator {
   live() {
     if (this.destroyed) throw domError('InvalidStateError', 'the translator was destroyed');
     return this.client;
+  }
+
+  /** The route as words: "de → en (https://…/) then en → it (https://…/)". @private */
+  routeText() {
+    return this.route.map((l) => `${l.sourceLanguage} → ${l.targetLanguage} (${l.url})`).join(' then ');
   }
 
   /**
@@ -445,6 +574,7 @@ export class MarianTranslator {
    */
   async run(texts, options, method) {
     for (const t of texts) if (typeof t !== 'string') throw new TypeError(`${method}() takes a string or an array of strings`);
+    if (this.legs_) return this.runLegs(texts, options, method);
     const { options: o, signal } = generationOptions(this.withCode(options));
     const r = await this.live().request({ type: 'translate', texts, options: o }, { signal });
     /** @type {string[][]} */
@@ -455,14 +585,47 @@ export class MarianTranslator {
   }
 
   /**
+   * A pivot's run: all texts through the first leg in one request, its outputs through the next
+   * in one request. Options apply to every leg, except `targetLanguage`, the last leg's only.
+   * @private
+   * @param {string[]} texts
+   * @param {TranslateOptions | undefined} options
+   * @param {string} method
+   * @returns {Promise<TranslateResult[]>}
+   */
+  async runLegs(texts, options, method) {
+    this.live();
+    const legs = /** @type {MarianTranslator[]} */ (this.legs_);
+    /** @type {string[][]} */
+    const issues = texts.map(() => []);
+    /** @type {RunFigures[]} */
+    const figures = [];
+    let current = texts;
+    for (const [i, leg] of legs.entries()) {
+      const last = i === legs.length - 1;
+      const r = await leg.run(current, last ? options : withoutTarget(options), method);
+      const { sourceLanguage: s, targetLanguage: t } = leg.route[0];
+      r.forEach((x, k) => issues[k].push(...x.issues.map((why) => `${s} → ${t}: ${why}`)));
+      figures.push(/** @type {RunFigures} */ (leg.lastRun));
+      current = r.map((x) => x.text);
+    }
+    this.device = pivotDevice(legs);
+    this.lastRun = { ...sumFigures(figures, this.device), issues };
+    return current.map((text, k) => ({ text, issues: issues[k] }));
+  }
+
+  /**
    * Translate one text, yielding the output as it is decoded: each chunk continues the previous
    * ones (only the part every beam agrees on is streamed, so nothing is ever taken back).
+   * A pivot translator translates the text through its first leg whole (nothing is streamed
+   * meanwhile), then streams the last leg's output.
    * @param {string} text
    * @param {TranslateOptions} [options]
    * @returns {ReadableStream<string>}
    */
   translateStreaming(text, options) {
     if (typeof text !== 'string') throw new TypeError('translateStreaming() takes a string');
+    if (this.legs_) return this.streamLegs(text, options);
     const client = this.live();
     const { options: o, signal } = generationOptions(this.withCode(options));
     let sent = '';
@@ -483,6 +646,40 @@ export class MarianTranslator {
           this.device = r.device;
           if (r.text.startsWith(sent)) push(r.text);
           else controller.enqueue(r.text.slice(commonPrefix(sent, r.text)));
+          controller.close();
+        } catch (e) {
+          controller.error(e);
+        }
+      },
+    });
+  }
+
+  /**
+   * translateStreaming through a pivot's legs.
+   * @private
+   * @param {string} text
+   * @param {TranslateOptions | undefined} options
+   * @returns {ReadableStream<string>}
+   */
+  streamLegs(text, options) {
+    this.live();
+    const legs = /** @type {MarianTranslator[]} */ (this.legs_);
+    const lastLeg = legs[legs.length - 1];
+    return new ReadableStream({
+      start: async (controller) => {
+        try {
+          /** @type {RunFigures[]} */
+          const figures = [];
+          let current = text;
+          for (const leg of legs.slice(0, -1)) {
+            [{ text: current }] = await leg.run([current], withoutTarget(options), 'translateStreaming');
+            figures.push(/** @type {RunFigures} */ (leg.lastRun));
+          }
+          const reader = lastLeg.translateStreaming(current, options).getReader();
+          for (let r = await reader.read(); !r.done; r = await reader.read()) controller.enqueue(r.value);
+          figures.push(/** @type {RunFigures} */ (lastLeg.lastRun));
+          this.device = pivotDevice(legs);
+          this.lastRun = { ...sumFigures(figures, this.device), issues: null };
           controller.close();
         } catch (e) {
           controller.error(e);
@@ -528,6 +725,13 @@ export class MarianTranslator {
    * @returns {Promise<FineTuneResult>}
    */
   async fineTune(pairs, options = {}) {
+    if (this.legs_) {
+      this.live();
+      throw domError(
+        'NotSupportedError',
+        `fineTune() cannot train a pivot translator, which runs ${this.route.length} models (${this.routeText()}): fine-tune one leg's model directly (MarianTranslator.create({ model: url }) with that leg's url, then fineTune)`,
+      );
+    }
     if (!Array.isArray(pairs)) throw new TypeError('fineTune() takes an array of { source, target }');
     const { onProgress, signal, workers, ...rest } = options;
     const client = this.live();
@@ -639,6 +843,14 @@ export class MarianTranslator {
    * @returns {Promise<import('./adapters.js').AdapterManifest | null>}
    */
   async useAdapter(bytes) {
+    if (this.legs_) {
+      this.live();
+      if (!bytes) return null;
+      throw domError(
+        'NotSupportedError',
+        `an adapter is made for one model, and this pivot translator runs ${this.route.length} (${this.routeText()}): put it on a leg's model, created by model URL`,
+      );
+    }
     const manifest = bytes ? readAdapterManifest(bytes) : null;
     await this.live().request({ type: 'adapter', bytes });
     this.adapterBytes = bytes;
@@ -668,28 +880,41 @@ export class MarianTranslator {
   /**
    * The worker's memory: `wasmBytes`, the size of the WebAssembly module's linear memory (the
    * model, its buffers, the allocator's free space). It never shrinks, so it is the peak so far.
+   * A pivot translator's is the sum over its legs' workers.
    * @returns {Promise<{ wasmBytes: number }>}
    */
   async memoryUsage() {
+    if (this.legs_) {
+      this.live();
+      const each = await Promise.all(this.legs_.map((l) => l.memoryUsage()));
+      return { wasmBytes: each.reduce((a, m) => a + m.wasmBytes, 0) };
+    }
     return this.live().request({ type: 'memory' });
   }
 
-  /** Stop the worker and free the model's memory. Pending requests reject. */
+  /** Stop the worker and free the model's memory (a pivot's: every leg's). Pending requests reject. */
   destroy() {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.client.terminate();
+    if (this.legs_) for (const l of this.legs_) l.destroy();
+    else this.client.terminate();
   }
 }
 
 /**
- * The package a create/availability call asks for: by `model` URL, by language pair from a
- * catalog, or the default model. null when the catalog has no model for the pair.
- * @param {AvailabilityOptions & { targetLanguage?: string }} options
- * @returns {Promise<{ model: string, manifestSha256?: string, sourceLanguage: string | null,
- *   targetLanguage: string | null, targetCode: string | null, entry: CatalogEntry | null } | null>}
+ * One model a create/availability call needs.
+ * @typedef {{ model: string, manifestSha256?: string, sourceLanguage: string | null,
+ *   targetLanguage: string | null, targetCode: string | null, entry: CatalogEntry | null }} ModelChoice
  */
-async function chooseModel(options) {
+
+/**
+ * The models a create/availability call asks for: by `model` URL, by language pair from a
+ * catalog (one model, or two through English: findRoute), or the default model. null when the
+ * catalog has no route for the pair.
+ * @param {AvailabilityOptions & { targetLanguage?: string }} options
+ * @returns {Promise<ModelChoice[] | null>}
+ */
+async function chooseRoute(options) {
   const { model, sourceLanguage, targetLanguage, catalog } = options;
   const byLanguage = sourceLanguage != null || catalog != null;
   if (model != null) {
@@ -697,14 +922,14 @@ async function chooseModel(options) {
       throw new TypeError('give either model (a package URL) or sourceLanguage and targetLanguage (a catalog picks the package), not both');
     }
     const code = targetLanguage ?? null;
-    return { model: packageUrl(model), sourceLanguage: null, targetLanguage: code, targetCode: code, entry: null };
+    return [{ model: packageUrl(model), sourceLanguage: null, targetLanguage: code, targetCode: code, entry: null }];
   }
   if (!byLanguage) {
     if (targetLanguage != null) {
       throw new TypeError('targetLanguage needs sourceLanguage (to pick a model by language) or model (a multi-target package whose code it is)');
     }
     // The built-in catalog's one entry, loaded like any package given by URL.
-    return { model: DEFAULT_MODEL, sourceLanguage: 'en', targetLanguage: 'fr', targetCode: null, entry: BUILTIN_CATALOG.models[0] };
+    return [{ model: DEFAULT_MODEL, sourceLanguage: 'en', targetLanguage: 'fr', targetCode: null, entry: BUILTIN_CATALOG.models[0] }];
   }
   if (sourceLanguage == null || targetLanguage == null) {
     throw new TypeError('choosing a model by language needs both sourceLanguage and targetLanguage (BCP 47 tags)');
@@ -712,15 +937,67 @@ async function chooseModel(options) {
   const source = canonicalLanguage(sourceLanguage);
   const target = canonicalLanguage(targetLanguage);
   const c = await loadCatalog(catalog ?? BUILTIN_CATALOG, { signal: options.signal });
-  const m = findModel(c, source, target);
-  if (!m) return null;
-  return {
+  const route = findRoute(c, source, target);
+  if (!route) return null;
+  // A direct model is asked for the requested tags; a pivot's legs for source → en → target.
+  const tags = route.length === 1 ? [source, target] : [source, ...route.slice(1).map(() => PIVOT_LANGUAGE), target];
+  return route.map((m, i) => ({
     model: packageUrl(m.entry.url),
     manifestSha256: m.entry.sha256,
-    sourceLanguage: source,
-    targetLanguage: target,
+    sourceLanguage: tags[i],
+    targetLanguage: tags[i + 1],
     targetCode: m.targetCode,
     entry: m.entry,
+  }));
+}
+
+/** A route for messages: "de → en (url) then en → it (url)". @param {ModelChoice[]} route */
+function describeRoute(route) {
+  return route.map((l) => `${l.sourceLanguage} → ${l.targetLanguage} (${l.model})`).join(' then ');
+}
+
+/**
+ * A signal that aborts when any of `signals` does (AbortSignal.any, where the browser lacks it).
+ * @param {AbortSignal[]} signals
+ */
+function anySignal(signals) {
+  if (typeof AbortSignal.any === 'function') return AbortSignal.any(signals);
+  const c = new AbortController();
+  for (const s of signals) {
+    if (s.aborted) {
+      c.abort(s.reason);
+      break;
+    }
+    s.addEventListener('abort', () => c.abort(s.reason), { once: true });
+  }
+  return c.signal;
+}
+
+/** A pivot's device: "webgpu" while every leg runs there, else "wasm". @param {MarianTranslator[]} legs */
+function pivotDevice(legs) {
+  return legs.every((l) => l.device === 'webgpu') ? 'webgpu' : 'wasm';
+}
+
+/** Options for a leg before the last: the output language is the last leg's business. @param {TranslateOptions | undefined} o */
+function withoutTarget(o) {
+  if (!o || !('targetLanguage' in o)) return o;
+  const { targetLanguage, ...rest } = o;
+  return rest;
+}
+
+/**
+ * A pivot's figures: tokens and milliseconds summed over the legs, each leg's own in `legs`.
+ * @param {RunFigures[]} legs
+ * @param {string} device
+ * @returns {RunFigures}
+ */
+function sumFigures(legs, device) {
+  return {
+    tokens: legs.reduce((a, f) => a + f.tokens, 0),
+    ms: legs.reduce((a, f) => a + f.ms, 0),
+    device,
+    issues: null,
+    legs,
   };
 }
 
