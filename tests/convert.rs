@@ -196,7 +196,18 @@ fn cli_convert_takes_rounding_and_calibration_text_and_names_a_missing_file() {
     )
     .unwrap();
     let calibration = text.path().to_str().unwrap();
-    let (out, stderr) = cli_convert(fx, &["--quant", "q4", "--calibration", calibration]);
+    // `--fidelity none`: the package as named, as the library's `ConvertOptions::new` writes it.
+    let (out, stderr) = cli_convert(
+        fx,
+        &[
+            "--quant",
+            "q4",
+            "--calibration",
+            calibration,
+            "--fidelity",
+            "none",
+        ],
+    );
     assert!(
         stderr.contains("GPTQ") && stderr.contains("2 sentences"),
         "{stderr}"
@@ -208,7 +219,17 @@ fn cli_convert_takes_rounding_and_calibration_text_and_names_a_missing_file() {
     ]);
     assert_eq!(weights(out.path()), weights(convert_to(fx, &own).path()));
 
-    let (nearest, _) = cli_convert(fx, &["--quant", "q4", "--rounding", "nearest"]);
+    let (nearest, _) = cli_convert(
+        fx,
+        &[
+            "--quant",
+            "q4",
+            "--rounding",
+            "nearest",
+            "--fidelity",
+            "none",
+        ],
+    );
     let mut opts = ConvertOptions::new(Quant::Q4);
     opts.rounding = Rounding::Nearest;
     assert_eq!(
