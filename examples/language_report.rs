@@ -41,7 +41,8 @@ fn pct(k: usize, n: usize) -> String {
 }
 
 fn main() {
-    let data = PathBuf::from(std::env::var("MARIAN_DATA").unwrap_or_else(|_| "../shared/data".into()));
+    let data =
+        PathBuf::from(std::env::var("MARIAN_DATA").unwrap_or_else(|_| "../shared/data".into()));
     let sets = [
         ("multi30k test_2016_flickr", "multi30k/test_2016_flickr"),
         ("geeqie-ui", "geeqie-ui/pairs"),
@@ -86,7 +87,11 @@ fn main() {
     for ((corpus, lang, b), t) in &tallies {
         let mut wrong: Vec<_> = t.wrong.iter().collect();
         wrong.sort_by(|a, b| b.1.cmp(a.1));
-        let wrong: Vec<String> = wrong.iter().take(4).map(|(l, k)| format!("{l} {k}")).collect();
+        let wrong: Vec<String> = wrong
+            .iter()
+            .take(4)
+            .map(|(l, k)| format!("{l} {k}"))
+            .collect();
         println!(
             "| {corpus} | {lang} | {b} | {} | {} | {} | {} | {} | {} |",
             t.n,

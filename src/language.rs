@@ -193,7 +193,10 @@ mod tests {
 
     #[test]
     fn clear_sentences() {
-        assert_eq!(best("A little girl is playing in the park with her dog."), "en");
+        assert_eq!(
+            best("A little girl is playing in the park with her dog."),
+            "en"
+        );
         assert_eq!(
             best("Une petite fille joue dans le parc avec son chien."),
             "fr"
@@ -206,7 +209,10 @@ mod tests {
             best("Una niña pequeña juega en el parque con su perro."),
             "es"
         );
-        assert_eq!(best("Маленькая девочка играет в парке со своей собакой."), "ru");
+        assert_eq!(
+            best("Маленькая девочка играет в парке со своей собакой."),
+            "ru"
+        );
         assert_eq!(best("小女孩和她的狗在公园里玩耍。"), "zh");
         assert_eq!(best("小さな女の子が公園で犬と遊んでいます。"), "ja");
         assert_eq!(best("ילדה קטנה משחקת בפארק עם הכלב שלה."), "he");
@@ -229,7 +235,14 @@ mod tests {
 
     #[test]
     fn letterless_input_is_undetermined() {
-        for text in ["", "   ", "12 345,67", "!!! ??? ...", "🙂🎉", "2026-12-06 07:50"] {
+        for text in [
+            "",
+            "   ",
+            "12 345,67",
+            "!!! ??? ...",
+            "🙂🎉",
+            "2026-12-06 07:50",
+        ] {
             assert_eq!(
                 detect(text),
                 vec![Detected {
@@ -247,7 +260,10 @@ mod tests {
         let d = detect_among("Voir les images", &["en", "fr-CA"]);
         assert_eq!(d[0].language, "fr", "{d:?}");
         // Tags whatlang does not know are left out; none left: undetermined.
-        assert_eq!(detect_among("Hello there, my friend", &["tlh"])[0].language, "und");
+        assert_eq!(
+            detect_among("Hello there, my friend", &["tlh"])[0].language,
+            "und"
+        );
         assert_eq!(
             detect_among("Hello there, my friend", &["tlh", "en"])[0].language,
             "en"
