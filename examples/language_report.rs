@@ -8,7 +8,12 @@
 //! detected correctly among all 70 languages, the share answered `und`, the share correct when the
 //! candidates are English and French only (`detect_among`, what a `sourceLanguage: "auto"`
 //! translator over an en/fr catalog does), and the share of those with a confidence of at least
-//! 0.5 (`AUTO_MIN_CONFIDENCE` in www/marian-wasm.js: below it the text takes its call's language).
+//! 0.5 (`AUTO_MIN_CONFIDENCE` in www/marian-wasm.js: below it the text takes its call's language),
+//! and the share a `sourceLanguage: "auto"` translator over an en/fr catalog routes right when the
+//! texts come in calls of 16 consecutive lines of one file (as a page's batches do): a text under
+//! 0.5 takes the language of its call's texts joined, else the previous call's, else `en` — the
+//! rule of `languagesOf` in www/marian-wasm.js. Every call here is in one language; a call that
+//! mixes languages routes its unsure texts to the majority's.
 
 use marian_wasm::language::{detect, detect_among, UNDETERMINED};
 use std::collections::BTreeMap;
@@ -21,8 +26,12 @@ struct Tally {
     und: usize,
     among: usize,
     sure: usize,
+    routed: usize,
     wrong: BTreeMap<&'static str, usize>,
 }
+
+/// Texts per call in the 'auto' routing column.
+const CALL: usize = 16;
 
 fn bucket(words: usize) -> &'static str {
     match words {
@@ -59,7 +68,33 @@ fn main() {
                 );
                 std::process::exit(2);
             });
-            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            // What an 'auto' translator takes each text to be, calls of CALL texts.
+            let sure = |t: &str| {
+                let d = detect_among(t, &["en", "fr"])[0].clone();
+                (d.language != UNDETERMINED && d.confidence >= 0.5).then_some(d.language)
+            };
+            let mut routed = Vec::with_capacity(lines.len());
+            let mut last: Option<&'static str> = None;
+            for call in lines.chunks(CALL) {
+                let found: Vec<Option<&'static str>> = call.iter().map(|t| sure(t)).collect();
+                let fallback = if found.iter().any(Option::is_none) && call.len() > 1 {
+                    sure(&call.join("\n"))
+                } else {
+                    None
+                };
+                let fallback = fallback.or(last).unwrap_or("en");
+                let langs: Vec<&'static str> =
+                    found.iter().map(|x| x.unwrap_or(fallback)).collect();
+                let en = langs.iter().filter(|&&l| l == "en").count();
+                last = Some(if 2 * en >= langs.len() { "en" } else { "fr" });
+                routed.extend(langs);
+            }
+            for (line, routed_as) in lines.iter().zip(routed) {
                 let words = line.split_whitespace().count();
                 let best = detect(line)[0].clone();
                 let among = detect_among(line, &["en", "fr"])[0].clone();
@@ -75,6 +110,7 @@ fn main() {
                     t.und += usize::from(best.language == UNDETERMINED);
                     t.among += usize::from(among.language == lang);
                     t.sure += usize::from(among.language == lang && among.confidence >= 0.5);
+                    t.routed += usize::from(routed_as == lang);
                     if best.language != lang {
                         *t.wrong.entry(best.language).or_default() += 1;
                     }
@@ -82,8 +118,8 @@ fn main() {
             }
         }
     }
-    println!("| corpus | language | words | texts | correct (70 languages) % | und % | correct (en/fr only) % | correct, confidence ≥ 0.5 (en/fr only) % | most frequent wrong answers (70 languages) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| corpus | language | words | texts | correct (70 languages) % | und % | correct (en/fr only) % | correct, confidence ≥ 0.5 (en/fr only) % | routed right by 'auto' (calls of {CALL}) % | most frequent wrong answers (70 languages) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for ((corpus, lang, b), t) in &tallies {
         let mut wrong: Vec<_> = t.wrong.iter().collect();
         wrong.sort_by(|a, b| b.1.cmp(a.1));
@@ -93,12 +129,13 @@ fn main() {
             .map(|(l, k)| format!("{l} {k}"))
             .collect();
         println!(
-            "| {corpus} | {lang} | {b} | {} | {} | {} | {} | {} | {} |",
+            "| {corpus} | {lang} | {b} | {} | {} | {} | {} | {} | {} | {} |",
             t.n,
             pct(t.any, t.n),
             pct(t.und, t.n),
             pct(t.among, t.n),
             pct(t.sure, t.n),
+            pct(t.routed, t.n),
             wrong.join(", ")
         );
     }
