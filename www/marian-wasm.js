@@ -821,11 +821,13 @@ export class MarianTranslator {
    * @param {string[]} texts
    * @param {TranslateOptions | undefined} options
    * @param {string} method
+   * @param {string | null} [hint]  the page's language (translatePage), for unsure texts
    * @returns {Promise<TranslateResult[]>}
    */
-  async runAuto(texts, options, method) {
+  async runAuto(texts, options, method, hint = null) {
+    for (const t of texts) if (typeof t !== 'string') throw new TypeError(`${method}() takes a string or an array of strings`);
     const a = this.liveAuto();
-    const languages = await this.languagesOf(texts, options?.signal);
+    const languages = await this.languagesOf(texts, options?.signal, hint);
     /** @type {TranslateResult[]} */
     const out = texts.map((text) => ({ text, issues: [] }));
     /** @type {Map<string, number[]>} */
@@ -887,20 +889,23 @@ export class MarianTranslator {
 
   /**
    * The language each text is taken to be in: the detector's answer where its confidence is at
-   * least AUTO_MIN_CONFIDENCE; else the language of all the texts of the call together (when
-   * that is), else the last call's language, else the catalog's first source language.
+   * least AUTO_MIN_CONFIDENCE; else (translatePage) the page's `lang`, else the language of all
+   * the texts of the call together (when that is sure), else the last call's language, else the
+   * catalog's first source language.
    * @private
    * @param {string[]} texts
    * @param {AbortSignal | undefined} signal
+   * @param {string | null} [hint]  a language to take for unsure texts before any detection of
+   *   the call's texts together (translatePage: the page's `lang`)
    * @returns {Promise<string[]>}
    */
-  async languagesOf(texts, signal) {
+  async languagesOf(texts, signal, hint = null) {
     const a = /** @type {AutoState} */ (this.auto_);
     const sure = (/** @type {LanguageDetectionResult[]} */ d) =>
       d[0].detectedLanguage !== 'und' && d[0].confidence >= AUTO_MIN_CONFIDENCE ? d[0].detectedLanguage : null;
     const found = (await a.detector.detectAll(texts, { signal })).map(sure);
-    let fallback = null;
-    if (found.some((x) => x == null) && texts.length > 1) {
+    let fallback = hint;
+    if (fallback == null && found.some((x) => x == null) && texts.length > 1) {
       fallback = sure((await a.detector.detectAll([texts.join('\n')], { signal }))[0]);
     }
     fallback ??= a.lastLanguage ?? new Intl.Locale(a.sources[0]).language;
@@ -1056,10 +1061,15 @@ export class MarianTranslator {
    */
   async translatePage(root = document.body, options = {}) {
     const { beams, maxLength, lengthPenalty, batchSize, targetLanguage, signal, ...pageOptions } = options;
+    // A sourceLanguage "auto" translator: the root's nearest `lang` (<html lang>) decides the texts
+    // the detector is unsure of; without one, the batch's text does.
+    const hint = this.auto_ ? pageLanguage(root) : null;
     const page = new PageTranslator(root, {
       ...pageOptions,
       translate: async (texts) => {
-        const out = await this.translateWithIssues(texts, { beams, maxLength, lengthPenalty, batchSize, targetLanguage, signal });
+        const out = this.auto_
+          ? await this.runAuto(texts, { beams, maxLength, lengthPenalty, batchSize, targetLanguage, signal }, 'translatePage', hint)
+          : await this.translateWithIssues(texts, { beams, maxLength, lengthPenalty, batchSize, targetLanguage, signal });
         out.forEach((r, i) => r.issues.length && page.kept.push({ text: texts[i], issues: r.issues }));
         return out.map((r) => r.text);
       },
@@ -1328,6 +1338,22 @@ async function autoAvailability(options) {
     if (a === 'downloadable') best = a;
   }
   return best;
+}
+
+/**
+ * The language subtag of the nearest `lang` attribute at or above `root` (`<html lang="de-AT">` →
+ * "de"), or null when there is none or it is empty or not a tag.
+ * @param {Element} root
+ */
+function pageLanguage(root) {
+  const lang = root.closest?.('[lang]')?.getAttribute('lang');
+  if (!lang) return null;
+  try {
+    const l = new Intl.Locale(canonicalLanguage(lang)).language;
+    return l === 'und' ? null : l;
+  } catch {
+    return null;
+  }
 }
 
 /**

@@ -11,7 +11,7 @@
 //      Checked: availability; each text of one translate call goes to its language's model (the
 //      same strings as that model created by language, non-auto), a French text is kept as is
 //      with an issue, lastRun.languages; translateStreaming; translatePage on a page without
-//      <html lang>; fineTune refused; the errors; and a non-auto create after it as before.
+//      <html lang> (the text decides) and with one (it decides an unsure text); fineTune refused; the errors; and a non-auto create after it as before.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
@@ -104,6 +104,19 @@ export async function run({ page, baseUrl, assert, log, dirs }) {
     const pageT = await auto.translatePage(document.querySelector('main') ?? undefined, { beams: 1, observe: false });
     out.page = [...document.querySelectorAll('main p')].map((p) => p.textContent);
     pageT.restore();
+    // With a lang attribute, a text the detector is unsure of takes the page's language.
+    // (The call before it was English, so without the hint "OK" would go to the English model.)
+    await auto.translate(en[0], { beams: 1 });
+    out.lastBeforeHint = auto.lastRun?.languages;
+    const among3 = await MarianLanguageDetector.create({ expectedInputLanguages: ['en', 'de', 'fr'] });
+    out.okDetected = await among3.detect('OK');
+    among3.destroy();
+    document.documentElement.setAttribute('lang', 'de-AT');
+    document.body.innerHTML = '<main><p>OK</p></main>';
+    const hinted = await auto.translatePage(document.querySelector('main') ?? undefined, { beams: 1, observe: false });
+    out.hinted = [document.querySelector('main p')?.textContent, auto.lastRun?.languages];
+    hinted.restore();
+    document.documentElement.removeAttribute('lang');
     out.fineTune = await caught(() => auto.fineTune([{ source: 'a', target: 'b' }]));
     out.memory = (await auto.memoryUsage()).wasmBytes > 0;
     auto.destroy();
@@ -113,9 +126,10 @@ export async function run({ page, baseUrl, assert, log, dirs }) {
     const enFr = await MarianTranslator.create({ sourceLanguage: 'en', targetLanguage: 'fr', catalog, store: false });
     out.enFr = { model: enFr.model, source: enFr.sourceLanguage, texts: await enFr.translate(en, { beams: 1 }) };
     out.deByEn = await enFr.translate(de[0], { beams: 1 });
+    out.enOk = await enFr.translate('OK', { beams: 1 });
     enFr.destroy();
     const deFr = await MarianTranslator.create({ sourceLanguage: 'de', targetLanguage: 'fr', catalog, store: false });
-    out.deFr = { model: deFr.model, texts: await deFr.translate(de, { beams: 1 }) };
+    out.deFr = { model: deFr.model, texts: await deFr.translate(de, { beams: 1 }), ok: await deFr.translate('OK', { beams: 1 }) };
     deFr.destroy();
     return out;
   });
@@ -163,6 +177,10 @@ export async function run({ page, baseUrl, assert, log, dirs }) {
   assert.equal(r.streamed, r.enFr.texts[0]);
   assert.equal(r.htmlLang, null, 'the test page has no <html lang>');
   assert.deepEqual(r.page, [r.enFr.texts[1], r.deFr.texts[0]]);
+  assert.deepEqual(r.lastBeforeHint, ['en']);
+  assert.ok(r.okDetected[0].detectedLanguage === 'und' || r.okDetected[0].confidence < 0.5, JSON.stringify(r.okDetected));
+  assert.notEqual(r.deFr.ok, r.enOk, 'the two models differ on "OK" (else the hint would not show)');
+  assert.deepEqual(r.hinted, [r.deFr.ok, ['de']], '<html lang="de-AT"> decides a text the detector is unsure of');
   assert.match(r.fineTune, /^NotSupportedError: .*"auto"/);
   assert.equal(r.memory, true);
   assert.match(r.afterAutoDestroy, /^InvalidStateError/);
