@@ -11,7 +11,8 @@
 //      Checked: availability; each text of one translate call goes to its language's model (the
 //      same strings as that model created by language, non-auto), a French text is kept as is
 //      with an issue, lastRun.languages; translateStreaming; translatePage on a page without
-//      <html lang> (the text decides) and with one (it decides an unsure text); fineTune refused; the errors; and a non-auto create after it as before.
+//      <html lang> (the text decides) and with one (it decides an unsure text); the page.js drop-in
+//      with data-catalog and data-target-language (source "auto"); fineTune refused; the errors; and a non-auto create after it as before.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
@@ -127,13 +128,31 @@ export async function run({ page, baseUrl, assert, log, dirs }) {
     out.enFr = { model: enFr.model, source: enFr.sourceLanguage, texts: await enFr.translate(en, { beams: 1 }) };
     out.deByEn = await enFr.translate(de[0], { beams: 1 });
     out.enOk = await enFr.translate('OK', { beams: 1 });
+    out.enDefault = await enFr.translate(en[1]);
     enFr.destroy();
     const deFr = await MarianTranslator.create({ sourceLanguage: 'de', targetLanguage: 'fr', catalog, store: false });
     out.deFr = { model: deFr.model, texts: await deFr.translate(de, { beams: 1 }), ok: await deFr.translate('OK', { beams: 1 }) };
+    out.deDefault = await deFr.translate(de[0]);
+    // (c) the page.js drop-in by language: data-catalog + data-target-language, source "auto".
+    document.documentElement.removeAttribute('lang');
+    document.body.innerHTML = `<main><p>${en[1]}</p><p>${de[0]}</p></main>`;
+    const s = document.createElement('script');
+    s.type = 'module';
+    s.src = '/page.js';
+    Object.assign(s.dataset, { catalog, targetLanguage: 'fr', root: 'main' });
+    document.body.appendChild(s);
     deFr.destroy();
     return out;
   });
   log(JSON.stringify(r.detected), JSON.stringify(r.autoOut));
+  const button = page.locator('button.marian-wasm-page-button');
+  await button.waitFor();
+  await button.click();
+  await page.waitForFunction(() => /Show original|failed/.test(document.querySelector('button.marian-wasm-page-button')?.textContent ?? ''), undefined, {
+    timeout: 120_000,
+  });
+  assert.equal(await button.textContent(), 'Show original');
+  assert.deepEqual(await page.locator('main p').allTextContents(), [r.enDefault, r.deDefault], 'page.js: each paragraph by its language');
 
   // (a)
   assert.deepEqual(r.listed, r.exported, 'DETECTABLE_LANGUAGES = the wasm export');
