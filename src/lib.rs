@@ -15,6 +15,7 @@ pub mod error;
 pub mod finetune;
 pub mod generate;
 pub mod gpu;
+pub mod language;
 pub mod metrics;
 pub mod model;
 pub mod package;

@@ -10,6 +10,9 @@
 // the catalog has X→en and en→Y, chains the two (pivoting through English; `translator.route`) —
 // or `create({ model })` names one. The model runs in a Web Worker this module starts itself, so the
 // page's main thread never blocks; packages are kept in the Cache API (store.js) after the first load.
+// `MarianLanguageDetector` (Chrome's LanguageDetector shape) tells a text's language without a
+// model, and `create({ sourceLanguage: 'auto', targetLanguage, catalog })` uses it to send each
+// text to the catalog's model for its language.
 
 import { deleteModel, hasModel, listModels, packageUrl } from './store.js';
 import {
@@ -50,7 +53,9 @@ export const BUILTIN_CATALOG = builtinCatalog(DEFAULT_MODEL);
  *   than the model's positions, a text over 1 MiB); empty when the model translated all of it.
  *   Texts without letters (numbers, emoji) pass through by rule, with no issue.
  * @typedef {{ tokens: number, ms: number, device: string, issues: string[][] | null,
- *   legs?: RunFigures[] }} RunFigures
+ *   legs?: RunFigures[], languages?: string[] }} RunFigures
+ *   `languages` (a `sourceLanguage: "auto"` translator): per input, the language its text was
+ *   taken to be (a canonical tag from the detector, or the fallback; see "Language detection").
  *   `issues`: per input text, as in TranslateResult; null after translateStreaming (which does
  *   not report them). A pivot translator (`route` of two legs) sums `tokens` and `ms` over its
  *   legs (they run one after the other), gives the legs' issues of each input together (each
@@ -220,6 +225,145 @@ function wasmSupported() {
   }
 }
 
+/**
+ * The languages the detector can tell apart (canonical BCP 47 tags): whatlang's 70, as
+ * src/language.rs maps them (tests/browser 16-language-detection holds this list to the wasm
+ * export's).
+ */
+export const DETECTABLE_LANGUAGES = Object.freeze([
+  'af', 'ak', 'am', 'ar', 'az', 'be', 'bg', 'bn', 'ca', 'cs', 'cy', 'da', 'de', 'el', 'en', 'eo', 'es', 'et',
+  'fa', 'fi', 'fil', 'fr', 'gu', 'he', 'hi', 'hr', 'hu', 'hy', 'id', 'it', 'ja', 'jv', 'ka', 'km', 'kn', 'ko',
+  'la', 'lt', 'lv', 'mk', 'ml', 'mr', 'my', 'nb', 'ne', 'nl', 'or', 'pa', 'pl', 'pt', 'ro', 'ru', 'si', 'sk',
+  'sl', 'sn', 'sr', 'sv', 'ta', 'te', 'th', 'tk', 'tr', 'uk', 'ur', 'uz', 'vi', 'yi', 'zh', 'zu',
+]);
+
+/**
+ * The detector's language for a tag (its language subtag, as the detector names it), or null.
+ * @param {string} tag  canonical
+ */
+function detectableLanguage(tag) {
+  let lang = new Intl.Locale(tag).language;
+  if (lang === 'no') lang = 'nb';
+  return DETECTABLE_LANGUAGES.includes(lang) ? lang : null;
+}
+
+/**
+ * @typedef {{ detectedLanguage: string, confidence: number }} LanguageDetectionResult
+ *   `detectedLanguage`: a canonical BCP 47 language tag ("en", "fr", "zh"), or "und" (cannot tell).
+ *   `confidence`: 0..1, the detector's (whatlang's) measure of how far the language is ahead of
+ *   the next one given the length of the text; over 0.9 it calls a result reliable. Not a
+ *   calibrated probability. A result's confidences sum to 1 ("und" takes the rest).
+ * @typedef {{ expectedInputLanguages?: string[], signal?: AbortSignal,
+ *   monitor?: (m: EventTarget) => void }} LanguageDetectorOptions
+ *   `expectedInputLanguages`: BCP 47 tags; when given, detection chooses among these languages
+ *   only (far more accurate on short text when the possible languages are known; unlike Chrome,
+ *   where it is a hint). An invalid tag is a RangeError; a language the detector lacks makes
+ *   `availability` "unavailable" and `create` a NotSupportedError.
+ */
+
+/**
+ * Language detection in the shape of Chrome's LanguageDetector API, on the whatlang crate compiled
+ * into marian-wasm's WebAssembly (src/language.rs): 70 languages, no model to download. It runs in
+ * a Web Worker of its own.
+ *
+ *   const detector = await MarianLanguageDetector.create();
+ *   await detector.detect('Une petite fille joue dans le parc.');
+ *   // → [{ detectedLanguage: 'fr', confidence: 1 }]
+ */
+export class MarianLanguageDetector {
+  /**
+   * "available" where WebAssembly SIMD and workers are (nothing to download), else
+   * "unavailable"; also "unavailable" when `expectedInputLanguages` has a language the detector
+   * lacks. An invalid tag is a RangeError.
+   * @param {LanguageDetectorOptions} [options]
+   * @returns {Promise<Availability>}
+   */
+  static async availability(options = {}) {
+    const expected = expectedLanguages(options.expectedInputLanguages);
+    if (!wasmSupported() || typeof Worker === 'undefined') return 'unavailable';
+    return expected && expected.some((t) => !detectableLanguage(t)) ? 'unavailable' : 'available';
+  }
+
+  /**
+   * Start the detector's worker and load the WebAssembly (no model).
+   * @param {LanguageDetectorOptions} [options]
+   * @returns {Promise<MarianLanguageDetector>}
+   */
+  static async create(options = {}) {
+    const expected = expectedLanguages(options.expectedInputLanguages);
+    if (!wasmSupported()) throw domError('NotSupportedError', 'this browser lacks WebAssembly SIMD, which marian-wasm needs');
+    const missing = expected?.filter((t) => !detectableLanguage(t)) ?? [];
+    if (missing.length) {
+      throw domError('NotSupportedError', `the language detector cannot detect ${missing.join(', ')} (it knows ${DETECTABLE_LANGUAGES.join(', ')})`);
+    }
+    options.monitor?.(new EventTarget());
+    const client = startWorker();
+    try {
+      await client.request({ type: 'detect', texts: [] }, { signal: options.signal });
+    } catch (e) {
+      client.terminate();
+      throw e;
+    }
+    return new MarianLanguageDetector(client, expected);
+  }
+
+  /**
+   * @param {WorkerClient} client
+   * @param {string[] | null} expected
+   * @private
+   */
+  constructor(client, expected) {
+    /** @private */
+    this.client = client;
+    /** The languages detection chooses among, or null for all it knows. @type {readonly string[] | null} */
+    this.expectedInputLanguages = expected ? Object.freeze([...expected]) : null;
+    /** @private */
+    this.expected_ = expected ? [...new Set(expected.map((t) => /** @type {string} */ (detectableLanguage(t))))] : undefined;
+    /** @private */
+    this.destroyed = false;
+  }
+
+  /**
+   * The languages of `text`, best first, ending with "und" unless the first is certain;
+   * `[{ detectedLanguage: 'und', confidence: 1 }]` for text without letters or with no language
+   * ahead.
+   * @param {string} text
+   * @param {{ signal?: AbortSignal }} [options]
+   * @returns {Promise<LanguageDetectionResult[]>}
+   */
+  async detect(text, options = {}) {
+    if (typeof text !== 'string') throw new TypeError('detect() takes a string');
+    const [r] = await this.detectAll(/** @type {string[]} */ ([text]), options);
+    return r;
+  }
+
+  /**
+   * detect() for many texts in one message to the worker.
+   * @param {string[]} texts
+   * @param {{ signal?: AbortSignal }} [options]
+   * @returns {Promise<LanguageDetectionResult[][]>}
+   */
+  async detectAll(texts, options = {}) {
+    if (this.destroyed) throw domError('InvalidStateError', 'the language detector was destroyed');
+    for (const t of texts) if (typeof t !== 'string') throw new TypeError('detectAll() takes an array of strings');
+    return this.client.request({ type: 'detect', texts, expected: this.expected_ }, { signal: options.signal });
+  }
+
+  /** Stop the worker. Pending detections reject. */
+  destroy() {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.client.terminate();
+  }
+}
+
+/** @param {unknown} list @returns {string[] | null} */
+function expectedLanguages(list) {
+  if (list == null) return null;
+  if (!Array.isArray(list)) throw new TypeError('expectedInputLanguages must be an array of BCP 47 tags');
+  return list.map((t) => canonicalLanguage(t));
+}
+
 /** Split options for the worker (plain data) from the signal. @param {TranslateOptions} [o] */
 function generationOptions(o = {}) {
   const { signal, ...rest } = o;
@@ -238,6 +382,7 @@ export class MarianTranslator {
    * @returns {Promise<Availability>}
    */
   static async availability(options = {}) {
+    if (options.sourceLanguage === AUTO) return autoAvailability(options);
     const route = await chooseRoute(options);
     if (!wasmSupported() || typeof Worker === 'undefined' || !route) return 'unavailable';
     for (const leg of route) if (!(await hasModel(leg.model, leg.manifestSha256))) return 'downloadable';
@@ -261,6 +406,7 @@ export class MarianTranslator {
     if (options.targetLanguage != null && typeof options.targetLanguage !== 'string') {
       throw new TypeError(`targetLanguage must be a string, not ${JSON.stringify(options.targetLanguage)}`);
     }
+    if (options.sourceLanguage === AUTO) return MarianTranslator.createAuto_(options, device);
     const route = await chooseRoute(options);
     if (!route) {
       const c = await loadCatalog(options.catalog ?? BUILTIN_CATALOG);
@@ -305,6 +451,56 @@ export class MarianTranslator {
     }
     const legs = settled.map((r) => /** @type {PromiseFulfilledResult<MarianTranslator>} */ (r).value);
     return MarianTranslator.pivot_(legs, canonicalLanguage(options.sourceLanguage), canonicalLanguage(options.targetLanguage));
+  }
+
+  /**
+   * A `sourceLanguage: "auto"` translator: a language detector now, each language's model (or
+   * pivot) when a text in it first comes.
+   * @private
+   * @param {CreateOptions} options
+   * @param {Device} device
+   * @returns {Promise<MarianTranslator>}
+   */
+  static async createAuto_(options, device) {
+    if (options.adapter) {
+      throw new TypeError('an adapter is made for one model, and a sourceLanguage "auto" translator picks a model per language: put it on a model created by URL');
+    }
+    const plan = await autoPlan(options);
+    if (!plan.sources.length) {
+      throw domError('NotSupportedError', `no model in the catalog translates into ${plan.target} (it offers ${catalogPairs(plan.catalog)})`);
+    }
+    const expected = [...plan.sources, plan.target].filter((t) => detectableLanguage(t));
+    const detector = await MarianLanguageDetector.create({ expectedInputLanguages: expected, signal: options.signal });
+    const monitor = new EventTarget();
+    options.monitor?.(monitor);
+    const t = new MarianTranslator(/** @type {any} */ (null), '', {
+      device: device === 'webgpu' ? 'webgpu' : 'wasm',
+      gpuAdapter: null,
+      gpuUnavailable: null,
+      threads: 0,
+      threadsUnavailable: null,
+      wasmBuild: '',
+      manifest: null,
+      targetLanguages: [],
+      modelSha256: '',
+      fromCache: true,
+      loadMs: 0,
+    });
+    t.auto_ = {
+      detector,
+      catalog: plan.catalog,
+      sources: plan.sources,
+      target: plan.target,
+      monitor,
+      create: { device, threads: options.threads, store: options.store },
+      translators: new Map(),
+      lastLanguage: null,
+    };
+    t.sourceLanguage = AUTO;
+    t.targetLanguage = plan.target;
+    t.device_ = device;
+    t.threads_ = options.threads;
+    return t;
   }
 
   /**
@@ -453,6 +649,9 @@ export class MarianTranslator {
     /** A pivot's legs, each a direct translator with its own worker; null for a direct one.
      * @private @type {MarianTranslator[] | null} */
     this.legs_ = null;
+    /** A `sourceLanguage: "auto"` translator's detector and per-language translators; else null.
+     * @private @type {AutoState | null} */
+    this.auto_ = null;
     /** The catalog's sha256 of manifest.json, checked on reload. @private @type {string | undefined} */
     this.manifestSha256_ = undefined;
     /** sha256 of the model's weights: adapters are made for exactly one base model. */
@@ -575,6 +774,7 @@ export class MarianTranslator {
   async run(texts, options, method) {
     for (const t of texts) if (typeof t !== 'string') throw new TypeError(`${method}() takes a string or an array of strings`);
     if (this.legs_) return this.runLegs(texts, options, method);
+    if (this.auto_) return this.runAuto(texts, options, method);
     const { options: o, signal } = generationOptions(this.withCode(options));
     const r = await this.live().request({ type: 'translate', texts, options: o }, { signal });
     /** @type {string[][]} */
@@ -615,6 +815,168 @@ export class MarianTranslator {
   }
 
   /**
+   * A `sourceLanguage: "auto"` run: detect every text's language (among the catalog's source
+   * languages and the target), then each language's texts through its model in one request.
+   * @private
+   * @param {string[]} texts
+   * @param {TranslateOptions | undefined} options
+   * @param {string} method
+   * @param {string | null} [hint]  the page's language (translatePage), for unsure texts
+   * @returns {Promise<TranslateResult[]>}
+   */
+  async runAuto(texts, options, method, hint = null) {
+    for (const t of texts) if (typeof t !== 'string') throw new TypeError(`${method}() takes a string or an array of strings`);
+    const a = this.liveAuto();
+    const languages = await this.languagesOf(texts, options?.signal, hint);
+    /** @type {TranslateResult[]} */
+    const out = texts.map((text) => ({ text, issues: [] }));
+    /** @type {Map<string, number[]>} */
+    const groups = new Map();
+    languages.forEach((lang, i) => {
+      const source = autoSource(a, lang);
+      if (source.tag == null) out[i].issues.push(source.keep);
+      else groups.set(source.tag, [...(groups.get(source.tag) ?? []), i]);
+    });
+    /** @type {RunFigures[]} */
+    const figures = [];
+    for (const [tag, indices] of groups) {
+      const t = await this.autoTranslator(tag, options?.signal);
+      const r = await t.run(indices.map((i) => texts[i]), options, method);
+      indices.forEach((i, k) => (out[i] = r[k]));
+      figures.push(/** @type {RunFigures} */ (t.lastRun));
+    }
+    this.lastRun = {
+      tokens: figures.reduce((s, f) => s + f.tokens, 0),
+      ms: figures.reduce((s, f) => s + f.ms, 0),
+      device: this.device,
+      issues: out.map((r) => r.issues),
+      languages,
+    };
+    return out;
+  }
+
+  /**
+   * translateStreaming on a `sourceLanguage: "auto"` translator: the text's language picks the
+   * model, which streams; a text kept as is comes as one chunk.
+   * @private
+   * @param {string} text
+   * @param {TranslateOptions | undefined} options
+   * @returns {ReadableStream<string>}
+   */
+  streamAuto(text, options) {
+    const a = this.liveAuto();
+    return new ReadableStream({
+      start: async (controller) => {
+        try {
+          const [lang] = await this.languagesOf([text], options?.signal);
+          const source = autoSource(a, lang);
+          if (source.tag == null) {
+            if (text) controller.enqueue(text);
+            this.lastRun = { tokens: 0, ms: 0, device: this.device, issues: null, languages: [lang] };
+          } else {
+            const t = await this.autoTranslator(source.tag, options?.signal);
+            const reader = t.translateStreaming(text, options).getReader();
+            for (let r = await reader.read(); !r.done; r = await reader.read()) controller.enqueue(r.value);
+            this.lastRun = { .../** @type {RunFigures} */ (t.lastRun), languages: [lang] };
+          }
+          controller.close();
+        } catch (e) {
+          controller.error(e);
+        }
+      },
+    });
+  }
+
+  /**
+   * The language each text is taken to be in: the detector's answer where its confidence is at
+   * least AUTO_MIN_CONFIDENCE; else (translatePage) the page's `lang`, else the language of all
+   * the texts of the call together (when that is sure), else the last call's language, else the
+   * catalog's first source language.
+   * @private
+   * @param {string[]} texts
+   * @param {AbortSignal | undefined} signal
+   * @param {string | null} [hint]  a language to take for unsure texts before any detection of
+   *   the call's texts together (translatePage: the page's `lang`)
+   * @returns {Promise<string[]>}
+   */
+  async languagesOf(texts, signal, hint = null) {
+    const a = /** @type {AutoState} */ (this.auto_);
+    const sure = (/** @type {LanguageDetectionResult[]} */ d) =>
+      d[0].detectedLanguage !== 'und' && d[0].confidence >= AUTO_MIN_CONFIDENCE ? d[0].detectedLanguage : null;
+    const found = (await a.detector.detectAll(texts, { signal })).map(sure);
+    let fallback = hint;
+    if (fallback == null && found.some((x) => x == null) && texts.length > 1) {
+      fallback = sure((await a.detector.detectAll([texts.join('\n')], { signal }))[0]);
+    }
+    fallback ??= a.lastLanguage ?? new Intl.Locale(a.sources[0]).language;
+    const langs = found.map((x) => x ?? /** @type {string} */ (fallback));
+    const counts = new Map();
+    for (const l of langs) counts.set(l, (counts.get(l) ?? 0) + 1);
+    if (langs.length) a.lastLanguage = [...counts].sort((x, y) => y[1] - x[1])[0][0];
+    return langs;
+  }
+
+  /**
+   * The translator for one source tag (created on first use; its downloads report to the
+   * monitor given to create). Its properties become this translator's.
+   * @private
+   * @param {string} tag
+   * @param {AbortSignal | undefined} signal
+   * @returns {Promise<MarianTranslator>}
+   */
+  async autoTranslator(tag, signal) {
+    const a = /** @type {AutoState} */ (this.auto_);
+    let p = a.translators.get(tag);
+    if (!p) {
+      p = MarianTranslator.create({
+        ...a.create,
+        sourceLanguage: tag,
+        targetLanguage: a.target,
+        catalog: a.catalog,
+        signal,
+        monitor: (m) => m.addEventListener('downloadprogress', (e) => a.monitor.dispatchEvent(new DownloadProgressEvent({
+          loaded: /** @type {DownloadProgressEvent} */ (e).bytesLoaded,
+          total: /** @type {DownloadProgressEvent} */ (e).bytesTotal,
+          file: /** @type {DownloadProgressEvent} */ (e).file,
+          fromCache: /** @type {DownloadProgressEvent} */ (e).fromCache,
+        }))),
+      });
+      a.translators.set(tag, p);
+      p.catch(() => a.translators.get(tag) === p && a.translators.delete(tag));
+    }
+    const t = await p;
+    if (this.destroyed) {
+      t.destroy();
+      throw domError('InvalidStateError', 'the translator was destroyed');
+    }
+    // What describes one model is the one that ran last.
+    Object.assign(this, {
+      model: t.model,
+      device: t.device,
+      gpuAdapter: t.gpuAdapter,
+      gpuUnavailable: t.gpuUnavailable,
+      threads: t.threads,
+      threadsUnavailable: t.threadsUnavailable,
+      wasmBuild: t.wasmBuild,
+      manifest: t.manifest,
+      targetLanguages: t.targetLanguages,
+      targetCode: t.targetCode,
+      catalogEntry: t.catalogEntry,
+      route: t.route,
+      modelSha256: t.modelSha256,
+      fromCache: t.fromCache,
+      loadMs: t.loadMs,
+    });
+    return t;
+  }
+
+  /** @private */
+  liveAuto() {
+    if (this.destroyed) throw domError('InvalidStateError', 'the translator was destroyed');
+    return /** @type {AutoState} */ (this.auto_);
+  }
+
+  /**
    * Translate one text, yielding the output as it is decoded: each chunk continues the previous
    * ones (only the part every beam agrees on is streamed, so nothing is ever taken back).
    * A pivot translator translates the text through its first leg whole (nothing is streamed
@@ -626,6 +988,7 @@ export class MarianTranslator {
   translateStreaming(text, options) {
     if (typeof text !== 'string') throw new TypeError('translateStreaming() takes a string');
     if (this.legs_) return this.streamLegs(text, options);
+    if (this.auto_) return this.streamAuto(text, options);
     const client = this.live();
     const { options: o, signal } = generationOptions(this.withCode(options));
     let sent = '';
@@ -698,10 +1061,15 @@ export class MarianTranslator {
    */
   async translatePage(root = document.body, options = {}) {
     const { beams, maxLength, lengthPenalty, batchSize, targetLanguage, signal, ...pageOptions } = options;
+    // A sourceLanguage "auto" translator: the root's nearest `lang` (<html lang>) decides the texts
+    // the detector is unsure of; without one, the batch's text does.
+    const hint = this.auto_ ? pageLanguage(root) : null;
     const page = new PageTranslator(root, {
       ...pageOptions,
       translate: async (texts) => {
-        const out = await this.translateWithIssues(texts, { beams, maxLength, lengthPenalty, batchSize, targetLanguage, signal });
+        const out = this.auto_
+          ? await this.runAuto(texts, { beams, maxLength, lengthPenalty, batchSize, targetLanguage, signal }, 'translatePage', hint)
+          : await this.translateWithIssues(texts, { beams, maxLength, lengthPenalty, batchSize, targetLanguage, signal });
         out.forEach((r, i) => r.issues.length && page.kept.push({ text: texts[i], issues: r.issues }));
         return out.map((r) => r.text);
       },
@@ -725,6 +1093,10 @@ export class MarianTranslator {
    * @returns {Promise<FineTuneResult>}
    */
   async fineTune(pairs, options = {}) {
+    if (this.auto_) {
+      this.liveAuto();
+      throw domError('NotSupportedError', 'fineTune() cannot train a sourceLanguage "auto" translator, which picks a model per language: fine-tune one model directly (MarianTranslator.create({ model: url }), then fineTune)');
+    }
     if (this.legs_) {
       this.live();
       throw domError(
@@ -843,6 +1215,11 @@ export class MarianTranslator {
    * @returns {Promise<import('./adapters.js').AdapterManifest | null>}
    */
   async useAdapter(bytes) {
+    if (this.auto_) {
+      this.liveAuto();
+      if (!bytes) return null;
+      throw domError('NotSupportedError', 'an adapter is made for one model, and a sourceLanguage "auto" translator picks a model per language: put it on a model created by URL');
+    }
     if (this.legs_) {
       this.live();
       if (!bytes) return null;
@@ -884,6 +1261,11 @@ export class MarianTranslator {
    * @returns {Promise<{ wasmBytes: number }>}
    */
   async memoryUsage() {
+    if (this.auto_) {
+      const a = this.liveAuto();
+      const each = await Promise.allSettled([...a.translators.values()].map(async (p) => (await p).memoryUsage()));
+      return { wasmBytes: each.reduce((s, r) => s + (r.status === 'fulfilled' ? r.value.wasmBytes : 0), 0) };
+    }
     if (this.legs_) {
       this.live();
       const each = await Promise.all(this.legs_.map((l) => l.memoryUsage()));
@@ -896,9 +1278,95 @@ export class MarianTranslator {
   destroy() {
     if (this.destroyed) return;
     this.destroyed = true;
-    if (this.legs_) for (const l of this.legs_) l.destroy();
+    if (this.auto_) {
+      this.auto_.detector.destroy();
+      for (const p of this.auto_.translators.values()) p.then((t) => t.destroy(), () => {});
+    } else if (this.legs_) for (const l of this.legs_) l.destroy();
     else this.client.terminate();
   }
+}
+
+/** The `sourceLanguage` that asks for detection. */
+const AUTO = 'auto';
+
+/**
+ * A `sourceLanguage: "auto"` translator trusts the detector's answer for a text from this
+ * confidence on; below it the text is taken to be in the call's language (see languagesOf).
+ */
+export const AUTO_MIN_CONFIDENCE = 0.5;
+
+/**
+ * @typedef {{ detector: MarianLanguageDetector, catalog: Catalog, sources: string[], target: string,
+ *   monitor: EventTarget, create: { device: Device, threads?: number, store?: boolean },
+ *   translators: Map<string, Promise<MarianTranslator>>, lastLanguage: string | null }} AutoState
+ */
+
+/**
+ * What a `sourceLanguage: "auto"` call can use: the target tag, the catalog, and the catalog's
+ * source languages with a route (direct or through English) into the target, other than the
+ * target's own language.
+ * @param {AvailabilityOptions} options
+ */
+async function autoPlan(options) {
+  if (options.model != null) {
+    throw new TypeError('give either model (a package URL) or sourceLanguage and targetLanguage (a catalog picks the package), not both');
+  }
+  if (options.targetLanguage == null) throw new TypeError('sourceLanguage "auto" needs targetLanguage (a BCP 47 tag)');
+  const target = canonicalLanguage(options.targetLanguage);
+  const catalog = await loadCatalog(options.catalog ?? BUILTIN_CATALOG, { signal: options.signal });
+  const own = new Intl.Locale(target).language;
+  const sources = [...new Set(catalog.models.flatMap((m) => m.source_languages))].filter(
+    (s) => new Intl.Locale(s).language !== own && findRoute(catalog, s, target),
+  );
+  return { target, catalog, sources };
+}
+
+/**
+ * availability() for `sourceLanguage: "auto"`: the best over the catalog's source languages
+ * that reach the target ("available" if one route is stored).
+ * @param {AvailabilityOptions} options
+ * @returns {Promise<Availability>}
+ */
+async function autoAvailability(options) {
+  const { target, catalog, sources } = await autoPlan(options);
+  if (!wasmSupported() || typeof Worker === 'undefined' || !sources.length) return 'unavailable';
+  /** @type {Availability} */
+  let best = 'unavailable';
+  for (const s of sources) {
+    const a = await MarianTranslator.availability({ sourceLanguage: s, targetLanguage: target, catalog, signal: options.signal });
+    if (a === 'available') return a;
+    if (a === 'downloadable') best = a;
+  }
+  return best;
+}
+
+/**
+ * The language subtag of the nearest `lang` attribute at or above `root` (`<html lang="de-AT">` →
+ * "de"), or null when there is none or it is empty or not a tag.
+ * @param {Element} root
+ */
+function pageLanguage(root) {
+  const lang = root.closest?.('[lang]')?.getAttribute('lang');
+  if (!lang) return null;
+  try {
+    const l = new Intl.Locale(canonicalLanguage(lang)).language;
+    return l === 'und' ? null : l;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Where a text in detected language `lang` goes: the catalog source tag whose model takes it, or
+ * why it is kept as is (already in the target language; no model for it).
+ * @param {AutoState} a
+ * @param {string} lang
+ * @returns {{ tag: string, keep?: undefined } | { keep: string, tag?: undefined }}
+ */
+function autoSource(a, lang) {
+  if (lang === new Intl.Locale(a.target).language) return { keep: `detected as ${lang}, the target language: kept as is` };
+  const tag = a.sources.includes(lang) ? lang : a.sources.find((s) => new Intl.Locale(s).language === lang);
+  return tag ? { tag } : { keep: `detected as ${lang}, and no model in the catalog translates ${lang} → ${a.target}: kept as is` };
 }
 
 /**

@@ -8,6 +8,12 @@
 //   data-root      CSS selector of the part of the page to translate (default: body)
 //   data-device    "auto" | "webgpu" | "wasm" (default auto)
 //   data-label     button label (default "Translate this page")
+//   data-catalog, data-target-language, data-source-language
+//                  choose the model by language instead of data-model (any of the three does):
+//                  from the catalog at data-catalog (default: the built-in one, en→fr), into
+//                  data-target-language (default: the browser's, navigator.language), from
+//                  data-source-language (default "auto": detected from the text, <html lang>
+//                  deciding what the detector is unsure of; README "Language detection")
 // The model downloads on the first click (progress on the button) and is kept for later visits.
 
 import { MarianTranslator } from './marian-wasm.js';
@@ -49,8 +55,16 @@ function install() {
         button.textContent = label;
         return;
       }
+      const byLanguage = Boolean(data.catalog || data.targetLanguage || data.sourceLanguage);
       translator ??= MarianTranslator.create({
         model: data.model || undefined,
+        ...(byLanguage
+          ? {
+              sourceLanguage: data.sourceLanguage || 'auto',
+              targetLanguage: data.targetLanguage || navigator.language,
+              catalog: data.catalog || undefined,
+            }
+          : {}),
         device: /** @type {any} */ (data.device) || 'auto',
         monitor(m) {
           m.addEventListener('downloadprogress', (e) => {

@@ -4,7 +4,7 @@
 //
 // Shell requests go to the network first (a new deploy is seen at once) and fall back to the cache.
 
-const SHELL_CACHE = 'marian-wasm-shell-v6';
+const SHELL_CACHE = 'marian-wasm-shell-v7';
 const SHELL = [
   './',
   'index.html',

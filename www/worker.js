@@ -22,6 +22,9 @@
 //   { type: 'destroy',   id }                         free the model's memory
 //   { type: 'memory',    id }                         -> { wasmBytes }: the size of the wasm
 //                                                      module's linear memory (it never shrinks)
+//   { type: 'detect',    id, texts, expected }        -> per text [{ detectedLanguage, confidence }]
+//                                                      best first (language detection; no model
+//                                                      needed: loads the plain build if none is)
 // Replies (worker -> page):
 //   { type: 'progress', id, loaded, total, file, fromCache }
 //   { type: 'partial',  id, text }                     the translation so far (stable prefix)
@@ -277,6 +280,37 @@ function fineTuneRun(msg) {
   }
 }
 
+/** The plain build, loaded for language detection alone. @type {Promise<WasmModule> | null} */
+let detectReady = null;
+
+/**
+ * A build that exports detectLanguage: the one the model runs on when it has it (builds from
+ * before language detection do not), else the plain single-threaded one.
+ * @returns {Promise<WasmModule>}
+ */
+async function detectionBuild() {
+  if (wasmReady) {
+    const { wasm } = await wasmReady;
+    if (typeof wasm.detectLanguage === 'function') return wasm;
+  }
+  detectReady ??= import('./pkg/marian_wasm.js').then(async (m) => {
+    await m.default();
+    return m;
+  });
+  return detectReady;
+}
+
+/** @param {any} msg */
+async function detect(msg) {
+  const wasm = await detectionBuild();
+  if (typeof wasm.detectLanguage !== 'function') {
+    throw namedError('NotSupportedError', 'this deploy of marian-wasm was built without language detection (rebuild www/pkg)');
+  }
+  /** @type {string[]} */
+  const texts = msg.texts ?? [];
+  return texts.map((t) => wasm.detectLanguage(t, msg.expected ?? undefined));
+}
+
 /** @param {any} msg */
 async function handle(msg) {
   switch (msg.type) {
@@ -296,6 +330,8 @@ async function handle(msg) {
       return fineTuneRun(msg);
     case 'adapter':
       return needModel().setAdapter(msg.bytes ?? undefined) ?? null;
+    case 'detect':
+      return detect(msg);
     case 'memory':
       return { wasmBytes: wasmReady ? (await wasmReady).memory.buffer.byteLength : 0 };
     case 'destroy':

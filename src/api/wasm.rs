@@ -63,6 +63,48 @@ pub fn compute_threads() -> usize {
     rayon::current_num_threads()
 }
 
+/// One candidate of `detectLanguage`, as Chrome's LanguageDetector gives it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DetectedJs {
+    detected_language: &'static str,
+    confidence: f64,
+}
+
+/// `detectLanguage(text, expected?) -> [{detectedLanguage, confidence}]`: the languages of `text`
+/// best first (src/language.rs, the whatlang crate): a canonical BCP 47 tag (`"en"`, `"fr"`,
+/// `"zh"`) with whatlang's confidence in 0..1, then `"und"` with the rest; `[{"und", 1}]` for text
+/// it cannot judge (no letters, or no language ahead). `expected` (BCP 47 tags) restricts the
+/// candidates to those languages (tags whatlang does not know are left out). Needs no model.
+#[wasm_bindgen(js_name = detectLanguage)]
+pub fn detect_language(text: &str, expected: Option<Vec<String>>) -> Result<JsValue, JsError> {
+    let found = match expected {
+        Some(tags) => {
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            crate::language::detect_among(text, &tags)
+        }
+        None => crate::language::detect(text),
+    };
+    let out: Vec<DetectedJs> = found
+        .into_iter()
+        .map(|d| DetectedJs {
+            detected_language: d.language,
+            confidence: d.confidence,
+        })
+        .collect();
+    let ser = serde_wasm_bindgen::Serializer::json_compatible();
+    out.serialize(&ser).map_err(js_err)
+}
+
+/// `detectableLanguages() -> string[]`: the BCP 47 tags `detectLanguage` can answer (70).
+#[wasm_bindgen(js_name = detectableLanguages)]
+pub fn detectable_languages() -> Vec<String> {
+    crate::language::supported_languages()
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
