@@ -288,13 +288,16 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
     let target = opts
         .fidelity
         .filter(|_| matches!(quant, Quant::Q8 | Quant::Q4) && !named);
-    let (sentences, measured) = match (&opts.calibration, calibrate, target) {
-        (Some(text), _, _) => (
+    let (sentences, measured) = match &opts.calibration {
+        Some(text) => (
             if calibrate { text.clone() } else { Vec::new() },
-            text.clone(),
+            if target.is_some() {
+                text.clone()
+            } else {
+                Vec::new()
+            },
         ),
-        (None, _, None) if !calibrate => (Vec::new(), Vec::new()),
-        (None, _, _) => {
+        None if calibrate || target.is_some() => {
             let extra = if target.is_some() {
                 fidelity::SENTENCES
             } else {
@@ -305,6 +308,7 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             let measured = all.split_off(calibrate::DEFAULT_SENTENCES);
             (if calibrate { all } else { Vec::new() }, measured)
         }
+        None => (Vec::new(), Vec::new()),
     };
     let rounding = match (quant, calibrate) {
         (Quant::F32 | Quant::F16, _) => String::new(),
@@ -410,6 +414,8 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         (Some(f32_model), true) => calibrate::linear_input_grams(f32_model, &sentences)?,
         _ => HashMap::new(),
     };
+    // The f32 model stays in memory only while `fidelity` measures against it.
+    let reference = reference.filter(|_| target.is_some());
 
     // Each matrix's stored form, encoded once per (matrix, form, with a residual or not): the
     // ladder's steps share every matrix they store alike.
@@ -452,9 +458,9 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         Ok(stored)
     };
 
-    let (step, choice) = match (&reference, target) {
+    let (step, choice) = match (reference, target) {
         (Some(f32_model), Some(target)) => {
-            let reference = Reference::new(f32_model, &measured)?;
+            let reference = Reference::new(&f32_model, &measured)?;
             let choice = fidelity::choose(&reference, quant, target, |step| {
                 let stored = quantize(step)?;
                 let candidate = package(quant, &stored, String::new())?;
