@@ -8,28 +8,15 @@
 // catalog's manifest sha256 enforced, bad catalogs and contradictory options refused; and the
 // matching rules on a made-up catalog (zh scripts and regions, pt, es, aliases).
 
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { catalogCli } from '../catalog-cli.mjs';
 
 export const timeoutS = 300;
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..', '..', '..');
-
 /** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void, dirs: Record<string, string> }} ctx */
 export async function run({ page, baseUrl, assert, log, dirs }) {
-  const cli = path.join(ROOT, 'target/release/marian-wasm');
-  assert.ok(existsSync(cli), `${cli} missing: cargo build --release`);
-  for (const p of ['tiny-opus-f32', 'tiny-multi-f32']) {
-    assert.ok(existsSync(path.join(dirs.packages, p, 'manifest.json')), `${p} missing from ${dirs.packages} (scripts/test.sh converts the fixtures)`);
-  }
-  const folder = path.join(dirs.packages, 'catalogs');
-  const file = path.join(folder, '13-catalog.json');
-  mkdirSync(folder, { recursive: true });
-  rmSync(file, { force: true });
-  const add = (/** @type {string[]} */ args) => execFileSync(cli, ['catalog', 'add', ...args, '--catalog', file], { encoding: 'utf8' }).trim();
+  const { file, add } = catalogCli({ assert, dirs }, ['tiny-opus-f32', 'tiny-multi-f32']).catalog('13-catalog.json');
   log(add([path.join(dirs.packages, 'tiny-opus-f32'), '--url', '../tiny-opus-f32', '--source', 'en', '--target', 'fr', '--quality', 'random tiny test model']));
   log(add([path.join(dirs.packages, 'tiny-multi-f32'), '--url', '../tiny-multi-f32/', '--source', 'eng']));
   const written = JSON.parse(readFileSync(file, 'utf8'));

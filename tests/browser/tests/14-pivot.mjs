@@ -27,38 +27,24 @@
 // (leg 2 first; `t.legs_ = [...legs].reverse()` in marian-wasm.js) the test failed at (c), and with
 // (c)'s assertions left out, at (d), and with those left out too, at (h).
 
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { catalogCli } from '../catalog-cli.mjs';
 
 export const timeoutS = 300;
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..', '..', '..');
-
 /** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void, dirs: Record<string, string> }} ctx */
 export async function run({ page, baseUrl, assert, log, dirs }) {
-  const cli = path.join(ROOT, 'target/release/marian-wasm');
-  assert.ok(existsSync(cli), `${cli} missing: cargo build --release`);
-  for (const p of ['tiny-opus-f32', 'tiny-switches-f32', 'tiny-multi-f32']) {
-    assert.ok(existsSync(path.join(dirs.packages, p, 'manifest.json')), `${p} missing from ${dirs.packages} (scripts/test.sh converts the fixtures)`);
-  }
-  const folder = path.join(dirs.packages, 'catalogs');
-  mkdirSync(folder, { recursive: true });
-  const pivotFile = path.join(folder, '14-pivot.json');
-  const directFile = path.join(folder, '14-pivot-direct.json');
-  rmSync(pivotFile, { force: true });
-  rmSync(directFile, { force: true });
-  const add = (/** @type {string} */ file, /** @type {string[]} */ args) =>
-    execFileSync(cli, ['catalog', 'add', ...args, '--catalog', file], { encoding: 'utf8' }).trim();
-  const pkg = (/** @type {string} */ p) => path.join(dirs.packages, p);
+  const catalogs = catalogCli({ assert, dirs }, ['tiny-opus-f32', 'tiny-switches-f32', 'tiny-multi-f32']);
+  const pkg = catalogs.pkg;
+  const pivot = catalogs.catalog('14-pivot.json');
+  const directCatalog = catalogs.catalog('14-pivot-direct.json');
+  const [pivotFile, directFile] = [pivot.file, directCatalog.file];
   // The labels below are made up for this test (see the header): all three are en → fr models.
-  log(add(pivotFile, [pkg('tiny-opus-f32'), '--url', '../tiny-opus-f32/', '--source', 'de', '--target', 'en', '--quality', 'leg 1 (label made up by the test)']));
-  log(add(pivotFile, [pkg('tiny-switches-f32'), '--url', '../tiny-switches-f32/', '--source', 'en', '--target', 'it', '--quality', 'leg 2 (label made up by the test)']));
-  log(add(directFile, [pkg('tiny-opus-f32'), '--url', '../tiny-opus-f32/', '--source', 'de', '--target', 'en']));
-  log(add(directFile, [pkg('tiny-switches-f32'), '--url', '../tiny-switches-f32/', '--source', 'en', '--target', 'fr']));
-  log(add(directFile, [pkg('tiny-multi-f32'), '--url', '../tiny-multi-f32/', '--source', 'de']));
+  log(pivot.add([pkg('tiny-opus-f32'), '--url', '../tiny-opus-f32/', '--source', 'de', '--target', 'en', '--quality', 'leg 1 (label made up by the test)']));
+  log(pivot.add([pkg('tiny-switches-f32'), '--url', '../tiny-switches-f32/', '--source', 'en', '--target', 'it', '--quality', 'leg 2 (label made up by the test)']));
+  log(directCatalog.add([pkg('tiny-opus-f32'), '--url', '../tiny-opus-f32/', '--source', 'de', '--target', 'en']));
+  log(directCatalog.add([pkg('tiny-switches-f32'), '--url', '../tiny-switches-f32/', '--source', 'en', '--target', 'fr']));
+  log(directCatalog.add([pkg('tiny-multi-f32'), '--url', '../tiny-multi-f32/', '--source', 'de']));
   const written = JSON.parse(readFileSync(pivotFile, 'utf8'));
   assert.deepEqual(
     written.models.map((/** @type {any} */ m) => [m.url, m.source_languages, m.target_languages]),

@@ -14,28 +14,14 @@
 //      <html lang> (the text decides) and with one (it decides an unsure text); the page.js drop-in
 //      with data-catalog and data-target-language (source "auto"); fineTune refused; the errors; and a non-auto create after it as before.
 
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { catalogCli } from '../catalog-cli.mjs';
 
 export const timeoutS = 300;
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..', '..', '..');
-
 /** @param {{ page: import('playwright-core').Page, baseUrl: string, assert: typeof import('node:assert/strict'), log: (...a: unknown[]) => void, dirs: Record<string, string> }} ctx */
 export async function run({ page, baseUrl, assert, log, dirs }) {
-  const cli = path.join(ROOT, 'target/release/marian-wasm');
-  assert.ok(existsSync(cli), `${cli} missing: cargo build --release`);
-  for (const p of ['tiny-opus-f32', 'tiny-switches-f32']) {
-    assert.ok(existsSync(path.join(dirs.packages, p, 'manifest.json')), `${p} missing from ${dirs.packages} (scripts/test.sh converts the fixtures)`);
-  }
-  const folder = path.join(dirs.packages, 'catalogs');
-  const file = path.join(folder, '16-language-detection.json');
-  mkdirSync(folder, { recursive: true });
-  rmSync(file, { force: true });
-  const add = (/** @type {string[]} */ args) => execFileSync(cli, ['catalog', 'add', ...args, '--catalog', file], { encoding: 'utf8' }).trim();
+  const { add } = catalogCli({ assert, dirs }, ['tiny-opus-f32', 'tiny-switches-f32']).catalog('16-language-detection.json');
   log(add([path.join(dirs.packages, 'tiny-opus-f32'), '--url', '../tiny-opus-f32/', '--source', 'en', '--target', 'fr']));
   log(add([path.join(dirs.packages, 'tiny-switches-f32'), '--url', '../tiny-switches-f32/', '--source', 'de', '--target', 'fr', '--quality', 'label made up by the test']));
 
