@@ -9,6 +9,12 @@
 //! Optionally (format version 2) a low-rank adapter on the last decoder layer's fc2:
 //! `last_fc2_a` F32 [r2, ffn], `last_fc2_b` F32 [D, r2]; the layer's fc2 weight becomes
 //! `fc2 + last_fc2_b · last_fc2_a` (merged once when the adapter is put on).
+//!
+//! Optionally (format version 3) `after` U32 [K]: entry j applies only at decoding steps whose
+//! previous token is `after[j]` (`NOT_CONDITIONED`: at every step); a token may then have
+//! several entries (sorted by (id, after), distinct), whose values add up. A term the target
+//! tokenizer splits into pieces is taught piece by piece, each piece after its predecessor, so
+//! that raising "t" after "▁au" (for "auto") does not raise "t" everywhere else.
 
 use crate::error::{Error, Result};
 use crate::model::HeadDelta;
@@ -19,8 +25,13 @@ use serde::{Deserialize, Serialize};
 pub const ADAPTER_FORMAT: &str = "marian-wasm-adapter";
 /// Version 1: the head correction only; version 2 adds the last-layer adapter (written only
 /// when an adapter has one, so head-only adapters stay readable by older builds).
-pub const ADAPTER_FORMAT_VERSION: u32 = 2;
+/// Version 3 adds the head correction's `after` conditions (written only when an adapter has
+/// conditioned entries).
+pub const ADAPTER_FORMAT_VERSION: u32 = 3;
 const HEAD_ONLY_FORMAT_VERSION: u32 = 1;
+const LAST_LAYER_FORMAT_VERSION: u32 = 2;
+/// An `after` entry that applies at every step.
+pub const NOT_CONDITIONED: u32 = u32::MAX;
 const METADATA_KEY: &str = "marian_wasm_adapter";
 
 /// What an adapter says about itself (kept in the safetensors metadata as JSON).
@@ -54,6 +65,9 @@ pub struct Adapter {
     /// Row-major [rank, d_model].
     pub delta_v: Vec<f32>,
     pub delta_bias: Vec<f32>,
+    /// Per entry [K]: the previous token the entry is conditioned on, or `NOT_CONDITIONED`;
+    /// `None` when no entry is conditioned.
+    pub after: Option<Vec<u32>>,
     pub last_layer: Option<LastLayerAdapter>,
 }
 
@@ -115,13 +129,33 @@ impl Adapter {
                 self.delta_bias.len()
             ));
         }
-        if self.ids.windows(2).any(|w| w[0] >= w[1]) {
+        // Sorted; a token repeats only under distinct conditions.
+        let sorted = match &self.after {
+            None => self.ids.windows(2).all(|w| w[0] < w[1]),
+            Some(after) => (1..k.min(after.len()))
+                .all(|j| (self.ids[j - 1], after[j - 1]) < (self.ids[j], after[j])),
+        };
+        if !sorted {
             return bad("ids are not sorted and distinct".into());
         }
         if let Some(&max) = self.ids.last() {
             if max as usize >= m.target_vocab_size {
                 return bad(format!(
                     "token id {max} is outside the vocabulary ({})",
+                    m.target_vocab_size
+                ));
+            }
+        }
+        if let Some(after) = &self.after {
+            if after.len() != k {
+                return bad(format!("{} conditions for {k} ids", after.len()));
+            }
+            if let Some(&t) = after
+                .iter()
+                .find(|&&t| t != NOT_CONDITIONED && t as usize >= m.target_vocab_size)
+            {
+                return bad(format!(
+                    "an entry is conditioned on token {t}, outside the vocabulary ({})",
                     m.target_vocab_size
                 ));
             }
@@ -154,6 +188,10 @@ impl Adapter {
             let f = manifest.decoder_ffn_dim;
             arrays.push(Array::f32("last_fc2_a", vec![l.rank, f], &l.a));
             arrays.push(Array::f32("last_fc2_b", vec![d, l.rank], &l.b));
+            manifest.format_version = LAST_LAYER_FORMAT_VERSION;
+        }
+        if let Some(after) = &self.after {
+            arrays.push(Array::u32("after", vec![k], after));
             manifest.format_version = ADAPTER_FORMAT_VERSION;
         }
         tensor_file::write(
@@ -173,7 +211,10 @@ impl Adapter {
             [k, r] => (k, r),
             ref other => return Err(file.corrupt(format!("delta_u has shape {other:?}"))),
         };
-        let last_layer = if manifest.format_version >= 2 {
+        // Version 2 always has the last-layer part; version 3 when it was trained.
+        let last_layer = if manifest.format_version == LAST_LAYER_FORMAT_VERSION
+            || (manifest.format_version > LAST_LAYER_FORMAT_VERSION && file.has("last_fc2_a"))
+        {
             let (r2, f) = match file.shape("last_fc2_a")?[..] {
                 [r2, f] => (r2, f),
                 ref other => return Err(file.corrupt(format!("last_fc2_a has shape {other:?}"))),
@@ -199,6 +240,11 @@ impl Adapter {
             delta_u: file.f32s("delta_u", &[k, r])?,
             delta_v: file.f32s("delta_v", &[r, manifest.d_model])?,
             delta_bias: file.f32s("delta_bias", &[k])?,
+            after: if manifest.format_version >= 3 && file.has("after") {
+                Some(file.u32s("after", &[k])?)
+            } else {
+                None
+            },
             manifest,
         };
         adapter.validate()?;
@@ -276,6 +322,7 @@ impl Adapter {
             ids: Tensor::from_vec(self.ids.clone(), k, &Device::Cpu)?,
             weight: u.matmul(&v)?,
             bias: Tensor::from_vec(self.delta_bias.clone(), k, &Device::Cpu)?,
+            after: self.after.clone(),
         })
     }
 }

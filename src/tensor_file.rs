@@ -94,6 +94,11 @@ impl<'a> Reader<'a> {
         Error::corrupt(self.what, msg)
     }
 
+    /// Whether the file holds an array `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.st.tensor(name).is_ok()
+    }
+
     /// The shape of array `name`.
     pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
         Ok(self.view(name)?.shape().to_vec())

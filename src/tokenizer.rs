@@ -162,6 +162,22 @@ impl MarianTokenizer {
         })
     }
 
+    /// Per target id [V]: whether its piece continues the word before it: no "▁" word-start
+    /// mark and a letter or digit first (SentencePiece splits "galurin" as "▁g al ur in"; a ","
+    /// after a word is a piece of its own, not part of the word). Special tokens never do.
+    pub fn target_continues_word(&self) -> Vec<bool> {
+        self.target_pieces
+            .iter()
+            .enumerate()
+            .map(|(id, piece)| {
+                piece.as_deref().is_some_and(|p| {
+                    !self.special_ids.contains(&(id as u32))
+                        && p.chars().next().is_some_and(char::is_alphanumeric)
+                })
+            })
+            .collect()
+    }
+
     /// The tokens that choose a multi-target model's output language (`>>fra<<`, `>>spa<<`, …;
     /// opus-mt-en-ROMANCE, opus-mt-en-mul, tc-big multi-target models), sorted; empty for a model
     /// with one target language. As MarianTokenizer's `supported_language_codes`: the source

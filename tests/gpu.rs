@@ -246,7 +246,12 @@ fn gpu_applies_a_fine_tuning_adapter_like_the_cpu() {
     let ids = candle_core::Tensor::new(&[5u32, 9], &dev).unwrap();
     let weight = candle_core::Tensor::ones((2, d), candle_core::DType::F32, &dev).unwrap();
     let bias = candle_core::Tensor::new(&[3f32, 2.5], &dev).unwrap();
-    let delta = marian_wasm::model::HeadDelta { ids, weight, bias };
+    let delta = marian_wasm::model::HeadDelta {
+        ids,
+        weight,
+        bias,
+        after: None,
+    };
     reference.set_head_delta(Some(delta.clone())).unwrap();
     g_model.set_head_delta(Some(&delta)).unwrap();
     let want = generate(&reference, &srcs, &g).unwrap();
@@ -288,6 +293,7 @@ fn gpu_applies_a_last_layer_adapter_like_the_cpu() {
         delta_u: vec![0.0],
         delta_v: vec![0.0; d],
         delta_bias: vec![0.0],
+        after: None,
         last_layer: Some(LastLayerAdapter {
             rank: r,
             a: wave(r * f, 0.37),

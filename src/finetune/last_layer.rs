@@ -259,6 +259,7 @@ impl LastLayer {
             .matmul(head.v.as_tensor())?
             .matmul(&head.u.as_tensor().t()?)?
             .broadcast_add(head.db.as_tensor())?;
+        let ds = f.on_set(ds, idx)?;
         // The vocabulary-wide part, as values.
         let (h_value, ds_value) = (h.detach(), ds.detach());
         let (lse, grad_h, p_set) = {

@@ -38,11 +38,13 @@
 mod last_layer;
 pub mod pairs;
 mod positions;
+mod terms;
 
 pub use positions::FeatureShard;
 
 use crate::adapter::{
     Adapter, AdapterManifest, LastLayerAdapter, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION,
+    NOT_CONDITIONED,
 };
 use crate::error::{Error, Result};
 use crate::model::HeadRows;
@@ -53,7 +55,6 @@ use last_layer::{HeadParams, LastLayer, LastLayerFeatures, Tail};
 use pairs::Pair;
 use positions::{exp_nonpositive, FeatureClock, Positions};
 use serde::Serialize;
-use std::collections::BTreeSet;
 use web_time::Instant;
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,8 +83,12 @@ pub struct FineTuneOptions {
     /// A token is taught (joins S with what it displaces) only when it is the target of at
     /// least this many learn positions of the training pairs...
     pub min_taught: usize,
-    /// ... and at least this share of its occurrences as a target are learn positions.
+    /// ... and at least this share of its occurrences as a target are learn positions...
     pub min_taught_share: f64,
+    /// ... and that many unlikely occurrences would happen by chance with at most this
+    /// probability, at the rate this model finds any of the pairs' words unlikely (a binomial
+    /// tail; see `terms`).
+    pub term_p_value: f64,
     /// Train the per-token bias correction as well as the projection.
     pub train_bias: bool,
     /// Weight of a KL term at learn positions over every token but the taught one (the
@@ -118,6 +123,7 @@ impl Default for FineTuneOptions {
             last_layer_rank: 0,
             min_taught: 3,
             min_taught_share: 0.5,
+            term_p_value: 1e-4,
             train_bias: true,
             kl_learn_weight: 0.0,
             learn_after_term: true,
@@ -164,9 +170,13 @@ pub struct FineTuneOverrides {
     /// A token is taught only when it is the target of at least this many learn positions.
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub min_taught: Option<usize>,
-    /// ... and of learn positions in at least this share of its occurrences as a target.
+    /// ... and of learn positions in at least this share of its occurrences as a target...
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub min_taught_share: Option<f64>,
+    /// ... and only when that many would happen by chance with at most this probability at the
+    /// rate the model finds any of the pairs' words unlikely (1: no such test).
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub term_p_value: Option<f64>,
     /// Train the per-token bias correction too (true/false).
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub train_bias: Option<bool>,
@@ -197,6 +207,7 @@ impl FineTuneOptions {
             learn_below: o.learn_below.unwrap_or(d.learn_below),
             min_taught: o.min_taught.unwrap_or(d.min_taught),
             min_taught_share: o.min_taught_share.unwrap_or(d.min_taught_share),
+            term_p_value: o.term_p_value.unwrap_or(d.term_p_value),
             train_bias: o.train_bias.unwrap_or(d.train_bias),
             kl_learn_weight: o.kl_learn_weight.unwrap_or(d.kl_learn_weight),
             top_k: o.top_k.unwrap_or(d.top_k),
@@ -241,6 +252,12 @@ impl FineTuneOptions {
             return bad(format!(
                 "min_taught_share must be in [0, 1], got {}",
                 self.min_taught_share
+            ));
+        }
+        if !(self.term_p_value > 0.0 && self.term_p_value <= 1.0) {
+            return bad(format!(
+                "term_p_value must be in (0, 1], got {}",
+                self.term_p_value
             ));
         }
         if !(self.kl_weight >= 0.0
@@ -341,17 +358,15 @@ struct Features {
     label_logit: Tensor,
     /// [N] 1.0 where the target is something to learn (cross-entropy), 0.0 where it is kept (KL).
     learn: Tensor,
+    /// [N, K] 1.0 where S's entry k applies at position i (its condition on the previous token
+    /// is met), when some entry is conditioned.
+    pub(super) applies: Option<Tensor>,
+    /// [K, |S|] one-hot: entry k's column of S, when some token has several entries.
+    pub(super) to_set: Option<Tensor>,
     /// With a last-layer adapter: its per-position inputs and base-distribution constants.
     last: Option<LastLayerFeatures>,
     n: usize,
     n_learn: usize,
-}
-
-/// Whether position `i` carries cross-entropy: its target is a taught token the base model
-/// finds unlikely, or (`learn_after_term`) it follows a taught token.
-fn is_learn(o: &FineTuneOptions, taught: &BTreeSet<u32>, pos: &Positions, i: usize) -> bool {
-    let after_term = o.learn_after_term && pos.prev[i].is_some_and(|p| taught.contains(&p));
-    after_term || ((pos.p_target[i] as f64) < o.learn_below && taught.contains(&pos.labels[i]))
 }
 
 /// Base logits restricted to S plus the exact log-sum-exp of the rest, per position, from the
@@ -360,11 +375,11 @@ fn features(
     head: &HeadRows,
     v: usize,
     pos: Positions,
-    o: &FineTuneOptions,
-    taught: &BTreeSet<u32>,
-    set: &[u32],
+    learn: &[bool],
+    entries: &Entries<'_>,
     tail: Option<&Tail>,
 ) -> Result<Features> {
+    let set = entries.set;
     let labels = &pos.labels;
     let hidden = pos.hidden.clone();
     let n = hidden.dim(0)?;
@@ -394,15 +409,34 @@ fn features(
         let lse_rest = Tensor::from_vec(lse_rest, (rows, 1), &Device::Cpu)?;
         ext.push(Tensor::cat(&[on_set, lse_rest], 1)?);
     }
-    let learn: Vec<f32> = (0..n)
-        .map(|i| {
-            if is_learn(o, taught, &pos, i) {
-                1.0
-            } else {
-                0.0
+    let learn: Vec<f32> = learn.iter().map(|&l| if l { 1.0 } else { 0.0 }).collect();
+    // [N, K]: 1 where entry k applies at position i (no condition, or its previous token).
+    let k = entries.ids.len();
+    let applies = match entries.after {
+        None => None,
+        Some(after) => {
+            let mut m = vec![0f32; n * k];
+            for (i, row) in m.chunks_exact_mut(k).enumerate() {
+                for (x, &a) in row.iter_mut().zip(after) {
+                    if a == NOT_CONDITIONED || pos.prev[i] == Some(a) {
+                        *x = 1.0;
+                    }
+                }
             }
-        })
-        .collect();
+            Some(Tensor::from_vec(m, (n, k), &Device::Cpu)?)
+        }
+    };
+    // [K, |S|]: entry j adds to its token's column, when a token has several entries.
+    let to_set = if k == set.len() {
+        None
+    } else {
+        let mut m = vec![0f32; k * set.len()];
+        for (j, id) in entries.ids.iter().enumerate() {
+            let col = set.binary_search(id).expect("every entry's id is in S");
+            m[j * set.len() + col] = 1.0;
+        }
+        Some(Tensor::from_vec(m, (k, set.len()), &Device::Cpu)?)
+    };
     // A target outside S keeps its base logit: its cross-entropy still moves S (through the
     // normaliser), exactly.
     let label: Vec<u32> = labels
@@ -436,6 +470,8 @@ fn features(
         label_in_s,
         label_logit,
         learn: Tensor::from_vec(learn, n, &Device::Cpu)?,
+        applies,
+        to_set,
         last: match tail {
             Some(tail) => Some(LastLayerFeatures::of(tail, &pos)?),
             None => None,
@@ -443,6 +479,30 @@ fn features(
         n,
         n_learn,
     })
+}
+
+/// The head correction's entries: each a token (`ids`, sorted, a token possibly more than
+/// once) with its condition on the previous token (`after`, `None`: none conditioned); `set`
+/// is S, the distinct tokens.
+struct Entries<'a> {
+    ids: &'a [u32],
+    set: &'a [u32],
+    after: Option<&'a [u32]>,
+}
+
+impl Features {
+    /// Per-entry corrections [B, K] at the positions `idx` → per-token corrections on S [B, |S|]:
+    /// zero where an entry's condition is not met, a token's entries summed.
+    pub(super) fn on_set(&self, delta: Tensor, idx: &Tensor) -> Result<Tensor> {
+        let delta = match &self.applies {
+            Some(m) => (delta * m.index_select(idx, 0)?)?,
+            None => delta,
+        };
+        Ok(match &self.to_set {
+            Some(m) => delta.matmul(m)?,
+            None => delta,
+        })
+    }
 }
 
 /// The trainable correction: ΔW = U·Vᵀ on S (U [K, r] starts at zero, so training starts from
@@ -524,6 +584,7 @@ impl Head {
             .matmul(self.v.as_tensor())?
             .matmul(&self.u.as_tensor().t()?)?
             .broadcast_add(self.db.as_tensor())?;
+        let delta = f.on_set(delta, idx)?;
         let delta = Tensor::cat(
             &[delta, Tensor::zeros((n, 1), DType::F32, &Device::Cpu)?],
             1,
@@ -896,43 +957,50 @@ pub fn train_adapter(
         .sum();
     let (p_train, p_val) = positions.split_at(train_positions)?;
     let mut cancelled = false;
-    // S: the tokens the pairs teach (targets at learn positions) and those they displace (the
-    // base model's top-k there). Every other row of the output projection stays as it is.
-    // A token is taught when the training pairs want it consistently where the model says
-    // something else: the target of at least `min_taught` learn positions, and of learn
-    // positions in at least `min_taught_share` of its occurrences.
-    let mut seen = std::collections::HashMap::<u32, (usize, usize)>::new();
-    for (i, &y) in p_train.labels.iter().enumerate() {
-        let e = seen.entry(y).or_default();
-        e.0 += 1;
-        if (p_train.p_target[i] as f64) < o.learn_below {
-            e.1 += 1;
+    // S: the entries of the head correction — the taught words' pieces and what the base model
+    // would have said in their place, each later piece conditioned on its predecessor
+    // (`terms`). Every other row of the output projection stays as it is.
+    let special = [t.tokenizer.eos_id(), t.model.config.pad_token_id];
+    let teaching = terms::choose(
+        o,
+        &p_train,
+        &p_val,
+        &t.tokenizer.target_continues_word(),
+        &special,
+    );
+    if std::env::var_os("MARIAN_FT_DEBUG").is_some() {
+        eprintln!("DBG unlikely rate {:.3}", teaching.unlikely_rate);
+        for w in &teaching.taught {
+            eprintln!(
+                "DBG taught {:?} after {:?} {}/{}",
+                t.tokenizer.decode(&[w.token]),
+                if w.after == NOT_CONDITIONED {
+                    "-".to_string()
+                } else {
+                    t.tokenizer.decode(&[w.after])
+                },
+                w.unlikely,
+                w.occurrences
+            );
         }
+        eprintln!(
+            "DBG entries {} conditioned {}",
+            teaching.entries.len(),
+            teaching
+                .entries
+                .iter()
+                .filter(|e| e.1 != NOT_CONDITIONED)
+                .count()
+        );
     }
-    let taught: BTreeSet<u32> = seen
-        .iter()
-        .filter(|(_, &(all, learn))| {
-            learn >= o.min_taught && learn as f64 >= o.min_taught_share * all as f64
-        })
-        .map(|(&y, _)| y)
-        .collect();
-    let mut s_set = BTreeSet::new();
-    for p in [&p_train, &p_val] {
-        for (i, &y) in p.labels.iter().enumerate() {
-            if is_learn(o, &taught, p, i) {
-                if taught.contains(&y) {
-                    s_set.insert(y);
-                }
-                s_set.extend(&p.top[i * o.top_k..(i + 1) * o.top_k]);
-            }
-        }
-    }
-    if s_set.is_empty() {
+    if teaching.entries.is_empty() {
         return Err(Error::Input(
-            "nothing to learn: no target token of these pairs is both unlikely to the model (below learn_below) and wanted consistently (min_taught, min_taught_share)".into(),
+            "nothing to learn: no word of these pairs' targets is both unlikely to the model (below learn_below) and wanted consistently (min_taught, min_taught_share, term_p_value)".into(),
         ));
     }
-    let set: Vec<u32> = s_set.into_iter().collect();
+    let (entry_ids, after) = teaching.ids_and_conditions();
+    let mut set = entry_ids.clone();
+    set.dedup();
     let has_val = !p_val.labels.is_empty();
     // S's rows of the projection in f32, as the features pass used them.
     let head_rows = t.model.head_rows(&set)?.dequantized()?;
@@ -941,15 +1009,26 @@ pub fn train_adapter(
     } else {
         None
     };
-    let f_train = features(&head_rows, vocab, p_train, o, &taught, &set, tail.as_ref())?;
+    let entries = Entries {
+        ids: &entry_ids,
+        set: &set,
+        after: after.as_deref(),
+    };
+    let f_train = features(
+        &head_rows,
+        vocab,
+        p_train,
+        &teaching.learn_train,
+        &entries,
+        tail.as_ref(),
+    )?;
     let f_val = if has_val {
         Some(features(
             &head_rows,
             vocab,
             p_val,
-            o,
-            &taught,
-            &set,
+            &teaching.learn_val,
+            &entries,
             tail.as_ref(),
         )?)
     } else {
@@ -958,7 +1037,7 @@ pub fn train_adapter(
     let feature_seconds = prepared.started.elapsed().as_secs_f64();
 
     let d = t.model.config.d_model;
-    let k = set.len();
+    let k = entry_ids.len();
     let r = o.rank.min(d).min(k);
     let ffn = t.model.config.decoder_ffn_dim;
     let r_last = o.last_layer_rank.min(d).min(ffn);
@@ -1162,11 +1241,12 @@ pub fn train_adapter(
             metrics: serde_json::to_value(&report).expect("report serializes"),
             created_by: format!("marian-wasm {}", env!("CARGO_PKG_VERSION")),
         },
-        ids: set,
+        ids: entry_ids,
         rank: r,
         delta_u: u.flatten_all()?.to_vec1::<f32>()?,
         delta_v: v.t()?.flatten_all()?.to_vec1::<f32>()?,
         delta_bias: db.to_vec1::<f32>()?,
+        after,
         last_layer,
     };
     Ok((adapter, report))

@@ -246,6 +246,11 @@ impl GpuMarian {
     pub fn set_head_delta(&self, delta: Option<&HeadDelta>) -> Result<()> {
         let new = match delta {
             None => None,
+            Some(h) if h.after.is_some() => {
+                return Err(Error::Gpu(
+                    "this adapter conditions entries on the previous token, which the GPU head does not apply yet".into(),
+                ))
+            }
             Some(h) => {
                 let ids = h.ids.to_vec1::<u32>()?;
                 Some(Arc::new(Delta {

@@ -333,12 +333,31 @@ pub(crate) fn sinusoidal_table(n_pos: usize, dim: usize) -> Vec<f32> {
 /// adapter holds): `logits[ids] += h · weight^T + bias`. The package's weights are untouched.
 #[derive(Debug, Clone)]
 pub struct HeadDelta {
-    /// Target token ids [K] (u32), sorted, distinct.
+    /// Target token ids [K] (u32), sorted; distinct unless `after` tells repeats apart.
     pub ids: Tensor,
     /// [K, D] f32.
     pub weight: Tensor,
     /// [K] f32.
     pub bias: Tensor,
+    /// Per entry [K]: apply it only at steps whose previous token (the step's input) is this
+    /// one (`adapter::NOT_CONDITIONED`: always); `None`: every entry always applies.
+    pub after: Option<Vec<u32>>,
+}
+
+impl HeadDelta {
+    /// Zero the values [R, K] (row-major) of entries whose condition row r's previous token
+    /// `prev[r]` does not meet.
+    pub fn mask_conditions(&self, prev: &[u32], values: &mut [f32]) {
+        let Some(after) = &self.after else { return };
+        let k = after.len();
+        for (row, &p) in values.chunks_exact_mut(k).zip(prev) {
+            for (v, &a) in row.iter_mut().zip(after) {
+                if a != crate::adapter::NOT_CONDITIONED && a != p {
+                    *v = 0.0;
+                }
+            }
+        }
+    }
 }
 
 /// The whole model, weights loaded once and shared by every translation.
@@ -523,6 +542,12 @@ impl Marian {
                     self.config.d_model
                 )));
             }
+            if d.after.as_ref().is_some_and(|a| a.len() != k) {
+                return Err(Error::Input(format!(
+                    "head delta has {} conditions for {k} ids",
+                    d.after.as_ref().map_or(0, Vec::len)
+                )));
+            }
             let max = d.ids.max(0)?.to_scalar::<u32>()? as usize;
             if max >= self.target_vocab_size() {
                 return Err(Error::Input(format!(
@@ -679,18 +704,21 @@ impl Marian {
     /// One decoding step: one token per row in, logits [R, V] out (f32, with final_logits_bias).
     pub fn decode_step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
         let h = self.decode_hidden(state, tokens)?;
-        self.logits(&h)
+        self.logits(&h, tokens)
     }
 
-    /// Output logits [R, V] (f32) of decoder hidden states [R, D]: the tied (or separate)
-    /// projection, final_logits_bias and, when set, the head delta.
-    pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
+    /// Output logits [R, V] (f32) of decoder hidden states [R, D] whose previous tokens (the
+    /// steps' inputs) are `prev` [R]: the tied (or separate) projection, final_logits_bias and,
+    /// when set, the head delta (its conditioned entries where `prev` meets them).
+    pub fn logits(&self, h: &Tensor, prev: &[u32]) -> Result<Tensor> {
         let base = self.base_logits(h)?;
-        match &self.head_delta {
+        match self.head_delta_values(h, prev)? {
             None => Ok(base),
-            Some(d) => {
-                let extra = h.matmul(&d.weight.t()?)?.broadcast_add(&d.bias)?;
-                Ok(base.index_add(&d.ids, &extra, 1)?)
+            Some((ids, values)) => {
+                let (r, k) = (h.dim(0)?, ids.len());
+                let extra = Tensor::from_vec(values, (r, k), h.device())?;
+                let ids = Tensor::from_vec(ids, k, h.device())?;
+                Ok(base.index_add(&ids, &extra, 1)?)
             }
         }
     }
@@ -710,7 +738,7 @@ impl Marian {
     ) -> Result<&'s [f32]> {
         let h = self.decode_hidden(state, tokens)?;
         let bias = self.final_logits_bias.to_vec1::<f32>()?;
-        let extra = self.head_delta_values(&h)?;
+        let extra = self.head_delta_values(&h, tokens)?;
         self.logits_into(
             &h,
             &bias,
@@ -736,7 +764,7 @@ impl Marian {
         let h = self.decode_hidden(state, tokens)?;
         let r = tokens.len();
         let bias = self.final_logits_bias.to_vec1::<f32>()?;
-        let extra = self.head_delta_values(&h)?;
+        let extra = self.head_delta_values(&h, tokens)?;
         if let Matrix::Quantized(q) = &self.lm_head.matrix {
             let extra = extra.as_ref().map(|(ids, v)| (&ids[..], &v[..]));
             let choice = with_f32_values(&h, |x| {
@@ -806,16 +834,37 @@ impl Marian {
         Ok(())
     }
 
-    /// The head delta's ids [K] and its values `h · weightᵀ + bias` [R, K] row-major, if set.
-    fn head_delta_values(&self, h: &Tensor) -> Result<Option<(Vec<u32>, Vec<f32>)>> {
+    /// The head delta's ids [K] and its values `h · weightᵀ + bias` [R, K] row-major, if set
+    /// (0 where an entry's condition on the previous token `prev[r]` is not met).
+    fn head_delta_values(&self, h: &Tensor, prev: &[u32]) -> Result<Option<(Vec<u32>, Vec<f32>)>> {
         let Some(d) = &self.head_delta else {
             return Ok(None);
         };
         let extra = h.matmul(&d.weight.t()?)?.broadcast_add(&d.bias)?;
-        Ok(Some((
-            d.ids.to_vec1::<u32>()?,
-            extra.flatten_all()?.to_vec1::<f32>()?,
-        )))
+        let mut values = extra.flatten_all()?.to_vec1::<f32>()?;
+        let ids = d.ids.to_vec1::<u32>()?;
+        if d.after.is_none() {
+            return Ok(Some((ids, values)));
+        }
+        d.mask_conditions(prev, &mut values);
+        // A token's entries summed (in entry order), so that every consumer sees distinct ids.
+        let mut distinct = ids.clone();
+        distinct.dedup();
+        if distinct.len() == ids.len() {
+            return Ok(Some((ids, values)));
+        }
+        let (k, kd) = (ids.len(), distinct.len());
+        let mut out = vec![0f32; prev.len() * kd];
+        for (row, out_row) in values.chunks_exact(k).zip(out.chunks_exact_mut(kd)) {
+            let mut col = 0;
+            for (j, &v) in row.iter().enumerate() {
+                if j > 0 && ids[j] != ids[j - 1] {
+                    col += 1;
+                }
+                out_row[col] += v;
+            }
+        }
+        Ok(Some((distinct, out)))
     }
 
     /// The package's own logits [R, V] (f32), without any head delta.
