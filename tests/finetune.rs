@@ -241,6 +241,39 @@ fn car_pairs(n: usize) -> Vec<Pair> {
         .collect()
 }
 
+/// An entry conditioned on the previous token moves its logit only in rows whose step input is
+/// that token; a token's entries add up.
+#[test]
+fn conditioned_entries_apply_after_their_token_only() {
+    use candle_core::{DType, Device, Tensor};
+    use marian_wasm::adapter::NOT_CONDITIONED;
+    let mut model = default_translator().model;
+    let d = model.config.d_model;
+    let h = Tensor::randn(0f32, 1.0, (2, d), &Device::Cpu).unwrap();
+    let prev = [7u32, 3];
+    let base = model.logits(&h, &prev).unwrap().to_vec2::<f32>().unwrap();
+    let delta = marian_wasm::model::HeadDelta {
+        ids: Tensor::new(&[5u32, 5, 9], &Device::Cpu).unwrap(),
+        weight: Tensor::zeros((3, d), DType::F32, &Device::Cpu).unwrap(),
+        bias: Tensor::new(&[1f32, 2.0, 4.0], &Device::Cpu).unwrap(),
+        after: Some(vec![NOT_CONDITIONED, 7, 7]),
+    };
+    model.set_head_delta(Some(delta)).unwrap();
+    let got = model.logits(&h, &prev).unwrap().to_vec2::<f32>().unwrap();
+    let moved = |r: usize, id: usize| got[r][id] - base[r][id];
+    assert_eq!(
+        (moved(0, 5), moved(0, 9)),
+        (3.0, 4.0),
+        "after token 7: both apply"
+    );
+    assert_eq!(
+        (moved(1, 5), moved(1, 9)),
+        (1.0, 0.0),
+        "after token 3: the unconditioned one"
+    );
+    assert_eq!(moved(0, 6), 0.0);
+}
+
 #[test]
 fn adapter_round_trips_and_refuses_another_base() {
     let t = default_translator();
@@ -269,7 +302,27 @@ fn adapter_round_trips_and_refuses_another_base() {
     );
     assert_eq!((lb.rank, &lb.a, &lb.b), (4, &l.a, &l.b));
     assert!(l.b.iter().any(|&x| x != 0.0), "the last layer was trained");
-    assert_eq!(back.manifest.format_version, 2);
+    assert_eq!(back.after, adapter.after);
+    assert!(
+        back.after.as_ref().is_some_and(|a| a
+            .iter()
+            .any(|&x| x != marian_wasm::adapter::NOT_CONDITIONED)),
+        "a term split into pieces is taught piece after piece"
+    );
+    // Conditioned entries: format 3; without them, format 2 (last layer) or 1 (head only).
+    assert_eq!(back.manifest.format_version, 3);
+    let mut unconditioned = back.clone();
+    unconditioned.after = None;
+    let ids = unconditioned.ids.clone();
+    let mut distinct = ids.clone();
+    distinct.dedup();
+    if distinct.len() == ids.len() {
+        let v2 = Adapter::from_bytes(&unconditioned.to_bytes().unwrap()).unwrap();
+        assert_eq!(v2.manifest.format_version, 2);
+    } else {
+        // Repeated ids without conditions are refused, not silently summed.
+        assert!(unconditioned.to_bytes().is_err());
+    }
     // (metrics are f64 in JSON: compared as printed, not bit for bit)
     assert_eq!(
         back.manifest.base_model_sha256,
@@ -301,6 +354,8 @@ fn adapter_round_trips_and_refuses_another_base() {
     // A head-only adapter is written as format 1 (older builds read it).
     let mut head_only = back.clone();
     head_only.last_layer = None;
+    head_only.after = None;
+    head_only.ids = (0..head_only.ids.len() as u32).collect();
     let v1 = Adapter::from_bytes(&head_only.to_bytes().unwrap()).unwrap();
     assert_eq!(v1.manifest.format_version, 1);
     assert!(v1.last_layer.is_none());
