@@ -377,6 +377,8 @@ mod tests {
             label_in_s: Tensor::new(in_s.as_slice(), cpu).unwrap(),
             label_logit: Tensor::zeros(n, DType::F32, cpu).unwrap(),
             learn: Tensor::new(learn.as_slice(), cpu).unwrap(),
+            applies: None,
+            to_set: None,
             last: None,
             n,
             n_learn: 3,
