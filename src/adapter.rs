@@ -10,11 +10,16 @@
 //! `last_fc2_a` F32 [r2, ffn], `last_fc2_b` F32 [D, r2]; the layer's fc2 weight becomes
 //! `fc2 + last_fc2_b · last_fc2_a` (merged once when the adapter is put on).
 //!
-//! Optionally (format version 3) `after` U32 [K]: entry j applies only at decoding steps whose
-//! previous token is `after[j]` (`NOT_CONDITIONED`: at every step); a token may then have
-//! several entries (sorted by (id, after), distinct), whose values add up. A term the target
-//! tokenizer splits into pieces is taught piece by piece, each piece after its predecessor, so
-//! that raising "t" after "▁au" (for "auto") does not raise "t" everywhere else.
+//! Optionally (format version 3) conditions on the entries (`EntryConditions`): `after` U32
+//! [K] — entry j applies only at decoding steps whose previous token is `after[j]`; `group`
+//! U32 [K] — and only in sentences whose source holds one of trigger group `group[j]`'s
+//! tokens (`trigger_ids` U32 [T], group g being `trigger_ids[trigger_offsets[g]..
+//! trigger_offsets[g + 1]]`, `trigger_offsets` U32 [G + 1]); `NOT_CONDITIONED` for no
+//! condition. A token may then have several entries (sorted by (id, after, group), distinct),
+//! whose values add up. Why: a term the target tokenizer splits into pieces is taught piece
+//! by piece, each after its predecessor (raising "t" after "▁au" for "auto" does not raise "t"
+//! everywhere), and a term is the translation of something in the source ("car"): where the
+//! source has none of it, the base model's output stays exactly as it was.
 
 use crate::error::{Error, Result};
 use crate::model::HeadDelta;
@@ -25,13 +30,111 @@ use serde::{Deserialize, Serialize};
 pub const ADAPTER_FORMAT: &str = "marian-wasm-adapter";
 /// Version 1: the head correction only; version 2 adds the last-layer adapter (written only
 /// when an adapter has one, so head-only adapters stay readable by older builds).
-/// Version 3 adds the head correction's `after` conditions (written only when an adapter has
-/// conditioned entries).
+/// Version 3 adds the entries' conditions (written only when an adapter has them).
 pub const ADAPTER_FORMAT_VERSION: u32 = 3;
 const HEAD_ONLY_FORMAT_VERSION: u32 = 1;
 const LAST_LAYER_FORMAT_VERSION: u32 = 2;
-/// An `after` entry that applies at every step.
+/// An `after` or `group` value that sets no condition.
 pub const NOT_CONDITIONED: u32 = u32::MAX;
+/// At most this many trigger groups (a sentence's hits are one u32 bit mask).
+pub const MAX_TRIGGER_GROUPS: usize = 32;
+
+/// Conditions on a head correction's entries (see the module's notes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryConditions {
+    /// Per entry [K]: the previous token (the step's input) it applies after.
+    pub after: Vec<u32>,
+    /// Per entry [K]: the trigger group the sentence's source must hit.
+    pub group: Vec<u32>,
+    /// Trigger groups: source token ids; a source hits group g when it holds any of them.
+    pub triggers: Vec<Vec<u32>>,
+}
+
+impl EntryConditions {
+    /// The groups a source (its ids) hits, as a bit mask (bit g: group g).
+    pub fn source_groups(&self, source: &[u32]) -> u32 {
+        self.triggers
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.iter().any(|t| source.contains(t)))
+            .fold(0, |m, (g, _)| m | (1 << g))
+    }
+
+    /// Whether entry `j` applies in a row whose previous token is `prev` and whose source hits
+    /// the groups `groups`.
+    pub fn applies(&self, j: usize, prev: u32, groups: u32) -> bool {
+        let (a, g) = (self.after[j], self.group[j]);
+        (a == NOT_CONDITIONED || a == prev) && (g == NOT_CONDITIONED || groups & (1 << g) != 0)
+    }
+
+    /// Zero the values [R, K] (row-major) of the entries that do not apply in row r (previous
+    /// token `prev[r]`, source groups `groups[r]`, 0 when `groups` is empty).
+    pub fn mask(&self, prev: &[u32], groups: &[u32], values: &mut [f32]) {
+        let k = self.after.len();
+        for (r, (row, &p)) in values.chunks_exact_mut(k).zip(prev).enumerate() {
+            let g = groups.get(r).copied().unwrap_or(0);
+            for (j, v) in row.iter_mut().enumerate() {
+                if !self.applies(j, p, g) {
+                    *v = 0.0;
+                }
+            }
+        }
+    }
+
+    fn validate(
+        &self,
+        ids: &[u32],
+        vocab: usize,
+        source_vocab: Option<usize>,
+    ) -> std::result::Result<(), String> {
+        let k = ids.len();
+        if self.after.len() != k || self.group.len() != k {
+            return Err(format!(
+                "{} and {} conditions for {k} ids",
+                self.after.len(),
+                self.group.len()
+            ));
+        }
+        if self.triggers.len() > MAX_TRIGGER_GROUPS {
+            return Err(format!(
+                "{} trigger groups (at most {MAX_TRIGGER_GROUPS})",
+                self.triggers.len()
+            ));
+        }
+        if let Some(&t) = self
+            .after
+            .iter()
+            .find(|&&t| t != NOT_CONDITIONED && t as usize >= vocab)
+        {
+            return Err(format!(
+                "an entry is conditioned on token {t}, outside the vocabulary ({vocab})"
+            ));
+        }
+        if let Some(&g) = self
+            .group
+            .iter()
+            .find(|&&g| g != NOT_CONDITIONED && g as usize >= self.triggers.len())
+        {
+            return Err(format!(
+                "an entry names trigger group {g} of {}",
+                self.triggers.len()
+            ));
+        }
+        if let Some(v) = source_vocab {
+            if self.triggers.iter().flatten().any(|&t| t as usize >= v) {
+                return Err("a trigger token is outside the source vocabulary".into());
+            }
+        }
+        let sorted = (1..k).all(|j| {
+            (ids[j - 1], self.after[j - 1], self.group[j - 1])
+                < (ids[j], self.after[j], self.group[j])
+        });
+        if !sorted {
+            return Err("ids are not sorted and distinct".into());
+        }
+        Ok(())
+    }
+}
 const METADATA_KEY: &str = "marian_wasm_adapter";
 
 /// What an adapter says about itself (kept in the safetensors metadata as JSON).
@@ -65,9 +168,8 @@ pub struct Adapter {
     /// Row-major [rank, d_model].
     pub delta_v: Vec<f32>,
     pub delta_bias: Vec<f32>,
-    /// Per entry [K]: the previous token the entry is conditioned on, or `NOT_CONDITIONED`;
-    /// `None` when no entry is conditioned.
-    pub after: Option<Vec<u32>>,
+    /// The entries' conditions, `None` when no entry has any.
+    pub conditions: Option<EntryConditions>,
     pub last_layer: Option<LastLayerAdapter>,
 }
 
@@ -130,32 +232,21 @@ impl Adapter {
             ));
         }
         // Sorted; a token repeats only under distinct conditions.
-        let sorted = match &self.after {
-            None => self.ids.windows(2).all(|w| w[0] < w[1]),
-            Some(after) => (1..k.min(after.len()))
-                .all(|j| (self.ids[j - 1], after[j - 1]) < (self.ids[j], after[j])),
-        };
-        if !sorted {
-            return bad("ids are not sorted and distinct".into());
+        match &self.conditions {
+            None if self.ids.windows(2).any(|w| w[0] >= w[1]) => {
+                return bad("ids are not sorted and distinct".into())
+            }
+            None => {}
+            Some(c) => {
+                if let Err(e) = c.validate(&self.ids, m.target_vocab_size, None) {
+                    return bad(e);
+                }
+            }
         }
         if let Some(&max) = self.ids.last() {
             if max as usize >= m.target_vocab_size {
                 return bad(format!(
                     "token id {max} is outside the vocabulary ({})",
-                    m.target_vocab_size
-                ));
-            }
-        }
-        if let Some(after) = &self.after {
-            if after.len() != k {
-                return bad(format!("{} conditions for {k} ids", after.len()));
-            }
-            if let Some(&t) = after
-                .iter()
-                .find(|&&t| t != NOT_CONDITIONED && t as usize >= m.target_vocab_size)
-            {
-                return bad(format!(
-                    "an entry is conditioned on token {t}, outside the vocabulary ({})",
                     m.target_vocab_size
                 ));
             }
@@ -190,8 +281,27 @@ impl Adapter {
             arrays.push(Array::f32("last_fc2_b", vec![d, l.rank], &l.b));
             manifest.format_version = LAST_LAYER_FORMAT_VERSION;
         }
-        if let Some(after) = &self.after {
-            arrays.push(Array::u32("after", vec![k], after));
+        let (trigger_ids, trigger_offsets);
+        if let Some(c) = &self.conditions {
+            trigger_ids = c.triggers.concat();
+            trigger_offsets = std::iter::once(0)
+                .chain(c.triggers.iter().scan(0u32, |at, g| {
+                    *at += g.len() as u32;
+                    Some(*at)
+                }))
+                .collect::<Vec<u32>>();
+            arrays.push(Array::u32("after", vec![k], &c.after));
+            arrays.push(Array::u32("group", vec![k], &c.group));
+            arrays.push(Array::u32(
+                "trigger_ids",
+                vec![trigger_ids.len()],
+                &trigger_ids,
+            ));
+            arrays.push(Array::u32(
+                "trigger_offsets",
+                vec![trigger_offsets.len()],
+                &trigger_offsets,
+            ));
             manifest.format_version = ADAPTER_FORMAT_VERSION;
         }
         tensor_file::write(
@@ -240,8 +350,27 @@ impl Adapter {
             delta_u: file.f32s("delta_u", &[k, r])?,
             delta_v: file.f32s("delta_v", &[r, manifest.d_model])?,
             delta_bias: file.f32s("delta_bias", &[k])?,
-            after: if manifest.format_version >= 3 && file.has("after") {
-                Some(file.u32s("after", &[k])?)
+            conditions: if manifest.format_version >= 3 && file.has("after") {
+                let offsets = file.u32s(
+                    "trigger_offsets",
+                    &[file.shape("trigger_offsets")?.first().copied().unwrap_or(0)],
+                )?;
+                let n = file.shape("trigger_ids")?.first().copied().unwrap_or(0);
+                let ids = file.u32s("trigger_ids", &[n])?;
+                if offsets.first() != Some(&0)
+                    || offsets.windows(2).any(|w| w[0] > w[1])
+                    || offsets.last().map(|&x| x as usize) != Some(n)
+                {
+                    return Err(file.corrupt("trigger_offsets do not cut trigger_ids".into()));
+                }
+                Some(EntryConditions {
+                    after: file.u32s("after", &[k])?,
+                    group: file.u32s("group", &[k])?,
+                    triggers: offsets
+                        .windows(2)
+                        .map(|w| ids[w[0] as usize..w[1] as usize].to_vec())
+                        .collect(),
+                })
             } else {
                 None
             },
@@ -322,7 +451,7 @@ impl Adapter {
             ids: Tensor::from_vec(self.ids.clone(), k, &Device::Cpu)?,
             weight: u.matmul(&v)?,
             bias: Tensor::from_vec(self.delta_bias.clone(), k, &Device::Cpu)?,
-            after: self.after.clone(),
+            conditions: self.conditions.clone(),
         })
     }
 }

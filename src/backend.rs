@@ -20,7 +20,9 @@ impl Backend for Marian {
         let rows = batch.len() * num_beams;
         run_step(None, rows, || {
             let (encoded, mask) = self.encode(batch)?;
-            self.start_decoding(&encoded, &mask, num_beams)
+            let mut state = self.start_decoding(&encoded, &mask, num_beams)?;
+            state.source_groups = self.source_groups(batch, num_beams);
+            Ok(state)
         })
     }
 

@@ -162,6 +162,14 @@ impl MarianTokenizer {
         })
     }
 
+    /// The source vocabulary's piece of `id` (for reports).
+    pub fn source_piece(&self, id: u32) -> Option<&str> {
+        self.source_vocab
+            .iter()
+            .find(|(_, &v)| v == id)
+            .map(|(p, _)| p.as_str())
+    }
+
     /// Per target id [V]: whether its piece continues the word before it: no "▁" word-start
     /// mark and a letter or digit first (SentencePiece splits "galurin" as "▁g al ur in"; a ","
     /// after a word is a piece of its own, not part of the word). Special tokens never do.

@@ -289,7 +289,7 @@ fn adapter_seed() -> Vec<u8> {
         delta_u: vec![0.5; 4],
         delta_v: vec![0.25; 2 * d],
         delta_bias: vec![0.1; 2],
-        after: None,
+        conditions: None,
         last_layer: Some(marian_wasm::adapter::LastLayerAdapter {
             rank: 1,
             a: vec![0.0; f],

@@ -250,7 +250,7 @@ fn gpu_applies_a_fine_tuning_adapter_like_the_cpu() {
         ids,
         weight,
         bias,
-        after: None,
+        conditions: None,
     };
     reference.set_head_delta(Some(delta.clone())).unwrap();
     g_model.set_head_delta(Some(&delta)).unwrap();
@@ -293,7 +293,7 @@ fn gpu_applies_a_last_layer_adapter_like_the_cpu() {
         delta_u: vec![0.0],
         delta_v: vec![0.0; d],
         delta_bias: vec![0.0],
-        after: None,
+        conditions: None,
         last_layer: Some(LastLayerAdapter {
             rank: r,
             a: wave(r * f, 0.37),

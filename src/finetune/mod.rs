@@ -43,8 +43,8 @@ mod terms;
 pub use positions::FeatureShard;
 
 use crate::adapter::{
-    Adapter, AdapterManifest, LastLayerAdapter, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION,
-    NOT_CONDITIONED,
+    Adapter, AdapterManifest, EntryConditions, LastLayerAdapter, ADAPTER_FORMAT,
+    ADAPTER_FORMAT_VERSION, NOT_CONDITIONED,
 };
 use crate::error::{Error, Result};
 use crate::model::HeadRows;
@@ -89,6 +89,10 @@ pub struct FineTuneOptions {
     /// probability, at the rate this model finds any of the pairs' words unlikely (a binomial
     /// tail; see `terms`).
     pub term_p_value: f64,
+    /// Apply a taught token only in sentences whose source holds a token the pairs show it
+    /// goes with (found per taught token: `terms`); tokens with no such source token are
+    /// not taught. Off: taught tokens apply wherever the hidden state calls for them.
+    pub source_triggers: bool,
     /// Train the per-token bias correction as well as the projection.
     pub train_bias: bool,
     /// Weight of a KL term at learn positions over every token but the taught one (the
@@ -124,6 +128,7 @@ impl Default for FineTuneOptions {
             min_taught: 3,
             min_taught_share: 0.5,
             term_p_value: 1e-4,
+            source_triggers: true,
             train_bias: true,
             kl_learn_weight: 0.0,
             learn_after_term: true,
@@ -177,6 +182,10 @@ pub struct FineTuneOverrides {
     /// rate the model finds any of the pairs' words unlikely (1: no such test).
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub term_p_value: Option<f64>,
+    /// Apply a taught token only in sentences whose source holds a token the pairs show it
+    /// goes with (true/false).
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub source_triggers: Option<bool>,
     /// Train the per-token bias correction too (true/false).
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub train_bias: Option<bool>,
@@ -208,6 +217,7 @@ impl FineTuneOptions {
             min_taught: o.min_taught.unwrap_or(d.min_taught),
             min_taught_share: o.min_taught_share.unwrap_or(d.min_taught_share),
             term_p_value: o.term_p_value.unwrap_or(d.term_p_value),
+            source_triggers: o.source_triggers.unwrap_or(d.source_triggers),
             train_bias: o.train_bias.unwrap_or(d.train_bias),
             kl_learn_weight: o.kl_learn_weight.unwrap_or(d.kl_learn_weight),
             top_k: o.top_k.unwrap_or(d.top_k),
@@ -376,6 +386,7 @@ fn features(
     v: usize,
     pos: Positions,
     learn: &[bool],
+    pair_groups: &[u32],
     entries: &Entries<'_>,
     tail: Option<&Tail>,
 ) -> Result<Features> {
@@ -412,13 +423,17 @@ fn features(
     let learn: Vec<f32> = learn.iter().map(|&l| if l { 1.0 } else { 0.0 }).collect();
     // [N, K]: 1 where entry k applies at position i (no condition, or its previous token).
     let k = entries.ids.len();
-    let applies = match entries.after {
+    let applies = match entries.conditions {
         None => None,
-        Some(after) => {
+        Some(c) => {
+            let pair = terms::pair_of_positions(&pos);
             let mut m = vec![0f32; n * k];
             for (i, row) in m.chunks_exact_mut(k).enumerate() {
-                for (x, &a) in row.iter_mut().zip(after) {
-                    if a == NOT_CONDITIONED || pos.prev[i] == Some(a) {
+                // A pair's first step reads the decoder start token, which no entry names.
+                let prev = pos.prev[i].unwrap_or(NOT_CONDITIONED - 1);
+                let groups = pair_groups.get(pair[i]).copied().unwrap_or(0);
+                for (j, x) in row.iter_mut().enumerate() {
+                    if c.applies(j, prev, groups) {
                         *x = 1.0;
                     }
                 }
@@ -482,12 +497,11 @@ fn features(
 }
 
 /// The head correction's entries: each a token (`ids`, sorted, a token possibly more than
-/// once) with its condition on the previous token (`after`, `None`: none conditioned); `set`
-/// is S, the distinct tokens.
+/// once) with its conditions (`None`: none); `set` is S, the distinct tokens.
 struct Entries<'a> {
     ids: &'a [u32],
     set: &'a [u32],
-    after: Option<&'a [u32]>,
+    conditions: Option<&'a EntryConditions>,
 }
 
 impl Features {
@@ -961,18 +975,26 @@ pub fn train_adapter(
     // would have said in their place, each later piece conditioned on its predecessor
     // (`terms`). Every other row of the output projection stays as it is.
     let special = [t.tokenizer.eos_id(), t.model.config.pad_token_id];
+    let sources: Vec<&[u32]> = prepared.ids.iter().map(|p| p.0.as_slice()).collect();
+    let (train_sources, val_sources) = sources.split_at(prepared.n_train);
+    let source_skip = [
+        t.tokenizer.eos_id(),
+        t.tokenizer.unk_id(),
+        t.model.config.pad_token_id,
+    ];
     let teaching = terms::choose(
         o,
-        &p_train,
-        &p_val,
+        (&p_train, &p_val),
+        train_sources,
         &t.tokenizer.target_continues_word(),
         &special,
+        &source_skip,
     );
     if std::env::var_os("MARIAN_FT_DEBUG").is_some() {
         eprintln!("DBG unlikely rate {:.3}", teaching.unlikely_rate);
         for w in &teaching.taught {
             eprintln!(
-                "DBG taught {:?} after {:?} {}/{}",
+                "DBG taught {:?} after {:?} {}/{} group {}",
                 t.tokenizer.decode(&[w.token]),
                 if w.after == NOT_CONDITIONED {
                     "-".to_string()
@@ -980,7 +1002,8 @@ pub fn train_adapter(
                     t.tokenizer.decode(&[w.after])
                 },
                 w.unlikely,
-                w.occurrences
+                w.occurrences,
+                w.group
             );
         }
         eprintln!(
@@ -992,13 +1015,36 @@ pub fn train_adapter(
                 .filter(|e| e.1 != NOT_CONDITIONED)
                 .count()
         );
+        for g in &teaching.triggers {
+            let names: Vec<String> = g
+                .iter()
+                .map(|&x| t.tokenizer.source_piece(x).unwrap_or("?").to_string())
+                .collect();
+            eprintln!("DBG trigger group {names:?}");
+        }
     }
     if teaching.entries.is_empty() {
         return Err(Error::Input(
             "nothing to learn: no word of these pairs' targets is both unlikely to the model (below learn_below) and wanted consistently (min_taught, min_taught_share, term_p_value)".into(),
         ));
     }
-    let (entry_ids, after) = teaching.ids_and_conditions();
+    let entry_ids: Vec<u32> = teaching.entries.iter().map(|e| e.0).collect();
+    let conditions = teaching
+        .entries
+        .iter()
+        .any(|e| e.1 != NOT_CONDITIONED || e.2 != NOT_CONDITIONED)
+        .then(|| EntryConditions {
+            after: teaching.entries.iter().map(|e| e.1).collect(),
+            group: teaching.entries.iter().map(|e| e.2).collect(),
+            triggers: teaching.triggers.clone(),
+        });
+    let pair_groups = |sources: &[&[u32]]| -> Vec<u32> {
+        sources
+            .iter()
+            .map(|s| conditions.as_ref().map_or(0, |c| c.source_groups(s)))
+            .collect()
+    };
+    let (train_groups, val_groups) = (pair_groups(train_sources), pair_groups(val_sources));
     let mut set = entry_ids.clone();
     set.dedup();
     let has_val = !p_val.labels.is_empty();
@@ -1012,13 +1058,14 @@ pub fn train_adapter(
     let entries = Entries {
         ids: &entry_ids,
         set: &set,
-        after: after.as_deref(),
+        conditions: conditions.as_ref(),
     };
     let f_train = features(
         &head_rows,
         vocab,
         p_train,
         &teaching.learn_train,
+        &train_groups,
         &entries,
         tail.as_ref(),
     )?;
@@ -1028,6 +1075,7 @@ pub fn train_adapter(
             vocab,
             p_val,
             &teaching.learn_val,
+            &val_groups,
             &entries,
             tail.as_ref(),
         )?)
@@ -1246,7 +1294,7 @@ pub fn train_adapter(
         delta_u: u.flatten_all()?.to_vec1::<f32>()?,
         delta_v: v.t()?.flatten_all()?.to_vec1::<f32>()?,
         delta_bias: db.to_vec1::<f32>()?,
-        after,
+        conditions,
         last_layer,
     };
     Ok((adapter, report))

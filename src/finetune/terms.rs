@@ -14,8 +14,8 @@
 
 use super::positions::Positions;
 use super::FineTuneOptions;
-use crate::adapter::NOT_CONDITIONED;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use crate::adapter::{MAX_TRIGGER_GROUPS, NOT_CONDITIONED};
+use std::collections::{BTreeSet, HashMap};
 
 /// What is taught at position `i`: its target token, conditioned on the previous token when
 /// the target continues a word (`NOT_CONDITIONED` at a word's first piece); `None` for a
@@ -59,14 +59,21 @@ pub(super) fn binomial_tail(k: usize, n: usize, r: f64) -> f64 {
 }
 
 /// A taught unit: a token (after `after`, when it continues a word), how often the training
-/// targets have it and how often the base model found it unlikely there.
+/// targets have it and how often the base model found it unlikely there, and the source
+/// tokens whose presence it goes with (`group` into `Teaching::triggers`; `NOT_CONDITIONED`
+/// when not source-conditioned).
 #[derive(Debug, Clone)]
 pub(super) struct Taught {
     pub(super) after: u32,
     pub(super) token: u32,
     pub(super) occurrences: usize,
     pub(super) unlikely: usize,
+    pub(super) group: u32,
 }
+
+/// An entry of the head correction: a token, the previous token it is conditioned on and the
+/// trigger group its sentence's source must hit (`NOT_CONDITIONED`: none), in that order.
+pub(super) type Entry = (u32, u32, u32);
 
 /// What a run teaches.
 #[derive(Debug)]
@@ -74,39 +81,105 @@ pub(super) struct Teaching {
     pub(super) taught: Vec<Taught>,
     /// The share of the training targets' positions the base model found unlikely.
     pub(super) unlikely_rate: f64,
-    /// The head correction's entries: (token id, the previous token it is conditioned on or
-    /// `NOT_CONDITIONED`), sorted. A token may have several (say "in" after "ur" in "galurin",
-    /// and anywhere as what the model would have said at another taught position).
-    pub(super) entries: BTreeSet<(u32, u32)>,
+    /// The head correction's entries, sorted. A token may have several (say "in" after "ur"
+    /// in "galurin", and anywhere as what the model would have said at another taught
+    /// position).
+    pub(super) entries: BTreeSet<Entry>,
+    /// Trigger groups: source token sets; a group is hit by a source holding any of them.
+    pub(super) triggers: Vec<Vec<u32>>,
     /// Per position of the training and the validation positions: whether it carries
     /// cross-entropy.
     pub(super) learn_train: Vec<bool>,
     pub(super) learn_val: Vec<bool>,
 }
 
-impl Teaching {
-    /// The entries' ids (sorted) and conditions, as the adapter stores them (`None` when none
-    /// is conditioned).
-    pub(super) fn ids_and_conditions(&self) -> (Vec<u32>, Option<Vec<u32>>) {
-        let ids: Vec<u32> = self.entries.iter().map(|e| e.0).collect();
-        let after: Vec<u32> = self.entries.iter().map(|e| e.1).collect();
-        let any = after.iter().any(|&a| a != NOT_CONDITIONED);
-        (ids, any.then_some(after))
+/// Each position's pair (positions in pair order; a pair starts where `prev` is `None`).
+pub(super) fn pair_of_positions(pos: &Positions) -> Vec<usize> {
+    let mut pair = 0usize;
+    pos.prev
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if p.is_none() && i > 0 {
+                pair += 1;
+            }
+            pair
+        })
+        .collect()
+}
+
+/// The source tokens a taught unit goes with: greedily the token found in most of the pairs
+/// that teach it (`teaching`, indices into `sources`) not yet covered, among tokens 80 % of
+/// whose pairs have a candidate unit in their target (`term_pairs`), until 90 % are covered (at most 4 tokens). `None` when under 80 % can be
+/// covered: the unit is then no consistent translation of anything.
+fn triggers_of(
+    teaching: &BTreeSet<usize>,
+    term_pairs: &BTreeSet<usize>,
+    sources: &[&[u32]],
+    skip: &[u32],
+) -> Option<Vec<u32>> {
+    let mut with: HashMap<u32, usize> = HashMap::new();
+    for s in sources {
+        let mut seen: Vec<u32> = s.iter().copied().filter(|t| !skip.contains(t)).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for t in seen {
+            *with.entry(t).or_default() += 1;
+        }
     }
+    let mut left: BTreeSet<usize> = teaching.clone();
+    let mut chosen = Vec::new();
+    while left.len() as f64 > 0.1 * teaching.len() as f64 && chosen.len() < 4 {
+        let mut count: HashMap<u32, usize> = HashMap::new();
+        for &p in &left {
+            let mut seen: Vec<u32> = sources[p].to_vec();
+            seen.sort_unstable();
+            seen.dedup();
+            for t in seen {
+                *count.entry(t).or_default() += 1;
+            }
+        }
+        let best = count
+            .iter()
+            .filter(|(t, &c)| {
+                !skip.contains(t) && c >= 2 && {
+                    let in_terms = term_pairs
+                        .iter()
+                        .filter(|&&p| sources[p].contains(t))
+                        .count();
+                    5 * in_terms >= 4 * with[t]
+                }
+            })
+            .max_by_key(|(&t, &c)| (c, std::cmp::Reverse(t)));
+        let Some((&t, _)) = best else { break };
+        chosen.push(t);
+        left.retain(|&p| !sources[p].contains(&t));
+    }
+    let covered = teaching.len() - left.len();
+    (covered as f64 >= 0.8 * teaching.len() as f64 && !chosen.is_empty()).then(|| {
+        chosen.sort_unstable();
+        chosen
+    })
 }
 
 /// Choose what `train` teaches, and mark the learn positions and the entries on both `train`
 /// and `val`. `continues[id]`: the token continues the word before it
-/// (`MarianTokenizer::target_continues_word`); `special`: ids never taught (`</s>`, pad).
+/// (`MarianTokenizer::target_continues_word`); `special`: target ids never taught (`</s>`,
+/// pad); `train_sources`: each training pair's source ids; `source_skip`: source ids that are
+/// no trigger (`</s>`, pad, unknown, a language token).
 pub(super) fn choose(
     o: &FineTuneOptions,
-    train: &Positions,
-    val: &Positions,
+    (train, val): (&Positions, &Positions),
+    train_sources: &[&[u32]],
     continues: &[bool],
     special: &[u32],
+    source_skip: &[u32],
 ) -> Teaching {
     let unlikely_at = |pos: &Positions, i: usize| (pos.p_target[i] as f64) < o.learn_below;
-    let mut stats: HashMap<(u32, u32), (usize, usize)> = HashMap::new();
+    let train_pair = pair_of_positions(train);
+    // Per unit: occurrences, unlikely ones, the pairs where it is unlikely, the pairs having it.
+    type Stats = (usize, usize, BTreeSet<usize>, BTreeSet<usize>);
+    let mut stats: HashMap<(u32, u32), Stats> = HashMap::new();
     let (mut all, mut unlikely_all) = (0usize, 0usize);
     for i in 0..train.labels.len() {
         let Some(u) = unit(train, i, continues, special) else {
@@ -114,57 +187,89 @@ pub(super) fn choose(
         };
         let e = stats.entry(u).or_default();
         e.0 += 1;
+        e.3.insert(train_pair[i]);
         all += 1;
         if unlikely_at(train, i) {
             e.1 += 1;
+            e.2.insert(train_pair[i]);
             unlikely_all += 1;
         }
     }
     let unlikely_rate = unlikely_all as f64 / all.max(1) as f64;
-    let mut taught: Vec<Taught> = stats
+    let mut candidates: Vec<(&(u32, u32), &Stats)> = stats
         .iter()
-        .filter(|(_, &(all, unlikely))| {
-            unlikely >= o.min_taught
-                && unlikely as f64 >= o.min_taught_share * all as f64
-                && binomial_tail(unlikely, all, unlikely_rate) <= o.term_p_value
-        })
-        .map(|(&(after, token), &(occurrences, unlikely))| Taught {
-            after,
-            token,
-            occurrences,
-            unlikely,
+        .filter(|(_, (all, unlikely, _, _))| {
+            *unlikely >= o.min_taught
+                && *unlikely as f64 >= o.min_taught_share * *all as f64
+                && binomial_tail(*unlikely, *all, unlikely_rate) <= o.term_p_value
         })
         .collect();
-    taught.sort_by_key(|t| (std::cmp::Reverse(t.unlikely), t.after, t.token));
-    let is_taught: HashSet<(u32, u32)> = taught.iter().map(|t| (t.after, t.token)).collect();
+    candidates.sort_by_key(|(u, (_, unlikely, _, _))| (std::cmp::Reverse(*unlikely), **u));
+    let term_pairs: BTreeSet<usize> = candidates
+        .iter()
+        .flat_map(|c| c.1 .3.iter().copied())
+        .collect();
+    let mut triggers: Vec<Vec<u32>> = Vec::new();
+    let mut taught: Vec<Taught> = Vec::new();
+    for (&(after, token), (occurrences, unlikely, pairs, _)) in candidates {
+        let group = if o.source_triggers {
+            let Some(t) = triggers_of(pairs, &term_pairs, train_sources, source_skip) else {
+                continue;
+            };
+            match triggers.iter().position(|g| *g == t) {
+                Some(g) => g as u32,
+                None if triggers.len() < MAX_TRIGGER_GROUPS => {
+                    triggers.push(t);
+                    (triggers.len() - 1) as u32
+                }
+                None => continue,
+            }
+        } else {
+            NOT_CONDITIONED
+        };
+        taught.push(Taught {
+            after,
+            token,
+            occurrences: *occurrences,
+            unlikely: *unlikely,
+            group,
+        });
+    }
+    let group_of: HashMap<(u32, u32), u32> = taught
+        .iter()
+        .map(|t| ((t.after, t.token), t.group))
+        .collect();
 
     let mut entries = BTreeSet::new();
     let mut mark = |pos: &Positions| -> Vec<bool> {
         let k = o.top_k;
         let n = pos.labels.len();
         let mut learn = vec![false; n];
-        let mut taught_at = vec![false; n];
+        // The group of the taught unit at each position (None: none taught there).
+        let mut taught_at: Vec<Option<u32>> = vec![None; n];
         for i in 0..n {
             let term = unit(pos, i, continues, special)
-                .filter(|u| is_taught.contains(u) && unlikely_at(pos, i));
+                .filter(|_| unlikely_at(pos, i))
+                .and_then(|u| group_of.get(&u).map(|&g| (u, g)));
             // Right after a taught token the base model has read a piece it would not have
             // written, and tends to finish the word it expected ("au" + "to" + "ure"): no
             // reference to keep there, so it is learnt too, what the model would say there
             // after that token only.
-            let after_term =
-                o.learn_after_term && i > 0 && pos.prev[i].is_some() && taught_at[i - 1];
-            let after = match term {
-                Some((after, token)) => {
-                    taught_at[i] = true;
-                    entries.insert((token, after));
-                    after
+            let after_term = (o.learn_after_term && i > 0 && pos.prev[i].is_some())
+                .then(|| taught_at[i - 1])
+                .flatten();
+            let (after, group) = match (term, after_term) {
+                (Some(((after, token), group)), _) => {
+                    taught_at[i] = Some(group);
+                    entries.insert((token, after, group));
+                    (after, group)
                 }
-                None if after_term => pos.labels[i - 1],
-                None => continue,
+                (None, Some(group)) => (pos.labels[i - 1], group),
+                (None, None) => continue,
             };
             learn[i] = true;
             for &t in &pos.top[i * k..(i + 1) * k] {
-                entries.insert((t, after));
+                entries.insert((t, after, group));
             }
         }
         learn
@@ -175,6 +280,7 @@ pub(super) fn choose(
         taught,
         unlikely_rate,
         entries,
+        triggers,
         learn_train,
         learn_val,
     }

@@ -246,7 +246,7 @@ impl GpuMarian {
     pub fn set_head_delta(&self, delta: Option<&HeadDelta>) -> Result<()> {
         let new = match delta {
             None => None,
-            Some(h) if h.after.is_some() => {
+            Some(h) if h.conditions.is_some() => {
                 return Err(Error::Gpu(
                     "this adapter conditions entries on the previous token, which the GPU head does not apply yet".into(),
                 ))

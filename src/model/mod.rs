@@ -333,31 +333,15 @@ pub(crate) fn sinusoidal_table(n_pos: usize, dim: usize) -> Vec<f32> {
 /// adapter holds): `logits[ids] += h · weight^T + bias`. The package's weights are untouched.
 #[derive(Debug, Clone)]
 pub struct HeadDelta {
-    /// Target token ids [K] (u32), sorted; distinct unless `after` tells repeats apart.
+    /// Target token ids [K] (u32), sorted; distinct unless `conditions` tell repeats apart.
     pub ids: Tensor,
     /// [K, D] f32.
     pub weight: Tensor,
     /// [K] f32.
     pub bias: Tensor,
-    /// Per entry [K]: apply it only at steps whose previous token (the step's input) is this
-    /// one (`adapter::NOT_CONDITIONED`: always); `None`: every entry always applies.
-    pub after: Option<Vec<u32>>,
-}
-
-impl HeadDelta {
-    /// Zero the values [R, K] (row-major) of entries whose condition row r's previous token
-    /// `prev[r]` does not meet.
-    pub fn mask_conditions(&self, prev: &[u32], values: &mut [f32]) {
-        let Some(after) = &self.after else { return };
-        let k = after.len();
-        for (row, &p) in values.chunks_exact_mut(k).zip(prev) {
-            for (v, &a) in row.iter_mut().zip(after) {
-                if a != crate::adapter::NOT_CONDITIONED && a != p {
-                    *v = 0.0;
-                }
-            }
-        }
-    }
+    /// When to apply each entry (after which previous token, for which sources); `None`:
+    /// every entry always applies.
+    pub conditions: Option<crate::adapter::EntryConditions>,
 }
 
 /// The whole model, weights loaded once and shared by every translation.
@@ -393,6 +377,9 @@ pub struct DecoderState {
     pub length: usize,
     /// The last step's logits [R, V], kept so that a step allocates no V-wide buffer.
     logits: Vec<f32>,
+    /// Per row: the head delta's trigger groups its sentence's source hits (bit mask; empty:
+    /// none, as when no delta has source conditions).
+    pub source_groups: Vec<u32>,
 }
 
 impl DecoderState {
@@ -415,6 +402,13 @@ impl DecoderState {
                 .collect(),
             length: self.length,
             logits: Vec::new(),
+            source_groups: if self.source_groups.is_empty() {
+                Vec::new()
+            } else {
+                rows.iter()
+                    .map(|&r| self.source_groups[r as usize])
+                    .collect()
+            },
         }
     }
 
@@ -542,10 +536,12 @@ impl Marian {
                     self.config.d_model
                 )));
             }
-            if d.after.as_ref().is_some_and(|a| a.len() != k) {
+            if d.conditions
+                .as_ref()
+                .is_some_and(|c| c.after.len() != k || c.group.len() != k)
+            {
                 return Err(Error::Input(format!(
-                    "head delta has {} conditions for {k} ids",
-                    d.after.as_ref().map_or(0, Vec::len)
+                    "head delta's conditions do not cover its {k} ids"
                 )));
             }
             let max = d.ids.max(0)?.to_scalar::<u32>()? as usize;
@@ -698,21 +694,38 @@ impl Marian {
             cross_mask: mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
             length: 0,
             logits: Vec::new(),
+            source_groups: Vec::new(),
         })
     }
 
     /// One decoding step: one token per row in, logits [R, V] out (f32, with final_logits_bias).
     pub fn decode_step(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
         let h = self.decode_hidden(state, tokens)?;
-        self.logits(&h, tokens)
+        self.logits(&h, tokens, &state.source_groups)
+    }
+
+    /// Per row of a batch of sources (ids) with `num_beams` rows each: the head delta's trigger
+    /// groups the row's source hits (`DecoderState::source_groups`); empty without conditions.
+    pub fn source_groups(&self, batch: &[Vec<u32>], num_beams: usize) -> Vec<u32> {
+        let Some(c) = self.head_delta.as_ref().and_then(|d| d.conditions.as_ref()) else {
+            return Vec::new();
+        };
+        if c.triggers.is_empty() {
+            return Vec::new();
+        }
+        batch
+            .iter()
+            .flat_map(|s| std::iter::repeat_n(c.source_groups(s), num_beams))
+            .collect()
     }
 
     /// Output logits [R, V] (f32) of decoder hidden states [R, D] whose previous tokens (the
-    /// steps' inputs) are `prev` [R]: the tied (or separate) projection, final_logits_bias and,
-    /// when set, the head delta (its conditioned entries where `prev` meets them).
-    pub fn logits(&self, h: &Tensor, prev: &[u32]) -> Result<Tensor> {
+    /// steps' inputs) are `prev` [R] and whose sources hit the trigger groups `groups` [R] (or
+    /// none: empty): the tied (or separate) projection, final_logits_bias and, when set, the
+    /// head delta (its conditioned entries where they apply).
+    pub fn logits(&self, h: &Tensor, prev: &[u32], groups: &[u32]) -> Result<Tensor> {
         let base = self.base_logits(h)?;
-        match self.head_delta_values(h, prev)? {
+        match self.head_delta_values(h, prev, groups)? {
             None => Ok(base),
             Some((ids, values)) => {
                 let (r, k) = (h.dim(0)?, ids.len());
@@ -738,7 +751,7 @@ impl Marian {
     ) -> Result<&'s [f32]> {
         let h = self.decode_hidden(state, tokens)?;
         let bias = self.final_logits_bias.to_vec1::<f32>()?;
-        let extra = self.head_delta_values(&h, tokens)?;
+        let extra = self.head_delta_values(&h, tokens, &state.source_groups)?;
         self.logits_into(
             &h,
             &bias,
@@ -764,7 +777,7 @@ impl Marian {
         let h = self.decode_hidden(state, tokens)?;
         let r = tokens.len();
         let bias = self.final_logits_bias.to_vec1::<f32>()?;
-        let extra = self.head_delta_values(&h, tokens)?;
+        let extra = self.head_delta_values(&h, tokens, &state.source_groups)?;
         if let Matrix::Quantized(q) = &self.lm_head.matrix {
             let extra = extra.as_ref().map(|(ids, v)| (&ids[..], &v[..]));
             let choice = with_f32_values(&h, |x| {
@@ -835,18 +848,23 @@ impl Marian {
     }
 
     /// The head delta's ids [K] and its values `h · weightᵀ + bias` [R, K] row-major, if set
-    /// (0 where an entry's condition on the previous token `prev[r]` is not met).
-    fn head_delta_values(&self, h: &Tensor, prev: &[u32]) -> Result<Option<(Vec<u32>, Vec<f32>)>> {
+    /// (0 where an entry does not apply: `EntryConditions::mask`).
+    fn head_delta_values(
+        &self,
+        h: &Tensor,
+        prev: &[u32],
+        groups: &[u32],
+    ) -> Result<Option<(Vec<u32>, Vec<f32>)>> {
         let Some(d) = &self.head_delta else {
             return Ok(None);
         };
         let extra = h.matmul(&d.weight.t()?)?.broadcast_add(&d.bias)?;
         let mut values = extra.flatten_all()?.to_vec1::<f32>()?;
         let ids = d.ids.to_vec1::<u32>()?;
-        if d.after.is_none() {
+        let Some(c) = &d.conditions else {
             return Ok(Some((ids, values)));
-        }
-        d.mask_conditions(prev, &mut values);
+        };
+        c.mask(prev, groups, &mut values);
         // A token's entries summed (in entry order), so that every consumer sees distinct ids.
         let mut distinct = ids.clone();
         distinct.dedup();
