@@ -109,12 +109,12 @@ pub(super) fn pair_of_positions(pos: &Positions) -> Vec<usize> {
 }
 
 /// The source tokens a taught unit goes with: greedily the token found in most of the pairs
-/// that teach it (`teaching`, indices into `sources`) not yet covered, among tokens 80 % of
-/// whose pairs have a candidate unit in their target (`term_pairs`), until 90 % are covered (at most 4 tokens). `None` when under 80 % can be
+/// that teach it (`teaching`, indices into `sources`) not yet covered, until 90 % are covered
+/// (at most 4 tokens), among tokens that pass `Trigger`. `None` when under 80 % can be
 /// covered: the unit is then no consistent translation of anything.
 fn triggers_of(
     teaching: &BTreeSet<usize>,
-    term_pairs: &BTreeSet<usize>,
+    allowed: &Trigger<'_>,
     sources: &[&[u32]],
     skip: &[u32],
 ) -> Option<Vec<u32>> {
@@ -142,15 +142,22 @@ fn triggers_of(
         let best = count
             .iter()
             .filter(|(t, &c)| {
-                !skip.contains(t) && c >= 2 && {
-                    let in_terms = term_pairs
-                        .iter()
-                        .filter(|&&p| sources[p].contains(t))
-                        .count();
-                    5 * in_terms >= 4 * with[t]
-                }
+                !skip.contains(t)
+                    && c >= 2
+                    && match allowed {
+                        // Most pairs with the token have the unit in their target: 80 %, and
+                        // twice the unit's share of all pairs (up to 95 %), so that a unit
+                        // found in most pairs is not "predicted" by "." or "a".
+                        Trigger::Predicts(having) => {
+                            let hit = having.iter().filter(|&&p| sources[p].contains(t)).count();
+                            let base = having.len() as f64 / sources.len().max(1) as f64;
+                            hit as f64 >= (2.0 * base).clamp(0.8, 0.95) * with[t] as f64
+                        }
+                        Trigger::Among(tokens) => tokens.contains(t),
+                    }
             })
-            .max_by_key(|(&t, &c)| (c, std::cmp::Reverse(t)));
+            // The most pairs covered; then the most specific token.
+            .max_by_key(|(&t, &c)| (c, std::cmp::Reverse((with[&t], t))));
         let Some((&t, _)) = best else { break };
         chosen.push(t);
         left.retain(|&p| !sources[p].contains(&t));
@@ -160,6 +167,15 @@ fn triggers_of(
         chosen.sort_unstable();
         chosen
     })
+}
+
+/// Which source tokens may trigger a unit.
+enum Trigger<'a> {
+    /// Tokens most of whose pairs have the unit in their target (these pairs).
+    Predicts(&'a BTreeSet<usize>),
+    /// Tokens that trigger a unit of the first kind (for units, like an agreeing determiner,
+    /// that only some of a term's sentences need).
+    Among(&'a BTreeSet<u32>),
 }
 
 /// Choose what `train` teaches, and mark the learn positions and the entries on both `train`
@@ -205,35 +221,53 @@ pub(super) fn choose(
         })
         .collect();
     candidates.sort_by_key(|(u, (_, unlikely, _, _))| (std::cmp::Reverse(*unlikely), **u));
-    let term_pairs: BTreeSet<usize> = candidates
-        .iter()
-        .flat_map(|c| c.1 .3.iter().copied())
-        .collect();
     let mut triggers: Vec<Vec<u32>> = Vec::new();
     let mut taught: Vec<Taught> = Vec::new();
-    for (&(after, token), (occurrences, unlikely, pairs, _)) in candidates {
-        let group = if o.source_triggers {
-            let Some(t) = triggers_of(pairs, &term_pairs, train_sources, source_skip) else {
-                continue;
-            };
-            match triggers.iter().position(|g| *g == t) {
+    let mut add = |(after, token): (u32, u32), (occurrences, unlikely): (usize, usize), t| {
+        let group = match t {
+            None => NOT_CONDITIONED,
+            Some(t) => match triggers.iter().position(|g| *g == t) {
                 Some(g) => g as u32,
                 None if triggers.len() < MAX_TRIGGER_GROUPS => {
                     triggers.push(t);
                     (triggers.len() - 1) as u32
                 }
-                None => continue,
-            }
-        } else {
-            NOT_CONDITIONED
+                None => return,
+            },
         };
         taught.push(Taught {
             after,
             token,
-            occurrences: *occurrences,
-            unlikely: *unlikely,
+            occurrences,
+            unlikely,
             group,
         });
+    };
+    if !o.source_triggers {
+        for (&u, (all, unlikely, _, _)) in &candidates {
+            add(u, (*all, *unlikely), None);
+        }
+    } else {
+        // Units whose own source tokens predict them first (the terms: "auto" with "car"),
+        // then the others among those tokens only (what agrees with a term: "sa" with "bike").
+        let mut rest = Vec::new();
+        let mut term_tokens = BTreeSet::new();
+        for &(&u, (all, unlikely, pairs, having)) in &candidates {
+            match triggers_of(pairs, &Trigger::Predicts(having), train_sources, source_skip) {
+                Some(t) => {
+                    term_tokens.extend(t.iter().copied());
+                    add(u, (*all, *unlikely), Some(t));
+                }
+                None => rest.push((u, (*all, *unlikely), pairs)),
+            }
+        }
+        for (u, counts, pairs) in rest {
+            if let Some(t) =
+                triggers_of(pairs, &Trigger::Among(&term_tokens), train_sources, source_skip)
+            {
+                add(u, counts, Some(t));
+            }
+        }
     }
     let group_of: HashMap<(u32, u32), u32> = taught
         .iter()
