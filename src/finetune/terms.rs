@@ -109,8 +109,8 @@ pub(super) fn pair_of_positions(pos: &Positions) -> Vec<usize> {
 }
 
 /// The source tokens a taught unit goes with: greedily the token found in most of the pairs
-/// that teach it (`teaching`, indices into `sources`) not yet covered, until 90 % are covered
-/// (at most 4 tokens), among tokens that pass `Trigger`. `None` when under 80 % can be
+/// that teach it (`teaching`, indices into `sources`) not yet covered, in two pairs at least,
+/// while any is left (inflections: "dog", "dogs"), among tokens that pass `Trigger`. `None` when under 80 % can be
 /// covered: the unit is then no consistent translation of anything.
 fn triggers_of(
     teaching: &BTreeSet<usize>,
@@ -129,7 +129,7 @@ fn triggers_of(
     }
     let mut left: BTreeSet<usize> = teaching.clone();
     let mut chosen = Vec::new();
-    while left.len() as f64 > 0.1 * teaching.len() as f64 && chosen.len() < 4 {
+    while !left.is_empty() && chosen.len() < MAX_TRIGGERS_PER_UNIT {
         let mut count: HashMap<u32, usize> = HashMap::new();
         for &p in &left {
             let mut seen: Vec<u32> = sources[p].to_vec();
@@ -168,6 +168,9 @@ fn triggers_of(
         chosen
     })
 }
+
+/// At most this many source tokens trigger a unit.
+const MAX_TRIGGERS_PER_UNIT: usize = 6;
 
 /// Which source tokens may trigger a unit.
 enum Trigger<'a> {
