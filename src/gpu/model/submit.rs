@@ -1,0 +1,128 @@
+//! Submission of a recording and read-back of its results.
+
+use super::GpuMarian;
+use crate::error::Result;
+use crate::gpu::recorder::Recorder;
+use std::sync::{Arc, Mutex};
+
+/// A buffer-to-buffer copy recorded after a submission's dispatches.
+pub(super) struct BufferCopy<'b> {
+    pub from: &'b wgpu::Buffer,
+    pub from_offset: u64,
+    pub to: &'b wgpu::Buffer,
+    pub to_offset: u64,
+    pub bytes: u64,
+}
+
+impl<'b> BufferCopy<'b> {
+    /// The first `bytes` of `from` to the start of `to`.
+    pub fn whole(from: &'b wgpu::Buffer, to: &'b wgpu::Buffer, bytes: u64) -> Self {
+        BufferCopy {
+            from,
+            from_offset: 0,
+            to,
+            to_offset: 0,
+            bytes,
+        }
+    }
+}
+
+impl GpuMarian {
+    /// Submit recorded work and then `copies` as one command buffer.
+    pub(super) fn submit(&self, rec: Recorder<'_>, copies: &[BufferCopy<'_>]) {
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        rec.finish(&self.ctx.queue, &mut encoder);
+        for c in copies {
+            encoder.copy_buffer_to_buffer(c.from, c.from_offset, c.to, c.to_offset, c.bytes);
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+    }
+
+    /// The first `bytes` of a mappable `buffer`, once the work submitted before is done.
+    pub(super) async fn read_back(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let slice = buffer.slice(..bytes);
+        let (done, wait) = oneshot();
+        slice.map_async(wgpu::MapMode::Read, move |r| done.send(r));
+        // Natively, wait on the device here, so the future never suspends. With a device shared
+        // by several threads, another thread's poll may be the one running our callback: poll
+        // until it has run.
+        #[cfg(not(target_arch = "wasm32"))]
+        let mapped = loop {
+            self.ctx
+                .device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| self.ctx.fail(format!("GPU device stopped answering: {e}")))?;
+            if let Some(v) = wait.try_take() {
+                break v;
+            }
+            std::thread::yield_now();
+        };
+        #[cfg(target_arch = "wasm32")]
+        let mapped = wait.await;
+        mapped.map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?;
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?
+            .to_vec();
+        buffer.unmap();
+        self.ctx.check()?;
+        Ok(data)
+    }
+}
+
+type MapResult = std::result::Result<(), wgpu::BufferAsyncError>;
+
+struct Shared {
+    value: Option<MapResult>,
+    waker: Option<std::task::Waker>,
+}
+
+struct Sender(Arc<Mutex<Shared>>);
+struct Receiver(Arc<Mutex<Shared>>);
+
+/// A one-value channel from wgpu's map callback to the awaiting step (no executor needed).
+fn oneshot() -> (Sender, Receiver) {
+    let s = Arc::new(Mutex::new(Shared {
+        value: None,
+        waker: None,
+    }));
+    (Sender(s.clone()), Receiver(s))
+}
+
+impl Sender {
+    fn send(self, v: MapResult) {
+        let mut s = self.0.lock().unwrap();
+        s.value = Some(v);
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl Receiver {
+    /// The value, if it has been sent.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    fn try_take(&self) -> Option<MapResult> {
+        self.0.lock().unwrap().value.take()
+    }
+}
+
+impl std::future::Future for Receiver {
+    type Output = MapResult;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<MapResult> {
+        let mut s = self.0.lock().unwrap();
+        match s.value.take() {
+            Some(v) => std::task::Poll::Ready(v),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
