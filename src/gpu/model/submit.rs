@@ -3,7 +3,6 @@
 use super::GpuMarian;
 use crate::error::Result;
 use crate::gpu::recorder::Recorder;
-use std::sync::{Arc, Mutex};
 
 /// A buffer-to-buffer copy recorded after a submission's dispatches.
 pub(super) struct BufferCopy<'b> {
@@ -44,25 +43,38 @@ impl GpuMarian {
     /// The first `bytes` of a mappable `buffer`, once the work submitted before is done.
     pub(super) async fn read_back(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let slice = buffer.slice(..bytes);
-        let (done, wait) = oneshot();
-        slice.map_async(wgpu::MapMode::Read, move |r| done.send(r));
+        // wgpu's map callback to this future; needs no executor.
+        let (done, wait) = futures_channel::oneshot::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            // The receiver is gone only if this future was dropped: nothing left to tell.
+            let _ = done.send(r);
+        });
         // Natively, wait on the device here, so the future never suspends. With a device shared
         // by several threads, another thread's poll may be the one running our callback: poll
         // until it has run.
         #[cfg(not(target_arch = "wasm32"))]
-        let mapped = loop {
-            self.ctx
-                .device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| self.ctx.fail(format!("GPU device stopped answering: {e}")))?;
-            if let Some(v) = wait.try_take() {
-                break v;
+        let mapped = {
+            let mut wait = wait;
+            loop {
+                self.ctx
+                    .device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(|e| self.ctx.fail(format!("GPU device stopped answering: {e}")))?;
+                match wait.try_recv() {
+                    Ok(Some(v)) => break Ok(v),
+                    Ok(None) => std::thread::yield_now(),
+                    Err(canceled) => break Err(canceled),
+                }
             }
-            std::thread::yield_now();
         };
         #[cfg(target_arch = "wasm32")]
         let mapped = wait.await;
-        mapped.map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?;
+        mapped
+            .map_err(|_| {
+                self.ctx
+                    .fail("GPU read-back was dropped by the device".into())
+            })?
+            .map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?;
         let data = slice
             .get_mapped_range()
             .map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?
@@ -70,59 +82,5 @@ impl GpuMarian {
         buffer.unmap();
         self.ctx.check()?;
         Ok(data)
-    }
-}
-
-type MapResult = std::result::Result<(), wgpu::BufferAsyncError>;
-
-struct Shared {
-    value: Option<MapResult>,
-    waker: Option<std::task::Waker>,
-}
-
-struct Sender(Arc<Mutex<Shared>>);
-struct Receiver(Arc<Mutex<Shared>>);
-
-/// A one-value channel from wgpu's map callback to the awaiting step (no executor needed).
-fn oneshot() -> (Sender, Receiver) {
-    let s = Arc::new(Mutex::new(Shared {
-        value: None,
-        waker: None,
-    }));
-    (Sender(s.clone()), Receiver(s))
-}
-
-impl Sender {
-    fn send(self, v: MapResult) {
-        let mut s = self.0.lock().unwrap();
-        s.value = Some(v);
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
-    }
-}
-
-impl Receiver {
-    /// The value, if it has been sent.
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-    fn try_take(&self) -> Option<MapResult> {
-        self.0.lock().unwrap().value.take()
-    }
-}
-
-impl std::future::Future for Receiver {
-    type Output = MapResult;
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<MapResult> {
-        let mut s = self.0.lock().unwrap();
-        match s.value.take() {
-            Some(v) => std::task::Poll::Ready(v),
-            None => {
-                s.waker = Some(cx.waker().clone());
-                std::task::Poll::Pending
-            }
-        }
     }
 }
