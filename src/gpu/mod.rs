@@ -10,6 +10,8 @@ pub mod compose;
 pub mod context;
 pub mod kernels;
 pub mod model;
+pub mod ops;
+pub mod recorder;
 pub mod weights;
 
 pub use context::GpuContext;

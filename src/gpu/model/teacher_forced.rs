@@ -4,12 +4,13 @@
 //! full-vocabulary logits (row_summary + top_k kernels), read back once per batch rather than
 //! once per step.
 
-use super::{BufferCopy, GpuMarian, Quad, MAX_K};
+use super::submit::BufferCopy;
+use super::{GpuMarian, MAX_K};
 use crate::error::{Error, Result};
 use crate::generate::Backend;
-use crate::gpu::kernels::Recorder;
+use crate::gpu::ops::{row_summary, top_k};
+use crate::gpu::recorder::Recorder;
 use crate::gpu::weights::{scratch, upload_u32};
-use bytemuck::bytes_of;
 
 /// The frozen model at every (step, row) of a teacher-forced batch.
 pub struct TeacherForced {
@@ -109,30 +110,30 @@ impl GpuMarian {
             let mut rec = Recorder::new(&ctx.device, &mut program);
             self.record_decoder_step(&mut rec, &st, rows, t, Some(&ffn_step));
             self.record_base_logits(&mut rec, &st, rows);
-            let at = Quad {
-                a: tv as u32,
-                b: (t * rows) as u32,
-                c: 0,
-                d: 0,
-            };
-            rec.dispatch(
-                &ctx.kernels.row_summary,
-                bytes_of(&at),
-                &[(1, &labels_buf), (2, &st.logits), (5, &summary)],
-                [rows as u32, 1, 1],
+            ctx.kernels.row_summary.record(
+                &mut rec,
+                row_summary::Args {
+                    logits: &st.logits,
+                    rows,
+                    vocab: tv,
+                    labels: &labels_buf,
+                    first_row: t * rows,
+                    summary: &summary,
+                },
             );
             // Raw logits (no log-softmax), nothing banned.
-            let best = Quad {
-                a: tv as u32,
-                b: top_k as u32,
-                c: 0,
-                d: 0,
-            };
-            rec.dispatch(
-                &ctx.kernels.top_k,
-                bytes_of(&best),
-                &[(1, &st.banned), (5, &st.logits), (6, &st.best)],
-                [rows as u32, 1, 1],
+            ctx.kernels.top_k.record(
+                &mut rec,
+                top_k::Args {
+                    logits: &st.logits,
+                    rows,
+                    vocab: tv,
+                    k: top_k,
+                    log_softmax: false,
+                    banned: &st.banned,
+                    num_banned: 0,
+                    best: &st.best,
+                },
             );
             self.submit(
                 rec,

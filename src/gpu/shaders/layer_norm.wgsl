@@ -1,4 +1,4 @@
-// x[r, :] = LayerNorm(x[r, :] + h[r, :]) * gamma + beta — Marian's post-norm residual, in
+// x[r, :] = LayerNorm(x[r, :] + h[r, :]) * weight + bias — Marian's post-norm residual, in
 // place on x. Mean first, then the variance of the centred values (as candle does).
 // One workgroup per row.
 
@@ -11,8 +11,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> h: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> x: array<f32>;
 
 const WG: u32 = 64u;
@@ -53,6 +53,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let inv = inverseSqrt(reduce_sum(lid, v) / f32(p.d) + p.eps);
     for (var i = lid; i < p.d; i += WG) {
-        x[base + i] = (x[base + i] + h[base + i] - mean) * inv * gamma[i] + beta[i];
+        x[base + i] = (x[base + i] + h[base + i] - mean) * inv * weight[i] + bias[i];
     }
 }
