@@ -242,24 +242,38 @@ fn car_pairs(n: usize) -> Vec<Pair> {
 }
 
 /// An entry conditioned on the previous token moves its logit only in rows whose step input is
-/// that token; a token's entries add up.
+/// that token, one conditioned on a trigger group only in rows whose source hits it; a token's
+/// entries add up.
 #[test]
 fn conditioned_entries_apply_after_their_token_only() {
     use candle_core::{DType, Device, Tensor};
-    use marian_wasm::adapter::NOT_CONDITIONED;
+    use marian_wasm::adapter::{EntryConditions, NOT_CONDITIONED as NONE};
     let mut model = default_translator().model;
     let d = model.config.d_model;
     let h = Tensor::randn(0f32, 1.0, (2, d), &Device::Cpu).unwrap();
     let prev = [7u32, 3];
-    let base = model.logits(&h, &prev).unwrap().to_vec2::<f32>().unwrap();
+    let groups = [0b1u32, 0];
+    let base = model
+        .logits(&h, &prev, &groups)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     let delta = marian_wasm::model::HeadDelta {
-        ids: Tensor::new(&[5u32, 5, 9], &Device::Cpu).unwrap(),
-        weight: Tensor::zeros((3, d), DType::F32, &Device::Cpu).unwrap(),
-        bias: Tensor::new(&[1f32, 2.0, 4.0], &Device::Cpu).unwrap(),
-        after: Some(vec![NOT_CONDITIONED, 7, 7]),
+        ids: Tensor::new(&[5u32, 5, 9, 11], &Device::Cpu).unwrap(),
+        weight: Tensor::zeros((4, d), DType::F32, &Device::Cpu).unwrap(),
+        bias: Tensor::new(&[1f32, 2.0, 4.0, 8.0], &Device::Cpu).unwrap(),
+        conditions: Some(EntryConditions {
+            after: vec![NONE, 7, 7, NONE],
+            group: vec![NONE, NONE, NONE, 0],
+            triggers: vec![vec![42]],
+        }),
     };
     model.set_head_delta(Some(delta)).unwrap();
-    let got = model.logits(&h, &prev).unwrap().to_vec2::<f32>().unwrap();
+    let got = model
+        .logits(&h, &prev, &groups)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     let moved = |r: usize, id: usize| got[r][id] - base[r][id];
     assert_eq!(
         (moved(0, 5), moved(0, 9)),
@@ -272,6 +286,16 @@ fn conditioned_entries_apply_after_their_token_only() {
         "after token 3: the unconditioned one"
     );
     assert_eq!(moved(0, 6), 0.0);
+    assert_eq!(
+        (moved(0, 11), moved(1, 11)),
+        (8.0, 0.0),
+        "only where the source hits"
+    );
+    let c = model.head_delta().unwrap().conditions.clone().unwrap();
+    assert_eq!(
+        (c.source_groups(&[3, 42, 0]), c.source_groups(&[3, 0])),
+        (1, 0)
+    );
 }
 
 #[test]
@@ -302,17 +326,21 @@ fn adapter_round_trips_and_refuses_another_base() {
     );
     assert_eq!((lb.rank, &lb.a, &lb.b), (4, &l.a, &l.b));
     assert!(l.b.iter().any(|&x| x != 0.0), "the last layer was trained");
-    assert_eq!(back.after, adapter.after);
+    assert_eq!(back.conditions, adapter.conditions);
+    let c = back.conditions.as_ref().expect("conditions");
+    let none = marian_wasm::adapter::NOT_CONDITIONED;
     assert!(
-        back.after.as_ref().is_some_and(|a| a
-            .iter()
-            .any(|&x| x != marian_wasm::adapter::NOT_CONDITIONED)),
+        c.after.iter().any(|&x| x != none),
         "a term split into pieces is taught piece after piece"
+    );
+    assert!(
+        c.group.iter().all(|&g| g != none) && !c.triggers.is_empty(),
+        "every taught entry goes with source words of the pairs"
     );
     // Conditioned entries: format 3; without them, format 2 (last layer) or 1 (head only).
     assert_eq!(back.manifest.format_version, 3);
     let mut unconditioned = back.clone();
-    unconditioned.after = None;
+    unconditioned.conditions = None;
     let ids = unconditioned.ids.clone();
     let mut distinct = ids.clone();
     distinct.dedup();
@@ -354,7 +382,7 @@ fn adapter_round_trips_and_refuses_another_base() {
     // A head-only adapter is written as format 1 (older builds read it).
     let mut head_only = back.clone();
     head_only.last_layer = None;
-    head_only.after = None;
+    head_only.conditions = None;
     head_only.ids = (0..head_only.ids.len() as u32).collect();
     let v1 = Adapter::from_bytes(&head_only.to_bytes().unwrap()).unwrap();
     assert_eq!(v1.manifest.format_version, 1);

@@ -257,6 +257,33 @@ fn gpu_applies_a_fine_tuning_adapter_like_the_cpu() {
     let want = generate(&reference, &srcs, &g).unwrap();
     assert_ne!(want, plain, "the test delta must change something");
     assert_eq!(generate(&g_model, &srcs, &g).unwrap(), want);
+
+    // Conditioned entries (adapter format 3): token 809 is pushed down right after a 16 (and
+    // nudged up everywhere by a second entry of the same token), token 802 is pushed down only
+    // in sentences whose source holds the first sentence's first token. Both backends agree,
+    // and the conditions change the output.
+    use marian_wasm::adapter::{EntryConditions, NOT_CONDITIONED as NONE};
+    let ids = candle_core::Tensor::new(&[802u32, 809, 809], &dev).unwrap();
+    let weight = candle_core::Tensor::zeros((3, d), candle_core::DType::F32, &dev).unwrap();
+    let bias = candle_core::Tensor::new(&[-30f32, 0.5, -30.0], &dev).unwrap();
+    let conditioned = marian_wasm::model::HeadDelta {
+        ids,
+        weight,
+        bias,
+        conditions: Some(EntryConditions {
+            after: vec![NONE, NONE, 16],
+            group: vec![0, NONE, NONE],
+            triggers: vec![vec![srcs[2][0]]],
+        }),
+    };
+    reference.set_head_delta(Some(conditioned.clone())).unwrap();
+    g_model.set_head_delta(Some(&conditioned)).unwrap();
+    let want_conditioned = generate(&reference, &srcs, &g).unwrap();
+    assert_ne!(
+        want_conditioned, want,
+        "the conditions must change something"
+    );
+    assert_eq!(generate(&g_model, &srcs, &g).unwrap(), want_conditioned);
 }
 
 /// An adapter with a last-layer part (merged into the last decoder layer's fc2): the GPU
@@ -531,8 +558,12 @@ fn fine_tuning_uses_the_gpu_and_survives_losing_it() {
     let (_dir, pkg) = package(&fx, Quant::Q8);
     let t = ready(Translator::with_device(&pkg, DeviceChoice::Gpu)).unwrap();
     let pairs = fixture_pairs(&t, &fx);
+    // The pairs are shifted translations (no consistent term): what is taught is chosen
+    // without its consistency tests, as this test is about where the features are computed.
     let o = FineTuneOptions {
         epochs: 2,
+        term_p_value: 1.0,
+        source_triggers: false,
         ..Default::default()
     };
     let go = &mut |_: &marian_wasm::finetune::Progress| Control::Continue;

@@ -200,17 +200,17 @@ pub(super) fn choose(
     type Stats = (usize, usize, BTreeSet<usize>, BTreeSet<usize>);
     let mut stats: HashMap<(u32, u32), Stats> = HashMap::new();
     let (mut all, mut unlikely_all) = (0usize, 0usize);
-    for i in 0..train.labels.len() {
+    for (i, &pair) in train_pair.iter().enumerate() {
         let Some(u) = unit(train, i, continues, special) else {
             continue;
         };
         let e = stats.entry(u).or_default();
         e.0 += 1;
-        e.3.insert(train_pair[i]);
+        e.3.insert(pair);
         all += 1;
         if unlikely_at(train, i) {
             e.1 += 1;
-            e.2.insert(train_pair[i]);
+            e.2.insert(pair);
             unlikely_all += 1;
         }
     }
@@ -256,7 +256,12 @@ pub(super) fn choose(
         let mut rest = Vec::new();
         let mut term_tokens = BTreeSet::new();
         for &(&u, (all, unlikely, pairs, having)) in &candidates {
-            match triggers_of(pairs, &Trigger::Predicts(having), train_sources, source_skip) {
+            match triggers_of(
+                pairs,
+                &Trigger::Predicts(having),
+                train_sources,
+                source_skip,
+            ) {
                 Some(t) => {
                     term_tokens.extend(t.iter().copied());
                     add(u, (*all, *unlikely), Some(t));
@@ -265,9 +270,12 @@ pub(super) fn choose(
             }
         }
         for (u, counts, pairs) in rest {
-            if let Some(t) =
-                triggers_of(pairs, &Trigger::Among(&term_tokens), train_sources, source_skip)
-            {
+            if let Some(t) = triggers_of(
+                pairs,
+                &Trigger::Among(&term_tokens),
+                train_sources,
+                source_skip,
+            ) {
                 add(u, counts, Some(t));
             }
         }

@@ -14,6 +14,7 @@ use super::context::GpuContext;
 use super::kernels::Kernels;
 use super::ops::attention::MAX_KEYS;
 use super::weights::{upload_f32, upload_u32, GpuMatrix};
+use crate::adapter::{EntryConditions, NOT_CONDITIONED};
 use crate::config::{Activation, MarianConfig};
 use crate::error::{Error, Result};
 use crate::model::weights::{
@@ -44,7 +45,11 @@ struct Delta {
     ids: wgpu::Buffer,
     weight: wgpu::Buffer,
     bias: wgpu::Buffer,
+    /// [k, 2]: (after, group) per entry.
+    conditions: wgpu::Buffer,
     k: usize,
+    /// The conditions as the CPU holds them (the trigger groups a batch's sources hit).
+    host: Option<EntryConditions>,
 }
 
 pub struct GpuMarian {
@@ -165,14 +170,20 @@ impl GpuMarian {
     pub fn set_head_delta(&self, delta: Option<&HeadDelta>) -> Result<()> {
         let new = match delta {
             None => None,
-            Some(h) if h.conditions.is_some() => {
-                return Err(Error::Gpu(
-                    "this adapter conditions entries on the previous token, which the GPU head does not apply yet".into(),
-                ))
-            }
             Some(h) => {
                 let ids = h.ids.to_vec1::<u32>()?;
+                let conditions: Vec<u32> = match &h.conditions {
+                    Some(c) => c
+                        .after
+                        .iter()
+                        .zip(&c.group)
+                        .flat_map(|(&a, &g)| [a, g])
+                        .collect(),
+                    None => vec![NOT_CONDITIONED; 2 * ids.len()],
+                };
                 Some(Arc::new(Delta {
+                    conditions: upload_u32(&self.ctx, "adapter conditions", &conditions)?,
+                    host: h.conditions.clone(),
                     k: ids.len(),
                     ids: upload_u32(&self.ctx, "adapter ids", &ids)?,
                     weight: upload_f32(

@@ -30,6 +30,11 @@ pub struct GpuState {
     pub(super) logits: wgpu::Buffer,
     /// [r] this step's input tokens.
     pub(super) tokens: wgpu::Buffer,
+    /// [r, 2] this step's input token and the head delta's trigger groups the row's source
+    /// hits (what the head delta's conditions read).
+    pub(super) row_state: wgpu::Buffer,
+    /// [b] the head delta's trigger groups each sentence's source hits (bit masks).
+    sentence_groups: Vec<u32>,
     /// Per decoder layer, [r, c, d]: the self-attention KV cache.
     pub(super) self_k: Vec<wgpu::Buffer>,
     pub(super) self_v: Vec<wgpu::Buffer>,
@@ -66,6 +71,16 @@ impl Backend for GpuMarian {
         max_length: usize,
     ) -> Result<GpuState> {
         self.ctx.check()?;
+        let sentence_groups: Vec<u32> = match self
+            .delta
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|d| d.host.as_ref())
+        {
+            Some(c) => batch.iter().map(|s| c.source_groups(s)).collect(),
+            None => vec![0; batch.len()],
+        };
         let cfg = &self.config;
         let d = cfg.d_model;
         let b = batch.len();
@@ -179,6 +194,8 @@ impl Backend for GpuMarian {
             ffn: scratch(ctx, "decoder ffn", rows * ffn_dim)?,
             logits: scratch(ctx, "logits", rows * tv)?,
             tokens: scratch(ctx, "tokens", rows)?,
+            row_state: scratch(ctx, "row state", 2 * rows)?,
+            sentence_groups,
             self_k,
             self_v,
             cross_k,
@@ -237,6 +254,16 @@ impl Backend for GpuMarian {
         self.ctx
             .queue
             .write_buffer(&st.tokens, 0, bytemuck::cast_slice(tokens));
+        if self.delta.lock().unwrap().is_some() {
+            let row_state: Vec<u32> = tokens
+                .iter()
+                .zip(&st.row_block_host)
+                .flat_map(|(&t, &b)| [t, st.sentence_groups.get(b as usize).copied().unwrap_or(0)])
+                .collect();
+            self.ctx
+                .queue
+                .write_buffer(&st.row_state, 0, bytemuck::cast_slice(&row_state));
+        }
         let bytes = (r * k * 8) as u64;
         // Forced EOS: the step only has to fill the cache; nothing to choose.
         let choose = select.forced.is_none();

@@ -1,5 +1,6 @@
 //! A fine-tuning head adapter's correction of the output projection on its few tokens:
-//! `logits[r, ids[j]] += hidden[r, :] · delta_w[j, :] + delta_b[j]`.
+//! `logits[r, ids[j]] += hidden[r, :] · delta_w[j, :] + delta_b[j]` for the entries j that
+//! apply in row r (`adapter::EntryConditions`: after which token, for which sources).
 
 use super::bindings;
 use super::Bindings as _; // the trait of `Bindings::LAYOUT`
@@ -29,6 +30,8 @@ bindings!(
         delta_b: 3 Read,
         ids: 4 Read,
         logits: 5 ReadWrite,
+        conditions: 6 Read,
+        row_state: 7 Read,
     }
 );
 
@@ -37,11 +40,15 @@ pub struct Args<'b> {
     pub hidden: &'b wgpu::Buffer,
     pub rows: usize,
     pub d_model: usize,
-    /// The adapter: [k] distinct token ids, their weights [k, d_model] and biases [k].
+    /// The adapter: [k] sorted token ids (a token's entries adjacent), their weights
+    /// [k, d_model], biases [k] and conditions [k, 2] (after, group; `NOT_CONDITIONED`: none).
     pub ids: &'b wgpu::Buffer,
     pub weight: &'b wgpu::Buffer,
     pub bias: &'b wgpu::Buffer,
+    pub conditions: &'b wgpu::Buffer,
     pub k: usize,
+    /// [rows, 2]: each row's step input token and the trigger groups its source hits.
+    pub row_state: &'b wgpu::Buffer,
     /// [rows, vocab], corrected in place.
     pub logits: &'b wgpu::Buffer,
     pub vocab: usize,
@@ -71,6 +78,8 @@ impl HeadDelta {
             delta_b: args.bias,
             ids: args.ids,
             logits: args.logits,
+            conditions: args.conditions,
+            row_state: args.row_state,
         };
         let workgroups = [args.k.div_ceil(WORKGROUP) as u32, args.rows as u32, 1];
         rec.dispatch(&self.kernel, &params, &bindings, workgroups);
