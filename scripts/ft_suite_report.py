@@ -182,6 +182,8 @@ def main():
     ap.add_argument("--scenarios", default="")
     ap.add_argument("--split", default="all", choices=["all", "tuning", "held-out"])
     ap.add_argument("--label", default="defaults")
+    ap.add_argument("--assert", dest="check", action="store_true",
+                    help="exit 1 when a cell misses a target (adoption >= 80 %%, collateral >= 90)")
     a = ap.parse_args(argv)
     binary = str(Path(a.bin).resolve())
     suite = json.loads((Path(a.suite) / "suite.json").read_text(encoding="utf-8"))
@@ -221,6 +223,8 @@ def main():
              f"{'collateral' if r['coll'] < 90 else ''})"
              for r in results if (r["adopt"] or 0) < 80 or r["coll"] < 90]
     print("misses: " + (", ".join(fails) if fails else "none"))
+    if a.check and fails:
+        sys.exit(f"error: {len(fails)} of {len(results)} cells miss the targets")
 
 
 if __name__ == "__main__":
