@@ -103,6 +103,9 @@ pub struct FineTuneOptions {
     /// not have said, so its distribution is no reference to keep (it tends to continue the
     /// word it expected: "auto" + "ure" from "voiture").
     pub learn_after_term: bool,
+    /// At least this many optimisation steps: more epochs than `epochs` when the pairs are few
+    /// (each epoch is `batch_positions` positions a step).
+    pub min_steps: usize,
     /// Stop after this many epochs without a better held-out loss.
     pub patience: usize,
     /// Global gradient-norm clip.
@@ -132,6 +135,7 @@ impl Default for FineTuneOptions {
             train_bias: true,
             kl_learn_weight: 0.0,
             learn_after_term: true,
+            min_steps: 64,
             patience: 2,
             clip_norm: 1.0,
             warmup_fraction: 0.1,
@@ -148,6 +152,9 @@ impl Default for FineTuneOptions {
 pub struct FineTuneOverrides {
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub epochs: Option<usize>,
+    /// At least this many optimisation steps (more epochs when the pairs are few).
+    #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
+    pub min_steps: Option<usize>,
     /// Peak learning rate.
     #[cfg_attr(not(target_arch = "wasm32"), arg(long))]
     pub lr: Option<f64>,
@@ -206,6 +213,7 @@ impl FineTuneOptions {
         let d = FineTuneOptions::default();
         FineTuneOptions {
             epochs: o.epochs.unwrap_or(d.epochs),
+            min_steps: o.min_steps.unwrap_or(d.min_steps),
             lr: o.lr.unwrap_or(d.lr),
             batch_positions: o.batch_positions.unwrap_or(d.batch_positions),
             label_smoothing: o.label_smoothing.unwrap_or(d.label_smoothing),
@@ -1123,7 +1131,9 @@ pub fn train_adapter(
         },
     )?;
     let steps_per_epoch = f_train.n.div_ceil(o.batch_positions);
-    let total_steps = steps_per_epoch * o.epochs;
+    // Few pairs make few steps an epoch: enough epochs for `min_steps` (50 pairs: 16 epochs).
+    let n_epochs = o.epochs.max(o.min_steps.div_ceil(steps_per_epoch.max(1)));
+    let total_steps = steps_per_epoch * n_epochs;
     let warmup = ((total_steps as f64 * o.warmup_fraction).ceil() as usize).max(1);
     let lr_at = |step: usize| {
         if step < warmup {
@@ -1149,7 +1159,7 @@ pub fn train_adapter(
     let mut stopped_early = false;
     let mut step = 0;
     let t_train = Instant::now();
-    'epochs: for epoch in 1..=o.epochs {
+    'epochs: for epoch in 1..=n_epochs {
         let te = Instant::now();
         let good = head.snapshot()?;
         let order = shuffle.permutation(f_train.n);
@@ -1196,7 +1206,7 @@ pub fn train_adapter(
             let c = on_progress(&Progress {
                 phase: "train",
                 epoch,
-                epochs: o.epochs,
+                epochs: n_epochs,
                 step,
                 steps: total_steps,
                 loss: lv,
@@ -1233,7 +1243,7 @@ pub fn train_adapter(
         } else {
             stale += 1;
             if vl.is_some() && stale >= o.patience {
-                stopped_early = epoch < o.epochs;
+                stopped_early = epoch < n_epochs;
                 break;
             }
         }
