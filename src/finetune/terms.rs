@@ -223,6 +223,25 @@ pub(super) fn choose(
                 && binomial_tail(*unlikely, *all, unlikely_rate) <= o.term_p_value
         })
         .collect();
+    // The pieces before a candidate piece of a word are candidates too: "▁v" of "voie" (as "▁v
+    // o ie", or "v" after a lone "▁") is unlikely at too few of its many places ("vert",
+    // "vélo") to pass alone, and without it the word never starts. Its source triggers confine
+    // it to the term's sentences.
+    let mut work: Vec<u32> = candidates
+        .iter()
+        .map(|(u, _)| u.0)
+        .filter(|&a| a != NOT_CONDITIONED)
+        .collect();
+    while let Some(a) = work.pop() {
+        for (u, st) in stats.iter().filter(|(u, _)| u.1 == a) {
+            if st.1 >= o.min_taught && !candidates.iter().any(|c| c.0 == u) {
+                candidates.push((u, st));
+                if u.0 != NOT_CONDITIONED {
+                    work.push(u.0);
+                }
+            }
+        }
+    }
     candidates.sort_by_key(|(u, (_, unlikely, _, _))| (std::cmp::Reverse(*unlikely), **u));
     let mut triggers: Vec<Vec<u32>> = Vec::new();
     let mut taught: Vec<Taught> = Vec::new();
