@@ -60,6 +60,8 @@ mod cli {
         None,
     }
 
+    // Parsed once per process: the size difference between subcommands costs nothing.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Subcommand)]
     enum Command {
         /// Convert a Hugging Face Marian checkpoint folder into a model package.
