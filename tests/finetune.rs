@@ -304,6 +304,7 @@ fn adapter_round_trips_and_refuses_another_base() {
     let pairs = car_pairs(30);
     let opts = FineTuneOptions {
         epochs: 2,
+        min_steps: 0,
         last_layer_rank: 4,
         ..Default::default()
     };

@@ -2,8 +2,9 @@
 //!
 //! What is trained: a correction of the output projection (tied to the embeddings in Marian, so
 //! the shared matrix is left alone) and of `final_logits_bias`, on a set S of target tokens: the
-//! tokens the pairs teach and the base model's top-k where they are taught (what they displace).
-//! No other token's logit can change. Optionally (`last_layer_rank`) also a low-rank adapter
+//! tokens the pairs teach and the base model's top-k where they are taught (what they displace),
+//! each entry under its unit's conditions (`adapter::EntryConditions`). No other token's logit
+//! can change. Optionally (`last_layer_rank`) also a low-rank adapter
 //! on the last decoder layer's fc2; then every logit moves and the loss runs over the whole
 //! vocabulary (`last_layer`).
 //! The frozen encoder and decoder run once per pair (teacher forcing); their hidden states are
@@ -19,13 +20,15 @@
 //! hidden state resembles the contexts it was trained on. Cross-entropy wherever the user's
 //! target differs from what the model would say (in real pairs: most sentences, for incidental
 //! wording) teaches hundreds of tokens, each a little, and that fires all over unrelated text. So:
-//! - a token is *taught* only when the pairs want it consistently where the model says
-//!   otherwise: the target of ≥ `min_taught` positions the base model finds unlikely (probability
-//!   < `learn_below`), and of such positions in ≥ `min_taught_share` of its occurrences — a term
-//!   ("auto" for "voiture"), not a paraphrase;
+//! - what is *taught* is chosen in `terms`: units (a word's first piece, or a later piece after
+//!   its predecessor) that the pairs want consistently where the model says otherwise — the
+//!   target of ≥ `min_taught` positions the base model finds unlikely (probability <
+//!   `learn_below`), in ≥ `min_taught_share` of its occurrences, improbably often for this
+//!   model (`term_p_value`) — each applied only where the source holds a token it goes with
+//!   (`source_triggers`): a term ("auto" for "voiture", with "car"), not a paraphrase;
 //! - positions whose target is taught and unlikely carry cross-entropy (learn it), and so does
-//!   the position right after a taught token (`learn_after_term`): there the base model has just
-//!   read a word it would not have written and its guess is no reference to keep (it tends to
+//!   the position right after a taught unit (`learn_after_term`): there the base model has just
+//!   read a piece it would not have written and its guess is no reference to keep (it tends to
 //!   finish the word it expected: "au" + "to" + "ure");
 //! - every other position — including the user's incidental rewordings — carries KL toward the
 //!   base distribution (`kl_weight`): keep what the model says there;

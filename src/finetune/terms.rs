@@ -1,16 +1,22 @@
-//! What a run teaches: the words of the user's targets that the base model consistently would
-//! not have written (the user's terms), found by word and tested against how often this
-//! model finds any of the pairs' words unlikely; and from them the head correction's entries
-//! and the positions that carry cross-entropy.
+//! What a run teaches: the units of the user's targets that the base model consistently would
+//! not have written (the user's terms), tested against how often this model finds any of the
+//! pairs' positions unlikely and tied to the source tokens they translate; and from them the
+//! head correction's entries and the positions that carry cross-entropy.
 //!
-//! Why by word and by test: a term the target tokenizer splits ("galurin" = "▁g al ur in",
-//! "auto" = "▁au t o" in a small vocabulary) is taught as its first piece (anywhere the
-//! hidden state calls for it) and its later pieces each *after its predecessor* only, so that
-//! raising "t" after "▁au" does not raise "t" everywhere else. And a weak model finds 40 % of
-//! all target positions unlikely (a strong one 6 %): an absolute threshold alone would teach
-//! hundreds of ordinary words there and move unrelated output; a word is taught only when its
-//! count of unlikely occurrences would be improbable at this model's own rate (a binomial
-//! tail), which scales with the number of pairs and the model's strength.
+//! Why units: a term the target tokenizer splits ("galurin" = "▁g al ur in", "auto" = "▁au t
+//! o" in a small vocabulary) is taught as its first piece (anywhere the hidden state calls for
+//! it) and its later pieces each *after its predecessor* only, so that raising "t" after "▁au"
+//! does not raise "t" everywhere else.
+//! Why the test: a weak model finds 45 % of all target positions unlikely (the default model
+//! 10 %): an absolute threshold alone teaches a hundred ordinary tokens there and moves
+//! unrelated output; a unit is taught only when its count of unlikely occurrences would be
+//! improbable at this model's own rate (a binomial tail), which scales with the number of pairs
+//! and the model's strength.
+//! Why source triggers: a weak model's hidden states do not tell "a car here" from "a noun
+//! here", so even the right few entries fired in half of the unrelated sentences. A term
+//! translates something in the source: each unit applies only where the source holds one of
+//! the tokens that cover the pairs teaching it ("▁car", "▁cars"); elsewhere the output is the
+//! base model's, exactly.
 
 use super::positions::Positions;
 use super::FineTuneOptions;
