@@ -118,21 +118,14 @@ pub(super) fn pair_of_positions(pos: &Positions) -> Vec<usize> {
 /// that teach it (`teaching`, indices into `sources`) not yet covered, in two pairs at least,
 /// while any is left (inflections: "dog", "dogs"), among tokens that pass `Trigger`. `None` when under 80 % can be
 /// covered: the unit is then no consistent translation of anything.
+/// `with`: per source token, how many of `sources` hold it (`pairs_with`).
 fn triggers_of(
     teaching: &BTreeSet<usize>,
     allowed: &Trigger<'_>,
     sources: &[&[u32]],
+    with: &HashMap<u32, usize>,
     skip: &[u32],
 ) -> Option<Vec<u32>> {
-    let mut with: HashMap<u32, usize> = HashMap::new();
-    for s in sources {
-        let mut seen: Vec<u32> = s.iter().copied().filter(|t| !skip.contains(t)).collect();
-        seen.sort_unstable();
-        seen.dedup();
-        for t in seen {
-            *with.entry(t).or_default() += 1;
-        }
-    }
     let mut left: BTreeSet<usize> = teaching.clone();
     let mut chosen = Vec::new();
     while !left.is_empty() && chosen.len() < MAX_TRIGGERS_PER_UNIT {
@@ -173,6 +166,20 @@ fn triggers_of(
         chosen.sort_unstable();
         chosen
     })
+}
+
+/// Per source token (but `skip`), how many of `sources` hold it.
+fn pairs_with(sources: &[&[u32]], skip: &[u32]) -> HashMap<u32, usize> {
+    let mut with: HashMap<u32, usize> = HashMap::new();
+    for s in sources {
+        let mut seen: Vec<u32> = s.iter().copied().filter(|t| !skip.contains(t)).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for t in seen {
+            *with.entry(t).or_default() += 1;
+        }
+    }
+    with
 }
 
 /// At most this many source tokens trigger a unit.
@@ -280,11 +287,13 @@ pub(super) fn choose(
         // then the others among those tokens only (what agrees with a term: "sa" with "bike").
         let mut rest = Vec::new();
         let mut term_tokens = BTreeSet::new();
+        let with = pairs_with(train_sources, source_skip);
         for &(&u, (all, unlikely, pairs, having)) in &candidates {
             match triggers_of(
                 pairs,
                 &Trigger::Predicts(having),
                 train_sources,
+                &with,
                 source_skip,
             ) {
                 Some(t) => {
@@ -299,6 +308,7 @@ pub(super) fn choose(
                 pairs,
                 &Trigger::Among(&term_tokens),
                 train_sources,
+                &with,
                 source_skip,
             ) {
                 add(u, counts, Some(t));
