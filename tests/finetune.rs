@@ -12,7 +12,9 @@
 
 use marian_wasm::adapter::Adapter;
 use marian_wasm::finetune::pairs::Pair;
-use marian_wasm::finetune::{fine_tune, Control, FineTuneOptions, FineTuneOverrides};
+use marian_wasm::finetune::{
+    fine_tune, run, Control, FineTuneOptions, FineTuneOverrides, FineTuneRun,
+};
 use marian_wasm::metrics::corpus_bleu;
 use marian_wasm::{GenerateOptions, Package, Translator};
 use std::path::PathBuf;
@@ -166,11 +168,18 @@ fn terminology_is_adopted_without_collateral_damage() {
             ..Default::default()
         });
         let started = std::time::Instant::now();
-        let (adapter, report) =
-            fine_tune(&t, &train, &val, &opts, &mut |_| Control::Continue).unwrap();
+        // As the front ends run it: scores before and after, the keep measure, adapter put on.
+        let FineTuneRun {
+            adapter,
+            report,
+            unrelated_changed: keep,
+            ..
+        } = run(&mut t, &train, &val, &GenerateOptions::default(), |t| {
+            fine_tune(t, &train, &val, &opts, &mut |_| Control::Continue)
+        })
+        .unwrap();
         let seconds = started.elapsed().as_secs_f64();
         assert_eq!(adapter.last_layer.is_some(), last_layer_rank > 0);
-        t.set_adapter(Some(&adapter)).unwrap();
         let term_after = translate(&t, &term_src);
         let general_after = translate(&t, &general_src);
         let adopted = asked
@@ -220,6 +229,24 @@ fn terminology_is_adopted_without_collateral_damage() {
         assert!(
             collateral >= 90.0,
             "last-layer rank {last_layer_rank}: unrelated output moved: BLEU {collateral:.2}"
+        );
+        // The keep measure on the user's own pairs (what the demo shows) tells how much of the
+        // unseen unrelated text moved: the 90 ordinary pairs are unrelated, the car ones not.
+        let held_out_changed = 1.0 - unchanged as f64 / general_src.len() as f64;
+        let share = keep.changed_share().unwrap_or(f64::NAN);
+        eprintln!(
+            "keep measure: {} (unseen general sentences changed: {:.1} %)",
+            keep.describe(),
+            100.0 * held_out_changed
+        );
+        assert!(
+            (85..=95).contains(&keep.sentences),
+            "unrelated pairs: {}",
+            keep.sentences
+        );
+        assert!(
+            (share - held_out_changed).abs() <= 0.1,
+            "keep measure {share:.3} against {held_out_changed:.3} on unseen sentences"
         );
     }
 }

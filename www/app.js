@@ -184,7 +184,9 @@ async function refreshAdapters() {
     const m = a.manifest.metrics ?? {};
     const b = m.val_before?.bleu;
     const f = m.val_after?.bleu;
-    row.insertCell().textContent = typeof b === 'number' && typeof f === 'number' ? `${b.toFixed(1)} → ${f.toFixed(1)}` : '—';
+    const kept = m.unrelated_changed ? ` · ${changedText(m.unrelated_changed)} of unrelated changed` : '';
+    row.insertCell().textContent =
+      (typeof b === 'number' && typeof f === 'number' ? `${b.toFixed(1)} → ${f.toFixed(1)}` : '—') + kept;
     row.insertCell().textContent = size(a.size);
     const cell = row.insertCell();
     const use = document.createElement('button');
@@ -279,6 +281,15 @@ function drawChart() {
   ctx.fillText(`loss ${losses[losses.length - 1].toFixed(3)} (max ${max.toFixed(2)}, min ${min.toFixed(2)})`, 8, h - 4);
 }
 
+/**
+ * The keep measure as the panel shows it: "3.0 % (3 of 100)".
+ * @param {{ sentences: number, changed: number } | undefined} m
+ */
+function changedText(m) {
+  if (!m || !m.sentences) return 'n/a (every pair holds something the adapter teaches)';
+  return `${((100 * m.changed) / m.sentences).toFixed(1)} % (${m.changed} of ${m.sentences})`;
+}
+
 /** @type {AbortController | null} */
 let training = null;
 
@@ -327,6 +338,7 @@ async function fineTune() {
     const fmt = (/** @type {any} */ s) => (s ? `BLEU ${s.bleu.toFixed(1)}, chrF ${s.chrf.toFixed(1)}` : 'n/a');
     $('ft-result').textContent =
       `Held-out pairs: ${fmt(r.valBefore)} before → ${fmt(r.valAfter)} after. ` +
+      `Unrelated sentences changed: ${changedText(r.unrelatedChanged)}. ` +
       `${r.report.train_pairs} pairs trained, ${r.report.val_pairs} held out, best epoch ${r.report.best_epoch}` +
       `, ${r.manifest.format_version >= 2 ? 'the head and the last decoder layer' : 'the head'} adapted` +
       `${r.report.stopped_early ? ' (stopped early)' : ''}; ${((performance.now() - t0) / 1000).toFixed(1)} s` +

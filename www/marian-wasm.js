@@ -102,15 +102,19 @@ export const BUILTIN_CATALOG = builtinCatalog(DEFAULT_MODEL);
  *   `threadsUnavailable` says why.
  * @typedef {{ phase: 'features' | 'train', epoch: number, epochs: number, step: number,
  *   steps: number, loss: number, etaSeconds: number }} FineTuneProgress
- * @typedef {{ epochs?: number, lr?: number, rank?: number, lastLayerRank?: number,
- *   klWeight?: number, labelSmoothing?: number,
+ * @typedef {{ epochs?: number, minSteps?: number, lr?: number, rank?: number, lastLayerRank?: number,
+ *   klWeight?: number, labelSmoothing?: number, termPValue?: number, sourceTriggers?: boolean,
  *   weightDecay?: number, batchPositions?: number, learnBelow?: number, minTaught?: number,
  *   minTaughtShare?: number, trainBias?: boolean, klLearnWeight?: number, topK?: number,
  *   learnAfterTerm?: boolean, valFraction?: number, beams?: number, workers?: number,
  *   onProgress?: (p: FineTuneProgress) => void, signal?: AbortSignal }} FineTuneOptions
  * @typedef {{ adapter: Uint8Array, manifest: import('./adapters.js').AdapterManifest, report: any,
  *   issues: { index: number, reason: string }[], valBefore: { bleu: number, chrf: number } | null,
- *   valAfter: { bleu: number, chrf: number } | null, ms: number, featureWorkers: number }} FineTuneResult
+ *   valAfter: { bleu: number, chrf: number } | null,
+ *   unrelatedChanged: { sentences: number, changed: number },
+ *   ms: number, featureWorkers: number }} FineTuneResult
+ *   `unrelatedChanged`: of the pairs the adapter does not touch (held-out ones first, then
+ *   training ones; at most 100), how many translate differently with it — the keep measure.
  */
 
 /**

@@ -11,7 +11,7 @@
 //   { type: 'cancel',    id }                         handled at once, not queued: drops a queued
 //                                                      request and aborts a download in progress
 //   { type: 'finetune',  id, pairs, options }         -> 'ftprogress' messages, then
-//                                                      { adapter, report, issues, valBefore, valAfter }
+//                                                      { adapter, report, issues, valBefore, valAfter, unrelatedChanged }
 //   { type: 'ftplan',    id, pairs, options, workers } check, split and tokenize the pairs; keep the
 //                                                      job here -> { shards, topK, pairs }
 //   { type: 'ftfeatures', id, inputs, topK, gpu }     the features pass over one shard (any worker

@@ -152,6 +152,7 @@ struct FineTuneResult {
     issues: Vec<IssueJs>,
     val_before: Option<HeldOutScores>,
     val_after: Option<HeldOutScores>,
+    unrelated_changed: crate::finetune::keep::KeepMeasure,
 }
 
 #[derive(Serialize)]
@@ -523,12 +524,14 @@ impl Translator {
     }
 
     /// Fine-tune the decoder head on `pairs` (an array of `{source, target}`); options
-    /// `{epochs, lr, batchPositions, labelSmoothing, klWeight, weightDecay, rank, lastLayerRank,
-    /// learnBelow, minTaught, minTaughtShare, trainBias, klLearnWeight, topK, learnAfterTerm,
-    /// valFraction, beams}` (the fields of `FineTuneOverrides`, camelCase).
+    /// `{epochs, minSteps, lr, batchPositions, labelSmoothing, klWeight, weightDecay, rank,
+    /// lastLayerRank, learnBelow, minTaught, minTaughtShare, termPValue, sourceTriggers,
+    /// trainBias, klLearnWeight, topK, learnAfterTerm, valFraction, beams}` (the fields of `FineTuneOverrides`, camelCase).
     /// `onProgress({phase, epoch, epochs, step, steps, loss, etaSeconds})` is called as it runs.
     /// Bad pairs are skipped and reported by index (1-based). The adapter is put on at once;
-    /// returns `{adapter: Uint8Array, report, issues, valBefore, valAfter}`.
+    /// returns `{adapter: Uint8Array, report, issues, valBefore, valAfter, unrelatedChanged}`
+    /// (`unrelatedChanged`: `{sentences, changed}`, the pairs the adapter does not touch and how
+    /// many of them translate differently with it).
     /// The same as `fineTuneJob` then `fineTuneRun` without shards (all on this thread).
     #[wasm_bindgen(js_name = fineTune)]
     pub fn fine_tune(
@@ -568,6 +571,7 @@ impl Translator {
             crate::finetune::prepare(&self.inner, &train, &val, &opts).map_err(js_err)?;
         Ok(FineTuneJob {
             prepared,
+            train,
             val,
             issues,
             opts,
@@ -628,7 +632,7 @@ impl Translator {
     /// The rest of a fine-tuning run: the features pass on this thread unless `shards` (the
     /// bytes `fineTuneFeatures` returned for `job.shardInputs(n)`, in order) are given, then
     /// training; validation scores before and after; the adapter put on. Returns
-    /// `{adapter: Uint8Array, report, issues, valBefore, valAfter}`.
+    /// `{adapter: Uint8Array, report, issues, valBefore, valAfter, unrelatedChanged}`.
     #[wasm_bindgen(js_name = fineTuneRun)]
     pub fn fine_tune_run(
         &mut self,
@@ -685,7 +689,8 @@ impl Translator {
             report,
             val_before,
             val_after,
-        } = crate::finetune::run(&mut self.inner, &job.val, &gen, |t| {
+            unrelated_changed,
+        } = crate::finetune::run(&mut self.inner, &job.train, &job.val, &gen, |t| {
             crate::finetune::train_adapter(t, &job.prepared, &plan, shards, opts, &mut progress)
         })
         .map_err(js_err)?;
@@ -702,6 +707,7 @@ impl Translator {
                 .collect(),
             val_before,
             val_after,
+            unrelated_changed,
         };
         let value = out
             .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
@@ -784,6 +790,7 @@ impl Translator {
 #[wasm_bindgen]
 pub struct FineTuneJob {
     prepared: crate::finetune::PreparedPairs,
+    train: Vec<crate::finetune::pairs::Pair>,
     val: Vec<crate::finetune::pairs::Pair>,
     issues: Vec<crate::finetune::pairs::PairIssue>,
     opts: crate::finetune::FineTuneOptions,

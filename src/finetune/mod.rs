@@ -38,6 +38,7 @@
 //!
 //! Training runs on candle's autograd with its AdamW.
 
+pub mod keep;
 mod last_layer;
 pub mod pairs;
 mod positions;
@@ -1343,63 +1344,119 @@ pub fn held_out_scores(
     pairs: &[Pair],
     opts: &crate::GenerateOptions,
 ) -> Result<HeldOutScores> {
+    let pairs: Vec<&Pair> = pairs.iter().collect();
+    scores_of(&pairs, &translations(t, &pairs, opts)?)
+}
+
+/// The pairs' sources translated as the translator stands.
+fn translations(
+    t: &Translator,
+    pairs: &[&Pair],
+    opts: &crate::GenerateOptions,
+) -> Result<Vec<String>> {
     let src: Vec<&str> = pairs.iter().map(|p| p.source.as_str()).collect();
-    let refs: Vec<&str> = pairs.iter().map(|p| p.target.as_str()).collect();
-    let hyps: Vec<String> = t
-        .translate(&src, opts, 16)?
+    Ok(t.translate(&src, opts, 16)?
         .into_iter()
         .map(|x| x.text)
-        .collect();
+        .collect())
+}
+
+fn scores_of(pairs: &[&Pair], hyps: &[String]) -> Result<HeldOutScores> {
+    let refs: Vec<&str> = pairs.iter().map(|p| p.target.as_str()).collect();
     Ok(HeldOutScores {
-        bleu: crate::metrics::corpus_bleu(&hyps, &refs)?.score,
-        chrf: crate::metrics::corpus_chrf(&hyps, &refs)?.score,
+        bleu: crate::metrics::corpus_bleu(hyps, &refs)?.score,
+        chrf: crate::metrics::corpus_chrf(hyps, &refs)?.score,
     })
 }
 
 /// What a whole fine-tuning run gives (`run`).
 pub struct FineTuneRun {
-    /// The adapter, on the translator; its manifest's metrics hold `val_before` / `val_after`.
+    /// The adapter, on the translator; its manifest's metrics hold `val_before` / `val_after`
+    /// and `unrelated_changed`.
     pub adapter: Adapter,
     pub report: FineTuneReport,
     /// Held-out scores without an adapter and with this one (`None` without held-out pairs).
     pub val_before: Option<HeldOutScores>,
     pub val_after: Option<HeldOutScores>,
+    /// The keep measure: the user's sentences the adapter does not touch (held-out first, then
+    /// training pairs), and how many of them translate differently with it (`keep`).
+    pub unrelated_changed: keep::KeepMeasure,
 }
 
 /// A whole fine-tuning run as every front end does it (the CLI's `finetune`, the browser's
-/// `fineTuneRun`): the held-out pairs `val` scored as the translator stands without an adapter,
-/// `train` (the features pass and training, or training on shards computed elsewhere), the
-/// adapter put on, the held-out pairs scored again with `gen`'s settings, both scores recorded in
-/// the adapter's manifest metrics. Errors: `train`'s, scoring's, or an adapter the translator
+/// `fineTuneRun`): the held-out pairs `val` translated as the translator stands without an
+/// adapter, `train` (the features pass and training, or training on shards computed
+/// elsewhere), up to `keep::KEEP_SAMPLE` of the pairs (`val`, then `train_pairs`) that the
+/// adapter does not touch translated without it, the adapter put on, both sets translated
+/// again with `gen`'s settings; the held-out scores and the keep measure recorded in the
+/// adapter's manifest metrics. Errors: `train`'s, translation's, or an adapter the translator
 /// refuses.
 pub fn run(
     t: &mut Translator,
+    train_pairs: &[Pair],
     val: &[Pair],
     gen: &crate::GenerateOptions,
     train: impl FnOnce(&Translator) -> Result<(Adapter, FineTuneReport)>,
 ) -> Result<FineTuneRun> {
-    let score = |t: &Translator| -> Result<Option<HeldOutScores>> {
-        if val.is_empty() {
-            return Ok(None);
-        }
-        held_out_scores(t, val, gen).map(Some)
-    };
+    let val: Vec<&Pair> = val.iter().collect();
     t.set_adapter(None)?;
-    let val_before = score(t)?;
+    let val_hyps_before = translations(t, &val, gen)?;
     let (mut adapter, report) = train(t)?;
+    // The keep sample: held-out pairs reuse their translations from before training.
+    let candidates: Vec<&Pair> = val.iter().copied().chain(train_pairs).collect();
+    let sample = keep::unrelated(t, &adapter, &candidates)?;
+    let extra: Vec<&Pair> = sample
+        .iter()
+        .filter(|&&i| i >= val.len())
+        .map(|&i| candidates[i])
+        .collect();
+    let extra_before = translations(t, &extra, gen)?;
     t.set_adapter(Some(&adapter))?;
-    let val_after = score(t)?;
+    let both: Vec<&Pair> = val.iter().chain(&extra).copied().collect();
+    let after = translations(t, &both, gen)?;
+    let before: Vec<&String> = val_hyps_before.iter().chain(&extra_before).collect();
+    // Sampled held-out pair i sits at i in `before`/`after`; the training pairs follow in order.
+    let mut next_extra = val.len();
+    let changed = sample
+        .iter()
+        .filter(|&&i| {
+            let k = if i < val.len() {
+                i
+            } else {
+                next_extra += 1;
+                next_extra - 1
+            };
+            *before[k] != after[k]
+        })
+        .count();
+    let unrelated_changed = keep::KeepMeasure {
+        sentences: sample.len(),
+        changed,
+    };
+    let (val_before, val_after) = if val.is_empty() {
+        (None, None)
+    } else {
+        (
+            Some(scores_of(&val, &val_hyps_before)?),
+            Some(scores_of(&val, &after[..val.len()])?),
+        )
+    };
     if let serde_json::Value::Object(m) = &mut adapter.manifest.metrics {
-        // Two optional pairs of floats: serializing them cannot fail.
+        // Plain structs of numbers: serializing them cannot fail.
         let json = |s: Option<HeldOutScores>| serde_json::to_value(s).unwrap_or_default();
         m.insert("val_before".into(), json(val_before));
         m.insert("val_after".into(), json(val_after));
+        m.insert(
+            "unrelated_changed".into(),
+            serde_json::to_value(unrelated_changed).unwrap_or_default(),
+        );
     }
     Ok(FineTuneRun {
         adapter,
         report,
         val_before,
         val_after,
+        unrelated_changed,
     })
 }
 

@@ -140,7 +140,8 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         report,
         val_before,
         val_after,
-    } = marian_wasm::finetune::run(&mut translator, &val, &gen, |t| {
+        unrelated_changed,
+    } = marian_wasm::finetune::run(&mut translator, &train, &val, &gen, |t| {
         fine_tune(t, &train, &val, &o, &mut on_progress)
     })?;
     let before = val_before.map(serde_json::to_value).transpose()?;
@@ -177,6 +178,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
                 "report": report,
                 "val_before": before,
                 "val_after": after,
+                "unrelated_changed": unrelated_changed,
             })
         );
     } else {
@@ -190,6 +192,10 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         };
         eprintln!("held-out before: {}", fmt(&before));
         eprintln!("held-out after:  {}", fmt(&after));
+        eprintln!(
+            "unrelated sentences changed: {}",
+            unrelated_changed.describe()
+        );
         eprintln!(
             "wrote {} ({:.1} KB: {} target tokens, best epoch {}); features {:.1} s on the {} (frozen model {:.1} s, vocabulary {:.1} s), training {:.1} s",
             a.out.display(),
