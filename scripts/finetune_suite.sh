@@ -6,7 +6,7 @@
 #                                  [--scenarios x,y] [--label NAME] [-- finetune flags]
 #
 #   bash scripts/finetune_suite.sh                     # all 9 scenarios x 3 models, defaults (~1-2.5 min)
-#   bash scripts/finetune_suite.sh --fast --assert     # CI subset: 3 scenarios on tiny-opus-q8 (~10 s once
+#   bash scripts/finetune_suite.sh --fast --assert     # CI subset: 4 scenarios on tiny-opus-q8 (~15 s once
 #                                                      # built); --assert: exit 1 when a cell misses a target
 #   bash scripts/finetune_suite.sh --split tuning --label rank8 -- --last-layer-rank 8
 #
@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
 done
 if [ "$fast" = 1 ]; then
   models="${models:-tiny-opus-q8}"
-  scenarios="${scenarios:-car-auto,hat-pieces,bike-gender}"
+  scenarios="${scenarios:-car-auto,hat-pieces,bike-gender,street-multiword}"
   label="${label:-fast}"
 fi
 models="${models:-default,tiny-opus-q8,small-aside-q8}"

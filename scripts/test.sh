@@ -94,7 +94,7 @@ step "native tests (cargo test --release)"
 # shellcheck disable=SC2086
 cargo test --release ${CARGO_TEST_ARGS:-}
 
-step "fine-tuning scenario suite, CI subset (scripts/finetune_suite.sh --fast --assert: 3 scenarios on tiny-opus-q8, every cell must meet adoption >= 80 % and collateral BLEU >= 90)"
+step "fine-tuning scenario suite, CI subset (scripts/finetune_suite.sh --fast --assert: 4 scenarios on tiny-opus-q8, every cell must meet adoption >= 80 % and collateral BLEU >= 90)"
 bash scripts/finetune_suite.sh --fast --assert
 
 step "peer benchmark harness, smoke run (PEERS_SMOKE=1 scripts/bench_peers.sh: tiny fixture, times nothing)"

@@ -17,6 +17,12 @@
 //! translates something in the source: each unit applies only where the source holds one of
 //! the tokens that cover the pairs teaching it ("▁car", "▁cars"); elsewhere the output is the
 //! base model's, exactly.
+//! Why a second test within a term's sentences: what agrees with a term ("une" before
+//! "bicyclette" where the model says "un vélo", the lone "▁" that starts "voie") is common
+//! everywhere else, so over all its places it is rarely unlikely; over the places of the pairs
+//! whose source hits the term's triggers it is unlikely improbably often, and it is taught
+//! there (under the same triggers). Without it the model, having written "un", never starts
+//! the term.
 
 use super::positions::Positions;
 use super::FineTuneOptions;
@@ -228,13 +234,15 @@ pub(super) fn choose(
         }
     }
     let unlikely_rate = unlikely_all as f64 / all.max(1) as f64;
+    // The three tests a unit's (occurrences, unlikely ones) must pass to be taught.
+    let passes = |(all, unlikely): (usize, usize)| {
+        unlikely >= o.min_taught
+            && unlikely as f64 >= o.min_taught_share * all as f64
+            && binomial_tail(unlikely, all, unlikely_rate) <= o.term_p_value
+    };
     let mut candidates: Vec<(&(u32, u32), &Stats)> = stats
         .iter()
-        .filter(|(_, (all, unlikely, _, _))| {
-            *unlikely >= o.min_taught
-                && *unlikely as f64 >= o.min_taught_share * *all as f64
-                && binomial_tail(*unlikely, *all, unlikely_rate) <= o.term_p_value
-        })
+        .filter(|(_, (all, unlikely, _, _))| passes((*all, *unlikely)))
         .collect();
     // The pieces before a candidate piece of a word are candidates too: "▁v" of "voie" (as "▁v
     // o ie", or "v" after a lone "▁") is unlikely at too few of its many places ("vert",
@@ -287,6 +295,8 @@ pub(super) fn choose(
         // then the others among those tokens only (what agrees with a term: "sa" with "bike").
         let mut rest = Vec::new();
         let mut term_tokens = BTreeSet::new();
+        let mut term_sets: Vec<Vec<u32>> = Vec::new();
+        let mut done: BTreeSet<(u32, u32)> = BTreeSet::new();
         let with = pairs_with(train_sources, source_skip);
         for &(&u, (all, unlikely, pairs, having)) in &candidates {
             match triggers_of(
@@ -298,6 +308,10 @@ pub(super) fn choose(
             ) {
                 Some(t) => {
                     term_tokens.extend(t.iter().copied());
+                    if !term_sets.contains(&t) {
+                        term_sets.push(t.clone());
+                    }
+                    done.insert(u);
                     add(u, (*all, *unlikely), Some(t));
                 }
                 None => rest.push((u, (*all, *unlikely), pairs)),
@@ -311,7 +325,43 @@ pub(super) fn choose(
                 &with,
                 source_skip,
             ) {
+                done.insert(u);
                 add(u, counts, Some(t));
+            }
+        }
+        // What agrees with a term: a unit the pairs want where the term's source word is, but
+        // too common elsewhere to pass the tests over all its places ("▁une" before
+        // "bicyclette" for "bike", where the model says "▁un"), is tested again over the
+        // positions of the pairs whose source hits the term's triggers, and taught there. The
+        // share test is left out: such a unit is also right at other places of those sentences
+        // ("une femme"); the binomial test alone says its unlikely count is no chance.
+        for set in &term_sets {
+            let hits: Vec<bool> = train_sources
+                .iter()
+                .map(|s| set.iter().any(|t| s.contains(t)))
+                .collect();
+            let mut counts: HashMap<(u32, u32), (usize, usize)> = HashMap::new();
+            for (i, &pair) in train_pair.iter().enumerate() {
+                let Some(u) = unit(train, i, continues, special).filter(|_| hits[pair]) else {
+                    continue;
+                };
+                let c = counts.entry(u).or_default();
+                c.0 += 1;
+                c.1 += usize::from(unlikely_at(train, i));
+            }
+            let mut agreeing: Vec<((u32, u32), (usize, usize))> = counts
+                .into_iter()
+                .filter(|&(u, (all, unlikely))| {
+                    // Not the share test: "▁une" is also right elsewhere in these sentences.
+                    !done.contains(&u)
+                        && unlikely >= o.min_taught
+                        && binomial_tail(unlikely, all, unlikely_rate) <= o.term_p_value
+                })
+                .collect();
+            agreeing.sort_by_key(|&(u, (_, unlikely))| (std::cmp::Reverse(unlikely), u));
+            for (u, c) in agreeing {
+                done.insert(u);
+                add(u, c, Some(set.clone()));
             }
         }
     }
