@@ -23,10 +23,10 @@ How a scenario is made
   "course(s)" in another sense are deliberately included (up to 25 % of the ordinary pairs): the
   user's term must not spread to them.
 - Agreement: where the term has the usual word's gender, nothing else changes. Where it does not
-  (bike/vélo m. -> bicyclette f.), the determiner or adjective just before the noun and the
-  adjective just after it are changed through a small table (un->une, le->la, du->de la,
-  au->à la, ce/cet->cette, son->sa, petit->petite, rouge, bleu->bleue, ...; l' and plurals
-  stay); a term sentence with a word further on that might agree (a word ending in é/és/ée
+  (bike/vélo m. -> bicyclette f.; jacket/veste f. -> blouson m.), the determiner or adjective
+  just before the noun and the adjective just after it are changed through a small table
+  (un->une, le->la, du->de la, au->à la, ce/cet->cette, son->sa, petit->petite, rouge,
+  bleu->bleue, ...; the reverse for f. -> m.; l' and plurals stay); a term sentence with a word further on that might agree (a word ending in é/és/ée
   within three words after the noun, or "il" after it) is skipped, so the references the user
   "wrote" are grammatical (a held-out term reference where that happens keeps its original
   word; it only affects the BLEU-on-references column, not adoption).
@@ -80,6 +80,12 @@ SCENARIOS = [
     dict(name="beach-many", split="held-out", src=["beach", "beaches"], usual=["plage", "plages"],
          term=["grève", "grèves"], n_term=175, n_other=325,
          what="many pairs: 500 (175 with the term), f. -> f."),
+    # Added 2026-12-06 evening, after the agreement test was built on bike-gender: the reverse
+    # change, never tuned on.
+    dict(name="jacket-gender", split="held-out", src=["jacket", "jackets"],
+         usual=["veste", "vestes"], term=["blouson", "blousons"], gender="f>m",
+         n_term=70, n_other=130,
+         what="f. -> m.: determiners and adjectives around it change the other way"),
 ]
 
 HELD_TERM = 40
@@ -100,6 +106,26 @@ ADJ_AFTER = {"bleu": "bleue", "noir": "noire", "vert": "verte", "blanc": "blanch
              "rouge": "rouge", "jaune": "jaune", "rose": "rose", "orange": "orange",
              "rouges": "rouges", "jaunes": "jaunes", "roses": "roses", "tout-terrain":
              "tout-terrain", "bmx": "bmx"}
+
+# f. -> m., the reverse tables ("de la"/"à la" -> "du"/"au" are handled in restyle).
+DET_BEFORE_F2M = {"une": "un", "la": "le", "cette": "ce", "sa": "son", "ma": "mon", "ta": "ton",
+                  "notre": "notre", "leur": "leur", "quelle": "quel", "petite": "petit",
+                  "grande": "grand", "vieille": "vieux", "nouvelle": "nouveau", "belle": "beau",
+                  "grosse": "gros", "petites": "petits", "grandes": "grands",
+                  "première": "premier", "dernière": "dernier", "seule": "seul",
+                  "autre": "autre", "même": "même"}
+ADJ_AFTER_F2M = {"bleue": "bleu", "noire": "noir", "verte": "vert", "blanche": "blanc",
+                 "grise": "gris", "violette": "violet", "brune": "brun", "argentée": "argenté",
+                 "dorée": "doré", "bleues": "bleus", "noires": "noirs", "vertes": "verts",
+                 "blanches": "blancs", "grises": "gris", "petite": "petit", "grande": "grand",
+                 "rouge": "rouge", "jaune": "jaune", "rose": "rose", "orange": "orange",
+                 "rouges": "rouges", "jaunes": "jaunes", "roses": "roses", "marron": "marron",
+                 "beige": "beige", "kaki": "kaki", "fluo": "fluo", "épaisse": "épais",
+                 "longue": "long", "légère": "léger"}
+ADJECTIVES_BEFORE = ("petit", "grand", "vieux", "nouveau", "beau", "gros", "petits", "grands",
+                     "vieil", "premier", "dernier", "seul", "autre", "même", "petite", "grande",
+                     "vieille", "nouvelle", "belle", "grosse", "petites", "grandes", "première",
+                     "dernière", "seule")
 
 WORD = re.compile(r"\w+(?:-\w+)*", re.UNICODE)
 
@@ -128,26 +154,35 @@ def restyle(fr, sc):
     for i in idx:
         k = usual.index(toks[i].lower())
         toks[i] = match_case(sc["term"][k], toks[i])
-        if sc.get("gender") != "m>f":
+        gender = sc.get("gender")
+        if gender not in ("m>f", "f>m"):
             continue
+        before, after = (DET_BEFORE, ADJ_AFTER) if gender == "m>f" else (DET_BEFORE_F2M,
+                                                                          ADJ_AFTER_F2M)
         # the word before (skip over one adjective in the table: "un petit vélo")
         j = i - 2
         for _ in range(2):
             if j < 1:
                 break
             w = toks[j].lower()
-            if w in DET_BEFORE:
-                toks[j] = match_case(DET_BEFORE[w], toks[j])
-                if w not in ("petit", "grand", "vieux", "nouveau", "beau", "gros", "petits",
-                             "grands", "vieil", "premier", "dernier", "seul", "autre", "même"):
+            if w == "la" and gender == "f>m" and j >= 3 and toks[j - 1] == " " \
+                    and toks[j - 2].lower() in ("de", "à"):
+                # "de la veste" -> "du blouson", "à la" -> "au"
+                toks[j - 2] = match_case("du" if toks[j - 2].lower() == "de" else "au",
+                                         toks[j - 2])
+                toks[j - 1] = toks[j] = ""
+                break
+            if w in before:
+                toks[j] = match_case(before[w], toks[j])
+                if w not in ADJECTIVES_BEFORE:
                     break
                 j -= 2
             else:
                 break
         if i + 2 < len(toks) and toks[i + 1] == " ":
             w = toks[i + 2].lower()
-            if w in ADJ_AFTER:
-                toks[i + 2] = match_case(ADJ_AFTER[w], toks[i + 2])
+            if w in after:
+                toks[i + 2] = match_case(after[w], toks[i + 2])
                 after_from = i + 4
             else:
                 after_from = i + 2
@@ -155,7 +190,8 @@ def restyle(fr, sc):
             after_from = i + 2
         # anything further that might agree: refuse the sentence
         later = [toks[m].lower() for m in range(after_from, min(len(toks), after_from + 6), 2)]
-        if any(w.endswith(("é", "és", "ée", "ées")) for w in later) or "il" in later:
+        if any(w.endswith(("é", "és", "ée", "ées")) for w in later) or "il" in later \
+                or "elle" in later:
             return None
     return "".join(toks)
 
