@@ -5,7 +5,8 @@
 //    is refused by another base model, and can be taken off (back to the base output exactly);
 //  - cancelling stops at once and leaves a working translator;
 //  - the features pass shared among Web Workers trains the same adapter as one worker;
-//  - the demo's fine-tuning panel trains, charts the loss, shows before/after, keeps the adapter,
+//  - the keep measure (unrelated pairs whose translation changed) counts the ordinary pairs;
+//  - the demo's fine-tuning panel trains, charts the loss, shows before/after and the keep measure, keeps the adapter,
 //    and re-applies it after a reload.
 
 import { existsSync, readFileSync } from 'node:fs';
@@ -125,6 +126,7 @@ export async function run({ page, baseUrl, assert, log }) {
         report: res.report,
         valBefore: res.valBefore,
         valAfter: res.valAfter,
+        unrelatedChanged: res.unrelatedChanged,
         phases: [...new Set(progress.map((p) => p.phase))],
         steps: progress.filter((p) => p.phase === 'train').length,
         lossesFinite: progress.filter((p) => p.phase === 'train').every((p) => Number.isFinite(p.loss)),
@@ -156,6 +158,12 @@ export async function run({ page, baseUrl, assert, log }) {
   assert.ok(asked.length >= 8, `too few held-out sentences (${asked.length})`);
   // Native (tests/finetune.rs) asserts >= 80 %; the browser run holds a margin for float differences.
   assert.ok(adopted / asked.length >= 0.7, `the term was adopted in ${adopted}/${asked.length} held-out sentences`);
+  // The keep measure: the 80 ordinary pairs are the unrelated ones; the head alone moves none
+  // of them natively (tests/finetune.rs); a margin for float differences.
+  const keep = r.unrelatedChanged;
+  log(`unrelated sentences changed: ${keep.changed} of ${keep.sentences}`);
+  assert.ok(keep.sentences >= 70 && keep.sentences <= 85, `unrelated pairs: ${keep.sentences}`);
+  assert.ok(keep.changed <= 0.1 * keep.sentences, `unrelated pairs changed: ${keep.changed}`);
   assert.equal(r.cancelError, 'AbortError', 'a cancelled fine-tuning rejects with AbortError');
   assert.deepEqual(r.afterCancel, r.after, 'after a cancel the translator works, with the adapter it had');
   assert.deepEqual(r.off, r.before, 'taking the adapter off gives the base model back exactly');
@@ -187,7 +195,8 @@ export async function run({ page, baseUrl, assert, log }) {
   // The demo's panel.
   await page.goto(`${baseUrl}/index.html?sw=0`);
   await page.waitForFunction(() => /Model ready|Error/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 120_000 });
-  await page.getByLabel('Sentence pairs').fill(pairs.slice(0, 60).map((p) => `${p.source}\t${p.target}`).join('\n') + '\nno tab on this line\n');
+  const panelPairs = [...withTerm.slice(0, 45), ...general.slice(0, 15)];
+  await page.getByLabel('Sentence pairs').fill(panelPairs.map((p) => `${p.source}\t${p.target}`).join('\n') + '\nno tab on this line\n');
   await page.getByLabel('Epochs').fill('3');
   await page.getByLabel('Adapt the last layer too (slower)').check();
   await page.getByRole('button', { name: 'Train' }).click();
@@ -195,6 +204,8 @@ export async function run({ page, baseUrl, assert, log }) {
   const result = (await page.locator('#ft-result').textContent()) ?? '';
   log('panel:', result);
   assert.match(result, /Held-out pairs: BLEU [\d.]+, chrF [\d.]+ before → BLEU [\d.]+, chrF [\d.]+ after/);
+  // The keep measure beside them, over the ordinary pairs (15, some held out).
+  assert.match(result, /Unrelated sentences changed: [\d.]+ % \(\d+ of 1[0-5]\)\./);
   // 60 pairs (< 64): one worker, on the CPU (the demo's default device here is the CPU).
   assert.match(result, /on 1 CPU worker\)\.$/);
   assert.match(result, /the head and the last decoder layer adapted/, 'the checkbox trains the last-layer adapter');
