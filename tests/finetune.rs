@@ -357,8 +357,8 @@ fn adapter_round_trips_and_refuses_another_base() {
     let bytes = adapter.to_bytes().unwrap();
     let back = Adapter::from_bytes(&bytes).unwrap();
     assert_eq!(back.ids, adapter.ids);
-    assert_eq!(back.delta_u, adapter.delta_u);
-    assert_eq!(back.delta_v, adapter.delta_v);
+    assert_eq!(back.lora_b, adapter.lora_b);
+    assert_eq!(back.lora_a, adapter.lora_a);
     let (l, lb) = (
         adapter.last_layer.as_ref().unwrap(),
         back.last_layer.as_ref().unwrap(),
@@ -430,7 +430,7 @@ fn adapter_round_trips_and_refuses_another_base() {
     // A zero correction translates exactly like the base model; the last layer's own
     // correction changes it, and taking the adapter off restores the base model.
     let mut zero = back.clone();
-    zero.delta_u.iter_mut().for_each(|x| *x = 0.0);
+    zero.lora_b.iter_mut().for_each(|x| *x = 0.0);
     zero.delta_bias.iter_mut().for_each(|x| *x = 0.0);
     let mut zero_last = zero.clone();
     let last = zero_last.last_layer.as_mut().unwrap();
@@ -519,10 +519,10 @@ fn sharded_features_train_the_same_adapter() {
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max)
     };
-    let scale = whole.delta_u.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = whole.lora_b.iter().fold(0f32, |m, x| m.max(x.abs()));
     assert!(scale > 0.0, "the run learned something");
-    assert!(worst(&sharded.delta_u, &whole.delta_u) <= 1e-3 * scale);
-    assert!(worst(&sharded.delta_v, &whole.delta_v) <= 1e-3);
+    assert!(worst(&sharded.lora_b, &whole.lora_b) <= 1e-3 * scale);
+    assert!(worst(&sharded.lora_a, &whole.lora_a) <= 1e-3);
     assert!(worst(&sharded.delta_bias, &whole.delta_bias) <= 1e-3 * scale.max(1.0));
     let (ls, lw) = (
         sharded.last_layer.as_ref().unwrap(),
