@@ -483,8 +483,8 @@ fn sharded_features_train_the_same_adapter() {
     let go = &mut |_: &marian_wasm::finetune::Progress| Control::Continue;
     let (whole, whole_report) = fine_tune(&t, train, val, &opts, go).unwrap();
 
-    let prepared = prepare(&t, train, val, &opts).unwrap();
-    let plan = prepared.shard_plan(3);
+    let job = prepare(&t, train, val, &opts).unwrap();
+    let plan = job.shard_plan(3);
     assert!(plan.len() >= 2, "{} shards", plan.len());
     let mut covered: Vec<usize> = plan.iter().flatten().copied().collect();
     covered.sort();
@@ -492,7 +492,7 @@ fn sharded_features_train_the_same_adapter() {
     let bytes: Vec<Vec<u8>> = plan
         .iter()
         .map(|which| {
-            FeatureShard::compute(&t, &prepared.pairs_of(which), opts.top_k, &mut |_| {
+            FeatureShard::compute(&t, &job.pairs_of(which), opts.top_k, &mut |_| {
                 Control::Continue
             })
             .unwrap()
@@ -506,7 +506,7 @@ fn sharded_features_train_the_same_adapter() {
             .map(|x| FeatureShard::from_bytes(x).unwrap())
             .collect()
     };
-    let (sharded, report) = train_adapter(&t, &prepared, &plan, read(&bytes), &opts, go).unwrap();
+    let (sharded, report) = train_adapter(&t, &job, &plan, read(&bytes), &opts, go).unwrap();
     assert_eq!(report.feature_shards, plan.len());
     assert_eq!(report.train_positions, whole_report.train_positions);
     assert_eq!(report.learn_positions, whole_report.learn_positions);
@@ -536,17 +536,17 @@ fn sharded_features_train_the_same_adapter() {
     // Shards out of order, missing, or from another top-k are not this run's.
     let mut swapped = bytes.clone();
     swapped.swap(0, 1);
-    let err = train_adapter(&t, &prepared, &plan, read(&swapped), &opts, go)
+    let err = train_adapter(&t, &job, &plan, read(&swapped), &opts, go)
         .expect_err("refused")
         .to_string();
     assert!(err.contains("this run"), "{err}");
     let fewer = &bytes[..bytes.len() - 1];
-    assert!(train_adapter(&t, &prepared, &plan, read(fewer), &opts, go).is_err());
+    assert!(train_adapter(&t, &job, &plan, read(fewer), &opts, go).is_err());
     let other_k = FineTuneOptions {
         top_k: opts.top_k + 1,
         ..opts.clone()
     };
-    let err = train_adapter(&t, &prepared, &plan, read(&bytes), &other_k, go)
+    let err = train_adapter(&t, &job, &plan, read(&bytes), &other_k, go)
         .expect_err("refused")
         .to_string();
     assert!(err.contains("top-k"), "{err}");

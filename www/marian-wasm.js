@@ -1134,10 +1134,10 @@ export class MarianTranslator {
       let used = 1;
       if (onGpu) {
         const t0 = performance.now();
-        const plan = await client.request({ type: 'ftplan', pairs, options: rest, workers: 1 }, { signal });
+        const job = await client.request({ type: 'ftjob', pairs, options: rest, workers: 1 }, { signal });
         const features = (/** @type {any} */ m) => relay({ ...m, epochs: rest.epochs ?? 0 });
         const shard = await client.request(
-          { type: 'ftfeatures', inputs: plan.shards[0], topK: plan.topK, gpu: true },
+          { type: 'ftfeatures', inputs: job.shards[0], topK: job.topK, gpu: true },
           { signal, onMessage: features },
         );
         r = await client.request({ type: 'ftrun', shards: [shard] }, { signal, onMessage: relay });
@@ -1149,24 +1149,24 @@ export class MarianTranslator {
         // The pass is cut into several chunks per worker (whole batches of pairs); each worker
         // takes the next chunk when it is free, so helpers that start late (they load the model
         // first) or run slower just take fewer.
-        const plan = await client.request({ type: 'ftplan', pairs, options: rest, workers: 4 * n }, { signal });
+        const job = await client.request({ type: 'ftjob', pairs, options: rest, workers: 4 * n }, { signal });
         /** @type {Uint8Array[] | null} */
         let shards = null;
-        if (plan.shards.length > 1) {
-          const chunks = plan.shards.length;
+        if (job.shards.length > 1) {
+          const chunks = job.shards.length;
           const done = new Array(chunks).fill(0);
           const report = (/** @type {number} */ i, /** @type {any} */ m) => {
             if (m.type !== 'ftprogress') return;
             done[i] = m.step;
             const d = done.reduce((a, b) => a + b, 0);
             const s = (performance.now() - t0) / 1000;
-            onProgress?.({ phase: 'features', epoch: 0, epochs: rest.epochs ?? 0, step: d, steps: plan.pairs, loss: NaN, etaSeconds: d > 0 ? (s / d) * (plan.pairs - d) : NaN });
+            onProgress?.({ phase: 'features', epoch: 0, epochs: rest.epochs ?? 0, step: d, steps: job.pairs, loss: NaN, etaSeconds: d > 0 ? (s / d) * (job.pairs - d) : NaN });
           };
           /** @type {(Uint8Array | undefined)[]} */
           const results = new Array(chunks);
           const queue = [...Array(chunks).keys()];
           const features = (/** @type {WorkerClient} */ c, /** @type {number} */ i) =>
-            c.request({ type: 'ftfeatures', inputs: plan.shards[i], topK: plan.topK }, { signal, onMessage: (m) => report(i, m) });
+            c.request({ type: 'ftfeatures', inputs: job.shards[i], topK: job.topK }, { signal, onMessage: (m) => report(i, m) });
           const drain = async (/** @type {WorkerClient} */ c) => {
             for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
               try {

@@ -86,6 +86,19 @@ pub struct HeadDelta {
 }
 
 impl Marian {
+    /// Put a fine-tuning adapter's corrections on, or with `None`s take them off: the head
+    /// delta (`set_head_delta`), then the last decoder layer's fc2 delta ([d_model, ffn], the
+    /// low-rank product formed; `set_last_layer_delta`). What `Translator::set_adapter` and the
+    /// GPU model's `set_adapter` apply alike. Errors: shapes or ids that do not fit the model.
+    pub fn set_adapter(
+        &mut self,
+        head: Option<HeadDelta>,
+        last_fc2_delta: Option<&Tensor>,
+    ) -> Result<()> {
+        self.set_head_delta(head)?;
+        self.set_last_layer_delta(last_fc2_delta)
+    }
+
     /// Apply (or, with `None`, remove) a correction of the output projection.
     pub fn set_head_delta(&mut self, delta: Option<HeadDelta>) -> Result<()> {
         if let Some(d) = &delta {
