@@ -2,9 +2,10 @@
 //! projection on the target tokens that fine-tuning touched, with its manifest (base model,
 //! what was trained, hyper-parameters, metrics) in the safetensors header's metadata.
 //!
-//! Tensors: `ids` U32 [K] (sorted, distinct target token ids), `delta_u` F32 [K, r],
-//! `delta_v` F32 [r, D], `delta_bias` F32 [K]. Applied as
-//! `logits[ids] += (h · delta_vᵀ) · delta_uᵀ + delta_bias` (a rank-r correction).
+//! Tensors: `ids` U32 [K] (sorted, distinct target token ids), `delta_u` F32 [K, r] (LoRA B),
+//! `delta_v` F32 [r, D] (LoRA A), `delta_bias` F32 [K]. Applied as
+//! `logits[ids] += (h · Aᵀ) · Bᵀ + delta_bias` (a rank-r correction). The stored names predate
+//! the code's `lora_a` / `lora_b` and stay, so that every adapter file written so far loads.
 //!
 //! Optionally (format version 2) a low-rank adapter on the last decoder layer's fc2:
 //! `last_fc2_a` F32 [r2, ffn], `last_fc2_b` F32 [D, r2]; the layer's fc2 weight becomes
@@ -34,6 +35,10 @@ pub const ADAPTER_FORMAT: &str = "marian-wasm-adapter";
 pub const ADAPTER_FORMAT_VERSION: u32 = 3;
 const HEAD_ONLY_FORMAT_VERSION: u32 = 1;
 const LAST_LAYER_FORMAT_VERSION: u32 = 2;
+/// The file's names of the head correction's LoRA A [r, D] and B [K, r] (older than the code's
+/// names; kept so that files stay byte-identical and old ones load).
+const STORED_LORA_A: &str = "delta_v";
+const STORED_LORA_B: &str = "delta_u";
 /// An `after` or `group` value that sets no condition.
 pub const NOT_CONDITIONED: u32 = u32::MAX;
 /// At most this many trigger groups (a sentence's hits are one u32 bit mask).
@@ -153,10 +158,10 @@ pub struct Adapter {
     pub manifest: AdapterManifest,
     pub ids: Vec<u32>,
     pub rank: usize,
-    /// Row-major [ids.len(), rank].
-    pub delta_u: Vec<f32>,
-    /// Row-major [rank, d_model].
-    pub delta_v: Vec<f32>,
+    /// LoRA A of the head correction, row-major [rank, d_model] (stored as `delta_v`).
+    pub lora_a: Vec<f32>,
+    /// LoRA B of the head correction, row-major [ids.len(), rank] (stored as `delta_u`).
+    pub lora_b: Vec<f32>,
     pub delta_bias: Vec<f32>,
     /// The entries' conditions, `None` when no entry has any.
     pub conditions: Option<EntryConditions>,
@@ -208,15 +213,15 @@ impl Adapter {
             }
         }
         if self.rank == 0
-            || self.delta_u.len() != k * self.rank
-            || self.delta_v.len() != self.rank * m.d_model
+            || self.lora_b.len() != k * self.rank
+            || self.lora_a.len() != self.rank * m.d_model
             || self.delta_bias.len() != k
         {
             return bad(format!(
                 "tensor sizes do not match: {k} ids, rank {}, {} + {} factor values (d_model {}), {} biases",
                 self.rank,
-                self.delta_u.len(),
-                self.delta_v.len(),
+                self.lora_b.len(),
+                self.lora_a.len(),
                 m.d_model,
                 self.delta_bias.len()
             ));
@@ -242,9 +247,9 @@ impl Adapter {
             }
         }
         if !self
-            .delta_u
+            .lora_b
             .iter()
-            .chain(&self.delta_v)
+            .chain(&self.lora_a)
             .chain(&self.delta_bias)
             .all(|x| x.is_finite())
         {
@@ -259,8 +264,8 @@ impl Adapter {
         let (k, r, d) = (self.ids.len(), self.rank, self.manifest.d_model);
         let mut arrays = vec![
             Array::u32("ids", vec![k], &self.ids),
-            Array::f32("delta_u", vec![k, r], &self.delta_u),
-            Array::f32("delta_v", vec![r, d], &self.delta_v),
+            Array::f32(STORED_LORA_B, vec![k, r], &self.lora_b),
+            Array::f32(STORED_LORA_A, vec![r, d], &self.lora_a),
             Array::f32("delta_bias", vec![k], &self.delta_bias),
         ];
         let mut manifest = self.manifest.clone();
@@ -307,9 +312,9 @@ impl Adapter {
         let (file, json) = tensor_file::Reader::open("adapter", bytes, METADATA_KEY)?;
         let manifest: AdapterManifest =
             serde_json::from_str(&json).map_err(|e| file.corrupt(format!("bad manifest ({e})")))?;
-        let (k, r) = match file.shape("delta_u")?[..] {
+        let (k, r) = match file.shape(STORED_LORA_B)?[..] {
             [k, r] => (k, r),
-            ref other => return Err(file.corrupt(format!("delta_u has shape {other:?}"))),
+            ref other => return Err(file.corrupt(format!("{STORED_LORA_B} has shape {other:?}"))),
         };
         // Version 2 always has the last-layer part; version 3 when it was trained.
         let last_layer = if manifest.format_version == LAST_LAYER_FORMAT_VERSION
@@ -337,8 +342,8 @@ impl Adapter {
             last_layer,
             ids: file.u32s("ids", &[k])?,
             rank: r,
-            delta_u: file.f32s("delta_u", &[k, r])?,
-            delta_v: file.f32s("delta_v", &[r, manifest.d_model])?,
+            lora_b: file.f32s(STORED_LORA_B, &[k, r])?,
+            lora_a: file.f32s(STORED_LORA_A, &[r, manifest.d_model])?,
             delta_bias: file.f32s("delta_bias", &[k])?,
             conditions: if manifest.format_version >= 3 && file.has("after") {
                 let offsets = file.u32s(
@@ -428,18 +433,18 @@ impl Adapter {
         Ok(Some(b.matmul(&a)?))
     }
 
-    /// The correction as the model applies it (the product U·V formed once, [K, D]).
+    /// The correction as the model applies it (the product B·A formed once, [K, D]).
     pub fn head_delta(&self) -> Result<HeadDelta> {
         let k = self.ids.len();
-        let u = Tensor::from_vec(self.delta_u.clone(), (k, self.rank), &Device::Cpu)?;
-        let v = Tensor::from_vec(
-            self.delta_v.clone(),
+        let b = Tensor::from_vec(self.lora_b.clone(), (k, self.rank), &Device::Cpu)?;
+        let a = Tensor::from_vec(
+            self.lora_a.clone(),
             (self.rank, self.manifest.d_model),
             &Device::Cpu,
         )?;
         Ok(HeadDelta {
             ids: Tensor::from_vec(self.ids.clone(), k, &Device::Cpu)?,
-            weight: u.matmul(&v)?,
+            weight: b.matmul(&a)?,
             bias: Tensor::from_vec(self.delta_bias.clone(), k, &Device::Cpu)?,
             conditions: self.conditions.clone(),
         })

@@ -181,11 +181,9 @@ impl Translator {
         };
         // On a copy: a failure half-way leaves the translator as it was.
         let mut model = self.model.clone();
-        model.set_head_delta(delta.clone())?;
-        model.set_last_layer_delta(last.as_ref())?;
+        model.set_adapter(delta.clone(), last.as_ref())?;
         if let Some(gpu) = &self.gpu {
-            gpu.set_head_delta(delta.as_ref())?;
-            gpu.set_last_fc2(model.last_fc2_weight()?.as_ref())?;
+            gpu.set_adapter(delta.as_ref(), model.last_fc2_weight()?.as_ref())?;
         }
         self.model = model;
         Ok(())

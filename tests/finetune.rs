@@ -357,8 +357,8 @@ fn adapter_round_trips_and_refuses_another_base() {
     let bytes = adapter.to_bytes().unwrap();
     let back = Adapter::from_bytes(&bytes).unwrap();
     assert_eq!(back.ids, adapter.ids);
-    assert_eq!(back.delta_u, adapter.delta_u);
-    assert_eq!(back.delta_v, adapter.delta_v);
+    assert_eq!(back.lora_b, adapter.lora_b);
+    assert_eq!(back.lora_a, adapter.lora_a);
     let (l, lb) = (
         adapter.last_layer.as_ref().unwrap(),
         back.last_layer.as_ref().unwrap(),
@@ -430,7 +430,7 @@ fn adapter_round_trips_and_refuses_another_base() {
     // A zero correction translates exactly like the base model; the last layer's own
     // correction changes it, and taking the adapter off restores the base model.
     let mut zero = back.clone();
-    zero.delta_u.iter_mut().for_each(|x| *x = 0.0);
+    zero.lora_b.iter_mut().for_each(|x| *x = 0.0);
     zero.delta_bias.iter_mut().for_each(|x| *x = 0.0);
     let mut zero_last = zero.clone();
     let last = zero_last.last_layer.as_mut().unwrap();
@@ -483,8 +483,8 @@ fn sharded_features_train_the_same_adapter() {
     let go = &mut |_: &marian_wasm::finetune::Progress| Control::Continue;
     let (whole, whole_report) = fine_tune(&t, train, val, &opts, go).unwrap();
 
-    let prepared = prepare(&t, train, val, &opts).unwrap();
-    let plan = prepared.shard_plan(3);
+    let job = prepare(&t, train, val, &opts).unwrap();
+    let plan = job.shard_plan(3);
     assert!(plan.len() >= 2, "{} shards", plan.len());
     let mut covered: Vec<usize> = plan.iter().flatten().copied().collect();
     covered.sort();
@@ -492,7 +492,7 @@ fn sharded_features_train_the_same_adapter() {
     let bytes: Vec<Vec<u8>> = plan
         .iter()
         .map(|which| {
-            FeatureShard::compute(&t, &prepared.pairs_of(which), opts.top_k, &mut |_| {
+            FeatureShard::compute(&t, &job.pairs_of(which), opts.top_k, &mut |_| {
                 Control::Continue
             })
             .unwrap()
@@ -506,7 +506,7 @@ fn sharded_features_train_the_same_adapter() {
             .map(|x| FeatureShard::from_bytes(x).unwrap())
             .collect()
     };
-    let (sharded, report) = train_adapter(&t, &prepared, &plan, read(&bytes), &opts, go).unwrap();
+    let (sharded, report) = train_adapter(&t, &job, &plan, read(&bytes), &opts, go).unwrap();
     assert_eq!(report.feature_shards, plan.len());
     assert_eq!(report.train_positions, whole_report.train_positions);
     assert_eq!(report.learn_positions, whole_report.learn_positions);
@@ -519,10 +519,10 @@ fn sharded_features_train_the_same_adapter() {
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max)
     };
-    let scale = whole.delta_u.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = whole.lora_b.iter().fold(0f32, |m, x| m.max(x.abs()));
     assert!(scale > 0.0, "the run learned something");
-    assert!(worst(&sharded.delta_u, &whole.delta_u) <= 1e-3 * scale);
-    assert!(worst(&sharded.delta_v, &whole.delta_v) <= 1e-3);
+    assert!(worst(&sharded.lora_b, &whole.lora_b) <= 1e-3 * scale);
+    assert!(worst(&sharded.lora_a, &whole.lora_a) <= 1e-3);
     assert!(worst(&sharded.delta_bias, &whole.delta_bias) <= 1e-3 * scale.max(1.0));
     let (ls, lw) = (
         sharded.last_layer.as_ref().unwrap(),
@@ -536,17 +536,17 @@ fn sharded_features_train_the_same_adapter() {
     // Shards out of order, missing, or from another top-k are not this run's.
     let mut swapped = bytes.clone();
     swapped.swap(0, 1);
-    let err = train_adapter(&t, &prepared, &plan, read(&swapped), &opts, go)
+    let err = train_adapter(&t, &job, &plan, read(&swapped), &opts, go)
         .expect_err("refused")
         .to_string();
     assert!(err.contains("this run"), "{err}");
     let fewer = &bytes[..bytes.len() - 1];
-    assert!(train_adapter(&t, &prepared, &plan, read(fewer), &opts, go).is_err());
+    assert!(train_adapter(&t, &job, &plan, read(fewer), &opts, go).is_err());
     let other_k = FineTuneOptions {
         top_k: opts.top_k + 1,
         ..opts.clone()
     };
-    let err = train_adapter(&t, &prepared, &plan, read(&bytes), &other_k, go)
+    let err = train_adapter(&t, &job, &plan, read(&bytes), &other_k, go)
         .expect_err("refused")
         .to_string();
     assert!(err.contains("top-k"), "{err}");

@@ -286,8 +286,8 @@ fn adapter_seed() -> Vec<u8> {
         },
         ids: vec![3, 7],
         rank: 2,
-        delta_u: vec![0.5; 4],
-        delta_v: vec![0.25; 2 * d],
+        lora_b: vec![0.5; 4],
+        lora_a: vec![0.25; 2 * d],
         delta_bias: vec![0.1; 2],
         conditions: None,
         last_layer: Some(marian_wasm::adapter::LastLayerAdapter {

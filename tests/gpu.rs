@@ -317,8 +317,8 @@ fn gpu_applies_a_last_layer_adapter_like_the_cpu() {
         },
         ids: vec![5],
         rank: 1,
-        delta_u: vec![0.0],
-        delta_v: vec![0.0; d],
+        lora_b: vec![0.0],
+        lora_a: vec![0.0; d],
         delta_bias: vec![0.0],
         conditions: None,
         last_layer: Some(LastLayerAdapter {

@@ -1116,14 +1116,12 @@ export class MarianTranslator {
     // widened to f32 through candle, one thread per worker (measured: 500 pairs x 3 epochs in
     // 33.8 s on 2 workers against 58.1 s in one worker with a 2-thread pool).
     const n = onGpu ? 1 : featureWorkers(workers, pairs.length);
-    /** @type {WorkerClient[]} */
-    const helpers = [];
-    /** The helpers' shares, settled or not (awaited in order below). @type {Promise<any>[]} */
-    let onHelpers = [];
+    /** The features pass's helper workers and their shares (settled or not), for abort and cleanup. @type {{ helpers: WorkerClient[], shares: Promise<any>[] }} */
+    const pool = { helpers: [], shares: [] };
     // On abort the busy workers are stopped and the translator's worker replaced; the call
     // rejects with the signal's reason (AbortError), whichever request noticed first.
     const onAbort = () => {
-      for (const h of helpers) h.terminate();
+      for (const h of pool.helpers) h.terminate();
       this.restart();
     };
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -1132,69 +1130,25 @@ export class MarianTranslator {
       /** @type {any} */
       let r;
       let used = 1;
-      if (onGpu) {
-        const t0 = performance.now();
-        const plan = await client.request({ type: 'ftplan', pairs, options: rest, workers: 1 }, { signal });
-        const features = (/** @type {any} */ m) => relay({ ...m, epochs: rest.epochs ?? 0 });
-        const shard = await client.request(
-          { type: 'ftfeatures', inputs: plan.shards[0], topK: plan.topK, gpu: true },
-          { signal, onMessage: features },
-        );
-        r = await client.request({ type: 'ftrun', shards: [shard] }, { signal, onMessage: relay });
-        r.ms = performance.now() - t0;
-      } else if (n <= 1) {
+      if (!onGpu && n <= 1) {
+        // One worker on the CPU: it runs the whole job, features pass included.
         r = await client.request({ type: 'finetune', pairs, options: rest }, { signal, onMessage: relay });
       } else {
         const t0 = performance.now();
-        // The pass is cut into several chunks per worker (whole batches of pairs); each worker
-        // takes the next chunk when it is free, so helpers that start late (they load the model
-        // first) or run slower just take fewer.
-        const plan = await client.request({ type: 'ftplan', pairs, options: rest, workers: 4 * n }, { signal });
+        // The features pass on a pool: the GPU (a pool of one), or the translator's worker and
+        // helpers, the pass cut into several chunks per worker (whole batches of pairs).
+        const job = await client.request({ type: 'ftjob', pairs, options: rest, workers: onGpu ? 1 : 4 * n }, { signal });
         /** @type {Uint8Array[] | null} */
         let shards = null;
-        if (plan.shards.length > 1) {
-          const chunks = plan.shards.length;
-          const done = new Array(chunks).fill(0);
-          const report = (/** @type {number} */ i, /** @type {any} */ m) => {
-            if (m.type !== 'ftprogress') return;
-            done[i] = m.step;
-            const d = done.reduce((a, b) => a + b, 0);
-            const s = (performance.now() - t0) / 1000;
-            onProgress?.({ phase: 'features', epoch: 0, epochs: rest.epochs ?? 0, step: d, steps: plan.pairs, loss: NaN, etaSeconds: d > 0 ? (s / d) * (plan.pairs - d) : NaN });
+        if (onGpu || job.shards.length > 1) {
+          const startHelper = () => {
+            const h = startWorker();
+            const created = h.request({ type: 'create', model: this.model, device: 'wasm', store: this.store, threads: 1 }, { signal });
+            return { worker: h, created };
           };
-          /** @type {(Uint8Array | undefined)[]} */
-          const results = new Array(chunks);
-          const queue = [...Array(chunks).keys()];
-          const features = (/** @type {WorkerClient} */ c, /** @type {number} */ i) =>
-            c.request({ type: 'ftfeatures', inputs: plan.shards[i], topK: plan.topK }, { signal, onMessage: (m) => report(i, m) });
-          const drain = async (/** @type {WorkerClient} */ c) => {
-            for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
-              try {
-                results[i] = await features(c, i);
-              } catch (e) {
-                queue.unshift(i);
-                throw e;
-              }
-            }
-          };
-          for (let i = 1; i < Math.min(n, chunks); i++) helpers.push(startWorker());
-          onHelpers = helpers.map((h, j) =>
-            h
-              .request({ type: 'create', model: this.model, device: 'wasm', store: this.store, threads: 1 }, { signal })
-              .then(() => drain(h))
-              .catch((e) => {
-                if (signal?.aborted) throw e;
-                // A helper that cannot load the model (memory, say) or fails: its chunks run elsewhere.
-                console.warn(`marian-wasm: fine-tuning helper ${j + 1} failed (${e?.message ?? e}); its share runs on the other workers`);
-              }),
-          );
-          used += helpers.length;
-          await drain(client);
-          await Promise.all(onHelpers);
-          // Chunks a failing helper gave back after the main worker had finished.
-          for (let i = 0; i < chunks; i++) results[i] ??= await features(client, i);
-          for (const h of helpers.splice(0)) h.terminate();
-          shards = /** @type {Uint8Array[]} */ (results);
+          shards = await featuresOnPool(job, { client, size: n, gpu: onGpu, pool, startHelper, t0, epochs: rest.epochs ?? 0, signal, onProgress, relay });
+          used += pool.helpers.length;
+          for (const h of pool.helpers.splice(0)) h.terminate();
         }
         r = await client.request({ type: 'ftrun', shards }, { signal, onMessage: relay });
         r.ms = performance.now() - t0;
@@ -1205,9 +1159,9 @@ export class MarianTranslator {
       if (signal?.aborted) throw signal.reason ?? domError('AbortError', 'aborted');
       throw e;
     } finally {
-      for (const h of helpers) h.terminate();
+      for (const h of pool.helpers) h.terminate();
       // Shares left behind by a failure or an abort reject on their own: already reported.
-      for (const p of onHelpers) p.catch(() => {});
+      for (const p of pool.shares) p.catch(() => {});
       signal?.removeEventListener('abort', onAbort);
     }
   }
@@ -1471,6 +1425,67 @@ function sumFigures(legs, device) {
     issues: null,
     legs,
   };
+}
+
+/**
+ * The features pass of a fine-tuning job (`job.shards`, from an 'ftjob' request) on a pool of
+ * workers: `client` (the job's worker: the GPU when `gpu`, a pool of one) and up to `size - 1`
+ * helpers started with `startHelper` (each loads the model first). Each worker takes the next
+ * shard when it is free, so helpers that start late or run slower just take fewer; a helper
+ * that fails gives its shards back to the others. Progress: one shard's is its worker's own,
+ * several shards' is summed here. Returns the shards' bytes in the job's order for 'ftrun'.
+ * @param {{ shards: Uint32Array[], topK: number, pairs: number }} job
+ * @param {{ client: WorkerClient, size: number, gpu: boolean, pool: { helpers: WorkerClient[], shares: Promise<any>[] },
+ *   startHelper: () => { worker: WorkerClient, created: Promise<any> }, t0: number, epochs: number,
+ *   signal: AbortSignal | undefined, onProgress: ((p: any) => void) | undefined, relay: (m: any) => any }} o
+ * @returns {Promise<Uint8Array[]>}
+ */
+async function featuresOnPool(job, o) {
+  const { client, signal, onProgress } = o;
+  const chunks = job.shards.length;
+  const done = new Array(chunks).fill(0);
+  const report = (/** @type {number} */ i, /** @type {any} */ m) => {
+    if (chunks === 1) return o.relay({ ...m, epochs: o.epochs });
+    if (m.type !== 'ftprogress') return;
+    done[i] = m.step;
+    const d = done.reduce((a, b) => a + b, 0);
+    const s = (performance.now() - o.t0) / 1000;
+    onProgress?.({ phase: 'features', epoch: 0, epochs: o.epochs, step: d, steps: job.pairs, loss: NaN, etaSeconds: d > 0 ? (s / d) * (job.pairs - d) : NaN });
+  };
+  /** @type {(Uint8Array | undefined)[]} */
+  const results = new Array(chunks);
+  const queue = [...Array(chunks).keys()];
+  const features = (/** @type {WorkerClient} */ c, /** @type {number} */ i) =>
+    c.request({ type: 'ftfeatures', inputs: job.shards[i], topK: job.topK, ...(o.gpu ? { gpu: true } : {}) }, { signal, onMessage: (m) => report(i, m) });
+  const drain = async (/** @type {WorkerClient} */ c) => {
+    for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
+      try {
+        results[i] = await features(c, i);
+      } catch (e) {
+        queue.unshift(i);
+        throw e;
+      }
+    }
+  };
+  for (let i = 1; i < Math.min(o.size, chunks); i++) {
+    const { worker, created } = o.startHelper();
+    o.pool.helpers.push(worker);
+    const j = o.pool.helpers.length;
+    o.pool.shares.push(
+      created
+        .then(() => drain(worker))
+        .catch((e) => {
+          if (signal?.aborted) throw e;
+          // A helper that cannot load the model (memory, say) or fails: its chunks run elsewhere.
+          console.warn(`marian-wasm: fine-tuning helper ${j} failed (${e?.message ?? e}); its share runs on the other workers`);
+        }),
+    );
+  }
+  await drain(client);
+  await Promise.all(o.pool.shares);
+  // Chunks a failing helper gave back after the main worker had finished.
+  for (let i = 0; i < chunks; i++) results[i] ??= await features(client, i);
+  return /** @type {Uint8Array[]} */ (results);
 }
 
 /**

@@ -12,7 +12,7 @@
 //                                                      request and aborts a download in progress
 //   { type: 'finetune',  id, pairs, options }         -> 'ftprogress' messages, then
 //                                                      { adapter, report, issues, valBefore, valAfter, unrelatedChanged }
-//   { type: 'ftplan',    id, pairs, options, workers } check, split and tokenize the pairs; keep the
+//   { type: 'ftjob',     id, pairs, options, workers } check, split and tokenize the pairs; keep the
 //                                                      job here -> { shards, topK, pairs }
 //   { type: 'ftfeatures', id, inputs, topK, gpu }     the features pass over one shard (any worker
 //                                                      with the model) -> 'ftprogress', then bytes
@@ -48,7 +48,7 @@ let translator = null;
 const cancelled = new Set();
 /** Downloads in progress, by request id. @type {Map<number, AbortController>} */
 const downloads = new Map();
-/** The fine-tuning job between 'ftplan' and 'ftrun'. @type {import('./pkg/marian_wasm.js').FineTuneJob | null} */
+/** The fine-tuning job between 'ftjob' and 'ftrun'. @type {import('./pkg/marian_wasm.js').FineTuneJob | null} */
 let job = null;
 
 /** @param {Record<string, unknown>} msg */
@@ -249,7 +249,7 @@ function fineTune(msg) {
 }
 
 /** @param {any} msg */
-function fineTunePlan(msg) {
+function startFineTuneJob(msg) {
   const t = needModel();
   job?.free();
   job = null;
@@ -268,7 +268,7 @@ function fineTuneFeatures(msg) {
 /** @param {any} msg */
 function fineTuneRun(msg) {
   const t = needModel();
-  if (!job) throw namedError('InvalidStateError', 'no fine-tuning job (ftplan) on this worker');
+  if (!job) throw namedError('InvalidStateError', 'no fine-tuning job (ftjob) on this worker');
   const t0 = performance.now();
   try {
     const out = t.fineTuneRun(job, msg.shards ?? undefined, progressTo(msg.id));
@@ -322,8 +322,8 @@ async function handle(msg) {
       return stream(msg);
     case 'finetune':
       return fineTune(msg);
-    case 'ftplan':
-      return fineTunePlan(msg);
+    case 'ftjob':
+      return startFineTuneJob(msg);
     case 'ftfeatures':
       return fineTuneFeatures(msg);
     case 'ftrun':

@@ -1,14 +1,20 @@
-//! The browser API (wasm-bindgen): load a package from a URL or from bytes, translate.
-//! The JS side (www/worker.js) runs this inside a Web Worker so the page never blocks.
+//! The browser API (wasm-bindgen): load a package from a URL or from bytes, translate,
+//! fine-tune (`fine_tune`). Glue over the core: every rule lives in the crate, this module
+//! converts values and errors. The JS side (www/worker.js) runs it inside a Web Worker so the
+//! page never blocks.
 
-use crate::finetune::HeldOutScores;
+mod download;
+mod fine_tune;
+
+pub use fine_tune::FineTuneJob;
+
 use crate::generate::GenerateOptions;
 use crate::package::{Manifest, Package, MANIFEST};
+use download::fetch_bytes;
 use js_sys::{Function, Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -130,31 +136,6 @@ struct WithIds {
     device: &'static str,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FineTuneJsOptions {
-    #[serde(flatten)]
-    overrides: crate::finetune::FineTuneOverrides,
-    val_fraction: Option<f64>,
-    beams: Option<usize>,
-}
-
-#[derive(Serialize)]
-struct IssueJs {
-    index: usize,
-    reason: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FineTuneResult {
-    report: crate::finetune::FineTuneReport,
-    issues: Vec<IssueJs>,
-    val_before: Option<HeldOutScores>,
-    val_after: Option<HeldOutScores>,
-    unrelated_changed: crate::finetune::keep::KeepMeasure,
-}
-
 #[derive(Serialize)]
 struct Streamed {
     text: String,
@@ -176,81 +157,6 @@ fn parse_options(v: JsValue) -> Result<Options, JsError> {
         return Ok(Options::default());
     }
     serde_wasm_bindgen::from_value(v).map_err(|e| js_err(format!("invalid options: {e}")))
-}
-
-/// GET `url` with the global `fetch` (window or worker), streaming the body so progress
-/// can be reported; `on_chunk(n)` is called with each chunk's length. `expected_len` (bytes,
-/// 0 when unknown) is reserved up front: a buffer grown by doubling held up to 1.5 times a
-/// weights file at once (old and new buffer) and kept the slack, and a wasm heap never
-/// shrinks, so that was the worker's peak memory.
-async fn fetch_bytes(
-    url: &str,
-    expected_len: usize,
-    mut on_chunk: impl FnMut(usize),
-) -> Result<Vec<u8>, JsError> {
-    let global = js_sys::global();
-    let fetch: Function = Reflect::get(&global, &"fetch".into())
-        .map_err(|_| js_err("no fetch() in this context"))?
-        .dyn_into()
-        .map_err(|_| js_err("fetch is not a function"))?;
-    let resp = JsFuture::from(
-        fetch
-            .call1(&global, &url.into())
-            .map_err(|e| js_err(format!("{url}: {e:?}")))?
-            .dyn_into::<js_sys::Promise>()
-            .map_err(|_| js_err("fetch did not return a promise"))?,
-    )
-    .await
-    .map_err(|e| js_err(format!("{url}: network error {e:?}")))?;
-    let status = Reflect::get(&resp, &"status".into())
-        .ok()
-        .and_then(|s| s.as_f64())
-        .unwrap_or(0.0);
-    if !(200.0..300.0).contains(&status) {
-        return Err(js_err(format!("{url}: HTTP {status}")));
-    }
-    let body = Reflect::get(&resp, &"body".into()).map_err(|_| js_err("response has no body"))?;
-    let get_reader: Function = Reflect::get(&body, &"getReader".into())
-        .map_err(|_| js_err("response body is not a stream"))?
-        .dyn_into()
-        .map_err(|_| js_err("response body is not a stream"))?;
-    let reader = get_reader
-        .call0(&body)
-        .map_err(|e| js_err(format!("{e:?}")))?;
-    let read: Function = Reflect::get(&reader, &"read".into())
-        .map_err(|_| js_err("stream reader has no read()"))?
-        .dyn_into()
-        .map_err(|_| js_err("stream reader has no read()"))?;
-    let mut out = Vec::new();
-    // A manifest could state any size: when that much cannot be had, grow as the bytes come.
-    let _ = out.try_reserve_exact(expected_len);
-    loop {
-        let promise: js_sys::Promise = read
-            .call0(&reader)
-            .map_err(|e| js_err(format!("{e:?}")))?
-            .dyn_into()
-            .map_err(|_| js_err("read() did not return a promise"))?;
-        let chunk = JsFuture::from(promise)
-            .await
-            .map_err(|e| js_err(format!("{url}: download interrupted {e:?}")))?;
-        if Reflect::get(&chunk, &"done".into())
-            .ok()
-            .and_then(|d| d.as_bool())
-            .unwrap_or(true)
-        {
-            break;
-        }
-        let value: Uint8Array = Reflect::get(&chunk, &"value".into())
-            .map_err(|_| js_err("stream chunk without value"))?
-            .dyn_into()
-            .map_err(|_| js_err("stream chunk is not bytes"))?;
-        let n = value.length() as usize;
-        let start = out.len();
-        out.resize(start + n, 0);
-        value.copy_to(&mut out[start..]);
-        on_chunk(n);
-    }
-    Ok(out)
 }
 
 #[wasm_bindgen]
@@ -523,204 +429,6 @@ impl Translator {
             .map_err(js_err)
     }
 
-    /// Fine-tune the decoder head on `pairs` (an array of `{source, target}`); options
-    /// `{epochs, minSteps, lr, batchPositions, labelSmoothing, klWeight, weightDecay, rank,
-    /// lastLayerRank, learnBelow, minTaught, minTaughtShare, termPValue, sourceTriggers,
-    /// trainBias, klLearnWeight, topK, learnAfterTerm, valFraction, beams}` (the fields of `FineTuneOverrides`, camelCase).
-    /// `onProgress({phase, epoch, epochs, step, steps, loss, etaSeconds})` is called as it runs.
-    /// Bad pairs are skipped and reported by index (1-based). The adapter is put on at once;
-    /// returns `{adapter: Uint8Array, report, issues, valBefore, valAfter, unrelatedChanged}`
-    /// (`unrelatedChanged`: `{sentences, changed}`, the pairs the adapter does not touch and how
-    /// many of them translate differently with it).
-    /// The same as `fineTuneJob` then `fineTuneRun` without shards (all on this thread).
-    #[wasm_bindgen(js_name = fineTune)]
-    pub fn fine_tune(
-        &mut self,
-        pairs: JsValue,
-        options: JsValue,
-        on_progress: Option<Function>,
-    ) -> Result<JsValue, JsError> {
-        let job = self.fine_tune_job(pairs, options)?;
-        self.fine_tune_run(&job, None, on_progress)
-    }
-
-    /// The first part of a fine-tuning run: pairs checked (bad ones listed), split into
-    /// training and validation, tokenized. Its features pass can be shared among workers:
-    /// `job.shardInputs(n)` → `fineTuneFeatures` on each (any worker holding this model) →
-    /// `fineTuneRun(job, shards)` here.
-    #[wasm_bindgen(js_name = fineTuneJob)]
-    pub fn fine_tune_job(&self, pairs: JsValue, options: JsValue) -> Result<FineTuneJob, JsError> {
-        use crate::finetune::pairs::{pairs_from_objects, split_validation};
-        use crate::finetune::FineTuneOptions;
-        let raw: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(pairs)
-            .map_err(|e| js_err(format!("pairs must be an array of {{source, target}}: {e}")))?;
-        let set = pairs_from_objects(raw);
-        let issues = set.issues;
-        let o: FineTuneJsOptions = if options.is_undefined() || options.is_null() {
-            FineTuneJsOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options)
-                .map_err(|e| js_err(format!("invalid options: {e}")))?
-        };
-        let opts = FineTuneOptions::with_overrides(&o.overrides);
-        if set.pairs.is_empty() {
-            return Err(js_err("no usable pairs"));
-        }
-        let (train, val) = split_validation(set.pairs, o.val_fraction.unwrap_or(0.1));
-        let prepared =
-            crate::finetune::prepare(&self.inner, &train, &val, &opts).map_err(js_err)?;
-        Ok(FineTuneJob {
-            prepared,
-            train,
-            val,
-            issues,
-            opts,
-            beams: o.beams,
-            plan: Default::default(),
-        })
-    }
-
-    /// The features pass over one shard of a job's pairs (a `job.shardInputs` entry), on this
-    /// worker: returns the shard's bytes for `fineTuneRun` on the job's worker.
-    /// `onProgress({phase: "features", step, steps, ...})` after every batch.
-    #[wasm_bindgen(js_name = fineTuneFeatures)]
-    pub fn fine_tune_features(
-        &mut self,
-        inputs: Vec<u32>,
-        top_k: usize,
-        on_progress: Option<Function>,
-    ) -> Result<Vec<u8>, JsError> {
-        let pairs = crate::finetune::decode_shard_inputs(&inputs).map_err(js_err)?;
-        let mut on_pair = features_progress(&on_progress, pairs.len());
-        if self.frozen.is_none() {
-            self.frozen = Some(self.inner.model.dequantized().map_err(js_err)?);
-        }
-        let frozen = self.frozen.as_ref().expect("dequantized above");
-        let shard = crate::finetune::FeatureShard::compute_with(
-            &self.inner,
-            frozen,
-            &pairs,
-            top_k,
-            &mut on_pair,
-        )
-        .map_err(js_err)?
-        .ok_or_else(|| js_err("fine-tuning cancelled"))?;
-        shard.to_bytes().map_err(js_err)
-    }
-
-    /// `fineTuneFeatures` on this translator's device: on its GPU (WebGPU) the frozen model's
-    /// teacher-forced pass and the full-vocabulary summaries run as compute shaders. When the
-    /// translator is not on a GPU, or the device is lost during the pass, the pass runs on the
-    /// CPU instead (the shard says which ran it: `report.feature_device` after `fineTuneRun`).
-    #[wasm_bindgen(js_name = fineTuneFeaturesGpu)]
-    pub async fn fine_tune_features_gpu(
-        &self,
-        inputs: Vec<u32>,
-        top_k: usize,
-        on_progress: Option<Function>,
-    ) -> Result<Vec<u8>, JsError> {
-        use crate::finetune::FeatureShard;
-        let pairs = crate::finetune::decode_shard_inputs(&inputs).map_err(js_err)?;
-        let mut on_pair = features_progress(&on_progress, pairs.len());
-        let shard = FeatureShard::compute_on_device(&self.inner, &pairs, top_k, &mut on_pair)
-            .await
-            .map_err(js_err)?
-            .ok_or_else(|| js_err("fine-tuning cancelled"))?;
-        shard.to_bytes().map_err(js_err)
-    }
-
-    /// The rest of a fine-tuning run: the features pass on this thread unless `shards` (the
-    /// bytes `fineTuneFeatures` returned for `job.shardInputs(n)`, in order) are given, then
-    /// training; validation scores before and after; the adapter put on. Returns
-    /// `{adapter: Uint8Array, report, issues, valBefore, valAfter, unrelatedChanged}`.
-    #[wasm_bindgen(js_name = fineTuneRun)]
-    pub fn fine_tune_run(
-        &mut self,
-        job: &FineTuneJob,
-        shards: Option<js_sys::Array>,
-        on_progress: Option<Function>,
-    ) -> Result<JsValue, JsError> {
-        use crate::finetune::{FeatureShard, Progress};
-        let gen = GenerateOptions {
-            num_beams: job.beams,
-            ..Default::default()
-        };
-        self.frozen = None;
-        let mut progress = |p: &Progress| notify(&on_progress, p);
-        let whole = job.prepared.whole();
-        let plan = match (&shards, job.plan.borrow().clone()) {
-            (Some(_), Some(plan)) => plan,
-            (Some(_), None) => {
-                return Err(js_err("shards given but job.shardInputs was not called"))
-            }
-            (None, _) => whole.clone(),
-        };
-        let shards: Vec<FeatureShard> = match shards {
-            Some(list) => list
-                .iter()
-                .map(|b| FeatureShard::from_bytes(&Uint8Array::new(&b).to_vec()))
-                .collect::<crate::Result<_>>()
-                .map_err(js_err)?,
-            None => {
-                let n = job.prepared.len();
-                let t0 = web_time::Instant::now();
-                let mut on_pair = |done: usize| {
-                    progress(&Progress::features(
-                        done,
-                        n,
-                        job.opts.epochs,
-                        t0.elapsed().as_secs_f64(),
-                    ))
-                };
-                let shard = FeatureShard::compute(
-                    &self.inner,
-                    &job.prepared.pairs_of(&whole[0]),
-                    job.opts.top_k,
-                    &mut on_pair,
-                )
-                .map_err(js_err)?
-                .ok_or_else(|| js_err("fine-tuning cancelled"))?;
-                vec![shard]
-            }
-        };
-        let opts = &job.opts;
-        let crate::finetune::FineTuneRun {
-            adapter,
-            report,
-            val_before,
-            val_after,
-            unrelated_changed,
-        } = crate::finetune::run(&mut self.inner, &job.train, &job.val, &gen, |t| {
-            crate::finetune::train_adapter(t, &job.prepared, &plan, shards, opts, &mut progress)
-        })
-        .map_err(js_err)?;
-        let bytes = adapter.to_bytes().map_err(js_err)?;
-        let out = FineTuneResult {
-            report,
-            issues: job
-                .issues
-                .iter()
-                .map(|i| IssueJs {
-                    index: i.line,
-                    reason: i.reason.clone(),
-                })
-                .collect(),
-            val_before,
-            val_after,
-            unrelated_changed,
-        };
-        let value = out
-            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-            .map_err(js_err)?;
-        Reflect::set(
-            &value,
-            &"adapter".into(),
-            &Uint8Array::from(&bytes[..]).into(),
-        )
-        .map_err(|_| js_err("cannot build the result"))?;
-        Ok(value)
-    }
-
     /// Put an adapter (the bytes of its file) on, or take it off with `null`. Returns the
     /// adapter's manifest. An adapter made for another base model is refused.
     #[wasm_bindgen(js_name = setAdapter)]
@@ -784,73 +492,4 @@ impl Translator {
         self.inner.target_language = code;
         Ok(())
     }
-}
-
-/// A fine-tuning run between `Translator.fineTuneJob` and `Translator.fineTuneRun`.
-#[wasm_bindgen]
-pub struct FineTuneJob {
-    prepared: crate::finetune::PreparedPairs,
-    train: Vec<crate::finetune::pairs::Pair>,
-    val: Vec<crate::finetune::pairs::Pair>,
-    issues: Vec<crate::finetune::pairs::PairIssue>,
-    opts: crate::finetune::FineTuneOptions,
-    beams: Option<usize>,
-    /// The shard plan `shardInputs` handed out (what `fineTuneRun`'s shards follow).
-    plan: std::cell::RefCell<Option<Vec<Vec<usize>>>>,
-}
-
-#[wasm_bindgen]
-impl FineTuneJob {
-    /// Usable pairs (training and validation).
-    #[wasm_bindgen(getter)]
-    pub fn pairs(&self) -> usize {
-        self.prepared.len()
-    }
-
-    /// The top-k the shards must be computed with.
-    #[wasm_bindgen(getter, js_name = topK)]
-    pub fn top_k(&self) -> usize {
-        self.opts.top_k
-    }
-
-    /// The token ids of at most `n` shards of about equal work, in order, each a Uint32Array
-    /// for `fineTuneFeatures`: [pairs, then per pair: source length, source ids, target
-    /// length, target ids]. `fineTuneRun` takes their results in this order.
-    #[wasm_bindgen(js_name = shardInputs)]
-    pub fn shard_inputs(&self, n: usize) -> js_sys::Array {
-        let plan = self.prepared.shard_plan(n);
-        let out = plan
-            .iter()
-            .map(|which| {
-                let flat = self.prepared.shard_inputs(which);
-                JsValue::from(js_sys::Uint32Array::from(&flat[..]))
-            })
-            .collect();
-        *self.plan.borrow_mut() = Some(plan);
-        out
-    }
-}
-
-/// Progress of a features pass over `total` pairs, reported to `cb` (a shard's worker does not
-/// know the run's epochs: 0).
-fn features_progress(
-    cb: &Option<Function>,
-    total: usize,
-) -> impl FnMut(usize) -> crate::finetune::Control + '_ {
-    let t0 = web_time::Instant::now();
-    move |done| {
-        let p = crate::finetune::Progress::features(done, total, 0, t0.elapsed().as_secs_f64());
-        notify(cb, &p)
-    }
-}
-
-/// Hand a progress report to the page's callback (always goes on: the page cancels by
-/// terminating the worker).
-fn notify(cb: &Option<Function>, p: &crate::finetune::Progress) -> crate::finetune::Control {
-    if let Some(cb) = cb {
-        if let Ok(v) = p.serialize(&serde_wasm_bindgen::Serializer::json_compatible()) {
-            let _ = cb.call1(&JsValue::NULL, &v);
-        }
-    }
-    crate::finetune::Control::Continue
 }

@@ -22,8 +22,9 @@
 //!   computed once per position before training (`LastLayerFeatures::of`);
 //! - label smoothing's mean log-probability is linear in h' too (ΣW, Σb).
 
+use super::features::Features;
 use super::positions::{exp_nonpositive, Positions};
-use super::{Features, FineTuneOptions};
+use super::FineTuneOptions;
 use crate::error::Result;
 use crate::model::FrozenTail;
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -232,9 +233,9 @@ pub(super) struct LastLayer {
 
 /// The head correction's parameters, as `Head` holds them.
 pub(super) struct HeadParams<'a> {
-    pub(super) u: &'a Var,
-    pub(super) v: &'a Var,
-    pub(super) db: &'a Var,
+    pub(super) lora_b: &'a Var,
+    pub(super) lora_a_t: &'a Var,
+    pub(super) bias: &'a Var,
 }
 
 impl LastLayer {
@@ -256,9 +257,9 @@ impl LastLayer {
             .matmul(&self.b.as_tensor().t()?)?;
         let h = tail.layer_norm(&(pre + delta)?)?;
         let ds = h
-            .matmul(head.v.as_tensor())?
-            .matmul(&head.u.as_tensor().t()?)?
-            .broadcast_add(head.db.as_tensor())?;
+            .matmul(head.lora_a_t.as_tensor())?
+            .matmul(&head.lora_b.as_tensor().t()?)?
+            .broadcast_add(head.bias.as_tensor())?;
         let ds = f.on_set(ds, idx)?;
         // The vocabulary-wide part, as values.
         let (h_value, ds_value) = (h.detach(), ds.detach());
@@ -300,7 +301,8 @@ impl LastLayer {
 mod tests {
     use super::*;
     use crate::config::Activation;
-    use crate::finetune::{combine, seeded_normal};
+    use crate::finetune::head::combine;
+    use crate::finetune::random::seeded_normal;
 
     fn normal(seed: u64, shape: (usize, usize), std: f64) -> Tensor {
         seeded_normal(seed, shape, std).unwrap()
@@ -389,9 +391,9 @@ mod tests {
             var(normal(14, (1, k), 0.3).squeeze(0).unwrap()),
         );
         let head = HeadParams {
-            u: &u,
-            v: &w,
-            db: &db,
+            lora_b: &u,
+            lora_a_t: &w,
+            bias: &db,
         };
         let idx = Tensor::arange(0u32, n as u32, cpu).unwrap();
         let vars = [&last.a, &last.b, &u, &w, &db];

@@ -166,6 +166,18 @@ impl GpuMarian {
         Ok(buffer)
     }
 
+    /// Put a fine-tuning adapter on (or, with `None`s, take it off), as the CPU model's
+    /// `set_adapter` does: the head delta, then the last decoder layer's fc2 with the adapter's
+    /// delta merged (`Marian::last_fc2_weight`, [d_model, ffn]). Errors: a device error.
+    pub fn set_adapter(
+        &self,
+        head: Option<&HeadDelta>,
+        last_fc2: Option<&candle_core::Tensor>,
+    ) -> Result<()> {
+        self.set_head_delta(head)?;
+        self.set_last_fc2(last_fc2)
+    }
+
     /// Apply (or remove) a fine-tuning adapter's output correction, as the CPU model does.
     pub fn set_head_delta(&self, delta: Option<&HeadDelta>) -> Result<()> {
         let new = match delta {

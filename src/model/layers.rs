@@ -9,13 +9,13 @@ use super::activation;
 use super::kv_cache::KvCache;
 #[cfg(not(target_arch = "wasm32"))]
 use super::observe;
+use super::products::{
+    dense_f32, dequantize_matrix, linear_product, linear_product_then, with_f32_values,
+};
 use super::weights::{
     AttentionWeights, DecoderLayerWeights, EncoderLayerWeights, LinearWeights, NormWeights,
 };
-use super::{
-    dense_f32, dequantize_matrix, linear_product, linear_product_then, with_f32_values,
-    LAYER_NORM_EPS,
-};
+use super::LAYER_NORM_EPS;
 use crate::config::Activation;
 use crate::error::Result;
 use crate::package::quant::Matrix;

@@ -176,8 +176,9 @@ pub struct Agreement {
 
 impl Agreement {
     /// Whether both searches meet `target` (a search not measured does not).
-    pub fn meets(&self, target: Target, beams: usize) -> bool {
-        target.met_by(&self.greedy) && (beams <= 1 || self.beam.is_some_and(|b| target.met_by(&b)))
+    pub fn meets(&self, target: Target, num_beams: usize) -> bool {
+        target.met_by(&self.greedy)
+            && (num_beams <= 1 || self.beam.is_some_and(|b| target.met_by(&b)))
     }
 }
 
@@ -230,7 +231,7 @@ impl<'a> Reference<'a> {
     }
 
     /// The model's default beam count: the second search measured.
-    pub fn beams(&self) -> usize {
+    pub fn num_beams(&self) -> usize {
         self.model.generation.num_beams
     }
 
@@ -249,19 +250,19 @@ impl<'a> Reference<'a> {
             &decode(candidate, &self.sources, 1)?.0,
             &self.greedy,
         )?;
-        let beams = self.beams();
+        let num_beams = self.num_beams();
         // Beam search is measured where greedy does not already miss the target clearly: a
         // miss within the noise still decides whether a costly step is worth trying.
         let near = target.met_by(&greedy) || !clearly_below(greedy.identical, target, self.len());
-        let beam = if beams > 1 && near {
+        let beam = if num_beams > 1 && near {
             let reference = match self.beam.get() {
                 Some(r) => r,
                 None => {
-                    let r = decode(self.model, &self.sources, beams)?.0;
+                    let r = decode(self.model, &self.sources, num_beams)?.0;
                     self.beam.get_or_init(|| r)
                 }
             };
-            let ours = decode(candidate, &self.sources, beams)?.0;
+            let ours = decode(candidate, &self.sources, num_beams)?.0;
             Some(self.measure(candidate, &ours, reference)?)
         } else {
             None
@@ -290,7 +291,7 @@ impl<'a> Reference<'a> {
 fn decode(
     model: &Translator,
     sources: &[Vec<u32>],
-    beams: usize,
+    num_beams: usize,
 ) -> Result<(Vec<Vec<u32>>, usize)> {
     let limit = calibrate::MAX_TARGET_TOKENS.min(model.model.config.max_position_embeddings);
     let mut out = Vec::with_capacity(sources.len());
@@ -298,7 +299,7 @@ fn decode(
     for batch in sources.chunks(BATCH) {
         let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
         let g = model.generation_for(&GenerateOptions {
-            num_beams: Some(beams),
+            num_beams: Some(num_beams),
             max_length: Some((2 * longest + 8).min(limit)),
             ..Default::default()
         })?;
@@ -363,14 +364,14 @@ pub fn choose(
             }
         }
         let agreement = reference.agreement(&build(&step)?, target)?;
-        let met = agreement.meets(target, reference.beams());
+        let met = agreement.meets(target, reference.num_beams());
         tried.push((step, agreement));
         if met {
             break;
         }
     }
     let (kept, agreement) = tried.last().cloned().expect("q8 and q4 have ladders");
-    let why = if agreement.meets(target, reference.beams()) {
+    let why = if agreement.meets(target, reference.num_beams()) {
         ""
     } else if within_noise {
         ", under the target by less than the measure's noise (the next step costs speed)"
