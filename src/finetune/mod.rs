@@ -371,21 +371,17 @@ pub fn run(
     t.set_adapter(Some(&adapter))?;
     let both: Vec<&Pair> = val.iter().chain(&extra).copied().collect();
     let after = translations(t, &both, gen)?;
-    let before: Vec<&String> = val_hyps_before.iter().chain(&extra_before).collect();
-    // Sampled held-out pair i sits at i in `before`/`after`; the training pairs follow in order.
-    let mut next_extra = val.len();
+    let (val_hyps_after, extra_after) = after.split_at(val.len());
+    // Sampled held-out pairs compare by their index; the sampled training pairs are `extra`.
     let changed = sample
         .iter()
-        .filter(|&&i| {
-            let k = if i < val.len() {
-                i
-            } else {
-                next_extra += 1;
-                next_extra - 1
-            };
-            *before[k] != after[k]
-        })
-        .count();
+        .filter(|&&i| i < val.len() && val_hyps_before[i] != val_hyps_after[i])
+        .count()
+        + extra_before
+            .iter()
+            .zip(extra_after)
+            .filter(|(b, a)| b != a)
+            .count();
     let unrelated_changed = keep::KeepMeasure {
         sentences: sample.len(),
         changed,
@@ -395,7 +391,7 @@ pub fn run(
     } else {
         (
             Some(scores_of(&val, &val_hyps_before)?),
-            Some(scores_of(&val, &after[..val.len()])?),
+            Some(scores_of(&val, val_hyps_after)?),
         )
     };
     if let serde_json::Value::Object(m) = &mut adapter.manifest.metrics {
