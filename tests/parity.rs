@@ -426,16 +426,15 @@ fn quantized_output_stays_close_to_transformers_on_held_out_sentences() {
             0.97,
             98.0,
         ),
-        // What `convert --quant q8` writes by default (`--fidelity auto`, 2026-12-06): the
-        // residual chosen by measuring against the f32 model — on tiny-opus the embeddings' and
-        // the decoder's (98.8 / 97.8 %, BLEU 99.63 / 99.35); on tiny-switches plain q8 (its
-        // embeddings are f16 anyway), whose beam search misses 97 % on sampled text by less
-        // than the measure's noise, so the decoder's residual and its cost in speed are not
-        // added (97.3 / 95.5 %, BLEU 99.43 / 98.87 here).
+        // What `convert --quant q8` writes by default (`--fidelity auto`): the residual chosen
+        // by measuring against the f32 model — the embeddings' and the decoder's on both
+        // fixtures (2026-12-06 (night): tiny-opus 98.8 / 97.8 %, BLEU 99.63 / 99.35;
+        // tiny-switches 99.4 / 99.1 %, 99.84 / 99.75, where the decoder's residual adds 5 % to
+        // a decoder step's bytes: only its FFN output matrices are q8). Issue 17's q8 target.
         (
             "q8 as convert writes it (fidelity auto)",
             auto(Quant::Q8),
-            0.95,
+            0.97,
             98.0,
         ),
         ("q4", ConvertOptions::new(Quant::Q4), 0.50, 80.0),

@@ -463,8 +463,15 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
             let reference = Reference::new(&f32_model, &measured)?;
             let choice = fidelity::choose(&reference, quant, target, |step| {
                 let stored = quantize(step)?;
+                let decode_step_bytes = fidelity::decode_step_bytes(&stored);
                 let candidate = package(quant, &stored, String::new())?;
-                Translator::new(&Package::from_files(&candidate.json, candidate.files)?)
+                Ok(fidelity::Candidate {
+                    translator: Translator::new(&Package::from_files(
+                        &candidate.json,
+                        candidate.files,
+                    )?)?,
+                    decode_step_bytes,
+                })
             })?;
             (choice.kept.clone(), Some(choice))
         }

@@ -11,7 +11,7 @@
 //! target, so a model pays in size or speed only for the fidelity it lacks.
 
 use super::calibrate;
-use super::quant::Quant;
+use super::quant::{Quant, StoredTensor};
 use crate::error::Result;
 use crate::generate::{generate, GenerateOptions};
 use crate::translator::Translator;
@@ -23,7 +23,15 @@ const BATCH: usize = 32;
 /// 96 % is then known to about ±1 point (binomial standard error).
 pub const SENTENCES: usize = 400;
 
-/// A step that costs speed (`Step::costs_speed`) is taken only when the step before it misses
+/// A step costs speed when it adds more than this share to the bytes one decoder step
+/// streams through its layers' matrices (`decode_step_bytes`; decoding at small batches is
+/// memory-bound): on the opus-mt-en-fr shape the decoder's residual adds 50 % (every matrix is
+/// q8) and costs 22 % at batch 1; where most of a decoder's matrices are not q8 (widths that
+/// are not a multiple of 32 stay f32) it adds a few percent and costs nothing measurable
+/// (BENCHMARKS.md 2026-12-06 (night)).
+pub const COSTLY_STEP_SHARE: f64 = 0.10;
+
+/// A step that costs speed (`COSTLY_STEP_SHARE`) is taken only when the step before it misses
 /// the target by more than this many standard errors of its measured share: sampled text
 /// drifts more than real text (BENCHMARKS.md 2026-12-06 (morning): on a d_model 256 model the
 /// embeddings' residual measured 96.2 % in beam search on sampled text and 99.6 % on Multi30k),
@@ -95,12 +103,28 @@ pub struct Step {
     pub residual: Vec<String>,
 }
 
-impl Step {
-    /// Whether the step makes translation slower (the decoder's residual: its layers stream
-    /// 1.5 times q8's bytes at batch 1), not only the package larger.
-    pub fn costs_speed(&self) -> bool {
-        self.residual.iter().any(|p| p.starts_with("decoder"))
-    }
+/// Bytes one decoder step streams through its layers' stored matrices (values, scales and
+/// residuals): every `decoder.layers.*` tensor except the cross-attention's key and value
+/// projections, which are applied to the encoder's output once per sentence. The output
+/// projection is left out: it adds an embedding residual only for the tokens that can be
+/// chosen (`model::screened_head`), so that residual costs no speed.
+pub fn decode_step_bytes(stored: &[StoredTensor]) -> usize {
+    stored
+        .iter()
+        .filter(|t| {
+            t.name.starts_with("decoder.layers.")
+                && !t.name.contains("encoder_attn.k_proj")
+                && !t.name.contains("encoder_attn.v_proj")
+        })
+        .map(|t| t.data.len())
+        .sum()
+}
+
+/// A package `choose` may keep, built for one step.
+pub struct Candidate {
+    pub translator: Translator,
+    /// `decode_step_bytes` of its stored tensors.
+    pub decode_step_bytes: usize,
 }
 
 impl std::fmt::Display for Step {
@@ -328,7 +352,8 @@ pub struct Choice {
 
 /// Measures the steps of `ladder(quant)` in order, each package made by `build`, and keeps the
 /// first that meets `target` in both searches; when none does, the last (most faithful) step.
-/// A step that costs speed is tried only when the one before misses the target clearly
+/// A step that costs speed (more than `COSTLY_STEP_SHARE` added to `decode_step_bytes` over
+/// the plain step's) is tried only when the one before misses the target clearly
 /// (`COSTLY_STEP_MARGIN_SE`); otherwise that one is kept.
 /// Keeps the plain package without measuring when the reference model looks untrained
 /// (`TRAINED_MIN_FINISHED`). Errors are `build`'s or decoding's.
@@ -336,7 +361,7 @@ pub fn choose(
     reference: &Reference,
     quant: Quant,
     target: Target,
-    mut build: impl FnMut(&Step) -> Result<Translator>,
+    mut build: impl FnMut(&Step) -> Result<Candidate>,
 ) -> Result<Choice> {
     let sentences = reference.len();
     let finished = reference.finished();
@@ -355,17 +380,23 @@ pub fn choose(
         });
     }
     let mut tried: Vec<(Step, Agreement)> = Vec::new();
+    let mut plain_bytes = None;
     let mut within_noise = false;
+    let mut kept_added = 0.0;
     for step in ladder(quant) {
+        let candidate = build(&step)?;
+        let plain = *plain_bytes.get_or_insert(candidate.decode_step_bytes);
+        let added = candidate.decode_step_bytes.saturating_sub(plain) as f64 / plain.max(1) as f64;
         if let Some((_, before)) = tried.last() {
-            if step.costs_speed() && !clearly_misses(before, target, sentences) {
+            if added > COSTLY_STEP_SHARE && !clearly_misses(before, target, sentences) {
                 within_noise = true;
                 break;
             }
         }
-        let agreement = reference.agreement(&build(&step)?, target)?;
+        let agreement = reference.agreement(&candidate.translator, target)?;
         let met = agreement.meets(target, reference.num_beams());
         tried.push((step, agreement));
+        kept_added = added;
         if met {
             break;
         }
@@ -378,8 +409,13 @@ pub fn choose(
     } else {
         ", the most faithful step, under the target"
     };
+    let cost = if kept_added > 0.0 {
+        format!(" (+{:.1} % of a decoder step's bytes)", kept_added * 100.0)
+    } else {
+        String::new()
+    };
     let reason = format!(
-        "{quant} {kept}{why}: {agreement} against the f32 model on {sentences} sampled \
+        "{quant} {kept}{cost}{why}: {agreement} against the f32 model on {sentences} sampled \
          sentences (target {target})"
     );
     Ok(Choice {
