@@ -65,6 +65,19 @@ impl EntryConditions {
             .fold(0, |m, (g, _)| m | (1 << g))
     }
 
+    /// Per source of a batch (ids): the trigger groups it hits (`source_groups`), the list both
+    /// backends and fine-tuning read per sentence. Empty without conditions or trigger groups,
+    /// where no source hits any: read a missing entry as 0, as `mask` does.
+    pub fn sentence_groups<S: AsRef<[u32]>>(conditions: Option<&Self>, sources: &[S]) -> Vec<u32> {
+        match conditions {
+            Some(c) if !c.triggers.is_empty() => sources
+                .iter()
+                .map(|s| c.source_groups(s.as_ref()))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether entry `j` applies in a row whose previous token is `prev` and whose source hits
     /// the groups `groups`.
     pub fn applies(&self, j: usize, prev: u32, groups: u32) -> bool {

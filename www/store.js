@@ -19,6 +19,11 @@ const MANIFEST = 'manifest.json';
  * @typedef {{ loaded: number, total: number, file: string, fromCache: boolean }} LoadProgress
  * @typedef {{ manifestBytes: Uint8Array, files: Record<string, Uint8Array>, manifest: Manifest,
  *   fromCache: boolean }} LoadedPackage
+ * @typedef {{ onProgress?: (p: LoadProgress) => void, signal?: AbortSignal, store?: boolean,
+ *   manifestSha256?: string }} LoadOptions
+ *   store: keep a downloaded package in the store (default true); manifestSha256: the sha256 a
+ *   catalog gives for manifest.json (which pins every file): a stored copy with another manifest
+ *   is replaced, a downloaded one refused
  */
 
 /** Package folder URL, absolute, ending in `/`. @param {string | URL} url */
@@ -116,11 +121,7 @@ async function fetchBytes(url, onChunk, signal, expectedSize) {
  * Load a package: from the store when it holds a complete, verified copy, else from the network
  * (then stored, manifest last). Every file is checked against the manifest's size and sha256.
  * @param {string | URL} url  the package folder
- * @param {{ onProgress?: (p: LoadProgress) => void, signal?: AbortSignal, store?: boolean,
- *   manifestSha256?: string }} [options]
- *   store: keep a downloaded package in the store (default true); manifestSha256: the sha256 a
- *   catalog gives for manifest.json (which pins every file): a stored copy with another manifest
- *   is replaced, a downloaded one refused
+ * @param {LoadOptions} [options]
  * @returns {Promise<LoadedPackage>}
  */
 export async function loadPackage(url, options = {}) {
@@ -208,6 +209,36 @@ export async function loadPackage(url, options = {}) {
   }
   if (store && cache) await cache.put(base + MANIFEST, new Response(/** @type {BodyInit} */ (manifestBytes)));
   return { manifestBytes, files, manifest, fromCache: false };
+}
+
+/**
+ * A loaded package's files as the wasm API's `Translator.fromFiles` / `fromFilesOn` take them: file
+ * name -> bytes, manifest.json included.
+ * @param {LoadedPackage} pkg
+ * @returns {Record<string, Uint8Array>}
+ */
+export function packageFiles(pkg) {
+  return { [MANIFEST]: pkg.manifestBytes, ...pkg.files };
+}
+
+/**
+ * A raw wasm `Translator` from a package URL in one call, for code that drives a wasm build (the
+ * marian_wasm.js of www/pkg, pkg-mt, …) itself: `loadPackage` (the store, else the network; every
+ * file checked against the manifest; `onProgress`, `signal`, `store`, `manifestSha256` as there),
+ * then `Translator.fromFilesOn(files, device)`. (`MarianTranslator` does the same in its worker.)
+ * @template T
+ * @param {{ Translator: { fromFilesOn(files: object, device: string): Promise<T> } }} wasm  the
+ *   module of an initialized wasm build (`await init()` done)
+ * @param {string | URL} url  the package folder
+ * @param {LoadOptions & { device?: string }} [options]  device: "wasm" (the CPU, default),
+ *   "webgpu" (fails when WebGPU cannot run the model) or "auto" (WebGPU when it can, else the CPU;
+ *   the translator's `gpuUnavailable` says why not); another name is an error
+ * @returns {Promise<T>}
+ */
+export async function loadTranslator(wasm, url, options = {}) {
+  const { device = 'wasm', ...load } = options;
+  const pkg = await loadPackage(url, load);
+  return wasm.Translator.fromFilesOn(packageFiles(pkg), device);
 }
 
 /**

@@ -33,7 +33,7 @@
 //   { type: 'error',    id, name, message }
 // Requests run one at a time in arrival order (a translate sent during a load waits for it).
 
-import { loadPackage } from './store.js';
+import { loadPackage, packageFiles } from './store.js';
 import './wasm-features.js';
 
 /** @typedef {typeof import('./pkg/marian_wasm.js')} WasmModule */
@@ -160,10 +160,8 @@ async function create(msg) {
       manifestSha256: msg.manifestSha256,
       onProgress: (p) => post({ type: 'progress', id: msg.id, ...p }),
     });
-    /** @type {Record<string, Uint8Array>} */
-    const files = { 'manifest.json': pkg.manifestBytes, ...pkg.files };
     try {
-      translator = await wasm.Translator.fromFilesOn(files, msg.device ?? 'wasm');
+      translator = await wasm.Translator.fromFilesOn(packageFiles(pkg), msg.device ?? 'wasm');
     } catch (e) {
       // Asked for WebGPU by name and it cannot run the model: say why, in the API's terms.
       throw namedError('NotSupportedError', `WebGPU: ${e instanceof Error ? e.message : String(e)}`);

@@ -1,16 +1,15 @@
-//! The browser API (wasm-bindgen): load a package from a URL or from bytes, translate,
+//! The browser API (wasm-bindgen): build a translator from a package's bytes, translate,
 //! fine-tune (`fine_tune`). Glue over the core: every rule lives in the crate, this module
-//! converts values and errors. The JS side (www/worker.js) runs it inside a Web Worker so the
-//! page never blocks.
+//! converts values and errors. It downloads nothing: www/store.js's `loadPackage` fetches,
+//! verifies and caches a package's files (`loadTranslator` there: a URL to a `Translator`). The
+//! JS side (www/worker.js) runs it inside a Web Worker so the page never blocks.
 
-mod download;
 mod fine_tune;
 
 pub use fine_tune::FineTuneJob;
 
 use crate::generate::GenerateOptions;
 use crate::package::{Manifest, Package, MANIFEST};
-use download::fetch_bytes;
 use js_sys::{Function, Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -170,54 +169,17 @@ pub struct Translator {
 
 #[wasm_bindgen]
 impl Translator {
-    /// Fetch a package folder (`baseUrl` ends with `/`), verifying every file's sha256.
-    /// `onProgress(loadedBytes, totalBytes, fileName)` is called as bytes arrive.
-    /// `device`: "wasm" (the CPU, default), "webgpu" (fails when WebGPU cannot run the model)
-    /// or "auto" (WebGPU when it can, else the CPU; `gpuUnavailable` says why not).
-    #[wasm_bindgen(js_name = fromUrl)]
-    pub async fn from_url(
-        base_url: String,
-        on_progress: Option<Function>,
-        device: Option<String>,
-    ) -> Result<Translator, JsError> {
-        let base = if base_url.ends_with('/') {
-            base_url
-        } else {
-            format!("{base_url}/")
-        };
-        let manifest_bytes = fetch_bytes(&format!("{base}{MANIFEST}"), 0, |_| {}).await?;
-        let manifest = Manifest::parse(&manifest_bytes).map_err(js_err)?;
-        let total: u64 = manifest.files.iter().map(|f| f.size).sum();
-        let mut loaded = 0u64;
-        let mut files = BTreeMap::new();
-        for entry in &manifest.files {
-            let url = format!("{base}{}", entry.name);
-            let bytes = fetch_bytes(&url, usize::try_from(entry.size).unwrap_or(0), |n| {
-                loaded += n as u64;
-                if let Some(cb) = &on_progress {
-                    let _ = cb.call3(
-                        &JsValue::NULL,
-                        &(loaded as f64).into(),
-                        &(total as f64).into(),
-                        &entry.name.clone().into(),
-                    );
-                }
-            })
-            .await?;
-            files.insert(entry.name.clone(), bytes);
-        }
-        Self::build_on(&manifest_bytes, files, device.as_deref().unwrap_or("wasm")).await
-    }
-
-    /// Build from bytes already at hand: `files` maps file names (manifest.json included)
-    /// to `Uint8Array`s.
+    /// Build from bytes already at hand, on the CPU: `files` maps file names (manifest.json
+    /// included) to `Uint8Array`s (`{'manifest.json': pkg.manifestBytes, ...pkg.files}` of
+    /// www/store.js's `loadPackage`). Every file is checked against the manifest's sha256.
     #[wasm_bindgen(js_name = fromFiles)]
     pub fn from_files(files: Object) -> Result<Translator, JsError> {
         let (manifest, map) = files_map(files)?;
         Self::build(&manifest, map)
     }
 
-    /// `fromFiles` on a device ("wasm", "webgpu" or "auto", as for `fromUrl`).
+    /// `fromFiles` on a device: "wasm" (the CPU), "webgpu" (fails when WebGPU cannot run the
+    /// model) or "auto" (WebGPU when it can, else the CPU; `gpuUnavailable` says why not).
     #[wasm_bindgen(js_name = fromFilesOn)]
     pub async fn from_files_on(files: Object, device: String) -> Result<Translator, JsError> {
         let (manifest, map) = files_map(files)?;

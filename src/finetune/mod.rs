@@ -168,12 +168,8 @@ pub fn train_adapter(
             group: teaching.entries.iter().map(|e| e.2).collect(),
             triggers: teaching.triggers.clone(),
         });
-    let pair_groups = |sources: &[&[u32]]| -> Vec<u32> {
-        sources
-            .iter()
-            .map(|s| conditions.as_ref().map_or(0, |c| c.source_groups(s)))
-            .collect()
-    };
+    let pair_groups =
+        |sources: &[&[u32]]| EntryConditions::sentence_groups(conditions.as_ref(), sources);
     let (train_groups, val_groups) = (pair_groups(train_sources), pair_groups(val_sources));
     let mut set = entry_ids.clone();
     set.dedup();

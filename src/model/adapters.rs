@@ -6,6 +6,7 @@
 use super::layers::{activate, Linear};
 use super::products::{dense_f32, dequantize_matrix, matrix_product};
 use super::Marian;
+use crate::adapter::EntryConditions;
 use crate::config::Activation;
 use crate::error::{Error, Result};
 use crate::package::quant::Matrix;
@@ -197,17 +198,13 @@ impl Marian {
     }
 
     /// Per row of a batch of sources (ids) with `num_beams` rows each: the head delta's trigger
-    /// groups the row's source hits (`DecoderState::source_groups`); empty without conditions.
+    /// groups the row's source hits (`DecoderState::source_groups`; `EntryConditions::
+    /// sentence_groups` per sentence, repeated for its beams); empty without conditions.
     pub fn source_groups(&self, batch: &[Vec<u32>], num_beams: usize) -> Vec<u32> {
-        let Some(c) = self.head_delta.as_ref().and_then(|d| d.conditions.as_ref()) else {
-            return Vec::new();
-        };
-        if c.triggers.is_empty() {
-            return Vec::new();
-        }
-        batch
-            .iter()
-            .flat_map(|s| std::iter::repeat_n(c.source_groups(s), num_beams))
+        let conditions = self.head_delta.as_ref().and_then(|d| d.conditions.as_ref());
+        EntryConditions::sentence_groups(conditions, batch)
+            .into_iter()
+            .flat_map(|g| std::iter::repeat_n(g, num_beams))
             .collect()
     }
 

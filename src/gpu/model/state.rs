@@ -4,6 +4,7 @@
 use super::layers::EncoderBatch;
 use super::submit::BufferCopy;
 use super::{GpuMarian, MAX_K};
+use crate::adapter::EntryConditions;
 use crate::error::{Error, Result};
 use crate::generate::{top_k_of_row, Backend, Select};
 use crate::gpu::ops::{embed, gather_rows, linear};
@@ -33,7 +34,8 @@ pub struct GpuState {
     /// [r, 2] this step's input token and the head delta's trigger groups the row's source
     /// hits (what the head delta's conditions read).
     pub(super) row_state: wgpu::Buffer,
-    /// [b] the head delta's trigger groups each sentence's source hits (bit masks).
+    /// [b] the head delta's trigger groups each sentence's source hits (bit masks; empty: it
+    /// has no trigger groups, `EntryConditions::sentence_groups`).
     sentence_groups: Vec<u32>,
     /// Per decoder layer, [r, c, d]: the self-attention KV cache.
     pub(super) self_k: Vec<wgpu::Buffer>,
@@ -71,16 +73,14 @@ impl Backend for GpuMarian {
         max_length: usize,
     ) -> Result<GpuState> {
         self.ctx.check()?;
-        let sentence_groups: Vec<u32> = match self
-            .delta
-            .lock()
-            .unwrap()
-            .as_ref()
-            .and_then(|d| d.host.as_ref())
-        {
-            Some(c) => batch.iter().map(|s| c.source_groups(s)).collect(),
-            None => vec![0; batch.len()],
-        };
+        let sentence_groups = EntryConditions::sentence_groups(
+            self.delta
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|d| d.host.as_ref()),
+            batch,
+        );
         let cfg = &self.config;
         let d = cfg.d_model;
         let b = batch.len();

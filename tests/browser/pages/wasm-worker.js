@@ -7,6 +7,8 @@
 //    or { ok: false, error } (loadMemoryMB: the heap once the model is loaded, before any work;
 //    relaxedProposal: what the relaxed twins decided about their proposal pass, relaxed_probe.rs).
 
+import { loadTranslator } from '/store.js';
+
 self.addEventListener('message', async (/** @type {MessageEvent<any>} */ ev) => {
   const req = ev.data;
   try {
@@ -17,7 +19,7 @@ self.addEventListener('message', async (/** @type {MessageEvent<any>} */ ev) => 
     if (req.build.startsWith('pkg-mt')) await m.initThreadPool(req.threads);
     if (req.relaxedProposal) m.relaxedProposal(req.relaxedProposal);
     const t0 = performance.now();
-    const t = await m.Translator.fromUrl(req.model, () => {}, 'wasm');
+    const t = await loadTranslator(m, req.model, { device: 'wasm', store: false });
     const loadS = (performance.now() - t0) / 1000;
     /** @type {Record<string, unknown>} */
     const out = { ok: true, threads: t.threads, loadS, loadMemoryMB: memoryMB() };

@@ -2,9 +2,10 @@
 //
 // For every converted test package in /packages/ (target/test-packages, made by the convert step of
 // scripts/test.sh) whose fixture has reference outputs (/fixtures/<fixture>/expected.json, written
-// with HF transformers by scripts/make_fixtures.py), load the package with the wasm API
-//     import init, { Translator } from '/pkg/marian_wasm.js'; await init();
-//     const t = await Translator.fromUrl(url, (loaded, total, file) => ...);
+// with HF transformers by scripts/make_fixtures.py), load the package into the wasm API through the
+// model store's loader (www/store.js)
+//     const wasm = await import('/pkg/marian_wasm.js'); await wasm.default();
+//     const t = await loadTranslator(wasm, url, { device, store: false, onProgress: ({ loaded, total, file }) => ... });
 //     const out = await t.translateWithIds(texts, { beams, maxLength });  // { texts, ids }
 //     t.free();
 // and compare the generated ids (the full sequence from the decoder start token, as HF generate
@@ -170,6 +171,7 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
         try {
           const mod = await import(`/${build}/marian_wasm.js`);
           await mod.default();
+          const { loadTranslator } = await import('/store.js');
           // The relaxed build's proposal pass runs where a timing says it pays
           // (relaxed_probe.rs); here on any CPU, so that its tokens are always checked.
           if (build === 'pkg-relaxed' && mod.relaxedProposal('on') !== 'forced on') {
@@ -179,14 +181,14 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
           /** @type {unknown[]} */
           let last = [];
           const t0 = performance.now();
-          const t = await mod.Translator.fromUrl(
-            pkgUrl,
-            (/** @type {unknown[]} */ ...args) => {
-              calls++;
-              last = args.map((a) => (typeof a === 'bigint' ? Number(a) : a));
-            },
+          const t = await loadTranslator(mod, pkgUrl, {
             device,
-          );
+            store: false,
+            onProgress: ({ loaded, total, file }) => {
+              calls++;
+              last = [loaded, total, file];
+            },
+          });
           const loadMs = performance.now() - t0;
           if (t.device !== device) throw new Error(`asked for ${device}, got ${t.device} (${t.gpuUnavailable})`);
           const adapter = t.gpuAdapter ?? null;
@@ -249,7 +251,7 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
       continue;
     }
     log(`${pkg} on ${device}${res.adapter ? ` [${res.adapter}]` : ''}: loaded in ${res.loadMs?.toFixed(0)} ms, ${res.progressCalls} progress calls, last ${JSON.stringify(res.lastProgress)}`);
-    if (!res.progressCalls) failures.push(`${pkg}: the progress callback of Translator.fromUrl was never called`);
+    if (!res.progressCalls) failures.push(`${pkg}: the progress callback of loadTranslator (store.js) was never called`);
     const [loaded, total] = /** @type {number[]} */ (res.lastProgress ?? []);
     if (res.progressCalls && !(total > 0 && loaded === total)) {
       failures.push(`${pkg}: last progress call was (${loaded}, ${total}), want loaded == total > 0`);

@@ -10,14 +10,16 @@ export async function run({ page, baseUrl, assert, log }) {
   const r = await page.evaluate(async (pkgUrl) => {
     const mod = await import('/pkg/marian_wasm.js');
     await mod.default();
+    const { loadTranslator } = await import('/store.js');
+    const load = (/** @type {string} */ device) => loadTranslator(mod, pkgUrl, { device, store: false });
     const get = (/** @type {any} */ o, /** @type {string} */ k) => (o instanceof Map ? o.get(k) : o?.[k]);
     const texts = ['A man is riding a bicycle.', 'Two dogs play in the snow.', 'The girl reads a book.'];
     const opts = { beams: 2 };
-    const cpu = await mod.Translator.fromUrl(pkgUrl, null, 'wasm');
+    const cpu = await load('wasm');
     const want = Array.from(get(await cpu.translateWithIds(texts, opts), 'texts'), String);
     cpu.free();
 
-    const t = await mod.Translator.fromUrl(pkgUrl, null, 'webgpu');
+    const t = await load('webgpu');
     const adapter = t.gpuAdapter;
     const first = await t.translateWithIds(texts, opts);
     t.simulateGpuLoss(3); // lost at the third decoding step of the next call
@@ -25,7 +27,7 @@ export async function run({ page, baseUrl, assert, log }) {
     const deviceAfter = t.device;
     t.free();
 
-    const auto = await mod.Translator.fromUrl(pkgUrl, null, 'auto');
+    const auto = await load('auto');
     const autoDevice = auto.device;
     const autoWhy = auto.gpuUnavailable ?? null;
     const autoTexts = Array.from(get(await auto.translateWithIds(texts, opts), 'texts'), String);
@@ -33,7 +35,7 @@ export async function run({ page, baseUrl, assert, log }) {
 
     let unknown = '';
     try {
-      await mod.Translator.fromUrl(pkgUrl, null, 'tpu');
+      await load('tpu');
     } catch (e) {
       unknown = String(/** @type {any} */ (e)?.message ?? e);
     }
