@@ -12,6 +12,7 @@ Usage (from the repository root, after `cargo build --release`):
     ... --residual embeddings                   # those q8 matrices + a Q4_0 residual (`convert --residual`)
     ... --fidelity auto                         # convert's default: what the package needs, chosen by measure
     ... --device gpu                            # translate on the GPU (lavapipe counts)
+    ... --calibration FILE                      # GPTQ and auto measure on this text (`convert --calibration`)
 
 For each Hugging Face checkpoint folder holding a heldout.json (made by
 scripts/make_heldout_references.py: transformers' own greedy and beam-4 output on the first 1 000
@@ -73,6 +74,9 @@ def main(argv: list[str]) -> int:
     residual = option("--residual", [])
     keep_args += ["--residual", ",".join(residual)] if residual else []
     kept += f" + {', '.join(residual)} residual" if residual else ""
+    calibration = option("--calibration", [])
+    keep_args += ["--calibration", str(Path(calibration[0]).resolve())] if calibration else []
+    kept += f" + calibrated on {Path(calibration[0]).name}" if calibration else ""
     # `convert`'s own default is `--fidelity auto`; the rows here are as named unless asked.
     auto = option("--fidelity", ["none"]) == ["auto"]
     keep_args += ["--fidelity", "auto" if auto else "none"]

@@ -454,50 +454,17 @@ fn quantized_output_stays_close_to_transformers_on_held_out_sentences() {
             continue;
         };
         let held: Value = serde_json::from_str(&text).unwrap();
-        let srcs: Vec<Vec<u32>> = held["src_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(ids)
-            .collect();
         for (q, options, min_same, min_bleu) in &bounds {
-            let (min_same, min_bleu) = (*min_same, *min_bleu);
             let dir = tempfile::tempdir().unwrap();
             convert_with(&fx, dir.path(), options).unwrap();
             let t = Translator::new(&Package::read_dir(dir.path()).unwrap()).unwrap();
-            for (key, beams) in [("greedy", 1), ("beam4", 4)] {
-                let hf: Vec<Vec<u32>> = held[key].as_array().unwrap().iter().map(ids).collect();
-                let got: Vec<Vec<u32>> = srcs
-                    .chunks(32)
-                    .flat_map(|c| run(&t, c, opts(beams)))
-                    .collect();
-                let same =
-                    got.iter().zip(&hf).filter(|(g, h)| g == h).count() as f64 / hf.len() as f64;
-                let decode = |v: &[Vec<u32>]| -> Vec<String> {
-                    v.iter().map(|x| t.tokenizer.decode(x)).collect()
-                };
-                let bleu = marian_wasm::metrics::corpus_bleu(&decode(&got), &decode(&hf))
-                    .unwrap()
-                    .score;
-                eprintln!(
-                    "{} {q} {key}: {:.1} % identical to transformers, BLEU against it {bleu:.2} ({} sentences)",
-                    name(&fx),
-                    same * 100.0,
-                    hf.len()
-                );
-                assert!(
-                    same >= min_same,
-                    "{} {q} {key}: {:.1} % identical < {:.1} %",
-                    name(&fx),
-                    same * 100.0,
-                    min_same * 100.0
-                );
-                assert!(
-                    bleu >= min_bleu - 1e-9,
-                    "{} {q} {key}: BLEU {bleu:.2} < {min_bleu}",
-                    name(&fx)
-                );
-            }
+            assert_close_to_heldout(
+                &t,
+                &held,
+                &format!("{} {q}", name(&fx)),
+                *min_same,
+                *min_bleu,
+            );
         }
         checked += 1;
     }
@@ -505,6 +472,61 @@ fn quantized_output_stays_close_to_transformers_on_held_out_sentences() {
         checked >= 2,
         "heldout.json missing: run scripts/make_heldout_references.py"
     );
+}
+
+/// Translates a held-out reference's sources (`src_ids`, in padded batches of 32) greedily and
+/// with beam 4 and asserts that at least `min_same` (0..=1) of the outputs are token-identical
+/// to transformers' (`greedy`, `beam4`) and that their BLEU against transformers' decoded
+/// output is at least `min_bleu`.
+fn assert_close_to_heldout(t: &Translator, held: &Value, what: &str, min_same: f64, min_bleu: f64) {
+    let srcs: Vec<Vec<u32>> = held["src_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
+    for (key, beams) in [("greedy", 1), ("beam4", 4)] {
+        let hf: Vec<Vec<u32>> = held[key].as_array().unwrap().iter().map(ids).collect();
+        let got: Vec<Vec<u32>> = srcs
+            .chunks(32)
+            .flat_map(|c| run(t, c, opts(beams)))
+            .collect();
+        let same = got.iter().zip(&hf).filter(|(g, h)| g == h).count() as f64 / hf.len() as f64;
+        let decode =
+            |v: &[Vec<u32>]| -> Vec<String> { v.iter().map(|x| t.tokenizer.decode(x)).collect() };
+        let bleu = marian_wasm::metrics::corpus_bleu(&decode(&got), &decode(&hf))
+            .unwrap()
+            .score;
+        eprintln!(
+            "{what} {key}: {:.1} % identical to transformers, BLEU against it {bleu:.2} ({} sentences)",
+            same * 100.0,
+            hf.len()
+        );
+        assert!(
+            same >= min_same,
+            "{what} {key}: {:.1} % identical < {:.1} %",
+            same * 100.0,
+            min_same * 100.0
+        );
+        assert!(
+            bleu >= min_bleu - 1e-9,
+            "{what} {key}: BLEU {bleu:.2} < {min_bleu}"
+        );
+    }
+}
+
+/// The embedded default model (models/default, the q8 package `convert` writes by default)
+/// against transformers on the f32 checkpoint it was converted from
+/// (tests/fixtures/default-heldout.json: `scripts/make_heldout_references.py
+/// target/default-train/hf`, the 1 000 held-out Multi30k sentences, ids only): issue 17's q8
+/// target, ≥ 97 % token-identical and BLEU ≥ 98, greedy and beam 4.
+#[test]
+fn default_model_translates_like_transformers_on_its_f32_checkpoint() {
+    let text = std::fs::read_to_string(fixtures_dir().join("default-heldout.json"))
+        .expect("tests/fixtures/default-heldout.json");
+    let held: Value = serde_json::from_str(&text).unwrap();
+    let t = Translator::new(&Package::embedded().unwrap()).unwrap();
+    assert_close_to_heldout(&t, &held, "default q8", 0.97, 98.0);
 }
 
 /// Greedy search's shortcut (`Marian::decode_step_greedy`: on AVX-512 VNNI an 8-bit proposal

@@ -373,7 +373,7 @@ pub fn choose(
             sentences,
             finished,
             reason: format!(
-                "plain {quant}: the f32 model finished only {:.0} % of {sentences} sampled \
+                "plain {quant}: the f32 model finished only {:.0} % of {sentences} \
                  sentences' translations (untrained weights?), so fidelity cannot be measured",
                 finished * 100.0
             ),
@@ -415,7 +415,7 @@ pub fn choose(
         String::new()
     };
     let reason = format!(
-        "{quant} {kept}{cost}{why}: {agreement} against the f32 model on {sentences} sampled \
+        "{quant} {kept}{cost}{why}: {agreement} against the f32 model on {sentences} \
          sentences (target {target})"
     );
     Ok(Choice {
