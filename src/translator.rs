@@ -556,8 +556,9 @@ pub struct BenchRun {
 }
 
 impl Translator {
-    /// Greedy generation of exactly `tokens` target tokens per sentence (EOS banned, no forced
-    /// EOS) over `ids` in batches of `batch`, timed after one untimed warm-up batch: the work
+    /// Generation of exactly `tokens` target tokens per sentence (EOS banned, no forced EOS),
+    /// greedy (`num_beams` 1) or beam search, over `ids` in batches of `batch` sentences, timed
+    /// after one untimed warm-up batch: the work
     /// every engine of the peer benchmark (scripts/bench_peers.sh) does, natively
     /// (`marian-wasm bench`) and in the browser (`Translator.benchmark`).
     /// Errors: `tokens` beyond the model's positions, no sentences, a generation failure.
@@ -566,9 +567,10 @@ impl Translator {
         ids: &[Vec<u32>],
         batch: usize,
         tokens: usize,
+        num_beams: usize,
     ) -> Result<BenchRun> {
         let mut g = self.generation.clone();
-        g.num_beams = 1;
+        g.num_beams = num_beams.max(1);
         g.max_length = tokens + 1;
         g.forced_eos_token_id = None;
         g.bad_words_ids.push(vec![g.eos_token_id]);

@@ -314,7 +314,7 @@ impl Translator {
             .map_err(js_err)?;
         let run = self
             .inner
-            .bench_fixed_length(&ids, batch, tokens)
+            .bench_fixed_length(&ids, batch, tokens, 1)
             .await
             .map_err(js_err)?;
         let out = serde_json::json!({

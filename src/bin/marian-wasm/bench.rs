@@ -1,4 +1,4 @@
-//! `marian-wasm bench`: encode + greedy-decode exactly `--tokens` target tokens per sentence
+//! `marian-wasm bench`: encode + decode (greedy, or `--beams N`) exactly `--tokens` target tokens per sentence
 //! (EOS suppressed, so every engine does the same work), after one warm-up batch.
 //! With `--baseline-hf DIR` it also runs candle-transformers' own f32 `marian` model on the
 //! same ids in the same process, one sentence at a time (that model cannot batch).
@@ -20,6 +20,9 @@ pub struct BenchArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 32)]
     pub tokens: usize,
+    /// Beam search with this many beams (1: greedy). Tokens counted are the best beam's.
+    #[arg(long, default_value_t = 1)]
+    pub beams: usize,
     /// Sentences, one a line (default: a built-in set of 16 everyday English sentences).
     #[arg(long)]
     pub sentences: Option<PathBuf>,
@@ -110,6 +113,7 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
         &ids,
         args.batch.max(1),
         args.tokens,
+        args.beams,
     ))?;
     let batch = args.batch.max(1);
     let (produced, secs) = (run.tokens, run.seconds);
@@ -137,7 +141,7 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
     if args.json {
         let mut obj = serde_json::json!({
             "tokens_per_s": tokens_per_s, "load_s": load_s, "peak_rss_mb": peak,
-            "batch": batch, "tokens": args.tokens, "threads": threads, "device": device.as_str(),
+            "batch": batch, "beams": args.beams.max(1), "tokens": args.tokens, "threads": threads, "device": device.as_str(),
             "quant": quant, "sentences": ids.len(), "adapter": adapter,
         });
         if let Some(t) = run.cpu_time {
