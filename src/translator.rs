@@ -587,6 +587,13 @@ impl Translator {
         let mut quiet = |_: usize, _: &[u32]| {};
         self.run(&ids[..batch.min(ids.len())], &g, &mut quiet, true)
             .await?;
+        if let Some(p) = self
+            .gpu
+            .as_ref()
+            .and_then(|g| g.context().profiler.as_ref())
+        {
+            p.reset(); // the profile is of the timed batches only
+        }
         let times0 = crate::thread_times::now();
         let t0 = web_time::Instant::now();
         let mut produced = 0;

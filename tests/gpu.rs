@@ -61,6 +61,16 @@ fn plain_kernels_generate_the_same_tokens_as_the_cpu() {
     same_tokens_as_the_cpu(&plain, &[Quant::F32, Quant::Q8]);
 }
 
+/// Split-K (what hardware adapters run for tiled products with few tiles: every product of more
+/// than 8 rows on these fixtures) against the CPU; lavapipe runs without it by default.
+#[test]
+fn split_k_kernels_generate_the_same_tokens_as_the_cpu() {
+    let split = ready(GpuContext::open_with_split_k(true, true, Some(true))).unwrap();
+    assert!(split.split_k);
+    eprintln!("GPU adapter: {}", split.describe());
+    same_tokens_as_the_cpu(&split, &[Quant::F32, Quant::Q8]);
+}
+
 fn same_tokens_as_the_cpu(ctx: &Arc<GpuContext>, quants: &[Quant]) {
     for fx in fixtures() {
         for &quant in quants {

@@ -41,7 +41,8 @@ pub const WEIGHT_KERNELS: [&str; 3] = ["matvec.wgsl", "matmul_tiled.wgsl", "embe
 /// would want, so these files carry none).
 pub const SUBGROUP_KERNELS: [&str; 1] = ["matvec_subgroup.wgsl"];
 /// Kernels over f32 activations only.
-pub const PLAIN_KERNELS: [&str; 6] = [
+pub const PLAIN_KERNELS: [&str; 7] = [
+    "matmul_split_sum.wgsl",
     "layer_norm.wgsl",
     "attention.wgsl",
     "top_k.wgsl",

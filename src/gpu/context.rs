@@ -2,6 +2,7 @@
 //! (lost or failing devices are noticed here so the translator can fall back to the CPU).
 
 use super::kernels::Kernels;
+use super::profile::Profiler;
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,10 @@ pub struct GpuContext {
     /// Whether the kernels use subgroup operations (the adapter offers them and they were not
     /// turned off).
     pub subgroups: bool,
+    /// Whether small tiled products are split along K (`ops::linear`).
+    pub split_k: bool,
+    /// Counts and times of the GPU work, when `MARIAN_GPU_PROFILE` asks for them.
+    pub profiler: Option<Profiler>,
     failure: Failure,
     /// Steps until a simulated device loss (0: none planned).
     lose_in: AtomicUsize,
@@ -71,6 +76,23 @@ impl GpuContext {
     /// without them the kernels need only core WebGPU. `MARIAN_GPU_PLAIN=1` makes `open`
     /// pass false (to measure or rule out the feature paths).
     pub async fn open_with(allow_software: bool, use_features: bool) -> Result<Arc<Self>> {
+        let split_k = match std::env::var("MARIAN_GPU_SPLIT_K").as_deref() {
+            Ok("0") => Some(false),
+            Ok("1") => Some(true),
+            _ => None,
+        };
+        Self::open_with_split_k(allow_software, use_features, split_k).await
+    }
+
+    /// `open_with`, choosing whether small tiled products are split along K: None splits on
+    /// hardware adapters only (a software adapter's few CPU cores are kept busy by the tiles
+    /// alone, and the split's scratch traffic costs it ~40 %: lavapipe, opus-mt shape, batch
+    /// 32). `MARIAN_GPU_SPLIT_K=0|1` makes `open_with` pass Some(false|true).
+    pub async fn open_with_split_k(
+        allow_software: bool,
+        use_features: bool,
+        split_k: Option<bool>,
+    ) -> Result<Arc<Self>> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pick_adapter(&instance, allow_software).await?;
@@ -81,6 +103,12 @@ impl GpuContext {
             wgpu::Features::SUBGROUP
         } else {
             wgpu::Features::empty()
+        };
+        // Timestamps only for a profile: they change how work is split into passes.
+        let profiling = Profiler::wanted();
+        let wanted = match profiling {
+            true => wanted | wgpu::Features::TIMESTAMP_QUERY,
+            false => wanted,
         };
         let features = adapter.features() & wanted;
         let (device, queue) = adapter
@@ -106,14 +134,21 @@ impl GpuContext {
             f.get_or_insert(format!("GPU error: {e}"));
         }));
         let subgroups = features.contains(wgpu::Features::SUBGROUP);
-        let kernels = Kernels::new(&device, subgroups);
+        let split_k = split_k.unwrap_or(!is_software_adapter(&info));
+        let kernels = Kernels::new(&device, subgroups, split_k);
+        let profiler = profiling.then(|| {
+            let timed = features.contains(wgpu::Features::TIMESTAMP_QUERY);
+            Profiler::new(&device, &queue, timed)
+        });
         Ok(Arc::new(GpuContext {
+            profiler,
             device,
             queue,
             info,
             limits,
             kernels,
             subgroups,
+            split_k,
             failure,
             lose_in: AtomicUsize::new(0),
         }))
@@ -122,18 +157,27 @@ impl GpuContext {
     /// A human-readable adapter description, e.g. "llvmpipe (Vulkan, Cpu, subgroups)".
     pub fn describe(&self) -> String {
         format!(
-            "{} ({:?}, {:?}{})",
+            "{} ({:?}, {:?}{}{})",
             self.info.name,
             self.info.backend,
             self.info.device_type,
-            if self.subgroups { ", subgroups" } else { "" }
+            if self.subgroups { ", subgroups" } else { "" },
+            if self.split_k { ", split-K" } else { "" }
         )
     }
 
     pub fn is_software(&self) -> bool {
-        self.info.device_type == wgpu::DeviceType::Cpu
+        is_software_adapter(&self.info)
     }
+}
 
+/// Whether an adapter emulates a GPU on the CPU (lavapipe, SwiftShader; the browser may not
+/// say its device type, so SwiftShader is known by name too).
+fn is_software_adapter(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu || info.name.to_lowercase().contains("swiftshader")
+}
+
+impl GpuContext {
     /// Err when the device was lost or reported an error since it was opened.
     pub fn check(&self) -> Result<()> {
         match self.failure.lock().unwrap().as_ref() {
@@ -240,9 +284,7 @@ async fn pick_adapter(instance: &wgpu::Instance, allow_software: bool) -> Result
     // A fallback adapter (SwiftShader) emulates the GPU on the CPU, slower than the wasm
     // path: used only when WebGPU is asked for by name.
     let info = adapter.get_info();
-    let software = info.device_type == wgpu::DeviceType::Cpu
-        || info.name.to_lowercase().contains("swiftshader");
-    if software && !allow_software {
+    if is_software_adapter(&info) && !allow_software {
         return Err(Error::Gpu(format!(
             "the only WebGPU adapter is a software one ('{}'), slower than the CPU path",
             info.name

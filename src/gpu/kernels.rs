@@ -12,7 +12,7 @@ macro_rules! shader {
     };
 }
 
-const SOURCES: [(&str, &str); 19] = [
+const SOURCES: [(&str, &str); 20] = [
     shader!("common.wgsl"),
     shader!("matmul_params.wgsl"),
     shader!("block_scales.wgsl"),
@@ -25,6 +25,7 @@ const SOURCES: [(&str, &str); 19] = [
     shader!("matvec.wgsl"),
     shader!("matvec_subgroup.wgsl"),
     shader!("matmul_tiled.wgsl"),
+    shader!("matmul_split_sum.wgsl"),
     shader!("embed.wgsl"),
     shader!("layer_norm.wgsl"),
     shader!("attention.wgsl"),
@@ -51,6 +52,8 @@ pub fn module_source(file: &'static str, format: Option<WeightFormat>) -> String
 
 /// One compiled kernel: its pipeline and the bind-group layout of its bindings.
 pub struct Kernel {
+    /// The file and the weight format it reads, e.g. `matvec.wgsl[Q8]` (for profiles).
+    pub name: String,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
 }
@@ -81,7 +84,15 @@ impl Kernel {
             compilation_options: Default::default(),
             cache: None,
         });
-        Kernel { pipeline, layout }
+        let name = match format {
+            Some(f) => format!("{file}[{f:?}]"),
+            None => file.to_string(),
+        };
+        Kernel {
+            name,
+            pipeline,
+            layout,
+        }
     }
 }
 
@@ -123,10 +134,11 @@ pub struct Kernels {
 
 impl Kernels {
     /// Compile every kernel; `subgroups`: the device has the subgroup feature, so the
-    /// matrix-vector kernel reduces with subgroup operations.
-    pub fn new(device: &wgpu::Device, subgroups: bool) -> Self {
+    /// matrix-vector kernel reduces with subgroup operations; `split_k`: small tiled products
+    /// are split along K (`ops::linear`).
+    pub fn new(device: &wgpu::Device, subgroups: bool, split_k: bool) -> Self {
         Kernels {
-            linear: ops::Linear::new(device, subgroups),
+            linear: ops::Linear::new(device, subgroups, split_k),
             embed: ops::Embed::new(device),
             layer_norm: ops::LayerNorm::new(device),
             attention: ops::Attention::new(device),

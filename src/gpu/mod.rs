@@ -11,6 +11,7 @@ pub mod context;
 pub mod kernels;
 pub mod model;
 pub mod ops;
+pub mod profile;
 pub mod recorder;
 pub mod weights;
 

@@ -4,6 +4,7 @@
 
 use super::kernels::Kernel;
 use super::ops::Bindings;
+use super::profile::Profiler;
 use bytemuck::Pod;
 
 /// Bytes between two dispatches' parameters in the uniform buffer (WebGPU's
@@ -90,6 +91,11 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// The device the recording is for (ops make their scratch buffers on it).
+    pub fn device(&self) -> &'a wgpu::Device {
+        self.device
+    }
+
     /// Queue one dispatch of `kernel` (compiled with `B::LAYOUT`) with `params` at binding 0
     /// and `bindings`' buffers at theirs.
     pub fn dispatch<P: Pod, B: Bindings>(
@@ -117,7 +123,13 @@ impl<'a> Recorder<'a> {
     }
 
     /// Encode everything recorded into `encoder` (parameters are written to the queue first).
-    pub fn finish(self, queue: &wgpu::Queue, encoder: &mut wgpu::CommandEncoder) {
+    /// With a `profiler`, each dispatch gets a timed pass of its own and is noted there.
+    pub fn finish(
+        self,
+        queue: &wgpu::Queue,
+        encoder: &mut wgpu::CommandEncoder,
+        profiler: Option<&Profiler>,
+    ) {
         if self.ops.is_empty() {
             return;
         }
@@ -164,6 +176,24 @@ impl<'a> Recorder<'a> {
             }
         }
         queue.write_buffer(params, 0, &self.params);
+        if let Some(profiler) = profiler {
+            for (i, op) in self.ops.iter().enumerate() {
+                let [x, y, z] = op.workgroups;
+                profiler.note_dispatch(
+                    format!("{} {x}x{y}x{z}", op.kernel.name),
+                    u64::from(x) * u64::from(y) * u64::from(z),
+                );
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: profiler.pass_timestamps(i),
+                });
+                pass.set_pipeline(&op.kernel.pipeline);
+                pass.set_bind_group(0, &program.cached[i].group, &[]);
+                pass.dispatch_workgroups(x, y, z);
+            }
+            profiler.resolve(encoder);
+            return;
+        }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: None,
             timestamp_writes: None,

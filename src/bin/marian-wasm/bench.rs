@@ -33,6 +33,11 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     #[arg(long)]
     pub json: bool,
+    /// GPU only: profile the timed batches (dispatches, submissions and read-backs per step;
+    /// GPU time per kernel where the adapter has timestamp queries). Timing waits for every
+    /// submission, so tokens/s of a profiled run is not the unprofiled speed.
+    #[arg(long)]
+    pub profile: bool,
     /// A Hugging Face checkpoint folder to run candle-transformers' marian on as a baseline.
     #[arg(long)]
     pub baseline_hf: Option<PathBuf>,
@@ -92,6 +97,10 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
         // candle's CPU kernels size their thread pools from this variable.
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
     }
+    if args.profile {
+        // Read when the GPU device is opened (src/gpu/profile.rs).
+        std::env::set_var("MARIAN_GPU_PROFILE", "1");
+    }
     let threads = candle_core::utils::get_num_threads();
     let t0 = Instant::now();
     let pkg = load(args.model.as_deref())?;
@@ -138,6 +147,14 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
         None => None,
     };
     let peak = peak_rss_mb();
+    let profile = translator
+        .gpu
+        .as_ref()
+        .and_then(|g| g.context().profiler.as_ref())
+        .map(|p| p.report());
+    if let Some(p) = &profile {
+        print_profile(p);
+    }
     if args.json {
         let mut obj = serde_json::json!({
             "tokens_per_s": tokens_per_s, "load_s": load_s, "peak_rss_mb": peak,
@@ -149,6 +166,9 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
             obj["cpu_s"] = serde_json::json!(t.on_cpu);
             obj["cpu_wait_s"] = serde_json::json!(t.waiting);
             obj["seconds"] = serde_json::json!(secs);
+        }
+        if let Some(p) = &profile {
+            obj["profile"] = serde_json::to_value(p)?;
         }
         if let Some(b) = baseline {
             obj["baseline_candle_marian_f32"] =
@@ -169,6 +189,36 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
         }
     }
     Ok(())
+}
+
+/// The profile as a table on stderr: per step, then per kernel and grid.
+fn print_profile(p: &marian_wasm::gpu::profile::Profile) {
+    let steps = p.steps.max(1) as f64;
+    eprintln!(
+        "profile: {} steps; per step {:.1} dispatches, {:.2} submissions, {:.2} read-backs{}",
+        p.steps,
+        p.dispatches as f64 / steps,
+        p.submissions as f64 / steps,
+        p.read_backs as f64 / steps,
+        match p.gpu_ns {
+            Some(ns) => format!(", {:.3} ms of GPU time", ns as f64 / 1e6 / steps),
+            None => ", no timestamp queries on this adapter".into(),
+        }
+    );
+    eprintln!("| kernel and grid | dispatches/step | workgroups each | GPU µs/step | share |");
+    eprintln!("|---|---|---|---|---|");
+    let total = p.gpu_ns.unwrap_or(0).max(1) as f64;
+    for k in &p.kernels {
+        let ns = k.gpu_ns.unwrap_or(0) as f64;
+        eprintln!(
+            "| {} | {:.2} | {} | {:.1} | {:.1} % |",
+            k.kernel,
+            k.dispatches as f64 / steps,
+            k.workgroups / k.dispatches.max(1),
+            ns / 1e3 / steps,
+            100.0 * ns / total
+        );
+    }
 }
 
 mod baseline {

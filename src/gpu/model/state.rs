@@ -225,6 +225,9 @@ impl Backend for GpuMarian {
     ) -> Result<Vec<Vec<(u32, f32)>>> {
         self.ctx.tick();
         self.ctx.check()?;
+        if let Some(p) = &self.ctx.profiler {
+            p.note_step();
+        }
         let cfg = &self.config;
         let r = tokens.len();
         if r != st.rows {

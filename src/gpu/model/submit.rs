@@ -33,15 +33,22 @@ impl GpuMarian {
             .ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        rec.finish(&self.ctx.queue, &mut encoder);
+        let profiler = self.ctx.profiler.as_ref();
+        rec.finish(&self.ctx.queue, &mut encoder, profiler);
         for c in copies {
             encoder.copy_buffer_to_buffer(c.from, c.from_offset, c.to, c.to_offset, c.bytes);
         }
         self.ctx.queue.submit([encoder.finish()]);
+        if let Some(p) = profiler {
+            p.collect(&self.ctx.device);
+        }
     }
 
     /// The first `bytes` of a mappable `buffer`, once the work submitted before is done.
     pub(super) async fn read_back(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        if let Some(p) = &self.ctx.profiler {
+            p.note_read_back();
+        }
         let slice = buffer.slice(..bytes);
         // wgpu's map callback to this future; needs no executor.
         let (done, wait) = futures_channel::oneshot::channel();

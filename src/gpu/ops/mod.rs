@@ -142,6 +142,7 @@ mod tests {
             }
             check::<embed::Bindings, embed::Params>(embed::SHADER, Some(format));
         }
+        check::<linear::SplitSumBindings, linear::SplitSumParams>(linear::SPLIT_SUM_SHADER, None);
         check::<layer_norm::Bindings, layer_norm::Params>(layer_norm::SHADER, None);
         check::<attention::Bindings, attention::Params>(attention::SHADER, None);
         check::<top_k::Bindings, top_k::Params>(top_k::SHADER, None);

@@ -11,6 +11,6 @@ struct Params {
     act: u32,
     scale: f32,
     has_bias: u32,
-    _pad0: u32,
+    k_slice: u32,    // matmul_tiled.wgsl: K per z slice (k when not split)
     _pad1: u32,
 }

@@ -1,6 +1,10 @@
 // y[m, n] = act((sum_k x[m, k] * W[n, k] + bias[n]) * scale) for many rows (encoding, large
 // batches): 64x64 output tiles, 16 threads x 16 threads each computing 4x4, K in steps of 16,
 // weights dequantized once per tile as they are loaded into workgroup memory.
+// Split-K (a grid of several z slices, when the tiles alone are too few workgroups to fill a
+// GPU): slice z sums K from z * k_slice to (z + 1) * k_slice (a multiple of 16) and stores its
+// raw sums in y laid out [slices, m, n]; matmul_split_sum.wgsl adds the slices, bias and
+// activation.
 
 // Params: matmul_params.wgsl.
 
@@ -16,6 +20,7 @@ var<workgroup> ws: array<vec4<f32>, 256>; // [TILE cols][KT / 4]
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid3: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let m0 = wid.y * TILE;
@@ -29,7 +34,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let k4n = p.k / 4u;
     let load_row = lid / 4u;     // 0..63
     let load_k4 = lid % 4u;      // 0..3
-    for (var k0 = 0u; k0 < p.k; k0 += KT) {
+    let k_end = min(p.k, (wid.z + 1u) * p.k_slice);
+    for (var k0 = wid.z * p.k_slice; k0 < k_end; k0 += KT) {
         let k4 = k0 / 4u + load_k4;
         let xm = m0 + load_row;
         var xv = vec4<f32>(0.0);
@@ -67,6 +73,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 continue;
             }
             var v = acc[i][j];
+            if nwg.z > 1u {
+                y[(wid.z * p.m + m) * p.n + n] = v;
+                continue;
+            }
             if p.has_bias != 0u {
                 v += bias[n];
             }
