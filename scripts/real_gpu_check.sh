@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Issue 4 on a machine with a real GPU, in one run: (1) token parity of the GPU backend with the CPU
-# backend on the committed fixtures (greedy and beam 4, f32 and f16 packages), (2) the
-# opus-mt-en-fr-shaped benchmark, GPU against that machine's CPU path (scripts/bench_gpu.sh).
+# Issue 4 / issue 20 on a machine with a real GPU, in one run: (1) token parity of the GPU backend
+# with the CPU backend on the committed fixtures (greedy and beam 4, f32 and f16 packages), (2) the
+# GPU peer benchmark (scripts/bench_gpu_peers.sh): marian-wasm on the GPU (q8, f16) against PyTorch
+# transformers on CUDA (f32, f16) on the opus-mt-en-fr-shaped checkpoint, batches 1/8/32/64,
+# greedy and beam 4, with marian-wasm's CPU path at batch 32 as a reference; about 6 minutes in all.
 # Needs: a prebuilt binary (MARIAN_BIN, default target/release/marian-wasm), a Vulkan driver, and a
-# python3 with torch + transformers to make the random-weights checkpoint. Writes its work under
-# WORK (default /tmp/real-gpu-check) and a copy of its results to OUT when OUT is set. With FT_PAIRS
-# (a pairs TSV made as BENCHMARKS.md says) it also times fine-tuning, features on the GPU vs the CPU.
+# python3 with torch (CUDA) + transformers + sentencepiece (PYTHON; default .venv/bin/python where
+# it exists, else python3). No network. Writes its work under WORK (default /tmp/real-gpu-check)
+# and a copy of its results (gpu-peers.json/.md/.txt) to OUT when OUT is set. Extra arguments go to
+# bench_gpu_peers.py. With FT_PAIRS (a pairs TSV made as BENCHMARKS.md says) it also times
+# fine-tuning, features on the GPU vs the CPU. Exit status: 1 when parity failed, else the
+# benchmark's (0, or 3 when some row failed or was skipped, 2 on a setup error).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${MARIAN_BIN:-$ROOT/target/release/marian-wasm}"
 WORK="${WORK:-/tmp/real-gpu-check}"
-PY="${PYTHON:-python3}"
+if [ -n "${PYTHON:-}" ]; then PY="$PYTHON"
+elif [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"
+else PY=python3; fi
 mkdir -p "$WORK"
 export MARIAN_BIN="$BIN"
 
@@ -31,23 +38,22 @@ for fx in tiny-opus tiny-switches; do
       if cmp -s "$WORK/$fx-$q-b$beams.cpu" "$WORK/$fx-$q-b$beams.gpu"; then
         echo "  $fx $q beams=$beams: identical ($(wc -l < "$WORK/$fx.src") sentences)"
       else
-        echo "  $fx $q beams=$beams: DIFFERENT"; diff "$WORK/$fx-$q-b$beams.cpu" "$WORK/$fx-$q-b$beams.gpu" | head -6
+        echo "  $fx $q beams=$beams: DIFFERENT"; { diff "$WORK/$fx-$q-b$beams.cpu" "$WORK/$fx-$q-b$beams.gpu" || true; } | head -6 || true
         fail=1
       fi
     done
   done
 done
 
-echo "== benchmark package (opus-mt-en-fr shape, random weights)"
-t0=$(date +%s)
-[ -f "$WORK/ckpt/config.json" ] || "$PY" "$ROOT/scripts/make_bench_checkpoint.py" "$WORK/ckpt" > /dev/null
-[ -f "$WORK/pkg-q8/manifest.json" ] || "$BIN" convert "$WORK/ckpt" "$WORK/pkg-q8" --quant q8 > /dev/null
-echo "  made in $(( $(date +%s) - t0 )) s"
-echo "== benchmark: GPU vs CPU, batch 1 and 32, 32 tokens"
-bash "$ROOT/scripts/bench_gpu.sh" "$WORK/pkg-q8" 32 | tee "$WORK/bench_q8.txt"
+echo "== benchmark: marian-wasm GPU (q8, f16) against PyTorch transformers (f32, f16), scripts/bench_gpu_peers.sh"
+# Makes WORK/ckpt (the random-weights checkpoint), WORK/pkg-q8 and WORK/pkg-f16, then the table;
+# copies gpu-peers.{json,md,txt} to OUT itself.
+bench=0
+PYTHON="$PY" bash "$ROOT/scripts/bench_gpu_peers.sh" "$WORK" "$@" || bench=$?
 if [ -n "${FT_PAIRS:-}" ]; then
   echo "== fine-tuning: 500 pairs x 3 epochs, features pass on the GPU vs the CPU ($FT_PAIRS)"
   WORK="$WORK/finetune" bash "$ROOT/scripts/bench_finetune.sh" "$WORK/pkg-q8" "$FT_PAIRS" gpu cpu | tee "$WORK/bench_finetune.txt"
 fi
 if [ -n "${OUT:-}" ]; then cp "$WORK"/bench_*.txt "$OUT"/ 2>/dev/null || true; fi
-exit $fail
+if [ "$fail" != 0 ]; then exit 1; fi
+exit $bench
