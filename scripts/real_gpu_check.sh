@@ -3,7 +3,9 @@
 # with the CPU backend on the committed fixtures (greedy and beam 4, f32 and f16 packages), (2) the
 # GPU peer benchmark (scripts/bench_gpu_peers.sh): marian-wasm on the GPU (q8, f16) against PyTorch
 # transformers on CUDA (f32, f16) on the opus-mt-en-fr-shaped checkpoint, batches 1/8/32/64,
-# greedy and beam 4, with marian-wasm's CPU path at batch 32 as a reference; about 6 minutes in all.
+# greedy and beam 4, with marian-wasm's CPU path at batch 32 as a reference, (3) the profile
+# (scripts/real_gpu_profile.sh: GPU time per kernel, split-K on against off; SKIP_PROFILE=1 skips
+# it); about 8 minutes in all.
 # Needs: a prebuilt binary (MARIAN_BIN, default target/release/marian-wasm), a Vulkan driver, and a
 # python3 with torch (CUDA) + transformers + sentencepiece (PYTHON; default .venv/bin/python where
 # it exists, else python3). No network. Writes its work under WORK (default /tmp/real-gpu-check)
@@ -50,6 +52,10 @@ echo "== benchmark: marian-wasm GPU (q8, f16) against PyTorch transformers (f32,
 # copies gpu-peers.{json,md,txt} to OUT itself.
 bench=0
 PYTHON="$PY" bash "$ROOT/scripts/bench_gpu_peers.sh" "$WORK" "$@" || bench=$?
+echo "== profile: GPU time per kernel, split-K on against off (scripts/real_gpu_profile.sh)"
+if [ -z "${SKIP_PROFILE:-}" ] && [ -f "$WORK/pkg-q8/manifest.json" ]; then
+  bash "$ROOT/scripts/real_gpu_profile.sh" "$WORK/pkg-q8" "${OUT:-$WORK/profile}" || echo "  profile failed"
+fi
 if [ -n "${FT_PAIRS:-}" ]; then
   echo "== fine-tuning: 500 pairs x 3 epochs, features pass on the GPU vs the CPU ($FT_PAIRS)"
   WORK="$WORK/finetune" bash "$ROOT/scripts/bench_finetune.sh" "$WORK/pkg-q8" "$FT_PAIRS" gpu cpu | tee "$WORK/bench_finetune.txt"

@@ -20,8 +20,17 @@ fn partial_sums(n: u32, lid: u32) -> array<f32, 8> {
         let k4n = p.k / 4u;
         for (var k4 = lid; k4 < k4n; k4 += WG) {
             let wv = weight4(n, k4, p.k);
-            for (var m = 0u; m < p.m; m++) {
-                acc[m] += dot(wv, x[p.x_base + m * p.x_stride + k4]);
+            if p.m == 1u {
+                acc[0] += dot(wv, x[p.x_base + k4]);
+                continue;
+            }
+            // A constant trip count and no early exit, so that compilers unroll it and keep
+            // acc in registers (a loop to p.m put acc in memory: lavapipe ran 2 rows 17x
+            // slower than 1, and its memory grew with every dispatch).
+            for (var m = 0u; m < MAX_ROWS; m++) {
+                if m < p.m {
+                    acc[m] += dot(wv, x[p.x_base + m * p.x_stride + k4]);
+                }
             }
         }
     }
