@@ -5,7 +5,9 @@
 //!
 //! Timing puts each dispatch in a compute pass of its own with WebGPU's pass timestamps
 //! (`TIMESTAMP_QUERY`: beginning and end of the pass), and waits for every submission, so the
-//! totals are GPU time per kernel, not the wall time of a step.
+//! totals are GPU time per kernel, not the wall time of a step. Meant for one translation at a
+//! time (`marian-wasm bench`): submissions from several threads at once would mix their
+//! dispatches' labels.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
