@@ -5,7 +5,8 @@
 #   scripts/real_gpu_profile.sh [PKG_DIR] [OUT_DIR]
 # PKG_DIR: the opus-mt-en-fr-shaped q8 package (scripts/real_gpu_check.sh makes one in its WORK,
 # default target/bench/pkg-q8). MARIAN_BIN: a prebuilt binary (default target/release/marian-wasm).
-# Writes profile-*.txt (the per-kernel tables `bench --profile` prints) and split-k.txt (tokens/s)
+# Writes profile-*.txt (the per-kernel tables `bench --profile` prints), counts-*.txt (the host's
+# encoding and waiting per step, `--profile counts`) and split-k.txt (tokens/s)
 # into OUT_DIR (default $OUT or /tmp/real-gpu-profile).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +35,14 @@ for shape in "1 1 16" "1 32 64" "4 32 64"; do
     grep -E '^profile:' "$f" || true
     grep -E '^\| ' "$f" | head -12
   done
+done
+
+echo "== the host's side (--profile counts: the work as unprofiled; encoding and waiting per step)"
+for shape in "1 1 16" "1 32 64" "4 32 64"; do
+  read -r beams batch count <<< "$shape"
+  f="$DEST/counts-b${batch}-beams${beams}.txt"
+  bench 1 "$beams" "$batch" "$count" --profile counts 2> "$f" > "$f.json" || echo "  failed: see $f"
+  echo "-- batch $batch, beams $beams: $(grep -E '^profile:' "$f" || true)"
 done
 
 echo "== split-K on against off, unprofiled, alternating (tokens/s)"

@@ -107,8 +107,8 @@ impl GpuContext {
         // Timestamps only for a profile: they change how work is split into passes.
         let profiling = Profiler::wanted();
         let wanted = match profiling {
-            true => wanted | wgpu::Features::TIMESTAMP_QUERY,
-            false => wanted,
+            Some(true) => wanted | wgpu::Features::TIMESTAMP_QUERY,
+            _ => wanted,
         };
         let features = adapter.features() & wanted;
         let (device, queue) = adapter
@@ -136,8 +136,8 @@ impl GpuContext {
         let subgroups = features.contains(wgpu::Features::SUBGROUP);
         let split_k = split_k.unwrap_or(!is_software_adapter(&info));
         let kernels = Kernels::new(&device, subgroups, split_k);
-        let profiler = profiling.then(|| {
-            let timed = features.contains(wgpu::Features::TIMESTAMP_QUERY);
+        let profiler = profiling.map(|timed| {
+            let timed = timed && features.contains(wgpu::Features::TIMESTAMP_QUERY);
             Profiler::new(&device, &queue, timed)
         });
         Ok(Arc::new(GpuContext {

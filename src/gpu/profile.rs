@@ -1,11 +1,13 @@
 //! A profile of the GPU work (issue 20: "profile first"): how many dispatches, submissions and
 //! read-backs a decoding step takes, and, where the adapter offers timestamp queries, how long
 //! each kernel ran on the GPU. Turned on natively by `MARIAN_GPU_PROFILE=1` (what
-//! `marian-wasm bench --profile` sets); off, it costs nothing.
+//! `marian-wasm bench --profile` sets) or `=counts` (`--profile counts`); off, it costs nothing.
 //!
 //! Timing puts each dispatch in a compute pass of its own with WebGPU's pass timestamps
 //! (`TIMESTAMP_QUERY`: beginning and end of the pass), and waits for every submission, so the
-//! totals are GPU time per kernel, not the wall time of a step. Meant for one translation at a
+//! totals are GPU time per kernel, not the wall time of a step. `counts` leaves the work as it
+//! runs unprofiled (one pass, no waits) and measures the host's side instead: time spent
+//! encoding and submitting, and time waiting in read-backs. Meant for one translation at a
 //! time (`marian-wasm bench`): submissions from several threads at once would mix their
 //! dispatches' labels.
 
@@ -35,6 +37,12 @@ pub struct Profile {
     pub submissions: u64,
     /// Maps of a result buffer (each waits for the GPU to finish).
     pub read_backs: u64,
+    /// Host nanoseconds spent encoding and submitting (bind groups, passes, `queue.submit`):
+    /// time the GPU may sit idle while a step is being prepared.
+    pub encode_ns: u64,
+    /// Host nanoseconds waiting in read-backs (the GPU's work plus the map's round trip; with
+    /// GPU times the waiting happened at each submission instead).
+    pub wait_ns: u64,
     pub dispatches: u64,
     /// GPU nanoseconds of all dispatches (None: no timestamp queries).
     pub gpu_ns: Option<u64>,
@@ -47,6 +55,8 @@ struct Totals {
     steps: u64,
     submissions: u64,
     read_backs: u64,
+    encode_ns: u64,
+    wait_ns: u64,
     kernels: BTreeMap<String, (u64, u64, u64)>,
 }
 
@@ -68,10 +78,22 @@ pub struct Profiler {
 }
 
 impl Profiler {
-    /// Whether `MARIAN_GPU_PROFILE` asks for a profile (never in the browser).
-    pub fn wanted() -> bool {
-        cfg!(not(target_arch = "wasm32"))
-            && std::env::var_os("MARIAN_GPU_PROFILE").is_some_and(|v| !v.is_empty() && v != "0")
+    /// What `MARIAN_GPU_PROFILE` asks for (never in the browser): None, Some(true) for GPU
+    /// times (any value but `counts`), Some(false) for counts and host times only.
+    pub fn wanted() -> Option<bool> {
+        if cfg!(target_arch = "wasm32") {
+            return None;
+        }
+        match std::env::var("MARIAN_GPU_PROFILE").as_deref() {
+            Err(_) | Ok("") | Ok("0") => None,
+            Ok("counts") => Some(false),
+            Ok(_) => Some(true),
+        }
+    }
+
+    /// Whether each dispatch is timed (in a pass of its own).
+    pub fn timed(&self) -> bool {
+        self.timestamps.is_some()
     }
 
     /// A profiler for `device`; with `timed` (the device was opened with `TIMESTAMP_QUERY`)
@@ -171,9 +193,16 @@ impl Profiler {
         self.totals.lock().unwrap().steps += 1;
     }
 
-    /// Count a read-back of results.
-    pub fn note_read_back(&self) {
-        self.totals.lock().unwrap().read_backs += 1;
+    /// Count a read-back of results that waited `wait_ns`.
+    pub fn note_read_back(&self, wait_ns: u64) {
+        let mut t = self.totals.lock().unwrap();
+        t.read_backs += 1;
+        t.wait_ns += wait_ns;
+    }
+
+    /// Add host time spent encoding and submitting one submission.
+    pub fn note_encode(&self, encode_ns: u64) {
+        self.totals.lock().unwrap().encode_ns += encode_ns;
     }
 
     /// Forget everything counted so far (e.g. after a warm-up).
@@ -200,6 +229,8 @@ impl Profiler {
             steps: t.steps,
             submissions: t.submissions,
             read_backs: t.read_backs,
+            encode_ns: t.encode_ns,
+            wait_ns: t.wait_ns,
             dispatches: kernels.iter().map(|k| k.dispatches).sum(),
             gpu_ns: timed.then(|| kernels.iter().filter_map(|k| k.gpu_ns).sum()),
             kernels,

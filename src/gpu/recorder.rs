@@ -123,7 +123,8 @@ impl<'a> Recorder<'a> {
     }
 
     /// Encode everything recorded into `encoder` (parameters are written to the queue first).
-    /// With a `profiler`, each dispatch gets a timed pass of its own and is noted there.
+    /// With a `profiler`, each dispatch is noted there, and when it times them each gets a
+    /// timed pass of its own.
     pub fn finish(
         self,
         queue: &wgpu::Queue,
@@ -177,12 +178,17 @@ impl<'a> Recorder<'a> {
         }
         queue.write_buffer(params, 0, &self.params);
         if let Some(profiler) = profiler {
-            for (i, op) in self.ops.iter().enumerate() {
+            for op in &self.ops {
                 let [x, y, z] = op.workgroups;
                 profiler.note_dispatch(
                     format!("{} {x}x{y}x{z}", op.kernel.name),
                     u64::from(x) * u64::from(y) * u64::from(z),
                 );
+            }
+        }
+        if let Some(profiler) = profiler.filter(|p| p.timed()) {
+            for (i, op) in self.ops.iter().enumerate() {
+                let [x, y, z] = op.workgroups;
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: None,
                     timestamp_writes: profiler.pass_timestamps(i),

@@ -33,11 +33,12 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     #[arg(long)]
     pub json: bool,
-    /// GPU only: profile the timed batches (dispatches, submissions and read-backs per step;
-    /// GPU time per kernel where the adapter has timestamp queries). Timing waits for every
-    /// submission, so tokens/s of a profiled run is not the unprofiled speed.
-    #[arg(long)]
-    pub profile: bool,
+    /// GPU only: profile the timed batches — dispatches, submissions and read-backs per step,
+    /// and `time` (the default): GPU time per kernel where the adapter has timestamp queries
+    /// (each dispatch waited for, so tokens/s is not the unprofiled speed); `counts`: the
+    /// host's time encoding and waiting, the work run as unprofiled.
+    #[arg(long, num_args = 0..=1, default_missing_value = "time", value_parser = ["time", "counts"])]
+    pub profile: Option<String>,
     /// A Hugging Face checkpoint folder to run candle-transformers' marian on as a baseline.
     #[arg(long)]
     pub baseline_hf: Option<PathBuf>,
@@ -97,9 +98,10 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
         // candle's CPU kernels size their thread pools from this variable.
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
     }
-    if args.profile {
+    if let Some(kind) = &args.profile {
         // Read when the GPU device is opened (src/gpu/profile.rs).
-        std::env::set_var("MARIAN_GPU_PROFILE", "1");
+        let value = if kind == "counts" { "counts" } else { "1" };
+        std::env::set_var("MARIAN_GPU_PROFILE", value);
     }
     let threads = candle_core::utils::get_num_threads();
     let t0 = Instant::now();
@@ -195,28 +197,39 @@ pub fn run(args: BenchArgs, load: fn(Option<&std::path::Path>) -> Result<Package
 fn print_profile(p: &marian_wasm::gpu::profile::Profile) {
     let steps = p.steps.max(1) as f64;
     eprintln!(
-        "profile: {} steps; per step {:.1} dispatches, {:.2} submissions, {:.2} read-backs{}",
+        "profile: {} steps; per step {:.1} dispatches, {:.2} submissions, {:.2} read-backs, host {:.3} ms encoding and {:.3} ms waiting, {}",
         p.steps,
         p.dispatches as f64 / steps,
         p.submissions as f64 / steps,
         p.read_backs as f64 / steps,
+        p.encode_ns as f64 / 1e6 / steps,
+        p.wait_ns as f64 / 1e6 / steps,
         match p.gpu_ns {
-            Some(ns) => format!(", {:.3} ms of GPU time", ns as f64 / 1e6 / steps),
-            None => ", no timestamp queries on this adapter".into(),
+            Some(ns) => format!("{:.3} ms of GPU time", ns as f64 / 1e6 / steps),
+            None => "no GPU times (--profile counts, or no timestamp queries on this adapter)".into(),
         }
     );
-    eprintln!("| kernel and grid | dispatches/step | workgroups each | GPU µs/step | share |");
-    eprintln!("|---|---|---|---|---|");
+    let timed = p.gpu_ns.is_some();
+    eprintln!(
+        "| kernel and grid | dispatches/step | workgroups each |{}",
+        if timed { " GPU µs/step | share |" } else { "" }
+    );
+    eprintln!("|---|---|---|{}", if timed { "---|---|" } else { "" });
     let total = p.gpu_ns.unwrap_or(0).max(1) as f64;
     for k in &p.kernels {
-        let ns = k.gpu_ns.unwrap_or(0) as f64;
+        let times = match k.gpu_ns {
+            Some(ns) => format!(
+                " {:.1} | {:.1} % |",
+                ns as f64 / 1e3 / steps,
+                100.0 * ns as f64 / total
+            ),
+            None => String::new(),
+        };
         eprintln!(
-            "| {} | {:.2} | {} | {:.1} | {:.1} % |",
+            "| {} | {:.2} | {} |{times}",
             k.kernel,
             k.dispatches as f64 / steps,
             k.workgroups / k.dispatches.max(1),
-            ns / 1e3 / steps,
-            100.0 * ns / total
         );
     }
 }

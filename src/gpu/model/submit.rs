@@ -29,6 +29,7 @@ impl<'b> BufferCopy<'b> {
 impl GpuMarian {
     /// Submit recorded work and then `copies` as one command buffer.
     pub(super) fn submit(&self, rec: Recorder<'_>, copies: &[BufferCopy<'_>]) {
+        let started = web_time::Instant::now();
         let mut encoder = self
             .ctx
             .device
@@ -40,15 +41,14 @@ impl GpuMarian {
         }
         self.ctx.queue.submit([encoder.finish()]);
         if let Some(p) = profiler {
+            p.note_encode(started.elapsed().as_nanos() as u64);
             p.collect(&self.ctx.device);
         }
     }
 
     /// The first `bytes` of a mappable `buffer`, once the work submitted before is done.
     pub(super) async fn read_back(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        if let Some(p) = &self.ctx.profiler {
-            p.note_read_back();
-        }
+        let started = web_time::Instant::now();
         let slice = buffer.slice(..bytes);
         // wgpu's map callback to this future; needs no executor.
         let (done, wait) = futures_channel::oneshot::channel();
@@ -82,6 +82,9 @@ impl GpuMarian {
                     .fail("GPU read-back was dropped by the device".into())
             })?
             .map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?;
+        if let Some(p) = &self.ctx.profiler {
+            p.note_read_back(started.elapsed().as_nanos() as u64);
+        }
         let data = slice
             .get_mapped_range()
             .map_err(|e| self.ctx.fail(format!("GPU read-back failed: {e}")))?
