@@ -169,15 +169,7 @@ impl GpuContext {
     pub fn is_software(&self) -> bool {
         is_software_adapter(&self.info)
     }
-}
 
-/// Whether an adapter emulates a GPU on the CPU (lavapipe, SwiftShader; the browser may not
-/// say its device type, so SwiftShader is known by name too).
-fn is_software_adapter(info: &wgpu::AdapterInfo) -> bool {
-    info.device_type == wgpu::DeviceType::Cpu || info.name.to_lowercase().contains("swiftshader")
-}
-
-impl GpuContext {
     /// Err when the device was lost or reported an error since it was opened.
     pub fn check(&self) -> Result<()> {
         match self.failure.lock().unwrap().as_ref() {
@@ -233,6 +225,12 @@ impl GpuContext {
         }
         Ok(())
     }
+}
+
+/// Whether an adapter emulates a GPU on the CPU (lavapipe, SwiftShader; the browser may not
+/// say its device type, so SwiftShader is known by name too).
+fn is_software_adapter(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu || info.name.to_lowercase().contains("swiftshader")
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -50,13 +50,11 @@ pub struct Profile {
     pub kernels: Vec<KernelTotals>,
 }
 
+/// What is counted as it happens: the profile's per-step counters (its `kernels`, `dispatches`
+/// and `gpu_ns` are filled by `report`), and per kernel label (dispatches, workgroups, GPU ns).
 #[derive(Default)]
 struct Totals {
-    steps: u64,
-    submissions: u64,
-    read_backs: u64,
-    encode_ns: u64,
-    wait_ns: u64,
+    counts: Profile,
     kernels: BTreeMap<String, (u64, u64, u64)>,
 }
 
@@ -162,7 +160,7 @@ impl Profiler {
     pub fn collect(&self, device: &wgpu::Device) {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap());
         let mut totals = self.totals.lock().unwrap();
-        totals.submissions += 1;
+        totals.counts.submissions += 1;
         let times = self.timestamps.as_ref().and_then(|t| {
             let n = (2 * pending.len()).min(QUERIES as usize);
             if n == 0 {
@@ -190,19 +188,19 @@ impl Profiler {
 
     /// Count a decoding step.
     pub fn note_step(&self) {
-        self.totals.lock().unwrap().steps += 1;
+        self.totals.lock().unwrap().counts.steps += 1;
     }
 
     /// Count a read-back of results that waited `wait_ns`.
     pub fn note_read_back(&self, wait_ns: u64) {
-        let mut t = self.totals.lock().unwrap();
-        t.read_backs += 1;
-        t.wait_ns += wait_ns;
+        let counts = &mut self.totals.lock().unwrap().counts;
+        counts.read_backs += 1;
+        counts.wait_ns += wait_ns;
     }
 
     /// Add host time spent encoding and submitting one submission.
     pub fn note_encode(&self, encode_ns: u64) {
-        self.totals.lock().unwrap().encode_ns += encode_ns;
+        self.totals.lock().unwrap().counts.encode_ns += encode_ns;
     }
 
     /// Forget everything counted so far (e.g. after a warm-up).
@@ -226,14 +224,10 @@ impl Profiler {
             .collect();
         kernels.sort_by_key(|k| std::cmp::Reverse((k.gpu_ns.unwrap_or(0), k.dispatches)));
         Profile {
-            steps: t.steps,
-            submissions: t.submissions,
-            read_backs: t.read_backs,
-            encode_ns: t.encode_ns,
-            wait_ns: t.wait_ns,
             dispatches: kernels.iter().map(|k| k.dispatches).sum(),
             gpu_ns: timed.then(|| kernels.iter().filter_map(|k| k.gpu_ns).sum()),
             kernels,
+            ..t.counts.clone()
         }
     }
 }

@@ -73,6 +73,16 @@ struct Op<'k> {
     workgroups: [u32; 3],
 }
 
+impl Op<'_> {
+    /// The dispatch in `pass`, with its bind group.
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, group: &wgpu::BindGroup) {
+        pass.set_pipeline(&self.kernel.pipeline);
+        pass.set_bind_group(0, group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
 /// One recording: dispatches in order, their parameters written with one buffer write.
 pub struct Recorder<'a> {
     device: &'a wgpu::Device,
@@ -188,14 +198,11 @@ impl<'a> Recorder<'a> {
         }
         if let Some(profiler) = profiler.filter(|p| p.timed()) {
             for (i, op) in self.ops.iter().enumerate() {
-                let [x, y, z] = op.workgroups;
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: None,
                     timestamp_writes: profiler.pass_timestamps(i),
                 });
-                pass.set_pipeline(&op.kernel.pipeline);
-                pass.set_bind_group(0, &program.cached[i].group, &[]);
-                pass.dispatch_workgroups(x, y, z);
+                op.encode(&mut pass, &program.cached[i].group);
             }
             profiler.resolve(encoder);
             return;
@@ -205,10 +212,7 @@ impl<'a> Recorder<'a> {
             timestamp_writes: None,
         });
         for (i, op) in self.ops.iter().enumerate() {
-            pass.set_pipeline(&op.kernel.pipeline);
-            pass.set_bind_group(0, &program.cached[i].group, &[]);
-            let [x, y, z] = op.workgroups;
-            pass.dispatch_workgroups(x, y, z);
+            op.encode(&mut pass, &program.cached[i].group);
         }
     }
 }
