@@ -22,41 +22,47 @@ fn validate_shaders(manifest_dir: &str) {
         std::fs::read_to_string(dir.join(name))
             .unwrap_or_else(|e| panic!("src/gpu/shaders/{name}: {e}"))
     };
-    let module = |kernel: &'static str, format: Option<compose::WeightFormat>| {
-        let texts: Vec<String> = compose::module_files(kernel, format)
+    let module = |kernel: &'static str,
+                  format: Option<compose::WeightFormat>,
+                  precision: compose::Precision| {
+        let texts: Vec<String> = compose::module_files(kernel, format, precision)
             .into_iter()
             .map(read)
             .collect();
         compose::compose(&texts.iter().map(String::as_str).collect::<Vec<_>>())
     };
+    use compose::Precision;
+    use naga::valid::Capabilities;
+    // (name, source, the capabilities it needs); matrix-product kernels in both precisions.
     let mut modules = Vec::new();
-    for kernel in compose::WEIGHT_KERNELS {
+    let weight_kernels = compose::WEIGHT_KERNELS
+        .into_iter()
+        .map(|k| (k, Capabilities::empty()))
+        .chain(
+            compose::SUBGROUP_KERNELS
+                .into_iter()
+                .map(|k| (k, Capabilities::SUBGROUP)),
+        );
+    for (kernel, needs) in weight_kernels {
         for format in compose::WeightFormat::ALL {
-            let name = format!("{kernel} + {}", format.dequant_file());
-            modules.push((name, module(kernel, Some(format))));
+            for precision in Precision::ALL {
+                if precision == Precision::F16 && !compose::MATMUL_KERNELS.contains(&kernel) {
+                    continue;
+                }
+                let needs = match precision {
+                    Precision::F32 => needs,
+                    Precision::F16 => needs | Capabilities::SHADER_FLOAT16,
+                };
+                let name = format!("{kernel} + {} ({precision:?})", format.dequant_file());
+                modules.push((name, module(kernel, Some(format), precision), needs));
+            }
         }
     }
     for kernel in compose::PLAIN_KERNELS {
-        modules.push((kernel.to_string(), module(kernel, None)));
+        let src = module(kernel, None, Precision::F32);
+        modules.push((kernel.to_string(), src, Capabilities::empty()));
     }
-    let subgroup_modules: Vec<(String, String)> = compose::SUBGROUP_KERNELS
-        .into_iter()
-        .flat_map(|kernel| {
-            compose::WeightFormat::ALL.into_iter().map(move |format| {
-                (
-                    format!("{kernel} + {}", format.dequant_file()),
-                    module(kernel, Some(format)),
-                )
-            })
-        })
-        .collect();
-    let plain = modules
-        .into_iter()
-        .map(|m| (m, naga::valid::Capabilities::empty()));
-    let subgroup = subgroup_modules
-        .into_iter()
-        .map(|m| (m, naga::valid::Capabilities::SUBGROUP));
-    for ((name, src), capabilities) in plain.chain(subgroup) {
+    for (name, src, capabilities) in modules {
         let module = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("WGSL {name} does not parse:\n{}", e.emit_to_string(&src)));
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)

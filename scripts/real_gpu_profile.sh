@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Issue 20's profile on a machine with a real GPU, in one run (~2 min on an H100): where a decoding
-# step's GPU time goes, and split-K (src/gpu/ops/linear.rs) on against off, same binary, same
-# package, alternating.
+# Issue 20's profile on a machine with a real GPU, in one run (~3 min on an H100): where a decoding
+# step's GPU time goes, split-K (src/gpu/ops/linear.rs) on against off, and f16 products
+# (MARIAN_GPU_F16) on against off; same binary, same package, alternating.
 #   scripts/real_gpu_profile.sh [PKG_DIR] [OUT_DIR]
 # PKG_DIR: the opus-mt-en-fr-shaped q8 package (scripts/real_gpu_check.sh makes one in its WORK,
-# default target/bench/pkg-q8). MARIAN_BIN: a prebuilt binary (default target/release/marian-wasm).
+# default target/bench/pkg-q8); the f16 package beside it (pkg-f16) when there is one.
+# MARIAN_BIN: a prebuilt binary (default target/release/marian-wasm).
 # Writes profile-*.txt (the per-kernel tables `bench --profile` prints), counts-*.txt (the host's
-# encoding and waiting per step, `--profile counts`) and split-k.txt (tokens/s)
+# encoding and waiting per step, `--profile counts`), split-k.txt and f16-products.txt (tokens/s)
 # into OUT_DIR (default $OUT or /tmp/real-gpu-profile).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +22,8 @@ mkdir -p "$DEST"
 bench() { # split beams batch count [extra...]
   local split=$1 beams=$2 batch=$3 count=$4
   shift 4
-  MARIAN_GPU_SPLIT_K=$split "$BIN" bench --model "$PKG" --device gpu --batch "$batch" \
+  MARIAN_GPU_SPLIT_K=$split MARIAN_GPU_F16="${F16:-}" "$BIN" bench --model "${BENCH_PKG:-$PKG}" \
+    --device gpu --batch "$batch" \
     --beams "$beams" --tokens "$TOKENS" --count "$count" --json "$@"
 }
 
@@ -60,3 +62,23 @@ echo "== split-K on against off, unprofiled, alternating (tokens/s)"
     done
   done
 } | tee "$DEST/split-k.txt"
+
+F16_PKG="$(dirname "$PKG")/pkg-f16"
+echo "== f16 products (shader-f16) on against off, unprofiled, alternating (tokens/s)"
+{
+  echo "| package | MARIAN_GPU_F16 | batch | beams | round | tokens/s | ms per step |"
+  echo "|---|---|---|---|---|---|---|"
+  for round in 1 2; do
+    for shape in "1 1 16" "1 32 64" "4 32 64"; do
+      read -r beams batch count <<< "$shape"
+      # f16 package: off / f16 (the default on hardware); q8 package: off (the default) / all.
+      for run in "$F16_PKG off" "$F16_PKG f16" "$PKG off" "$PKG all"; do
+        read -r pkg f16 <<< "$run"
+        [ -f "$pkg/manifest.json" ] || continue
+        line=$(F16=$f16 BENCH_PKG=$pkg bench 1 "$beams" "$batch" "$count" 2>/dev/null) || line='{"tokens_per_s": 0}'
+        python3 -c 'import json,sys; r=json.loads(sys.argv[1]); b=int(sys.argv[2]); t=r["tokens_per_s"]; print("| %s | %s | %s | %s | %s | %.1f | %.2f |" % (sys.argv[6], sys.argv[5], b, sys.argv[3], sys.argv[4], t, 1000*b/t if t else float("nan")))' \
+          "$line" "$batch" "$beams" "$round" "$f16" "$(basename "$pkg")"
+      done
+    done
+  done
+} | tee "$DEST/f16-products.txt"

@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use marian_wasm::generate::{generate, ready, Backend, GenerateOptions, Select};
-use marian_wasm::gpu::{GpuContext, GpuMarian};
+use marian_wasm::gpu::{F16Products, GpuContext, GpuMarian, KernelOptions};
 use marian_wasm::model::Marian;
 use marian_wasm::package::convert::{convert_with, ConvertOptions};
 use marian_wasm::package::quant::Quant;
@@ -51,7 +51,14 @@ fn gpu_generates_the_same_tokens_as_the_cpu() {
 /// CPU too; on an adapter that offers subgroups, the test above ran the subgroup kernels.
 #[test]
 fn plain_kernels_generate_the_same_tokens_as_the_cpu() {
-    let plain = ready(GpuContext::open_with(true, false)).unwrap();
+    let plain = ready(GpuContext::open_with(
+        true,
+        KernelOptions {
+            features: false,
+            ..KernelOptions::from_env()
+        },
+    ))
+    .unwrap();
     assert!(!plain.subgroups);
     eprintln!(
         "GPU adapter: {} (the default context: {})",
@@ -65,10 +72,39 @@ fn plain_kernels_generate_the_same_tokens_as_the_cpu() {
 /// than 8 rows on these fixtures) against the CPU; lavapipe runs without it by default.
 #[test]
 fn split_k_kernels_generate_the_same_tokens_as_the_cpu() {
-    let split = ready(GpuContext::open_with_split_k(true, true, Some(true))).unwrap();
+    let split = ready(GpuContext::open_with(
+        true,
+        KernelOptions {
+            split_k: Some(true),
+            ..KernelOptions::from_env()
+        },
+    ))
+    .unwrap();
     assert!(split.split_k);
     eprintln!("GPU adapter: {}", split.describe());
     same_tokens_as_the_cpu(&split, &[Quant::F32, Quant::Q8]);
+}
+
+/// f16 operands in the matrix products (what hardware adapters offering shader-f16 run for
+/// f16-stored matrices; lavapipe offers it but runs f32 by default) keep the tokens of the f32
+/// path: here for every stored form, greedy and beam 4, batched and one at a time.
+#[test]
+fn f16_product_kernels_generate_the_same_tokens_as_the_cpu() {
+    let half = ready(GpuContext::open_with(
+        true,
+        KernelOptions {
+            f16_products: Some(F16Products::All),
+            ..KernelOptions::from_env()
+        },
+    ))
+    .unwrap();
+    eprintln!("GPU adapter: {}", half.describe());
+    assert_eq!(
+        half.f16_products,
+        F16Products::All,
+        "the adapter does not offer shader-f16 (lavapipe does)"
+    );
+    same_tokens_as_the_cpu(&half, &QUANTS);
 }
 
 fn same_tokens_as_the_cpu(ctx: &Arc<GpuContext>, quants: &[Quant]) {

@@ -32,6 +32,28 @@ impl WeightFormat {
     }
 }
 
+/// The operands of the matrix-product kernels (`MATMUL_KERNELS`): weights and activations
+/// enter them as `Real`; products and sums are f32 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Precision {
+    F32,
+    /// Operands rounded to half precision (WebGPU's optional "shader-f16"), products and sums
+    /// in f32: half the workgroup memory a tile of the tiled kernel takes.
+    F16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 2] = [Precision::F32, Precision::F16];
+    /// The WGSL file that defines `Real` (and enables f16 where it is f16): first in a module,
+    /// as an `enable` directive must be.
+    pub fn file(self) -> &'static str {
+        match self {
+            Precision::F32 => "precision_f32.wgsl",
+            Precision::F16 => "precision_f16.wgsl",
+        }
+    }
+}
+
 /// Kernels that read a stored matrix (one module per weight format).
 pub const WEIGHT_KERNELS: [&str; 3] = ["matvec.wgsl", "matmul_tiled.wgsl", "embed.wgsl"];
 /// Variants of weight kernels that use subgroup operations, for adapters that offer them
@@ -64,9 +86,18 @@ pub const MATVEC_KERNELS: [&str; 2] = ["matvec.wgsl", "matvec_subgroup.wgsl"];
 pub const BLOCK_SCALES_FILE: &str = "block_scales.wgsl";
 
 /// The files, in order, whose concatenation is the module of `kernel` reading weights stored
-/// as `format` (None: a kernel over f32 activations only).
-pub fn module_files(kernel: &'static str, format: Option<WeightFormat>) -> Vec<&'static str> {
-    let mut files = vec![COMMON_FILE];
+/// as `format` (None: a kernel over f32 activations only); `precision` is the inner products'
+/// arithmetic for `MATMUL_KERNELS` (other kernels are f32 throughout and ignore it).
+pub fn module_files(
+    kernel: &'static str,
+    format: Option<WeightFormat>,
+    precision: Precision,
+) -> Vec<&'static str> {
+    let mut files = Vec::new();
+    if MATMUL_KERNELS.contains(&kernel) {
+        files.push(precision.file());
+    }
+    files.push(COMMON_FILE);
     if let Some(f) = format {
         if matches!(
             f,

@@ -2,6 +2,7 @@
 //! (lost or failing devices are noticed here so the translator can fall back to the CPU).
 
 use super::kernels::Kernels;
+use super::ops::F16Products;
 use super::profile::Profiler;
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,9 @@ pub struct GpuContext {
     pub subgroups: bool,
     /// Whether small tiled products are split along K (`ops::linear`).
     pub split_k: bool,
+    /// Which stored forms the matrix products multiply with f16 operands
+    /// (`KernelOptions::f16_products`; Off where the adapter lacks shader-f16).
+    pub f16_products: F16Products,
     /// Counts and times of the GPU work, when `MARIAN_GPU_PROFILE` asks for them.
     pub profiler: Option<Profiler>,
     failure: Failure,
@@ -63,47 +67,77 @@ fn check_kernel_limits(info: &wgpu::AdapterInfo, l: &wgpu::Limits) -> Result<()>
     Ok(())
 }
 
-impl GpuContext {
-    /// Open the best adapter: a real GPU when there is one, else a software one (lavapipe,
-    /// SwiftShader) when `allow_software` is set. `MARIAN_GPU_ADAPTER` (native) picks an
-    /// adapter by a part of its name.
-    pub async fn open(allow_software: bool) -> Result<Arc<Self>> {
-        let plain = std::env::var_os("MARIAN_GPU_PLAIN").is_some_and(|v| !v.is_empty());
-        Self::open_with(allow_software, !plain).await
-    }
+/// Which optional kernel paths a context takes; None leaves the choice to the adapter.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelOptions {
+    /// Whether the kernels may use optional adapter features (subgroups, shader-f16) where
+    /// offered; without them they need only core WebGPU.
+    pub features: bool,
+    /// Split small tiled products along K. None: on hardware adapters only (a software
+    /// adapter's few CPU cores are kept busy by the tiles alone, and the split's scratch
+    /// traffic costs it ~40 %: lavapipe, opus-mt shape, batch 32).
+    pub split_k: Option<bool>,
+    /// Which stored forms the matrix products multiply with f16 operands (needs shader-f16
+    /// and `features`). None: f16-stored matrices on hardware adapters that offer it; Off on
+    /// software ones (lavapipe emulates f16 on the CPU).
+    pub f16_products: Option<F16Products>,
+}
 
-    /// `open`, choosing whether the kernels may use optional adapter features (subgroups);
-    /// without them the kernels need only core WebGPU. `MARIAN_GPU_PLAIN=1` makes `open`
-    /// pass false (to measure or rule out the feature paths).
-    pub async fn open_with(allow_software: bool, use_features: bool) -> Result<Arc<Self>> {
-        let split_k = match std::env::var("MARIAN_GPU_SPLIT_K").as_deref() {
+impl KernelOptions {
+    /// What `GpuContext::open` takes: every feature, each path chosen by the adapter, unless
+    /// the environment says otherwise: `MARIAN_GPU_PLAIN=1` (no optional feature),
+    /// `MARIAN_GPU_SPLIT_K=0|1`, `MARIAN_GPU_F16=off|f16|all` (f16 products for no matrix,
+    /// f16-stored ones, every one) — to measure or rule out a path.
+    pub fn from_env() -> Self {
+        let flag = |name: &str| match std::env::var(name).as_deref() {
             Ok("0") => Some(false),
             Ok("1") => Some(true),
             _ => None,
         };
-        Self::open_with_split_k(allow_software, use_features, split_k).await
+        let plain = std::env::var_os("MARIAN_GPU_PLAIN").is_some_and(|v| !v.is_empty());
+        let f16_products = match std::env::var("MARIAN_GPU_F16").as_deref() {
+            Ok("off" | "0") => Some(F16Products::Off),
+            Ok("f16") => Some(F16Products::F16Weights),
+            Ok("all" | "1") => Some(F16Products::All),
+            _ => None,
+        };
+        KernelOptions {
+            features: !plain,
+            split_k: flag("MARIAN_GPU_SPLIT_K"),
+            f16_products,
+        }
+    }
+}
+
+impl GpuContext {
+    /// Open the best adapter: a real GPU when there is one, else a software one (lavapipe,
+    /// SwiftShader) when `allow_software` is set, with the kernel paths
+    /// `KernelOptions::from_env` gives. `MARIAN_GPU_ADAPTER` (native) picks an adapter by a
+    /// part of its name.
+    pub async fn open(allow_software: bool) -> Result<Arc<Self>> {
+        Self::open_with(allow_software, KernelOptions::from_env()).await
     }
 
-    /// `open_with`, choosing whether small tiled products are split along K: None splits on
-    /// hardware adapters only (a software adapter's few CPU cores are kept busy by the tiles
-    /// alone, and the split's scratch traffic costs it ~40 %: lavapipe, opus-mt shape, batch
-    /// 32). `MARIAN_GPU_SPLIT_K=0|1` makes `open_with` pass Some(false|true).
-    pub async fn open_with_split_k(
-        allow_software: bool,
-        use_features: bool,
-        split_k: Option<bool>,
-    ) -> Result<Arc<Self>> {
+    /// `open` with the kernel paths chosen by the caller.
+    pub async fn open_with(allow_software: bool, options: KernelOptions) -> Result<Arc<Self>> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pick_adapter(&instance, allow_software).await?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         check_kernel_limits(&info, &limits)?;
-        let wanted = if use_features {
-            wgpu::Features::SUBGROUP
-        } else {
-            wgpu::Features::empty()
-        };
+        let software = is_software_adapter(&info);
+        let f16_wanted = options.f16_products.unwrap_or(match software {
+            true => F16Products::Off,
+            false => F16Products::F16Weights,
+        });
+        let mut wanted = wgpu::Features::empty();
+        if options.features {
+            wanted |= wgpu::Features::SUBGROUP;
+            if f16_wanted != F16Products::Off {
+                wanted |= wgpu::Features::SHADER_F16;
+            }
+        }
         // Timestamps only for a profile: they change how work is split into passes.
         let profiling = Profiler::wanted();
         let wanted = match profiling {
@@ -134,8 +168,12 @@ impl GpuContext {
             f.get_or_insert(format!("GPU error: {e}"));
         }));
         let subgroups = features.contains(wgpu::Features::SUBGROUP);
-        let split_k = split_k.unwrap_or(!is_software_adapter(&info));
-        let kernels = Kernels::new(&device, subgroups, split_k);
+        let split_k = options.split_k.unwrap_or(!software);
+        let f16_products = match features.contains(wgpu::Features::SHADER_F16) {
+            true => f16_wanted,
+            false => F16Products::Off,
+        };
+        let kernels = Kernels::new(&device, subgroups, split_k, f16_products);
         let profiler = profiling.map(|timed| {
             let timed = timed && features.contains(wgpu::Features::TIMESTAMP_QUERY);
             Profiler::new(&device, &queue, timed)
@@ -149,6 +187,7 @@ impl GpuContext {
             kernels,
             subgroups,
             split_k,
+            f16_products,
             failure,
             lose_in: AtomicUsize::new(0),
         }))
@@ -157,12 +196,17 @@ impl GpuContext {
     /// A human-readable adapter description, e.g. "llvmpipe (Vulkan, Cpu, subgroups)".
     pub fn describe(&self) -> String {
         format!(
-            "{} ({:?}, {:?}{}{})",
+            "{} ({:?}, {:?}{}{}{})",
             self.info.name,
             self.info.backend,
             self.info.device_type,
             if self.subgroups { ", subgroups" } else { "" },
-            if self.split_k { ", split-K" } else { "" }
+            if self.split_k { ", split-K" } else { "" },
+            match self.f16_products {
+                F16Products::Off => "",
+                F16Products::F16Weights => ", f16 products for f16 weights",
+                F16Products::All => ", f16 products",
+            }
         )
     }
 

@@ -2,7 +2,7 @@
 //! (`compose`), compiled into a pipeline with the bind-group layout its op declares
 //! (`ops`). The set of them is [`Kernels`], one op each.
 
-use super::compose::{self, WeightFormat};
+use super::compose::{self, Precision, WeightFormat};
 use super::ops::{self, Access, Binding};
 use std::borrow::Cow;
 
@@ -12,7 +12,9 @@ macro_rules! shader {
     };
 }
 
-const SOURCES: [(&str, &str); 20] = [
+const SOURCES: [(&str, &str); 22] = [
+    shader!("precision_f32.wgsl"),
+    shader!("precision_f16.wgsl"),
     shader!("common.wgsl"),
     shader!("matmul_params.wgsl"),
     shader!("block_scales.wgsl"),
@@ -44,15 +46,20 @@ fn source(name: &str) -> &'static str {
 }
 
 /// The WGSL module of kernel `file` reading weights stored as `format` (None: a kernel over
-/// f32 activations only).
-pub fn module_source(file: &'static str, format: Option<WeightFormat>) -> String {
-    let files = compose::module_files(file, format);
+/// f32 activations only), its inner products in `precision` (matrix-product kernels only).
+pub fn module_source(
+    file: &'static str,
+    format: Option<WeightFormat>,
+    precision: Precision,
+) -> String {
+    let files = compose::module_files(file, format, precision);
     compose::compose(&files.into_iter().map(source).collect::<Vec<_>>())
 }
 
 /// One compiled kernel: its pipeline and the bind-group layout of its bindings.
 pub struct Kernel {
-    /// The file and the weight format it reads, e.g. `matvec.wgsl[Q8]` (for profiles).
+    /// The file and the weight format it reads, e.g. `matvec.wgsl[Q8]` or, with f16 inner
+    /// products, `matvec.wgsl[Q8, f16]` (for profiles).
     pub name: String,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
@@ -66,9 +73,22 @@ impl Kernel {
         format: Option<WeightFormat>,
         layout: &[Binding],
     ) -> Self {
+        Self::with_precision(device, file, format, Precision::F32, layout)
+    }
+
+    /// `new` for a matrix-product kernel whose inner products are in `precision` (F16 needs a
+    /// device with `wgpu::Features::SHADER_F16`).
+    pub fn with_precision(
+        device: &wgpu::Device,
+        file: &'static str,
+        format: Option<WeightFormat>,
+        precision: Precision,
+        layout: &[Binding],
+    ) -> Self {
+        let source = module_source(file, format, precision);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(file),
-            source: wgpu::ShaderSource::Wgsl(Cow::Owned(module_source(file, format))),
+            source: wgpu::ShaderSource::Wgsl(Cow::Owned(source)),
         });
         let layout = bind_group_layout(device, layout);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -84,9 +104,10 @@ impl Kernel {
             compilation_options: Default::default(),
             cache: None,
         });
-        let name = match format {
-            Some(f) => format!("{file}[{f:?}]"),
-            None => file.to_string(),
+        let name = match (format, precision) {
+            (Some(f), Precision::F32) => format!("{file}[{f:?}]"),
+            (Some(f), Precision::F16) => format!("{file}[{f:?}, f16]"),
+            (None, _) => file.to_string(),
         };
         Kernel {
             name,
@@ -135,10 +156,16 @@ pub struct Kernels {
 impl Kernels {
     /// Compile every kernel; `subgroups`: the device has the subgroup feature, so the
     /// matrix-vector kernel reduces with subgroup operations; `split_k`: small tiled products
-    /// are split along K (`ops::linear`).
-    pub fn new(device: &wgpu::Device, subgroups: bool, split_k: bool) -> Self {
+    /// are split along K (`ops::linear`); `f16`: which stored forms the products multiply with
+    /// f16 operands (anything but Off needs shader-f16 on the device).
+    pub fn new(
+        device: &wgpu::Device,
+        subgroups: bool,
+        split_k: bool,
+        f16: ops::F16Products,
+    ) -> Self {
         Kernels {
-            linear: ops::Linear::new(device, subgroups, split_k),
+            linear: ops::Linear::new(device, subgroups, split_k, f16),
             embed: ops::Embed::new(device),
             layer_norm: ops::LayerNorm::new(device),
             attention: ops::Attention::new(device),

@@ -15,5 +15,6 @@ pub mod profile;
 pub mod recorder;
 pub mod weights;
 
-pub use context::GpuContext;
+pub use context::{GpuContext, KernelOptions};
 pub use model::GpuMarian;
+pub use ops::F16Products;

@@ -9,7 +9,7 @@
 use super::bindings;
 use super::Bindings as _; // the trait of `Bindings::LAYOUT`
 use crate::config::Activation;
-use crate::gpu::compose::WeightFormat;
+use crate::gpu::compose::{Precision, WeightFormat};
 use crate::gpu::kernels::Kernel;
 use crate::gpu::recorder::{grid, Recorder};
 use crate::gpu::weights::GpuMatrix;
@@ -117,6 +117,29 @@ pub fn split_k(tiles: usize, k: usize) -> (usize, usize) {
     (k.div_ceil(k_slice), k_slice)
 }
 
+/// Which stored matrices are multiplied with f16 operands (WebGPU's "shader-f16"; products and
+/// sums stay f32, so only the operands' rounding differs from the f32 path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum F16Products {
+    Off,
+    /// Matrices stored as f16 (the package's choice of half precision): their weights are f16
+    /// already, only the activations are rounded — as PyTorch's f16 inference does.
+    F16Weights,
+    /// Every stored form (a measure: on held-out text it changes ~1 % of a q8 package's
+    /// translations from the f32 path's, BENCHMARKS.md).
+    All,
+}
+
+impl F16Products {
+    /// The operands of the products over matrices stored as `format`.
+    pub fn precision(self, format: WeightFormat) -> Precision {
+        match (self, format) {
+            (F16Products::All, _) | (F16Products::F16Weights, WeightFormat::F16) => Precision::F16,
+            _ => Precision::F32,
+        }
+    }
+}
+
 /// The code of an activation in common.wgsl's `activate` (0: none).
 pub fn activation_code(act: Option<Activation>) -> u32 {
     match act {
@@ -213,12 +236,22 @@ pub struct Linear {
 
 impl Linear {
     /// `subgroups`: the matrix-vector kernel reduces with subgroup operations; `split`: tiled
-    /// products with fewer tiles than a GPU has room for are split along K.
-    pub fn new(device: &wgpu::Device, subgroups: bool, split: bool) -> Self {
+    /// products with fewer tiles than a GPU has room for are split along K; `f16`: which stored
+    /// forms multiply with f16 operands (anything but Off needs shader-f16 on the device).
+    pub fn new(device: &wgpu::Device, subgroups: bool, split: bool, f16: F16Products) -> Self {
         let family = |file: &'static str| -> HashMap<WeightFormat, Kernel> {
             WeightFormat::ALL
                 .iter()
-                .map(|&f| (f, Kernel::new(device, file, Some(f), Bindings::LAYOUT)))
+                .map(|&f| {
+                    let kernel = Kernel::with_precision(
+                        device,
+                        file,
+                        Some(f),
+                        f16.precision(f),
+                        Bindings::LAYOUT,
+                    );
+                    (f, kernel)
+                })
                 .collect()
         };
         Linear {

@@ -83,14 +83,14 @@ pub use embed::Embed;
 pub use gather_rows::GatherRows;
 pub use head_delta::HeadDelta;
 pub use layer_norm::LayerNorm;
-pub use linear::Linear;
+pub use linear::{F16Products, Linear};
 pub use row_summary::RowSummary;
 pub use top_k::TopK;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::compose::WeightFormat;
+    use crate::gpu::compose::{Precision, WeightFormat};
     use crate::gpu::kernels::module_source;
 
     /// (binding, name, access) of every `@group(0) @binding(n) var<…> name` in `wgsl`.
@@ -123,15 +123,21 @@ mod tests {
     }
 
     fn check<B: Bindings, P>(file: &'static str, format: Option<WeightFormat>) {
-        let wgsl = module_source(file, format);
-        let mut declared = B::LAYOUT.to_vec();
-        declared.sort_by_key(|b| b.number);
-        assert_eq!(declared, wgsl_bindings(&wgsl), "{file} ({format:?})");
-        assert_eq!(
-            std::mem::size_of::<P>(),
-            4 * wgsl_params_fields(&wgsl),
-            "{file}: Params"
-        );
+        for precision in Precision::ALL {
+            let wgsl = module_source(file, format, precision);
+            let mut declared = B::LAYOUT.to_vec();
+            declared.sort_by_key(|b| b.number);
+            assert_eq!(
+                declared,
+                wgsl_bindings(&wgsl),
+                "{file} ({format:?}, {precision:?})"
+            );
+            assert_eq!(
+                std::mem::size_of::<P>(),
+                4 * wgsl_params_fields(&wgsl),
+                "{file}: Params"
+            );
+        }
     }
 
     #[test]

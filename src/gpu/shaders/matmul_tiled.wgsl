@@ -6,7 +6,7 @@
 // raw sums in y laid out [slices, m, n]; matmul_split_sum.wgsl adds the slices, bias and
 // activation.
 
-// Params: matmul_params.wgsl.
+// Params: matmul_params.wgsl. Real: precision_*.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -15,8 +15,9 @@
 
 const TILE: u32 = 64u;
 const KT: u32 = 16u;
-var<workgroup> xs: array<vec4<f32>, 256>; // [TILE rows][KT / 4]
-var<workgroup> ws: array<vec4<f32>, 256>; // [TILE cols][KT / 4]
+// The tiles hold operands in Real (precision_*.wgsl); they are multiplied and summed in f32.
+var<workgroup> xs: array<vec4<Real>, 256>; // [TILE rows][KT / 4]
+var<workgroup> ws: array<vec4<Real>, 256>; // [TILE cols][KT / 4]
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -42,21 +43,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         if xm < p.m && k4 < k4n {
             xv = x[p.x_base + xm * p.x_stride + k4];
         }
-        xs[lid] = xv;
+        xs[lid] = vec4<Real>(xv);
         let wn = n0 + load_row;
         var wv = vec4<f32>(0.0);
         if wn < p.n && k4 < k4n {
             wv = weight4(wn, k4, p.k);
         }
-        ws[lid] = wv;
+        ws[lid] = vec4<Real>(wv);
         workgroupBarrier();
         for (var kk = 0u; kk < 4u; kk++) {
-            let b0 = ws[(tx * 4u + 0u) * 4u + kk];
-            let b1 = ws[(tx * 4u + 1u) * 4u + kk];
-            let b2 = ws[(tx * 4u + 2u) * 4u + kk];
-            let b3 = ws[(tx * 4u + 3u) * 4u + kk];
+            let b0 = vec4<f32>(ws[(tx * 4u + 0u) * 4u + kk]);
+            let b1 = vec4<f32>(ws[(tx * 4u + 1u) * 4u + kk]);
+            let b2 = vec4<f32>(ws[(tx * 4u + 2u) * 4u + kk]);
+            let b3 = vec4<f32>(ws[(tx * 4u + 3u) * 4u + kk]);
             for (var i = 0u; i < 4u; i++) {
-                let a = xs[(ty * 4u + i) * 4u + kk];
+                let a = vec4<f32>(xs[(ty * 4u + i) * 4u + kk]);
                 acc[i] += vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
             }
         }
