@@ -223,13 +223,26 @@ fn cli_keeps_one_line_per_input_line_and_empty_lines() {
 }
 
 #[test]
-fn cli_rejects_non_utf8_input_after_translating_what_came_before() {
+fn cli_translates_every_line_around_one_that_is_not_utf8() {
     let pkg = converted();
-    let out = translate_cli(pkg.path(), b"A dog runs.\nbad \xff\xfe byte\nA cat.\n");
+    let out = translate_cli(
+        pkg.path(),
+        b"A dog runs.\nA bad \xff\xfe byte.\nA cat.\n\xc3\n",
+    );
+    // The bad lines are reported and the run fails, but no line is lost.
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2") && err.contains("UTF-8"), "{err}");
-    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    assert!(err.contains("line(s) 2, 4"), "{err}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text:?}");
+    assert!(lines.iter().take(3).all(|l| !l.is_empty()), "{text:?}");
+    let alone = translate_cli(pkg.path(), b"A cat.\n");
+    assert_eq!(
+        lines[2],
+        String::from_utf8(alone.stdout).unwrap().trim_end()
+    );
 }
 
 #[test]
