@@ -292,6 +292,30 @@ fn huge_and_long_inputs_are_split_not_truncated() {
     assert!(!out[1].text.is_empty() && out[1].issues.is_empty());
 }
 
+/// A paragraph goes to the model sentence by sentence, as models trained on sentence pairs
+/// need (given whole, the default model kept 66 characters of a 20-sentence paragraph); an
+/// abbreviation or an initial does not end a sentence.
+#[test]
+fn a_paragraph_is_translated_sentence_by_sentence() {
+    let t = translator(&tiny(), Quant::Q8);
+    let opts = marian_wasm::GenerateOptions {
+        num_beams: Some(2),
+        max_length: Some(24),
+        ..Default::default()
+    };
+    let sentences = [
+        "A dog runs in the park.",
+        "Two men are talking!",
+        "Is Mr. Smith sitting on a bench?",
+    ];
+    let paragraph = sentences.join(" ");
+    let out = t.translate(&[paragraph.as_str()], &opts, 1).unwrap();
+    let alone = t.translate(&sentences, &opts, 1).unwrap();
+    let joined: Vec<&str> = alone.iter().map(|a| a.text.as_str()).collect();
+    assert_eq!(out[0].text, joined.join(" "));
+    assert_eq!(out[0].ids.len(), 3);
+}
+
 /// A run of characters longer than the model's positions (a hash, base64) in one text of a
 /// batch: that run is kept as is in its place, with a warning, the words around it and every
 /// other text translated exactly as they are without it.
