@@ -63,6 +63,20 @@ fn missing_checkpoint_file_is_named() {
 }
 
 #[test]
+fn a_vocabulary_without_unk_is_refused_by_convert() {
+    let hf = hf_copy();
+    let p = hf.path().join("vocab.json");
+    let mut vocab: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    vocab.remove("<unk>");
+    std::fs::write(&p, serde_json::to_vec(&vocab).unwrap()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let e = err_text(convert(hf.path(), out.path(), Quant::F32));
+    assert!(e.contains("vocab.json") && e.contains("<unk>"), "{e}");
+    assert!(!out.path().join("manifest.json").exists());
+}
+
+#[test]
 fn truncated_checkpoint_weights_are_reported() {
     let hf = hf_copy();
     let p = hf.path().join("model.safetensors");
