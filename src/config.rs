@@ -244,8 +244,9 @@ impl GenerationConfig {
         let max_length = match (raw.max_length, raw.max_new_tokens) {
             (_, Some(n)) => n + 1,
             (Some(m), None) => m,
-            // transformers' GenerationConfig default
-            (None, None) => 20,
+            // No max_length anywhere: transformers 5 `generate` then makes 20 new tokens (its
+            // default 20 plus the decoder start token), capped at the model's positions.
+            (None, None) => 21.min(model.max_position_embeddings).max(2),
         };
         let cfg = GenerationConfig {
             num_beams: raw.num_beams.unwrap_or(1),
@@ -290,5 +291,41 @@ impl GenerationConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(max_positions: usize) -> (String, MarianConfig) {
+        let json = format!(
+            r#"{{"vocab_size": 100, "d_model": 16, "encoder_layers": 1, "decoder_layers": 1,
+            "encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 32,
+            "decoder_ffn_dim": 32, "activation_function": "relu", "pad_token_id": 99,
+            "eos_token_id": 0, "decoder_start_token_id": 99,
+            "max_position_embeddings": {max_positions}}}"#
+        );
+        let cfg = MarianConfig::from_json(&json, "config.json").unwrap();
+        (json, cfg)
+    }
+
+    #[test]
+    fn without_a_max_length_generation_makes_twenty_new_tokens_as_transformers() {
+        let (json, cfg) = model(128);
+        // transformers 5: max_length = 20 + the decoder start token, at most the positions.
+        let g = GenerationConfig::from_hf(&json, None, &cfg).unwrap();
+        assert_eq!(g.max_length, 21);
+        let g = GenerationConfig::from_hf(&json, Some(r#"{"num_beams": 4}"#), &cfg).unwrap();
+        assert_eq!(g.max_length, 21);
+        let (json, cfg) = model(16);
+        assert_eq!(
+            GenerationConfig::from_hf(&json, None, &cfg)
+                .unwrap()
+                .max_length,
+            16
+        );
+        let g = GenerationConfig::from_hf(&json, Some(r#"{"max_length": 20}"#), &cfg).unwrap();
+        assert_eq!(g.max_length, 20);
     }
 }

@@ -63,6 +63,20 @@ fn missing_checkpoint_file_is_named() {
 }
 
 #[test]
+fn a_vocabulary_without_unk_is_refused_by_convert() {
+    let hf = hf_copy();
+    let p = hf.path().join("vocab.json");
+    let mut vocab: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    vocab.remove("<unk>");
+    std::fs::write(&p, serde_json::to_vec(&vocab).unwrap()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let e = err_text(convert(hf.path(), out.path(), Quant::F32));
+    assert!(e.contains("vocab.json") && e.contains("<unk>"), "{e}");
+    assert!(!out.path().join("manifest.json").exists());
+}
+
+#[test]
 fn truncated_checkpoint_weights_are_reported() {
     let hf = hf_copy();
     let p = hf.path().join("model.safetensors");
@@ -223,13 +237,26 @@ fn cli_keeps_one_line_per_input_line_and_empty_lines() {
 }
 
 #[test]
-fn cli_rejects_non_utf8_input_after_translating_what_came_before() {
+fn cli_translates_every_line_around_one_that_is_not_utf8() {
     let pkg = converted();
-    let out = translate_cli(pkg.path(), b"A dog runs.\nbad \xff\xfe byte\nA cat.\n");
+    let out = translate_cli(
+        pkg.path(),
+        b"A dog runs.\nA bad \xff\xfe byte.\nA cat.\n\xc3\n",
+    );
+    // The bad lines are reported and the run fails, but no line is lost.
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2") && err.contains("UTF-8"), "{err}");
-    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    assert!(err.contains("line(s) 2, 4"), "{err}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text:?}");
+    assert!(lines.iter().take(3).all(|l| !l.is_empty()), "{text:?}");
+    let alone = translate_cli(pkg.path(), b"A cat.\n");
+    assert_eq!(
+        lines[2],
+        String::from_utf8(alone.stdout).unwrap().trim_end()
+    );
 }
 
 #[test]
@@ -277,6 +304,30 @@ fn huge_and_long_inputs_are_split_not_truncated() {
     assert_eq!(out[0].text, too_big);
     assert!(out[0].issues[0].contains("bytes"), "{:?}", out[0].issues);
     assert!(!out[1].text.is_empty() && out[1].issues.is_empty());
+}
+
+/// A paragraph goes to the model sentence by sentence, as models trained on sentence pairs
+/// need (given whole, the default model kept 66 characters of a 20-sentence paragraph); an
+/// abbreviation or an initial does not end a sentence.
+#[test]
+fn a_paragraph_is_translated_sentence_by_sentence() {
+    let t = translator(&tiny(), Quant::Q8);
+    let opts = marian_wasm::GenerateOptions {
+        num_beams: Some(2),
+        max_length: Some(24),
+        ..Default::default()
+    };
+    let sentences = [
+        "A dog runs in the park.",
+        "Two men are talking!",
+        "Is Mr. Smith sitting on a bench?",
+    ];
+    let paragraph = sentences.join(" ");
+    let out = t.translate(&[paragraph.as_str()], &opts, 1).unwrap();
+    let alone = t.translate(&sentences, &opts, 1).unwrap();
+    let joined: Vec<&str> = alone.iter().map(|a| a.text.as_str()).collect();
+    assert_eq!(out[0].text, joined.join(" "));
+    assert_eq!(out[0].ids.len(), 3);
 }
 
 /// A run of characters longer than the model's positions (a hash, base64) in one text of a

@@ -37,6 +37,9 @@ struct JsonPair {
 /// Parse a pairs file: JSON lines (`{"source": …, "target": …}` a line) when its first
 /// non-empty line starts with `{`, else TSV (`source<TAB>target`). Blank lines are ignored.
 pub fn parse_pairs(bytes: &[u8]) -> PairSet {
+    // A byte-order mark (Windows editors write one) is not part of the first pair, and would
+    // hide the `{` that says the file is JSON lines.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     let json = lines
         .iter()
@@ -189,6 +192,16 @@ mod tests {
         assert!(set.issues[2].reason.contains("duplicate"));
         assert!(set.issues[3].reason.contains("not UTF-8"));
         assert!(set.issues[4].reason.contains("3 tab-separated"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_pair() {
+        let set =
+            parse_pairs("\u{FEFF}{\"source\": \"a dog\", \"target\": \"un chien\"}\n".as_bytes());
+        assert!(set.issues.is_empty(), "{:?}", set.issues);
+        assert_eq!(set.pairs[0].source, "a dog");
+        let set = parse_pairs("\u{FEFF}a dog\tun chien\n".as_bytes());
+        assert_eq!(set.pairs[0].source, "a dog");
     }
 
     #[test]

@@ -215,6 +215,16 @@ pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Res
         outputs.push((name.to_string(), json.into_bytes()));
     }
     let (vocab_bytes, vocab) = check_vocab(&hf_dir.join("vocab.json"), cfg.vocab_size)?;
+    // The tokenizer cannot load without them: refuse now rather than write a package that
+    // fails at its first translation.
+    for piece in ["</s>", "<unk>"] {
+        if !vocab.contains_key(piece) {
+            return Err(Error::corrupt(
+                hf_dir.join("vocab.json").display().to_string(),
+                format!("the vocabulary has no '{piece}' entry"),
+            ));
+        }
+    }
     let target_languages = target_languages(&vocab);
     outputs.push(("vocab.json".into(), vocab_bytes));
     let target_vocab = hf_dir.join("target_vocab.json");

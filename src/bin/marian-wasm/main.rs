@@ -439,6 +439,7 @@ mod cli {
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut pending: Vec<String> = Vec::new();
         let mut line_no = 0usize;
+        let mut bad_lines: Vec<usize> = Vec::new();
         let warned = std::cell::Cell::new(false);
         // Lines already written (for the line numbers of warnings).
         let written = std::cell::Cell::new(0usize);
@@ -498,12 +499,14 @@ mod cli {
             let line = match String::from_utf8(buf) {
                 Ok(line) => line,
                 Err(e) => {
-                    // Everything before the bad line is still translated and written.
-                    flush(&mut pending, &mut out)?;
-                    bail!(
-                        "stdin line {line_no} is not valid UTF-8 (invalid byte at offset {}); lines before it were translated",
+                    // One bad line must not cost the others: it is translated with U+FFFD for
+                    // its bad bytes, said on stderr, and the exit status says so at the end.
+                    eprintln!(
+                        "marian-wasm: stdin line {line_no} is not valid UTF-8 (invalid byte at offset {}): translated with U+FFFD in place of the bad bytes",
                         e.utf8_error().valid_up_to()
                     );
+                    bad_lines.push(line_no);
+                    String::from_utf8_lossy(e.as_bytes()).into_owned()
                 }
             };
             pending.push(line);
@@ -511,7 +514,15 @@ mod cli {
                 flush(&mut pending, &mut out)?;
             }
         }
-        flush(&mut pending, &mut out)
+        flush(&mut pending, &mut out)?;
+        if !bad_lines.is_empty() {
+            let lines: Vec<String> = bad_lines.iter().map(|n| n.to_string()).collect();
+            bail!(
+                "stdin line(s) {} not valid UTF-8; every line was translated, those with U+FFFD in place of their bad bytes",
+                lines.join(", ")
+            );
+        }
+        Ok(())
     }
 }
 
