@@ -260,6 +260,7 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
     // 2. Compare.
     let pairs = 0;
     let matches = 0;
+    let split = 0;
     for (const { key, beams, maxLength, batched } of modes) {
       const got = res.runs?.[key];
       const what = `${key} (beams ${beams}, maxLength ${maxLength}, ${batched ? 'one batch' : 'one sentence per call'})`;
@@ -269,9 +270,16 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
       }
       let modeMatches = 0;
       expected.sentences.forEach((s, i) => {
-        pairs++;
         const want = trimPad(s[key], expected.pad);
         const have = trimPad(got.ids[i], expected.pad);
+        // A text of several sentences goes to the model one sentence at a time (src/translator.rs,
+        // tests/bad_input.rs): its ids are one run per sentence, each from the decoder start
+        // token, and HF's reference (the whole text at once) does not apply. Counted and bounded.
+        if (have.filter((id) => id === want[0]).length > 1) {
+          split++;
+          return;
+        }
+        pairs++;
         const d = firstDiff(want, have);
         const wantText = expected.decoded.get(JSON.stringify(want));
         const textOk = wantText === undefined || wantText === got.texts[i];
@@ -291,6 +299,10 @@ export async function run({ page, baseUrl, assert, log, env, dirs }) {
         }
       });
       log(`${pkg} on ${device} ${what}: ${modeMatches}/${texts.length} identical, ${got.ms.toFixed(0)} ms; first: ${JSON.stringify(got.texts[0])}`);
+    }
+    // The fixtures hold 2 texts of several sentences in 12: most texts must be compared.
+    if (split * 4 > pairs) {
+      failures.push(`${pkg} on ${device}: ${split} (text, mode) pairs were split into sentences, only ${pairs} compared`);
     }
     const rate = pairs ? matches / pairs : 0;
     log(`${pkg} on ${device}: match rate ${(rate * 100).toFixed(1)}% (${matches}/${pairs}), bound ${(minRate * 100).toFixed(1)}%`);
