@@ -206,13 +206,16 @@ impl Translator {
         }
         let limit = self.model.config.max_position_embeddings;
         let encode = |text: &str| self.tokenizer.encode_after(language, text);
-        let ids = encode(text)?;
         // Several sentences go to the model one by one: models trained on sentence pairs
         // translate the first sentences of a paragraph and drop the rest (the default model
-        // kept 66 characters of a 1 213-character paragraph of 20 captions).
+        // kept 66 characters of a 1 213-character paragraph of 20 captions). Only a text of
+        // one sentence is encoded whole.
         let sentences = crate::text::sentences(text);
-        if ids.len() <= limit && sentences.len() <= 1 {
-            return Ok(vec![Piece::Model(ids)]);
+        if sentences.len() <= 1 {
+            let ids = encode(text)?;
+            if ids.len() <= limit {
+                return Ok(vec![Piece::Model(ids)]);
+            }
         }
         let mut pieces = Vec::new();
         for sentence in sentences {
