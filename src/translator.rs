@@ -17,6 +17,12 @@ const SYNC_GPU: bool = cfg!(not(target_arch = "wasm32"));
 /// Longest input accepted at once (bytes); longer text is refused, not truncated.
 pub const MAX_INPUT_BYTES: usize = 1 << 20;
 
+/// Most tokens (with `</s>`) of one piece of a sentence longer than the model's positions (at
+/// most the positions). A model trained on sentences drops most of a 512-token chunk (a
+/// 2 255-word line came back as 947 characters), and its output (French runs ~1.2× the English
+/// tokens) must fit `max_length`; Bergamot, the browser MT engine, cuts at 128 tokens too.
+pub const LONG_SENTENCE_BUDGET: usize = 128;
+
 pub struct Translator {
     /// The CPU model: always loaded (it serves when there is no GPU or the GPU fails, and
     /// fine-tuning runs on it).
@@ -192,17 +198,31 @@ impl Translator {
     /// Source pieces the model can take: a text of one sentence whole when it fits in
     /// `max_position_embeddings` tokens (as HF would translate it), else one piece per sentence
     /// (Marian models are trained on sentences; one without letters passes through as it is),
-    /// a sentence that alone is too long being cut at
-    /// spaces into the longest runs of words that fit. Never truncates. What the model cannot or
-    /// need not take passes through unchanged: a text without letters (punctuation, digits,
-    /// emoji, symbols: a model invents sentences for them), and a single word longer than the
-    /// model's positions (a hash, a base64 blob, a long URL), kept in its place between the
-    /// translated runs around it.
+    /// a sentence that alone is longer than the positions being cut into even pieces of at
+    /// most `LONG_SENTENCE_BUDGET` tokens, at clause ends (`,` `;` `:` dashes, `，` `、` `،`
+    /// …) where it can and else between words (`crate::text::balanced_cuts`). Never truncates.
+    /// What the model cannot or need not take passes through unchanged: a text without letters
+    /// (punctuation, digits, emoji, symbols: a model invents sentences for them), and a single
+    /// word longer than the model's positions (a hash, a base64 blob, a long URL), kept in its
+    /// place between the translated runs around it.
     /// `language`: a multi-target model's language token (`language_prefix`), put before every
     /// piece.
     pub fn split_for_model(&self, text: &str, language: Option<&str>) -> Result<Vec<Piece>> {
+        Ok(self
+            .split_with_gaps(text, language)?
+            .into_iter()
+            .map(|(_, piece)| piece)
+            .collect())
+    }
+
+    /// `split_for_model`, each piece with the source text between it and the piece before
+    /// (whitespace, or nothing; "" for the first), for `join_pieces` to keep the text's layout.
+    fn split_with_gaps(&self, text: &str, language: Option<&str>) -> Result<Vec<(String, Piece)>> {
         if !text.chars().any(char::is_alphabetic) {
-            return Ok(vec![Piece::Verbatim(text.to_string(), None)]);
+            return Ok(vec![(
+                String::new(),
+                Piece::Verbatim(text.to_string(), None),
+            )]);
         }
         let limit = self.model.config.max_position_embeddings;
         let encode = |text: &str| self.tokenizer.encode_after(language, text);
@@ -214,54 +234,123 @@ impl Translator {
         if sentences.len() <= 1 {
             let ids = encode(text)?;
             if ids.len() <= limit {
-                return Ok(vec![Piece::Model(ids)]);
+                return Ok(vec![(String::new(), Piece::Model(ids))]);
             }
         }
         let mut pieces = Vec::new();
+        // Byte offset in `text` where the previous piece ended.
+        let mut done = None;
+        let at = |s: &str| s.as_ptr() as usize - text.as_ptr() as usize;
         for sentence in sentences {
+            let start = at(sentence);
+            let gap = |from: Option<usize>, to: usize| {
+                from.map_or(String::new(), |f| text[f..to].to_string())
+            };
             if !sentence.chars().any(char::is_alphabetic) {
-                pieces.push(Piece::Verbatim(sentence.to_string(), None));
+                pieces.push((
+                    gap(done, start),
+                    Piece::Verbatim(sentence.to_string(), None),
+                ));
+                done = Some(start + sentence.len());
                 continue;
             }
             let ids = encode(sentence)?;
             if ids.len() <= limit {
-                pieces.push(Piece::Model(ids));
+                pieces.push((gap(done, start), Piece::Model(ids)));
+                done = Some(start + sentence.len());
                 continue;
             }
-            let mut current = String::new();
-            for word in sentence.split_whitespace() {
-                let candidate = if current.is_empty() {
-                    word.to_string()
+            for (from, to, piece) in self.cut_long_sentence(sentence, language)? {
+                pieces.push((gap(done, start + from), piece));
+                done = Some(start + to);
+            }
+        }
+        Ok(pieces)
+    }
+
+    /// A sentence longer than the model's positions in pieces of at most
+    /// `LONG_SENTENCE_BUDGET` tokens (`split_for_model`): each piece with its byte range in
+    /// `sentence`. Each unit (word) is encoded once, so the cost is linear in the sentence.
+    fn cut_long_sentence(
+        &self,
+        sentence: &str,
+        language: Option<&str>,
+    ) -> Result<Vec<(usize, usize, Piece)>> {
+        let limit = self.model.config.max_position_embeddings;
+        let budget = limit.min(LONG_SENTENCE_BUDGET);
+        // `</s>`, and the language token when there is one.
+        let overhead = 1 + usize::from(language.is_some());
+        let units = crate::text::cut_units(sentence);
+        let mut cache: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut costs = Vec::with_capacity(units.len());
+        for &(s, e, _) in &units {
+            let word = &sentence[s..e];
+            let cost = match cache.get(word) {
+                Some(&c) => c,
+                None => {
+                    let c = self.tokenizer.encode(word)?.len().saturating_sub(1);
+                    cache.insert(word, c);
+                    c
+                }
+            };
+            costs.push(cost);
+        }
+        let mut out = Vec::new();
+        // Runs of units between words too long for the model, each cut on its own.
+        let mut run_start = 0;
+        for i in 0..=units.len() {
+            let too_long = i < units.len() && costs[i] + overhead > limit;
+            if i < units.len() && !too_long {
+                continue;
+            }
+            let run = run_start..i;
+            let clause: Vec<bool> = units[run.clone()].iter().map(|u| u.2).collect();
+            for cut in crate::text::balanced_cuts(
+                &costs[run.clone()],
+                &clause,
+                budget.saturating_sub(overhead).max(1),
+            ) {
+                let (s, e) = (
+                    units[run.start + cut.start].0,
+                    units[run.start + cut.end - 1].1,
+                );
+                let piece = &sentence[s..e];
+                let ids = self.tokenizer.encode_after(language, piece)?;
+                if ids.len() <= limit || cut.len() == 1 {
+                    out.push((s, e, Piece::Model(ids)));
                 } else {
-                    format!("{current} {word}")
-                };
-                if encode(&candidate)?.len() <= limit {
-                    current = candidate;
-                    continue;
+                    // Word costs summed wrongly (cannot happen with whitespace-split
+                    // SentencePiece, but never send the model more than it takes): halve.
+                    let half = cut.start + cut.len() / 2;
+                    let mid = units[run.start + half].0;
+                    for (a, b) in [(s, mid), (mid, e)] {
+                        let part = sentence[a..b].trim_end();
+                        for (ps, pe, p) in self.cut_long_sentence(part, language)? {
+                            out.push((a + ps, a + pe, p));
+                        }
+                    }
                 }
-                if !current.is_empty() {
-                    pieces.push(Piece::Model(encode(&current)?));
-                }
-                let tokens = encode(word)?.len();
-                if tokens > limit {
-                    pieces.push(Piece::Verbatim(
+            }
+            if too_long {
+                let (s, e, _) = units[i];
+                let word = &sentence[s..e];
+                let tokens = costs[i] + 1;
+                out.push((
+                    s,
+                    e,
+                    Piece::Verbatim(
                         word.to_string(),
                         Some(format!(
                             "a word of {} characters ({tokens} tokens, more than the model's \
                              {limit} positions) was kept as is",
                             word.chars().count()
                         )),
-                    ));
-                    current.clear();
-                } else {
-                    current = word.to_string();
-                }
+                    ),
+                ));
             }
-            if !current.is_empty() {
-                pieces.push(Piece::Model(encode(&current)?));
-            }
+            run_start = i + 1;
         }
-        Ok(pieces)
+        Ok(out)
     }
 
     /// The language token to put before every text of a request (`None`: none), from the
@@ -369,11 +458,11 @@ impl Translator {
         }
         let language = self.language_prefix(opts.target_language.as_deref(), &[text])?;
         let (pieces, spans) = self.pieces(0, text, language.as_deref())?;
-        for piece in pieces {
+        for (gap, piece) in pieces {
             let chunk = match piece {
                 Piece::Model(ids) => ids,
                 Piece::Verbatim(kept, why) => {
-                    result.text = join_pieces(&result.text, &kept);
+                    result.text = join_pieces(&result.text, &gap, &kept);
                     result.issues.extend(why);
                     on_partial(&result.text);
                     continue;
@@ -387,12 +476,12 @@ impl Translator {
                 }
                 shown = ids.len();
                 let piece = self.tokenizer.decode(ids);
-                on_partial(&join_pieces(&done, &piece));
+                on_partial(&join_pieces(&done, &gap, &piece));
             };
             let (mut out, device) = self.run(&[chunk], &g, &mut observe, use_gpu).await?;
             let ids = out.pop().unwrap_or_default();
             result.device = device;
-            result.text = join_pieces(&done, &self.tokenizer.decode(&ids));
+            result.text = join_pieces(&done, &gap, &self.tokenizer.decode(&ids));
             result.ids.push(ids);
         }
         if !spans.is_empty() {
@@ -433,7 +522,7 @@ impl Translator {
         let language = self.language_prefix(opts.target_language.as_deref(), texts)?;
         let batch_size = batch_size.max(1);
         // (text index, piece) for every non-empty text; model pieces are translated below.
-        let mut work: Vec<(usize, Piece)> = Vec::new();
+        let mut work: Vec<(usize, String, Piece)> = Vec::new();
         let mut spans: Vec<Vec<Span>> = vec![Vec::new(); texts.len()];
         for (i, t) in texts.iter().enumerate() {
             if t.trim().is_empty() {
@@ -441,11 +530,11 @@ impl Translator {
             }
             let (pieces, kept) = self.pieces(i, t, language.as_deref())?;
             spans[i] = kept;
-            for piece in pieces {
-                work.push((i, piece));
+            for (gap, piece) in pieces {
+                work.push((i, gap, piece));
             }
         }
-        let model_ids = |w: usize| match &work[w].1 {
+        let model_ids = |w: usize| match &work[w].2 {
             Piece::Model(ids) => Some(ids),
             Piece::Verbatim(..) => None,
         };
@@ -474,16 +563,16 @@ impl Translator {
                 issues: Vec::new(),
             })
             .collect();
-        for ((i, piece), (ids, device)) in work.into_iter().zip(outputs) {
+        for ((i, gap, piece), (ids, device)) in work.into_iter().zip(outputs) {
             let r = &mut result[i];
             match piece {
                 Piece::Model(_) => {
                     r.device = device;
-                    r.text = join_pieces(&r.text, &self.tokenizer.decode(&ids));
+                    r.text = join_pieces(&r.text, &gap, &self.tokenizer.decode(&ids));
                     r.ids.push(ids);
                 }
                 Piece::Verbatim(kept, why) => {
-                    r.text = join_pieces(&r.text, &kept);
+                    r.text = join_pieces(&r.text, &gap, &kept);
                     r.issues.extend(why);
                 }
             }
@@ -499,14 +588,15 @@ impl Translator {
     /// `split_for_model` for text `index` of a request (each piece after `language`, a
     /// multi-target model's language token), after the spans to keep exactly were
     /// found (and those the model cannot spell taken out: `crate::protect`); returns the pieces
-    /// and the spans to restore in the translation. A text over `MAX_INPUT_BYTES` passes
+    /// (each after its source gap: `split_with_gaps`) and the spans to restore in the
+    /// translation. A text over `MAX_INPUT_BYTES` passes
     /// through unchanged, with the reason, so that it does not cost the request's other texts.
     fn pieces(
         &self,
         index: usize,
         text: &str,
         language: Option<&str>,
-    ) -> Result<(Vec<Piece>, Vec<Span>)> {
+    ) -> Result<(Vec<(String, Piece)>, Vec<Span>)> {
         // A text that names its own language (`>>eng<< …`, as transformers users write it)
         // keeps it, for every piece of it, in place of the request's.
         let (text, language) = match crate::tokenizer::split_language_code(text) {
@@ -520,12 +610,12 @@ impl Translator {
                 text.len()
             );
             return Ok((
-                vec![Piece::Verbatim(text.to_string(), Some(why))],
+                vec![(String::new(), Piece::Verbatim(text.to_string(), Some(why)))],
                 Vec::new(),
             ));
         }
         if !self.protect_spans {
-            return Ok((self.split_for_model(text, language)?, Vec::new()));
+            return Ok((self.split_with_gaps(text, language)?, Vec::new()));
         }
         let unk = self.tokenizer.unk_id();
         let protected = protect(text, |span| {
@@ -536,22 +626,65 @@ impl Translator {
         if !protected.model_text.chars().any(char::is_alphabetic) {
             // No letters, or only inside spans (a lone URL the model cannot spell): nothing to
             // translate, the text passes through as `split_for_model` passes letterless text.
-            return Ok((vec![Piece::Verbatim(text.to_string(), None)], Vec::new()));
+            return Ok((
+                vec![(String::new(), Piece::Verbatim(text.to_string(), None))],
+                Vec::new(),
+            ));
         }
         Ok((
-            self.split_for_model(&protected.model_text, language)?,
+            self.split_with_gaps(&protected.model_text, language)?,
             protected.spans,
         ))
     }
 }
 
-/// The translations of a long text's chunks, joined with one space.
-fn join_pieces(done: &str, piece: &str) -> String {
-    match (done.is_empty(), piece.is_empty()) {
-        (true, _) => piece.to_string(),
-        (_, true) => done.to_string(),
-        _ => format!("{done} {piece}"),
+/// `done` (the translation so far) and the translation of the next piece, joined as the source
+/// joined them (`gap`: the source between the two pieces). A gap holding a line break keeps it:
+/// the gap from its first line break on (line breaks and the next line's indentation; the
+/// spaces before the break are dropped), so paragraphs and lines stay as they were. Any other
+/// gap (spaces, tabs, or none, as between Chinese sentences) becomes one space, or nothing
+/// where the target writes without spaces: the character before or after the join is of a
+/// script written without spaces between words (`unspaced`).
+fn join_pieces(done: &str, gap: &str, piece: &str) -> String {
+    if done.is_empty() {
+        return piece.to_string();
     }
+    if piece.is_empty() {
+        return done.to_string();
+    }
+    let sep = match gap.find(['\n', '\r']) {
+        Some(at) => &gap[at..],
+        None if done.chars().next_back().is_some_and(unspaced)
+            || piece.chars().next().is_some_and(unspaced) =>
+        {
+            ""
+        }
+        None => " ",
+    };
+    format!("{done}{sep}{piece}")
+}
+
+/// A character of a script written without spaces between words or sentences (Han, kana,
+/// Thai, Lao, Khmer, Myanmar, Tibetan), or CJK punctuation and full-width forms (`。` `，`
+/// `！` `「`): no space is put next to it when pieces are joined.
+fn unspaced(c: char) -> bool {
+    matches!(c as u32,
+        0x0E00..=0x0EFF // Thai, Lao
+        | 0x0F00..=0x0FFF // Tibetan
+        | 0x1000..=0x109F // Myanmar
+        | 0x1780..=0x17FF // Khmer
+        | 0x2E80..=0x2FDF // CJK radicals
+        | 0x3000..=0x30FF // CJK punctuation, hiragana, katakana
+        | 0x3100..=0x312F // bopomofo
+        | 0x31F0..=0x31FF // katakana extensions
+        | 0x3400..=0x4DBF // CJK extension A
+        | 0x4E00..=0x9FFF // CJK unified ideographs
+        | 0xF900..=0xFAFF // CJK compatibility ideographs
+        | 0xFE30..=0xFE4F // CJK compatibility forms
+        | 0xFF00..=0xFF60 // full-width forms
+        | 0xFF61..=0xFF9F // half-width CJK punctuation, katakana
+        | 0x20000..=0x3134F // CJK extensions B-G
+    )
 }
 
 /// What one fixed-length benchmark run measured (`Translator::bench_fixed_length`).
@@ -586,6 +719,8 @@ impl Translator {
         g.max_length = tokens + 1;
         g.forced_eos_token_id = None;
         g.bad_words_ids.push(vec![g.eos_token_id]);
+        g.bad_words_ids
+            .extend(g.more_eos_token_ids.iter().map(|&id| vec![id]));
         if g.max_length > self.model.config.max_position_embeddings + 1 {
             return Err(Error::Input(format!(
                 "{tokens} tokens exceed the model's {} positions",
@@ -633,5 +768,46 @@ impl Translator {
             device,
             cpu_time,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_pieces;
+
+    #[test]
+    fn pieces_join_as_the_source_joined_them() {
+        // Spaces (or none) between pieces: one space in a spaced script.
+        assert_eq!(
+            join_pieces("Un chien.", " ", "Un chat."),
+            "Un chien. Un chat."
+        );
+        assert_eq!(join_pieces("A dog.", "", "A cat."), "A dog. A cat.");
+        assert_eq!(
+            join_pieces("Un chien.", " \t ", "Un chat."),
+            "Un chien. Un chat."
+        );
+        // Line breaks stay, with the next line's indentation; spaces before them go.
+        assert_eq!(join_pieces("Un.", "  \n\n", "Deux."), "Un.\n\nDeux.");
+        assert_eq!(join_pieces("Un.", "\r\n  ", "Deux."), "Un.\r\n  Deux.");
+        // No space where the target writes without: Chinese, Japanese, Thai.
+        assert_eq!(
+            join_pieces("我有一只狗。", " ", "它很小。"),
+            "我有一只狗。它很小。"
+        );
+        assert_eq!(
+            join_pieces("犬です。", " ", "Apple社の"),
+            "犬です。Apple社の"
+        );
+        assert_eq!(join_pieces("ฉันมีสุนัข", " ", "มันตัวเล็ก"), "ฉันมีสุนัขมันตัวเล็ก");
+        assert_eq!(
+            join_pieces("我有一只狗。", "\n\n", "它很小。"),
+            "我有一只狗。\n\n它很小。"
+        );
+        // Korean writes spaces.
+        assert_eq!(join_pieces("개가 있다.", " ", "작다."), "개가 있다. 작다.");
+        // An empty piece or an empty start adds nothing.
+        assert_eq!(join_pieces("", "\n\n", "Deux."), "Deux.");
+        assert_eq!(join_pieces("Un.", "\n\n", ""), "Un.");
     }
 }

@@ -424,3 +424,116 @@ fn cli_keeps_every_line_when_one_holds_a_word_longer_than_the_model() {
         "{err}"
     );
 }
+
+/// A sentence longer than the model's positions is cut into even pieces at its clause ends
+/// (commas here), not into the longest runs of words that fit: a piece of a sentence that
+/// ends mid-clause, or one far longer than the rest, is translated worse.
+#[test]
+fn an_overlong_sentence_is_cut_evenly_at_clause_ends() {
+    let t = translator(&tiny(), Quant::Q8);
+    let limit = t.model.config.max_position_embeddings;
+    let clauses: Vec<String> = [
+        "a man in a blue shirt is standing on a ladder",
+        "two dogs play in the snow",
+        "a little girl climbs into a wooden playhouse",
+        "people are walking down a busy city street",
+    ]
+    .iter()
+    .cycle()
+    .take(26)
+    .map(|s| s.to_string())
+    .collect();
+    let long = clauses.join(", ");
+    assert!(t.tokenizer.encode(&long).unwrap().len() > limit);
+    let pieces = t.split_for_model(&long, None).unwrap();
+    // Each piece is a run of whole clauses, with its comma unless it ends the sentence.
+    let mut sizes = Vec::new();
+    let mut at = 0;
+    for (k, piece) in pieces.iter().enumerate() {
+        let Piece::Model(ids) = piece else {
+            panic!("nothing here is kept as is")
+        };
+        assert!(ids.len() <= limit.min(marian_wasm::translator::LONG_SENTENCE_BUDGET));
+        let comma = if k + 1 < pieces.len() { "," } else { "" };
+        let end = (at + 1..=clauses.len())
+            .find(|&e| {
+                let text = format!("{}{comma}", clauses[at..e].join(", "));
+                t.tokenizer.encode(&text).unwrap() == *ids
+            })
+            .unwrap_or_else(|| panic!("piece {k} is not a run of whole clauses"));
+        sizes.push(ids.len());
+        at = end;
+    }
+    assert_eq!(at, clauses.len());
+    let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+    assert!(max - min <= 16, "uneven pieces {sizes:?}");
+}
+
+/// Cutting a sentence longer than the model's positions costs time linear in its words: each
+/// word is encoded once, not every growing run of words.
+#[test]
+fn a_sentence_of_twenty_thousand_words_is_cut_in_seconds() {
+    let t = translator(&tiny(), Quant::Q8);
+    let words = [
+        "man", "dog", "street", "blue", "shirt", "snow", "ladder", "grass",
+    ];
+    let long: Vec<&str> = (0..20_000)
+        .map(|i| words[(i * 7 + i / 3) % words.len()])
+        .collect();
+    let long = long.join(" ");
+    let started = std::time::Instant::now();
+    let pieces = t.split_for_model(&long, None).unwrap();
+    let took = started.elapsed();
+    assert!(took.as_secs_f64() < 5.0, "took {took:?}");
+    let tokens: usize = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Model(ids) => ids.len() - 1,
+            Piece::Verbatim(..) => panic!("nothing here is kept as is"),
+        })
+        .sum();
+    assert_eq!(tokens, t.tokenizer.encode(&long).unwrap().len() - 1);
+}
+
+/// A text's own layout survives translation: pieces separated by line breaks in the source
+/// are joined by the same line breaks (a paragraph break stays one), through `translate`
+/// (alone and batched) and `translate_streaming`, whose partial outputs grow by prefixes.
+#[test]
+fn line_breaks_between_sentences_are_kept() {
+    let t = translator(&tiny(), Quant::Q8);
+    let opts = marian_wasm::GenerateOptions {
+        num_beams: Some(2),
+        max_length: Some(24),
+        ..Default::default()
+    };
+    let sentences = [
+        "A dog runs in the park.",
+        "Two men are talking!",
+        "Is Mr. Smith sitting on a bench?",
+        "A girl smiles.",
+    ];
+    let text = format!(
+        "{}  \n\n{}\n{} {}",
+        sentences[0], sentences[1], sentences[2], sentences[3]
+    );
+    let alone = t.translate(&sentences, &opts, 1).unwrap();
+    let a: Vec<&str> = alone.iter().map(|a| a.text.as_str()).collect();
+    let expected = format!("{}\n\n{}\n{} {}", a[0], a[1], a[2], a[3]);
+    // One piece a batch, so that no result depends on what it was padded with.
+    let out = t
+        .translate(&[text.as_str(), "A cat.", &text], &opts, 1)
+        .unwrap();
+    assert_eq!(out[0].text, expected);
+    assert_eq!(out[2].text, expected);
+    let mut partials: Vec<String> = Vec::new();
+    let streamed = t
+        .translate_streaming(&text, &opts, &mut |p| partials.push(p.to_string()))
+        .unwrap();
+    assert_eq!(streamed.text, expected);
+    assert!(partials.iter().all(|p| expected.starts_with(p.as_str())));
+    assert_eq!(partials.last().unwrap(), &expected);
+    // A letterless piece between paragraphs keeps its lines too.
+    let counted = format!("{}\n1, 2, 3!\n\n{}", sentences[0], sentences[1]);
+    let out = t.translate(&[counted.as_str()], &opts, 1).unwrap();
+    assert_eq!(out[0].text, format!("{}\n1, 2, 3!\n\n{}", a[0], a[1]));
+}

@@ -88,3 +88,23 @@ fn text_without_spans_translates_as_before() {
         );
     }
 }
+
+/// A text of two paragraphs keeps its paragraph break and every span: `restore` runs over the
+/// joined translation, whose pieces are joined by the source's own line breaks.
+#[test]
+fn spans_and_paragraph_breaks_come_back_together() {
+    let t = translator(true);
+    let text = "The score was 6-3 at the end of the game.\n\nA man looks at https://example.com/a?b=1 on his phone. A dog \u{1F436} runs in the park.";
+    let out = translate(&t, &[text]);
+    let paragraphs: Vec<&str> = out[0].split("\n\n").collect();
+    assert_eq!(paragraphs.len(), 2, "{}", out[0]);
+    assert!(paragraphs[0].contains("6-3"), "{}", out[0]);
+    assert!(
+        paragraphs[1].contains("https://example.com/a?b=1") && paragraphs[1].contains('\u{1F436}'),
+        "{}",
+        out[0]
+    );
+    for span in ["6-3", "https://example.com/a?b=1", "\u{1F436}"] {
+        assert_eq!(out[0].matches(span).count(), 1, "{span}: {}", out[0]);
+    }
+}
