@@ -165,7 +165,12 @@ pub struct GenerationConfig {
     pub early_stopping: bool,
     pub bad_words_ids: Vec<Vec<u32>>,
     pub forced_eos_token_id: Option<u32>,
+    /// The id that ends a translation (the first of generation_config.json's list).
     pub eos_token_id: u32,
+    /// Further ids that end a translation, as transformers allows (`eos_token_id: [0, 12]`);
+    /// the id itself is kept as the output's last token.
+    #[serde(default)]
+    pub more_eos_token_ids: Vec<u32>,
     pub pad_token_id: u32,
     pub decoder_start_token_id: u32,
 }
@@ -185,10 +190,35 @@ struct RawGeneration {
     repetition_penalty: Option<f32>,
     num_beam_groups: Option<usize>,
     min_length: Option<usize>,
+    eos_token_id: Option<serde_json::Value>,
+    pad_token_id: Option<serde_json::Value>,
+    decoder_start_token_id: Option<serde_json::Value>,
+    bos_token_id: Option<serde_json::Value>,
+}
+
+/// `value` (a field of generation_config.json, or `None` when the file lacks it) as one id.
+fn single_id(value: Option<&serde_json::Value>, file: &str, field: &str) -> Result<Option<u32>> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|id| u32::try_from(id).ok())
+            .map(Some)
+            .ok_or_else(|| Error::corrupt(file, format!("{field} {v} is not a single token id"))),
+    }
 }
 
 impl GenerationConfig {
     /// Merge generation_config.json (preferred, as HF does) over config.json's legacy fields.
+    /// As transformers 5's `generate`: when generation_config.json exists, every decoding
+    /// setting and the special ids come from it alone (`GenerationConfig.from_pretrained`),
+    /// with transformers' fallbacks: no `decoder_start_token_id` takes its `bos_token_id`, no
+    /// `pad_token_id` takes the first eos id, and no `forced_eos_token_id` forces none. One
+    /// difference: a file without `eos_token_id` takes config.json's (transformers would then
+    /// never stop before `max_length`). `eos_token_id` may be a list (any of them ends a
+    /// translation). Without the file everything comes from config.json.
+    /// Errors: an id that is not a non-negative integer (or a list of them, for
+    /// `eos_token_id`), an empty eos list, an unsupported setting (`Error::Config`).
     pub fn from_hf(
         config_json: &str,
         generation_json: Option<&str>,
@@ -235,11 +265,59 @@ impl GenerationConfig {
                 )))
             }
         };
+        let file = if generation_json.is_some() {
+            "generation_config.json"
+        } else {
+            "config.json"
+        };
         let forced_eos_token_id = match raw.forced_eos_token_id {
-            None | Some(serde_json::Value::Null) => model.forced_eos_token_id,
+            // In generation_config.json's absence transformers takes config.json's.
+            None | Some(serde_json::Value::Null) if generation_json.is_none() => {
+                model.forced_eos_token_id
+            }
+            None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(v.as_u64().ok_or_else(|| {
                 Error::Config(format!("forced_eos_token_id {v} is not a single id"))
             })? as u32),
+        };
+        let (eos_token_id, more_eos_token_ids) = match &raw.eos_token_id {
+            None | Some(serde_json::Value::Null) => (model.eos_token_id, Vec::new()),
+            Some(serde_json::Value::Array(list)) => {
+                let mut ids = Vec::with_capacity(list.len());
+                for v in list {
+                    ids.push(single_id(Some(v), file, "eos_token_id")?.ok_or_else(|| {
+                        Error::corrupt(file, "eos_token_id holds a null".to_string())
+                    })?);
+                }
+                let Some((&first, more)) = ids.split_first() else {
+                    return Err(Error::corrupt(file, "eos_token_id is an empty list"));
+                };
+                (first, more.to_vec())
+            }
+            Some(v) => (
+                single_id(Some(v), file, "eos_token_id")?.unwrap_or(model.eos_token_id),
+                Vec::new(),
+            ),
+        };
+        let (decoder_start_token_id, pad_token_id) = if generation_json.is_some() {
+            let start = single_id(
+                raw.decoder_start_token_id.as_ref(),
+                file,
+                "decoder_start_token_id",
+            )?
+            .or(single_id(raw.bos_token_id.as_ref(), file, "bos_token_id")?)
+            .ok_or_else(|| {
+                Error::corrupt(
+                    file,
+                    "neither decoder_start_token_id nor bos_token_id is set (transformers \
+                         cannot generate without one)",
+                )
+            })?;
+            let pad =
+                single_id(raw.pad_token_id.as_ref(), file, "pad_token_id")?.unwrap_or(eos_token_id);
+            (start, pad)
+        } else {
+            (model.decoder_start_token_id, model.pad_token_id)
         };
         let max_length = match (raw.max_length, raw.max_new_tokens) {
             (_, Some(n)) => n + 1,
@@ -255,9 +333,10 @@ impl GenerationConfig {
             early_stopping,
             bad_words_ids: raw.bad_words_ids.unwrap_or_default(),
             forced_eos_token_id,
-            eos_token_id: model.eos_token_id,
-            pad_token_id: model.pad_token_id,
-            decoder_start_token_id: model.decoder_start_token_id,
+            eos_token_id,
+            more_eos_token_ids,
+            pad_token_id,
+            decoder_start_token_id,
         };
         cfg.validate(model)?;
         Ok(cfg)
@@ -280,6 +359,24 @@ impl GenerationConfig {
             return Err(Error::Config("length_penalty must be finite".into()));
         }
         let tv = model.target_vocab_size() as u32;
+        for (name, id) in [
+            ("eos_token_id", Some(self.eos_token_id)),
+            ("pad_token_id", Some(self.pad_token_id)),
+            ("decoder_start_token_id", Some(self.decoder_start_token_id)),
+            ("forced_eos_token_id", self.forced_eos_token_id),
+        ]
+        .into_iter()
+        .chain(
+            self.more_eos_token_ids
+                .iter()
+                .map(|&i| ("eos_token_id", Some(i))),
+        ) {
+            if let Some(id) = id.filter(|&id| id >= tv) {
+                return Err(Error::Config(format!(
+                    "generation {name} {id} is outside the target vocabulary of {tv}"
+                )));
+            }
+        }
         if self.bad_words_ids.iter().flatten().any(|&i| i >= tv) {
             return Err(Error::Config(
                 "bad_words_ids holds an id outside the vocabulary".into(),
@@ -291,6 +388,11 @@ impl GenerationConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Whether `id` ends a translation (`eos_token_id` or one of `more_eos_token_ids`).
+    pub fn is_eos(&self, id: u32) -> bool {
+        id == self.eos_token_id || self.more_eos_token_ids.contains(&id)
     }
 }
 

@@ -210,7 +210,7 @@ async fn greedy_from<B: Backend>(
             let tok = best[row][0].0;
             seqs[i].push(tok);
             observe(i, &seqs[i]);
-            if tok != g.eos_token_id {
+            if !g.is_eos(tok) {
                 keep.push(row as u32);
                 still.push(i);
             }
@@ -226,7 +226,8 @@ async fn greedy_from<B: Backend>(
 
 /// Finished hypotheses of one sentence: transformers' BeamHypotheses.
 struct Hypotheses {
-    beams: Vec<(f64, Vec<u32>, bool)>,
+    /// (score, the sequence with the eos that ended it, if one did)
+    beams: Vec<(f64, Vec<u32>)>,
     worst: f64,
     num_beams: usize,
     length_penalty: f64,
@@ -245,10 +246,10 @@ impl Hypotheses {
     }
 
     /// `generated_len` counts generated tokens (EOS included), not the start token.
-    fn add(&mut self, seq: Vec<u32>, sum_logprobs: f32, generated_len: usize, ended: bool) {
+    fn add(&mut self, seq: Vec<u32>, sum_logprobs: f32, generated_len: usize) {
         let score = sum_logprobs as f64 / (generated_len as f64).powf(self.length_penalty);
         if self.beams.len() < self.num_beams || score > self.worst {
-            self.beams.push((score, seq, ended));
+            self.beams.push((score, seq));
             if self.beams.len() > self.num_beams {
                 let mut order: Vec<(f64, usize)> = self
                     .beams
@@ -277,18 +278,14 @@ impl Hypotheses {
     }
 
     /// The highest score; among equal scores the last added (Python's sorted + pop).
-    fn best(self, eos: u32) -> Vec<u32> {
-        let mut best: Option<(f64, Vec<u32>, bool)> = None;
+    fn best(self) -> Vec<u32> {
+        let mut best: Option<(f64, Vec<u32>)> = None;
         for b in self.beams {
             if best.as_ref().is_none_or(|x| b.0 >= x.0) {
                 best = Some(b);
             }
         }
-        let (_, mut seq, ended) = best.expect("at least one hypothesis");
-        if ended {
-            seq.push(eos);
-        }
-        seq
+        best.expect("at least one hypothesis").1
     }
 }
 
@@ -370,15 +367,12 @@ async fn beam_search_from<B: Backend>(
             let mut next: Vec<(Vec<u32>, f32)> = Vec::with_capacity(nb);
             let mut src_rows = Vec::with_capacity(nb);
             for (rank, &(score, j, tok)) in all.iter().enumerate() {
-                let finishes = tok == g.eos_token_id || last_step;
-                if finishes {
+                if g.is_eos(tok) || last_step {
                     if rank < nb {
+                        // The eos that ended it too (there may be several), as HF outputs it.
                         let mut seq = beams[s][j].0.clone();
-                        let ended = tok == g.eos_token_id;
-                        if !ended {
-                            seq.push(tok);
-                        }
-                        hyps[s].add(seq, score, cur_len, ended);
+                        seq.push(tok);
+                        hyps[s].add(seq, score, cur_len);
                     }
                     continue;
                 }
@@ -424,7 +418,7 @@ async fn beam_search_from<B: Backend>(
         backend.reorder_cache(&mut state, &rows).await?;
         live = next_live;
     }
-    Ok(hyps.into_iter().map(|h| h.best(g.eos_token_id)).collect())
+    Ok(hyps.into_iter().map(Hypotheses::best).collect())
 }
 
 /// Greedy when `num_beams` is 1, beam search otherwise.

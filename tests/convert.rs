@@ -512,3 +512,71 @@ fn fidelity_auto_keeps_plain_q8_for_untrained_weights() {
     let (none, _) = cli_convert(random.path(), &["--quant", "q8", "--fidelity", "none"]);
     assert_eq!(weights(auto.path()), weights(none.path()));
 }
+
+/// transformers' `generate` takes the special ids from generation_config.json when the
+/// checkpoint has one (config.json's only without it), and an eos_token_id list ends a
+/// translation at any of its ids: tests/fixtures/generation-ids holds such a file (another
+/// decoder start, a second eos, no forced eos) for tiny-opus and the ids transformers generated
+/// with it (scripts/make_generation_ids_fixture.py). Ours are the same, greedy and beam.
+#[test]
+fn special_ids_come_from_generation_config_as_transformers_takes_them() {
+    let fixtures = fixtures_dir();
+    let hf = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixtures.join("tiny-opus")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !["expected.json", "heldout.json", "generation_config.json"].contains(&name.as_str()) {
+            std::fs::copy(&path, hf.path().join(&name)).unwrap();
+        }
+    }
+    let own = fixtures.join("generation-ids");
+    std::fs::copy(
+        own.join("generation_config.json"),
+        hf.path().join("generation_config.json"),
+    )
+    .unwrap();
+    let pkg = tempfile::tempdir().unwrap();
+    marian_wasm::package::convert::convert(hf.path(), pkg.path(), Quant::F32).unwrap();
+    let t = Translator::new(&Package::read_dir(pkg.path()).unwrap()).unwrap();
+    assert_ne!(
+        t.generation.decoder_start_token_id,
+        t.model.config.decoder_start_token_id
+    );
+    assert_eq!(t.generation.more_eos_token_ids.len(), 1);
+    assert_eq!(t.generation.forced_eos_token_id, None);
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(own.join("expected.json")).unwrap()).unwrap();
+    let mut ended_by_second = 0;
+    for (mode, beams) in [("greedy", 1), ("beam3", 3)] {
+        for case in exp[mode].as_array().unwrap() {
+            let src = case["src"].as_str().unwrap();
+            let opts = marian_wasm::GenerateOptions {
+                num_beams: Some(beams),
+                ..Default::default()
+            };
+            let out = t.translate(&[src], &opts, 1).unwrap();
+            let want = ids(&case["ids"]);
+            assert_eq!(out[0].ids, vec![want.clone()], "{mode}: {src}");
+            ended_by_second += usize::from(want.last() == t.generation.more_eos_token_ids.first());
+        }
+    }
+    assert!(ended_by_second > 0);
+}
+
+/// A wrong checkpoint path gives only the error naming it: no notice about GPTQ or fidelity
+/// first, as if a conversion had begun.
+#[test]
+fn convert_of_a_missing_folder_says_only_that() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_marian-wasm"))
+        .args(["convert", "/nonexistent/checkpoint"])
+        .arg(out_dir.path().join("pkg"))
+        .args(["--quant", "q8"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/checkpoint"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!err.contains("GPTQ") && !err.contains("measuring"), "{err}");
+}

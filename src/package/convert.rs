@@ -174,6 +174,25 @@ impl ConvertOptions {
     }
 }
 
+/// Whether `hf_dir` is a folder holding a config.json, before anything is said about converting
+/// it. Errors (`Error::Input`): no such folder, or a folder without config.json; each names it.
+pub fn check_checkpoint_folder(hf_dir: &Path) -> Result<()> {
+    if !hf_dir.is_dir() {
+        return Err(Error::Input(format!(
+            "no checkpoint folder at {}: give the folder of a Hugging Face Marian checkpoint \
+             (config.json, model.safetensors, source.spm, target.spm, vocab.json)",
+            hf_dir.display()
+        )));
+    }
+    if !hf_dir.join("config.json").is_file() {
+        return Err(Error::Input(format!(
+            "{} holds no config.json: not a Hugging Face checkpoint folder",
+            hf_dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// A Hugging Face Marian checkpoint folder into a package folder, with the default options.
 pub fn convert(hf_dir: &Path, out_dir: &Path, quant: Quant) -> Result<Converted> {
     convert_with(hf_dir, out_dir, &ConvertOptions::new(quant))
@@ -184,6 +203,7 @@ pub fn convert(hf_dir: &Path, out_dir: &Path, quant: Quant) -> Result<Converted>
 /// the file at fault: a missing or misshapen tensor, a vocabulary that disagrees with the
 /// config, an unreadable SentencePiece model.
 pub fn convert_with(hf_dir: &Path, out_dir: &Path, opts: &ConvertOptions) -> Result<Converted> {
+    check_checkpoint_folder(hf_dir)?;
     let quant = opts.quant;
     let config_text = read_text(&hf_dir.join("config.json"))?;
     let cfg = MarianConfig::from_json(

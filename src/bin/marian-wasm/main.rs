@@ -215,8 +215,12 @@ mod cli {
                 fidelity,
                 fidelity_target,
             } => {
-                use marian_wasm::package::convert::{convert_with, ConvertOptions, Rounding};
+                use marian_wasm::package::convert::{
+                    check_checkpoint_folder, convert_with, ConvertOptions, Rounding,
+                };
                 use marian_wasm::package::quant::Quant;
+                // A wrong path gets its error alone, before any notice of work begun.
+                check_checkpoint_folder(&hf_dir)?;
                 let mut opts = ConvertOptions::new(quant.parse()?);
                 opts.rounding = match rounding {
                     RoundingArg::Gptq => Rounding::Gptq,
