@@ -213,10 +213,12 @@ impl GenerationConfig {
     /// As transformers 5's `generate`: when generation_config.json exists, every decoding
     /// setting and the special ids come from it alone (`GenerationConfig.from_pretrained`),
     /// with transformers' fallbacks: no `decoder_start_token_id` takes its `bos_token_id`, no
-    /// `pad_token_id` takes the first eos id, and no `forced_eos_token_id` forces none. One
-    /// difference: a file without `eos_token_id` takes config.json's (transformers would then
-    /// never stop before `max_length`). `eos_token_id` may be a list (any of them ends a
-    /// translation). Without the file everything comes from config.json.
+    /// `pad_token_id` takes the first eos id, and no `forced_eos_token_id` forces none. Where
+    /// transformers cannot go on, config.json's id is taken instead: a file without
+    /// `eos_token_id` (transformers would never stop before `max_length`), or without both
+    /// `decoder_start_token_id` and `bos_token_id` (transformers refuses to generate).
+    /// `eos_token_id` may be a list (any of them ends a translation). Without the file
+    /// everything comes from config.json.
     /// Errors: an id that is not a non-negative integer (or a list of them, for
     /// `eos_token_id`), an empty eos list, an unsupported setting (`Error::Config`).
     pub fn from_hf(
@@ -306,13 +308,8 @@ impl GenerationConfig {
                 "decoder_start_token_id",
             )?
             .or(single_id(raw.bos_token_id.as_ref(), file, "bos_token_id")?)
-            .ok_or_else(|| {
-                Error::corrupt(
-                    file,
-                    "neither decoder_start_token_id nor bos_token_id is set (transformers \
-                         cannot generate without one)",
-                )
-            })?;
+            // transformers would refuse to generate; config.json's is the id meant.
+            .unwrap_or(model.decoder_start_token_id);
             let pad =
                 single_id(raw.pad_token_id.as_ref(), file, "pad_token_id")?.unwrap_or(eos_token_id);
             (start, pad)
