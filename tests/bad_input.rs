@@ -532,8 +532,9 @@ fn line_breaks_between_sentences_are_kept() {
     assert_eq!(streamed.text, expected);
     assert!(partials.iter().all(|p| expected.starts_with(p.as_str())));
     assert_eq!(partials.last().unwrap(), &expected);
-    // A letterless piece between paragraphs keeps its lines too.
-    let counted = format!("{}\n1, 2, 3!\n\n{}", sentences[0], sentences[1]);
-    let out = t.translate(&[counted.as_str()], &opts, 1).unwrap();
-    assert_eq!(out[0].text, format!("{}\n1, 2, 3!\n\n{}", a[0], a[1]));
+    // A letterless piece between paragraphs keeps its lines too (no digits: the tiny
+    // vocabulary cannot spell them, so `protect` would move them).
+    let marked = format!("{}\n?!\n\n{}", sentences[0], sentences[1]);
+    let out = t.translate(&[marked.as_str()], &opts, 1).unwrap();
+    assert_eq!(out[0].text, format!("{}\n?!\n\n{}", a[0], a[1]));
 }
