@@ -23,6 +23,10 @@ pub const MAX_INPUT_BYTES: usize = 1 << 20;
 /// tokens) must fit `max_length`; Bergamot, the browser MT engine, cuts at 128 tokens too.
 pub const LONG_SENTENCE_BUDGET: usize = 128;
 
+/// A piece of a text with the source text between it and the piece before (whitespace or
+/// nothing; "" for the first): what `join_pieces` joins the translations with.
+type GappedPiece = (String, Piece);
+
 pub struct Translator {
     /// The CPU model: always loaded (it serves when there is no GPU or the GPU fails, and
     /// fine-tuning runs on it).
@@ -217,7 +221,7 @@ impl Translator {
 
     /// `split_for_model`, each piece with the source text between it and the piece before
     /// (whitespace, or nothing; "" for the first), for `join_pieces` to keep the text's layout.
-    fn split_with_gaps(&self, text: &str, language: Option<&str>) -> Result<Vec<(String, Piece)>> {
+    fn split_with_gaps(&self, text: &str, language: Option<&str>) -> Result<Vec<GappedPiece>> {
         if !text.chars().any(char::is_alphabetic) {
             return Ok(vec![(
                 String::new(),
@@ -596,7 +600,7 @@ impl Translator {
         index: usize,
         text: &str,
         language: Option<&str>,
-    ) -> Result<(Vec<(String, Piece)>, Vec<Span>)> {
+    ) -> Result<(Vec<GappedPiece>, Vec<Span>)> {
         // A text that names its own language (`>>eng<< …`, as transformers users write it)
         // keeps it, for every piece of it, in place of the request's.
         let (text, language) = match crate::tokenizer::split_language_code(text) {
