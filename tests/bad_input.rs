@@ -469,10 +469,11 @@ fn an_overlong_sentence_is_cut_evenly_at_clause_ends() {
     assert!(max - min <= 16, "uneven pieces {sizes:?}");
 }
 
-/// Cutting a sentence longer than the model's positions costs time linear in its words: each
-/// word is encoded once, not every growing run of words.
+/// A sentence of 20 000 words is cut with every token in exactly one piece
+/// and no piece over the budget. Its cost is linear in the words (each word encoded once) —
+/// measured as a benchmark, not timed here (BENCHMARKS.md 2026-12-07 (later): 41.7 s → 3.9 s).
 #[test]
-fn a_sentence_of_twenty_thousand_words_is_cut_in_seconds() {
+fn a_sentence_of_twenty_thousand_words_loses_no_token() {
     let t = translator(&tiny(), Quant::Q8);
     let words = [
         "man", "dog", "street", "blue", "shirt", "snow", "ladder", "grass",
@@ -481,14 +482,19 @@ fn a_sentence_of_twenty_thousand_words_is_cut_in_seconds() {
         .map(|i| words[(i * 7 + i / 3) % words.len()])
         .collect();
     let long = long.join(" ");
-    let started = std::time::Instant::now();
     let pieces = t.split_for_model(&long, None).unwrap();
-    let took = started.elapsed();
-    assert!(took.as_secs_f64() < 5.0, "took {took:?}");
+    let budget = t
+        .model
+        .config
+        .max_position_embeddings
+        .min(marian_wasm::translator::LONG_SENTENCE_BUDGET);
     let tokens: usize = pieces
         .iter()
         .map(|p| match p {
-            Piece::Model(ids) => ids.len() - 1,
+            Piece::Model(ids) => {
+                assert!(ids.len() <= budget, "a piece of {} tokens", ids.len());
+                ids.len() - 1
+            }
             Piece::Verbatim(..) => panic!("nothing here is kept as is"),
         })
         .sum();
