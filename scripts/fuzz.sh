@@ -11,5 +11,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CASES="${1:-25000}"
 SEED="${2:-20261201}"
 MARIAN_FUZZ_CASES="$CASES" MARIAN_FUZZ_SEED="$SEED" \
-    cargo test --release --test fuzz_parsers -- --nocapture --test-threads 1 2>&1 \
+    cargo test --release --test integration fuzz_parsers:: -- --nocapture --test-threads 1 2>&1 \
     | grep -oE 'fuzz [^:]+: [0-9]+ cases, no panic, [0-9.]+ s|panicked.*|test result.*'

@@ -1,6 +1,6 @@
 //! Bad input gets a clear error naming the file and the problem, never a panic.
 
-mod common;
+use crate::common;
 
 use common::*;
 use marian_wasm::package::convert::convert;

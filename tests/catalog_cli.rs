@@ -2,7 +2,7 @@
 //! here): what it writes, replacing by URL, its errors, and that www/catalog.js's built-in entry
 //! is the committed default model's.
 
-mod common;
+use crate::common;
 
 use common::*;
 use marian_wasm::catalog::Catalog;

@@ -1,7 +1,5 @@
 //! The CLI contract (DESIGN.md): translate without --model uses the embedded default.
 
-mod common;
-
 use marian_wasm::{GenerateOptions, Package, Translator};
 use std::io::Write;
 use std::path::Path;

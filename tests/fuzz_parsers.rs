@@ -11,7 +11,7 @@
 //! extreme values. `MARIAN_FUZZ_CASES` (default 300 per target: CI's short seeded pass) scales
 //! the run, `MARIAN_FUZZ_SEED` picks the stream; `scripts/fuzz.sh` runs 1 M+ cases in all.
 
-mod common;
+use crate::common;
 
 use common::*;
 use marian_wasm::adapter::{Adapter, AdapterManifest, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION};
@@ -22,8 +22,10 @@ use marian_wasm::protect::{protect, restore};
 use marian_wasm::tokenizer::MarianTokenizer;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
 
 fn cases(weight: f64) -> usize {
     let base: usize = std::env::var("MARIAN_FUZZ_CASES")
@@ -109,29 +111,50 @@ fn mutate(rng: &mut ChaCha8Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
     b
 }
 
+thread_local! {
+    /// Set while this thread runs a fuzz case: its panics are expected, recorded, not printed.
+    static FUZZING: Cell<bool> = const { Cell::new(false) };
+    /// The message of this thread's last panic while fuzzing.
+    static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Installs (once per process) a panic hook that records the panics of threads running a fuzz
+/// case and hands every other panic to the hook before it. The hook is process-wide and the
+/// other modules' tests run beside these (one test binary), so it is never swapped per test.
+fn quiet_panics_while_fuzzing() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if FUZZING.with(Cell::get) {
+                LAST_PANIC.with(|last| *last.borrow_mut() = info.to_string());
+            } else {
+                before(info);
+            }
+        }));
+    });
+}
+
 /// Runs `f` on `n` mutated inputs; panics (failing the test) with the first input that panicked.
 fn fuzz(name: &str, n: usize, rng: &mut ChaCha8Rng, seeds: &[Vec<u8>], f: impl Fn(&[u8])) {
     let t0 = std::time::Instant::now();
-    static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|info| {
-        *LAST.lock().unwrap_or_else(|e| e.into_inner()) = info.to_string();
-    }));
+    quiet_panics_while_fuzzing();
     for case in 0..n {
         let s = &seeds[rng.random_range(0..seeds.len())];
         let o = &seeds[rng.random_range(0..seeds.len())];
         let input = mutate(rng, s, o);
-        if catch_unwind(AssertUnwindSafe(|| f(&input))).is_err() {
-            std::panic::set_hook(hook);
+        FUZZING.with(|on| on.set(true));
+        let outcome = catch_unwind(AssertUnwindSafe(|| f(&input)));
+        FUZZING.with(|on| on.set(false));
+        if outcome.is_err() {
             let shown = String::from_utf8_lossy(&input[..input.len().min(400)]).into_owned();
-            let why = LAST.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let why = LAST_PANIC.with(|last| last.take());
             panic!(
                 "{name}: case {case} panicked ({why}) on input ({} bytes): {shown:?}",
                 input.len()
             );
         }
     }
-    std::panic::set_hook(hook);
     eprintln!(
         "fuzz {name}: {n} cases, no panic, {:.1} s",
         t0.elapsed().as_secs_f64()

@@ -6,7 +6,7 @@
 //! keeps activations in f32, where candle's q8 kernels quantize activations too. Asserted:
 //! identical tokens (greedy and beam, batched) and step scores within 1e-4 of the reference.
 
-mod common;
+use crate::common;
 
 use common::*;
 use marian_wasm::generate::{generate, ready, Backend, GenerateOptions, Select};

@@ -3,7 +3,7 @@
 //! fixture (multi_target.json, made by scripts/make_fixtures.py: its references translate
 //! `>>fra<< text` and `>>eng<< text`), the option that puts the token there, and its errors.
 
-mod common;
+use crate::common;
 
 use common::*;
 use marian_wasm::generate::GenerateOptions;

@@ -2,7 +2,7 @@
 //! scripts/make_fixtures.py): tokenizer ids, decoded text, generated ids (greedy, beam,
 //! batched, max_length, length_penalty) and logits.
 
-mod common;
+use crate::common;
 
 use common::*;
 use marian_wasm::generate::{generate, top_k_of_row, GenerateOptions, Select};

@@ -1,7 +1,7 @@
 //! Streaming translation: the partial outputs only ever grow, each is a prefix of the final
 //! text, and the final text and ids are exactly what `translate` gives (greedy and beam).
 
-mod common;
+use crate::common;
 
 use marian_wasm::generate::GenerateOptions;
 use marian_wasm::package::quant::Quant;
