@@ -21,7 +21,7 @@ if [ "$mode" = cli ]; then
 fi
 echo "[run] CLI with the embedded default model:"
 printf 'A little girl is playing in the park.\n' | target/release/marian-wasm translate
-# Rebuild a wasm build only when a source file is newer than it (wasm-opt alone takes minutes):
+# Rebuild a wasm build only when a source file is newer than it (a build takes minutes):
 # www/pkg (one thread) and www/pkg-mt (threads; used when the page is cross-origin isolated, as
 # this server makes it), and their relaxed-SIMD twins (used where the browser runs relaxed SIMD;
 # built without wasm-opt: it would make them smaller, not faster, BENCHMARKS.md 2026-12-05 (late)).
