@@ -148,7 +148,7 @@ else
     [ "$RELAXED" = 1 ] && threads_flag+=(--enable-relaxed-simd)
     # -O2, not -O3: the same speed in Chromium (91-bench, q8, 1 thread: batch 1 154.7 / 163.6
     # tokens/s against 163.7 / 154.7, batch 16 255.0 / 252.9 against 258.7 / 247.9) in a quarter
-    # of the time (134 s against 538 s on a 2-core EPYC; BENCHMARKS.md 2026-12-07, CI time).
+    # of the time (134 s against 538 s on a 2-core EPYC; BENCHMARKS.md 2026-12-07 (third)).
     if "$WASM_OPT" -O2 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
         --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
         ${threads_flag[@]+"${threads_flag[@]}"} "$BG" -o "$BG.opt" 2>"$OUT_DIR/wasm-opt.log"; then

@@ -114,7 +114,8 @@ bash scripts/build-wasm.sh --threads
 
 # The relaxed-SIMD twins differ from the builds above in one kernel (only this crate is recompiled
 # for them): the suite checks their tokens, so it skips wasm-opt on them (it makes them smaller,
-# not faster), as scripts/run.sh does; they are marked (www/<build>/UNOPTIMIZED) and scripts/pack-npm.sh says so.
+# not faster), as scripts/run.sh does; they are marked (www/<build>/UNOPTIMIZED) and
+# scripts/pack-npm.sh says so.
 step "relaxed-SIMD wasm builds (SKIP_WASM_OPT=1 scripts/build-wasm.sh [--threads] --relaxed)"
 SKIP_WASM_OPT=1 bash scripts/build-wasm.sh --relaxed
 SKIP_WASM_OPT=1 bash scripts/build-wasm.sh --threads --relaxed

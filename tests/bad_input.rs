@@ -1,8 +1,6 @@
 //! Bad input gets a clear error naming the file and the problem, never a panic.
 
-use crate::common;
-
-use common::*;
+use crate::common::*;
 use marian_wasm::package::convert::convert;
 use marian_wasm::package::quant::Quant;
 use marian_wasm::translator::Piece;

@@ -2,9 +2,7 @@
 //! here): what it writes, replacing by URL, its errors, and that www/catalog.js's built-in entry
 //! is the committed default model's.
 
-use crate::common;
-
-use common::*;
+use crate::common::*;
 use marian_wasm::catalog::Catalog;
 use marian_wasm::package::convert::convert;
 use marian_wasm::package::quant::Quant;

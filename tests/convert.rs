@@ -2,9 +2,7 @@
 //! reproducible. (How close the result translates to transformers is tests/parity.rs's
 //! held-out test, whose q4 bounds nearest rounding does not reach.)
 
-use crate::common;
-
-use common::*;
+use crate::common::*;
 use marian_wasm::package::calibrate::{linear_input_grams, sampled_sentences};
 use marian_wasm::package::convert::{convert_with, ConvertOptions, Rounding};
 use marian_wasm::package::quant::Quant;

@@ -11,9 +11,7 @@
 //! extreme values. `MARIAN_FUZZ_CASES` (default 300 per target: CI's short seeded pass) scales
 //! the run, `MARIAN_FUZZ_SEED` picks the stream; `scripts/fuzz.sh` runs 1 M+ cases in all.
 
-use crate::common;
-
-use common::*;
+use crate::common::*;
 use marian_wasm::adapter::{Adapter, AdapterManifest, ADAPTER_FORMAT, ADAPTER_FORMAT_VERSION};
 use marian_wasm::finetune::pairs::parse_pairs;
 use marian_wasm::model::Marian;

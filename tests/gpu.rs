@@ -6,9 +6,7 @@
 //! keeps activations in f32, where candle's q8 kernels quantize activations too. Asserted:
 //! identical tokens (greedy and beam, batched) and step scores within 1e-4 of the reference.
 
-use crate::common;
-
-use common::*;
+use crate::common::*;
 use marian_wasm::generate::{generate, ready, Backend, GenerateOptions, Select};
 use marian_wasm::gpu::{F16Products, GpuContext, GpuMarian, KernelOptions};
 use marian_wasm::model::Marian;

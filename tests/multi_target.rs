@@ -3,9 +3,7 @@
 //! fixture (multi_target.json, made by scripts/make_fixtures.py: its references translate
 //! `>>fra<< text` and `>>eng<< text`), the option that puts the token there, and its errors.
 
-use crate::common;
-
-use common::*;
+use crate::common::*;
 use marian_wasm::generate::GenerateOptions;
 use marian_wasm::package::quant::Quant;
 use marian_wasm::Translator;

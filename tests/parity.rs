@@ -2,9 +2,7 @@
 //! scripts/make_fixtures.py): tokenizer ids, decoded text, generated ids (greedy, beam,
 //! batched, max_length, length_penalty) and logits.
 
-use crate::common;
-
-use common::*;
+use crate::common::*;
 use marian_wasm::generate::{generate, top_k_of_row, GenerateOptions, Select};
 use marian_wasm::package::convert::{convert_with, ConvertOptions};
 use marian_wasm::package::fidelity::Target;

@@ -1,7 +1,5 @@
 //! Shared helpers for the native integration tests: fixture discovery and conversion.
 
-#![allow(dead_code)]
-
 use marian_wasm::package::convert::convert;
 use marian_wasm::package::quant::Quant;
 use marian_wasm::{Package, Translator};
